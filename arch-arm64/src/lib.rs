@@ -1,0 +1,2 @@
+//! arch-arm64: irqcore backend (being built; see DESIGN.md).
+#![no_std]

@@ -1,0 +1,2 @@
+//! xen-evtchn: irqcore backend (being built; see DESIGN.md).
+#![no_std]

@@ -11,6 +11,9 @@ pub mod cpumask;
 pub mod error;
 pub mod ids;
 pub mod platform;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod stop_machine;
 
 pub use chip::{AffinitySet, ChipFlags, ChipLevel, IrqChip, IrqData, MsiMsg, TriggerType};
 pub use cpumask::{CpuMask, MAX_CPUS};

@@ -1,0 +1,1 @@
+//! Simulated multi-CPU platform (feature `sim`): threads play CPUs.

@@ -1,0 +1,2 @@
+//! Stop-machine: run a function on one CPU while every online CPU spins with
+//! interrupts off.

@@ -67,4 +67,29 @@ pub trait Platform: Sync {
     /// Wakes the interrupt thread of `action` on `irq`; the thread then calls
     /// [`IrqCore::run_thread`](crate::IrqCore::run_thread) once per wake-up.
     fn wake_thread(&self, irq: IrqNumber, action: ActionId);
+
+    /// Receives notable events (a line disabled as spurious, broken
+    /// affinity, an interrupt on a line without a handler). The default
+    /// ignores them; a kernel typically logs them.
+    fn report(&self, event: IrqEvent) {
+        let _ = event;
+    }
+}
+
+/// Events the core reports through [`Platform::report`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqEvent {
+    /// The spurious detector disabled the line ("nobody cared"): at least
+    /// 99,900 of the last 100,000 interrupts were unhandled. Recover with
+    /// [`IrqCore::reenable_spurious`](crate::IrqCore::reenable_spurious) once
+    /// the cause is fixed, or by installing another shared handler.
+    SpuriousDisabled(IrqNumber),
+    /// An interrupt arrived on an irq with no descriptor or the bad flow.
+    BadIrq(IrqNumber),
+    /// A per-CPU interrupt arrived on a CPU without a handler and was
+    /// disabled there.
+    SpuriousPerCpu(IrqNumber, CpuId),
+    /// A CPU went down and no CPU of the irq's affinity was left online: it
+    /// was moved to any online CPU.
+    AffinityBroken(IrqNumber),
 }

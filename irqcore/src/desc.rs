@@ -1,0 +1,247 @@
+//! The interrupt descriptor.
+//!
+//! Three separate state words, as in Linux, because mixing them is where
+//! flow-handler bugs come from:
+//! - [`IrqState`]: what the line is doing (trigger, masked, disabled,
+//!   in progress, per-CPU, managed, move pending, started);
+//! - [`IrqStatus`]: core-private event bookkeeping (pending, replay,
+//!   oneshot, spurious-disabled);
+//! - the disable depth, the actions, the affinity masks and the counters.
+//!
+//! Everything mutable sits behind the descriptor lock except the per-CPU
+//! counters, which only their own CPU writes.
+
+use crate::action::ActionList;
+use crate::chip::{ChipLevel, IrqData, TriggerType};
+use crate::cpumask::CpuMask;
+use crate::flow::FlowKind;
+use crate::ids::{CpuId, IrqNumber};
+use crate::action::DevId;
+use crate::sync::{AtomicU64, Ordering};
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use arrayvec::ArrayVec;
+use bitflags::bitflags;
+
+/// Maximum depth of a chip hierarchy (levels per irq).
+pub const MAX_LEVELS: usize = 4;
+
+bitflags! {
+    /// Line state (Linux's IRQD_* bits).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+    pub struct IrqState: u32 {
+        /// The driver disabled the line (logically off).
+        const DISABLED = 1 << 0;
+        /// The chip is masked (software cache of the hardware state).
+        const MASKED = 1 << 1;
+        /// A CPU is running the handlers right now.
+        const IN_PROGRESS = 1 << 2;
+        /// The line was started (first handler installed).
+        const STARTED = 1 << 3;
+        /// Per-CPU interrupt (percpu / percpu_devid flows).
+        const PER_CPU = 1 << 4;
+        /// Per-CPU interrupt with per-CPU enable state (PPIs, LAPIC timer).
+        const PER_CPU_DEVID = 1 << 5;
+        /// Affinity is managed by the kernel (spread over CPUs, shut down
+        /// when no CPU of its mask is online).
+        const AFFINITY_MANAGED = 1 << 6;
+        /// A deferred affinity change waits for a safe point.
+        const MOVE_PENDING = 1 << 7;
+        /// Level-triggered.
+        const LEVEL = 1 << 8;
+        /// Managed irq shut down because no CPU of its mask is online.
+        const MANAGED_SHUTDOWN = 1 << 9;
+        /// Do not start the line when a handler is requested.
+        const NO_AUTOEN = 1 << 10;
+        /// Mask at once on disable instead of lazily.
+        const DISABLE_UNLAZY = 1 << 11;
+        /// Fasteoi: remember an arrival while in progress elsewhere and
+        /// resend it (MSI/LPI after a move).
+        const RESEND_WHEN_IN_PROGRESS = 1 << 12;
+        /// Cannot be requested (chained parent lines).
+        const NO_REQUEST = 1 << 13;
+        /// Affinity can only be changed from the interrupt path (IOAPIC
+        /// without remapping): changes are always deferred to the next
+        /// arrival.
+        const MOVE_DEFERRED = 1 << 14;
+    }
+}
+
+bitflags! {
+    /// Core-private event status (Linux's IRQS_* bits).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+    pub struct IrqStatus: u32 {
+        /// An event arrived that must be (re)delivered.
+        const PENDING = 1 << 0;
+        /// A resend was issued and has not been consumed by the flow yet.
+        const REPLAY = 1 << 1;
+        /// Oneshot: keep the line masked until the threads finished.
+        const ONESHOT = 1 << 2;
+        /// Disabled by the spurious-interrupt detector.
+        const SPURIOUS_DISABLED = 1 << 3;
+    }
+}
+
+/// Mutable descriptor state, protected by the descriptor lock.
+pub(crate) struct DescInner {
+    pub(crate) levels: ArrayVec<ChipLevel, MAX_LEVELS>,
+    pub(crate) flow: FlowKind,
+    pub(crate) state: IrqState,
+    pub(crate) status: IrqStatus,
+    pub(crate) trigger: TriggerType,
+    pub(crate) depth: u32,
+    pub(crate) actions: ActionList,
+    /// CPU running the handlers while `IN_PROGRESS` is set.
+    pub(crate) in_progress_cpu: CpuId,
+    /// Bitmask of oneshot threads that have not finished yet.
+    pub(crate) threads_oneshot: u64,
+    /// Threads woken and not finished.
+    pub(crate) threads_active: u32,
+    pub(crate) affinity: CpuMask,
+    pub(crate) effective: CpuMask,
+    pub(crate) pending_mask: CpuMask,
+    pub(crate) percpu_enabled: CpuMask,
+    pub(crate) irq_count: u32,
+    pub(crate) irqs_unhandled: u32,
+    pub(crate) spurious_reports: u32,
+    pub(crate) tot_count: u64,
+    pub(crate) name: &'static str,
+}
+
+impl DescInner {
+    pub(crate) fn new() -> Self {
+        Self {
+            levels: ArrayVec::new(),
+            flow: FlowKind::Bad,
+            state: IrqState::DISABLED | IrqState::MASKED,
+            status: IrqStatus::empty(),
+            trigger: TriggerType::None,
+            depth: 1,
+            actions: ActionList::empty(),
+            in_progress_cpu: CpuId(0),
+            threads_oneshot: 0,
+            threads_active: 0,
+            affinity: CpuMask::new(),
+            effective: CpuMask::new(),
+            pending_mask: CpuMask::new(),
+            percpu_enabled: CpuMask::new(),
+            irq_count: 0,
+            irqs_unhandled: 0,
+            spurious_reports: 0,
+            tot_count: 0,
+            name: "",
+        }
+    }
+
+    /// Chip view of the outermost level (`None` without a chip).
+    pub(crate) fn data(&self, irq: IrqNumber) -> Option<IrqData<'_>> {
+        if self.levels.is_empty() {
+            None
+        } else {
+            Some(IrqData::new(irq, &self.levels))
+        }
+    }
+}
+
+/// An interrupt descriptor: one per allocated irq number.
+pub struct IrqDesc {
+    pub(crate) irq: IrqNumber,
+    pub(crate) inner: spin::Mutex<DescInner>,
+    /// Per-CPU interrupt counts. Only CPU `i` writes slot `i` (with its
+    /// interrupts off), so a plain load/store suffices; readers may see a
+    /// slightly old value.
+    pub(crate) counts: Box<[AtomicU64]>,
+}
+
+impl IrqDesc {
+    pub(crate) fn new(irq: IrqNumber, nr_cpus: usize) -> Self {
+        Self {
+            irq,
+            inner: spin::Mutex::new(DescInner::new()),
+            counts: (0..nr_cpus).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// The irq number of this descriptor.
+    pub fn irq(&self) -> IrqNumber {
+        self.irq
+    }
+
+    /// Counts one interrupt on `cpu`.
+    #[inline]
+    pub(crate) fn count_on(&self, cpu: CpuId) {
+        if let Some(c) = self.counts.get(cpu.index()) {
+            c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Interrupts handled on `cpu` so far.
+    pub fn count(&self, cpu: CpuId) -> u64 {
+        self.counts.get(cpu.index()).map(|c| c.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    pub(crate) fn snapshot(&self) -> DescSnapshot {
+        let g = self.inner.lock();
+        DescSnapshot {
+            irq: self.irq,
+            flow: g.flow,
+            state: g.state,
+            status: g.status,
+            trigger: g.trigger,
+            depth: g.depth,
+            handlers: g.actions.iter().map(|a| (a.name, a.dev_id)).collect(),
+            affinity: g.affinity,
+            effective_affinity: g.effective,
+            percpu_enabled: g.percpu_enabled,
+            chips: g.levels.iter().map(|l| (l.chip.clone(), l.hwirq)).map(|(c, h)| (ChipName(c), h)).collect(),
+            counts: self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+        }
+    }
+}
+
+/// A chip identity inside a snapshot (compared by pointer, shown by name).
+#[derive(Clone)]
+pub struct ChipName(Arc<dyn crate::chip::IrqChip>);
+
+impl PartialEq for ChipName {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for ChipName {}
+impl core::fmt::Debug for ChipName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+/// A consistent copy of a descriptor's observable state, for diagnostics and
+/// for tests that check an operation left the descriptor unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescSnapshot {
+    /// The irq number.
+    pub irq: IrqNumber,
+    /// Flow handler.
+    pub flow: FlowKind,
+    /// Line state bits.
+    pub state: IrqState,
+    /// Event status bits.
+    pub status: IrqStatus,
+    /// Trigger type.
+    pub trigger: TriggerType,
+    /// Disable depth.
+    pub depth: u32,
+    /// Installed handlers: (name, device id), in call order.
+    pub handlers: Vec<(&'static str, DevId)>,
+    /// Requested affinity.
+    pub affinity: CpuMask,
+    /// Affinity the hardware really targets.
+    pub effective_affinity: CpuMask,
+    /// CPUs on which a per-CPU irq is enabled.
+    pub percpu_enabled: CpuMask,
+    /// The chip stack, outermost first.
+    pub chips: Vec<(ChipName, crate::ids::HwIrq)>,
+    /// Per-CPU counts.
+    pub counts: Vec<u64>,
+}

@@ -1,0 +1,534 @@
+//! Flow handlers: how an interrupt travels from the chip to the handlers.
+//!
+//! The semantics are Linux's (see the reference sheet, §2), in our words:
+//!
+//! - **edge**: ack first so a new edge can latch while the handlers run; an
+//!   edge that arrives while the line is being handled on another CPU (or is
+//!   disabled) is recorded as PENDING and the line is mask-acked; the CPU
+//!   running the handlers sees PENDING, unmasks and runs them again. No edge
+//!   is lost.
+//! - **level**: mask-ack first; if the line is busy elsewhere or disabled,
+//!   just return: the source is still asserted and fires again when the line
+//!   is unmasked. For sources that are logically edges (Xen event channels)
+//!   this *loses* events, which is why they must use the edge flow.
+//! - **fasteoi**: controllers with an EOI (GIC, IOAPIC+LAPIC); mask only for
+//!   oneshot; an arrival while busy elsewhere is remembered only with
+//!   `RESEND_WHEN_IN_PROGRESS` (MSI/LPI after a move) and then resent.
+//! - **percpu**, **percpu_devid**: no lock, no in-progress tracking: each CPU
+//!   has its own instance of the interrupt.
+//! - **simple**: no chip calls (demultiplexed children).
+//! - **bad**: counted and reported, nothing else.
+//!
+//! Migration live-lock avoidance (Linux 6.17): an edge irq that has a single
+//! target and arrives on that target while the *old* target still runs its
+//! handlers waits for the old CPU to finish instead of masking and leaving
+//! the old CPU to loop. Without it a high-rate device can keep the old CPU
+//! looping and the new one masking forever.
+
+use crate::chip::ChipFlags;
+use crate::instance::IrqCore;
+use crate::desc::{DescInner, IrqDesc, IrqState, IrqStatus};
+use crate::error::IrqError;
+use crate::ids::{CpuId, IrqNumber};
+use crate::action::IrqReturn;
+use crate::platform::{ActionId, IrqEvent, Platform};
+use spin::MutexGuard;
+
+/// Which flow handler an irq uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FlowKind {
+    /// Edge-triggered lines.
+    Edge,
+    /// Level-triggered lines.
+    Level,
+    /// Controllers with an end-of-interrupt (GIC SPIs, IOAPIC via LAPIC).
+    FastEoi,
+    /// Per-CPU lines (IPIs, Xen per-vCPU events).
+    PerCpu,
+    /// Per-CPU lines with per-CPU enable state (GIC PPIs, LAPIC timer).
+    PerCpuDevId,
+    /// No chip interaction (software or demultiplexed irqs).
+    Simple,
+    /// Not set up: count and report.
+    Bad,
+}
+
+impl FlowKind {
+    /// Name shown in the interrupt table.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FlowKind::Edge => "edge",
+            FlowKind::Level => "level",
+            FlowKind::FastEoi => "fasteoi",
+            FlowKind::PerCpu => "percpu",
+            FlowKind::PerCpuDevId => "percpu_devid",
+            FlowKind::Simple => "simple",
+            FlowKind::Bad => "bad",
+        }
+    }
+}
+
+/// Spurious detector window and threshold (Linux's values).
+pub(crate) const SPURIOUS_WINDOW: u32 = 100_000;
+pub(crate) const SPURIOUS_THRESHOLD: u32 = 99_900;
+
+type Guard<'a> = MutexGuard<'a, DescInner>;
+
+impl<P: Platform> IrqCore<P> {
+    /// The dispatcher: handles one arrival of `irq` on the calling CPU.
+    ///
+    /// Call it from the interrupt entry with local interrupts disabled, after
+    /// translating the vector/INTID/port to the irq number. It never
+    /// allocates and takes no lock but `irq`'s own descriptor lock.
+    pub fn handle_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        let cpu = self.platform.current_cpu();
+        let epoch = self.epochs.get(cpu.index()).filter(|_| cpu.0 < self.nr_cpus).ok_or(IrqError::BadCpu(cpu))?;
+        epoch.enter();
+        let r = match self.store.lookup(irq) {
+            Some(desc) => {
+                self.run_flow(desc, cpu);
+                Ok(())
+            }
+            None => {
+                self.platform.report(IrqEvent::BadIrq(irq));
+                Err(IrqError::UnknownIrq(irq))
+            }
+        };
+        epoch.exit();
+        r
+    }
+
+    /// Replays `irq` after [`Platform::schedule_resend`]. Same context rules
+    /// as [`IrqCore::handle_irq`].
+    pub fn handle_sw_resend(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        self.handle_irq(irq)
+    }
+
+    fn run_flow(&self, desc: &IrqDesc, cpu: CpuId) {
+        // The flow is read under the lock by each handler; a racing set_chip
+        // is refused while handlers exist, so this read is only a dispatch
+        // hint.
+        let flow = desc.inner.lock().flow;
+        match flow {
+            FlowKind::Edge => self.flow_edge(desc, cpu),
+            FlowKind::Level => self.flow_level(desc, cpu),
+            FlowKind::FastEoi => self.flow_fasteoi(desc, cpu),
+            FlowKind::PerCpu => self.flow_percpu(desc, cpu, false),
+            FlowKind::PerCpuDevId => self.flow_percpu(desc, cpu, true),
+            FlowKind::Simple => self.flow_simple(desc, cpu),
+            FlowKind::Bad => {
+                desc.count_on(cpu);
+                self.platform.report(IrqEvent::BadIrq(desc.irq));
+            }
+        }
+    }
+
+    /// May this CPU run the handlers now? Handles the in-progress-elsewhere
+    /// case, including the edge live-lock wait. Returns the (possibly
+    /// re-taken) guard and the answer.
+    fn can_handle_pm<'a>(&self, desc: &'a IrqDesc, mut g: Guard<'a>, cpu: CpuId, edge: bool) -> (Guard<'a>, bool) {
+        if !g.state.contains(IrqState::IN_PROGRESS) {
+            return (g, true);
+        }
+        let single_target_here = g.effective.weight() == 1 && g.effective.first() == Some(cpu);
+        if edge && single_target_here && g.in_progress_cpu != cpu {
+            // The irq was just moved here while the old CPU still handles it:
+            // wait for it rather than bouncing PENDING back and forth.
+            while g.state.contains(IrqState::IN_PROGRESS) {
+                drop(g);
+                self.platform.cpu_relax();
+                g = desc.inner.lock();
+            }
+            let ok = !g.state.contains(IrqState::DISABLED) && !g.actions.is_empty();
+            return (g, ok);
+        }
+        (g, false)
+    }
+
+    /// Are there handlers and is the line enabled? If not, records PENDING.
+    fn can_handle_actions(g: &mut DescInner) -> bool {
+        g.status.remove(IrqStatus::REPLAY);
+        if g.actions.is_empty() || g.state.contains(IrqState::DISABLED) {
+            g.status.insert(IrqStatus::PENDING);
+            return false;
+        }
+        true
+    }
+
+    fn mask(irq: IrqNumber, g: &mut DescInner) {
+        if !g.state.contains(IrqState::MASKED) {
+            if let Some(d) = g.data(irq) {
+                g.levels[0].chip.mask(&d);
+            }
+            g.state.insert(IrqState::MASKED);
+        }
+    }
+
+    fn unmask(irq: IrqNumber, g: &mut DescInner) {
+        if g.state.contains(IrqState::MASKED) {
+            if let Some(d) = g.data(irq) {
+                g.levels[0].chip.unmask(&d);
+            }
+            g.state.remove(IrqState::MASKED);
+        }
+    }
+
+    fn mask_ack(irq: IrqNumber, g: &mut DescInner) {
+        if let Some(d) = g.data(irq) {
+            let chip = &g.levels[0].chip;
+            if g.state.contains(IrqState::MASKED) {
+                chip.ack(&d);
+            } else {
+                chip.mask_ack(&d);
+            }
+        }
+        g.state.insert(IrqState::MASKED);
+    }
+
+    fn ack(irq: IrqNumber, g: &DescInner) {
+        if let Some(d) = g.data(irq) {
+            g.levels[0].chip.ack(&d);
+        }
+    }
+
+    fn eoi(irq: IrqNumber, g: &DescInner) {
+        if let Some(d) = g.data(irq) {
+            g.levels[0].chip.eoi(&d);
+        }
+    }
+
+    fn cond_eoi(irq: IrqNumber, g: &DescInner) {
+        let flags = g.levels.first().map(|l| l.chip.flags()).unwrap_or_default();
+        if !flags.contains(ChipFlags::EOI_IF_HANDLED) {
+            Self::eoi(irq, g);
+        }
+    }
+
+    /// Runs the handlers with the lock dropped: clears PENDING, sets
+    /// IN_PROGRESS, runs every action, wakes threads, re-takes the lock,
+    /// clears IN_PROGRESS, records woken oneshot threads and feeds the
+    /// spurious detector. A thread that finishes before we re-take the lock
+    /// waits for IN_PROGRESS to clear before it finalises (`run_thread`), so
+    /// the bookkeeping below cannot race with it.
+    fn handle_irq_event<'a>(&self, desc: &'a IrqDesc, mut g: Guard<'a>, cpu: CpuId) -> (Guard<'a>, IrqReturn) {
+        g.status.remove(IrqStatus::PENDING);
+        g.state.insert(IrqState::IN_PROGRESS);
+        g.in_progress_cpu = cpu;
+        let actions = g.actions.clone();
+        drop(g);
+        let (ret, woken_mask, woken) = self.run_actions(desc.irq, &actions);
+        let mut g = desc.inner.lock();
+        if woken != 0 {
+            g.threads_active += woken;
+            if g.status.contains(IrqStatus::ONESHOT) {
+                g.threads_oneshot |= woken_mask;
+            }
+        }
+        g.state.remove(IrqState::IN_PROGRESS);
+        self.note_interrupt(desc.irq, &mut g, ret);
+        drop(actions);
+        (g, ret)
+    }
+
+    /// Calls every handler and wakes the threads that asked for it; returns
+    /// the combined result and the woken threads' oneshot mask and count.
+    fn run_actions(&self, irq: IrqNumber, actions: &crate::action::ActionList) -> (IrqReturn, u64, u32) {
+        let mut ret = IrqReturn::NONE;
+        let (mut mask, mut n) = (0u64, 0u32);
+        for a in actions.iter() {
+            let r = a.handler.handle(irq);
+            if r.contains(IrqReturn::WAKE_THREAD) && a.threaded() && a.mark_run_thread() {
+                mask |= a.thread_mask;
+                n += 1;
+                self.platform.wake_thread(irq, a.id);
+            }
+            ret = ret | r;
+        }
+        (ret, mask, n)
+    }
+
+    fn flow_edge(&self, desc: &IrqDesc, cpu: CpuId) {
+        let irq = desc.irq;
+        let g = desc.inner.lock();
+        let (mut g, ok) = self.can_handle_pm(desc, g, cpu, true);
+        if !ok || !Self::can_handle_actions(&mut g) {
+            g.status.insert(IrqStatus::PENDING);
+            Self::mask_ack(irq, &mut g);
+            return;
+        }
+        desc.count_on(cpu);
+        g.tot_count += 1;
+        Self::ack(irq, &g);
+        loop {
+            if g.actions.is_empty() {
+                Self::mask(irq, &mut g);
+                break;
+            }
+            if g.status.contains(IrqStatus::PENDING)
+                && g.state.contains(IrqState::MASKED)
+                && !g.state.contains(IrqState::DISABLED)
+            {
+                Self::unmask(irq, &mut g);
+            }
+            let (ng, _) = self.handle_irq_event(desc, g, cpu);
+            g = ng;
+            if !(g.status.contains(IrqStatus::PENDING) && !g.state.contains(IrqState::DISABLED)) {
+                break;
+            }
+        }
+        self.move_pending(irq, &mut g);
+    }
+
+    fn flow_level(&self, desc: &IrqDesc, cpu: CpuId) {
+        let irq = desc.irq;
+        let mut g = desc.inner.lock();
+        Self::mask_ack(irq, &mut g);
+        let (mut g, ok) = self.can_handle_pm(desc, g, cpu, false);
+        if !ok || !Self::can_handle_actions(&mut g) {
+            // The source is still asserted: whoever unmasks gets it again.
+            return;
+        }
+        desc.count_on(cpu);
+        g.tot_count += 1;
+        let (mut g, _) = self.handle_irq_event(desc, g, cpu);
+        self.move_pending(irq, &mut g);
+        Self::cond_unmask(irq, &mut g);
+    }
+
+    fn cond_unmask(irq: IrqNumber, g: &mut DescInner) {
+        if !g.state.contains(IrqState::DISABLED) && g.state.contains(IrqState::MASKED) && g.threads_oneshot == 0 {
+            Self::unmask(irq, g);
+        }
+    }
+
+    fn flow_fasteoi(&self, desc: &IrqDesc, cpu: CpuId) {
+        let irq = desc.irq;
+        let g = desc.inner.lock();
+        let (mut g, ok) = self.can_handle_pm(desc, g, cpu, false);
+        if !ok {
+            if g.state.contains(IrqState::RESEND_WHEN_IN_PROGRESS) {
+                g.status.insert(IrqStatus::PENDING);
+            }
+            Self::cond_eoi(irq, &g);
+            return;
+        }
+        if !Self::can_handle_actions(&mut g) {
+            Self::mask(irq, &mut g);
+            Self::cond_eoi(irq, &g);
+            return;
+        }
+        desc.count_on(cpu);
+        g.tot_count += 1;
+        let oneshot = g.status.contains(IrqStatus::ONESHOT);
+        if oneshot {
+            Self::mask(irq, &mut g);
+        }
+        let (mut g, _) = self.handle_irq_event(desc, g, cpu);
+        self.move_pending(irq, &mut g);
+        if !oneshot {
+            Self::eoi(irq, &g);
+        } else if !g.state.contains(IrqState::DISABLED)
+            && g.state.contains(IrqState::MASKED)
+            && g.threads_oneshot == 0
+        {
+            Self::eoi(irq, &g);
+            Self::unmask(irq, &mut g);
+        } else {
+            let flags = g.levels.first().map(|l| l.chip.flags()).unwrap_or_default();
+            if !flags.contains(ChipFlags::EOI_THREADED) {
+                Self::eoi(irq, &g);
+            }
+        }
+        if g.status.contains(IrqStatus::PENDING) {
+            self.check_irq_resend(irq, &mut g, false);
+        }
+    }
+
+    fn flow_simple(&self, desc: &IrqDesc, cpu: CpuId) {
+        let g = desc.inner.lock();
+        let (mut g, ok) = self.can_handle_pm(desc, g, cpu, false);
+        if !ok {
+            if g.state.contains(IrqState::RESEND_WHEN_IN_PROGRESS) {
+                g.status.insert(IrqStatus::PENDING);
+            }
+            return;
+        }
+        if !Self::can_handle_actions(&mut g) {
+            return;
+        }
+        desc.count_on(cpu);
+        g.tot_count += 1;
+        let _ = self.handle_irq_event(desc, g, cpu);
+    }
+
+    fn flow_percpu(&self, desc: &IrqDesc, cpu: CpuId, devid: bool) {
+        let irq = desc.irq;
+        desc.count_on(cpu);
+        // Per-CPU irqs are not serialised across CPUs: take the lock only to
+        // read the chip and the action list, never across the handlers.
+        let (actions, enabled_here) = {
+            let g = desc.inner.lock();
+            Self::ack(irq, &g);
+            (g.actions.clone(), g.percpu_enabled.contains(cpu))
+        };
+        if actions.is_empty() {
+            if devid && enabled_here {
+                let mut g = desc.inner.lock();
+                if let Some(d) = g.data(irq) {
+                    let chip = &g.levels[0].chip;
+                    if !chip.disable(&d) {
+                        chip.mask(&d);
+                    }
+                }
+                g.percpu_enabled.clear(cpu);
+                drop(g);
+                self.platform.report(IrqEvent::SpuriousPerCpu(irq, cpu));
+            }
+        } else if devid {
+            if let Some(a) = actions.iter().next() {
+                let r = a.handler.handle(irq);
+                if r.contains(IrqReturn::WAKE_THREAD) && a.threaded() && a.mark_run_thread() {
+                    self.platform.wake_thread(irq, a.id);
+                }
+            }
+        } else {
+            self.run_actions(irq, &actions);
+        }
+        let g = desc.inner.lock();
+        Self::eoi(irq, &g);
+        drop(g);
+        drop(actions);
+    }
+
+    /// Runs the thread function of `action` on `irq` (called by the
+    /// platform's interrupt thread after [`Platform::wake_thread`]), then
+    /// finalises oneshot: the line is unmasked once the last oneshot thread
+    /// is done.
+    pub fn run_thread(&self, irq: IrqNumber, action: ActionId) -> Result<(), IrqError> {
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let a = {
+            let _irq = self.irq_save();
+            let g = desc.inner.lock();
+            g.actions.iter().find(|a| a.id == action).cloned()
+        };
+        let Some(a) = a else {
+            return Err(IrqError::NoSuchHandler(irq));
+        };
+        let mut handled = IrqReturn::NONE;
+        while a.run_thread.swap(false, crate::sync::Ordering::AcqRel) {
+            handled = handled | a.handler.thread(irq);
+        }
+        let _ = handled;
+        // Finalise: never unmask while a hard handler runs on some CPU (it
+        // could be about to mask again).
+        loop {
+            let _irq = self.irq_save();
+            let mut g = desc.inner.lock();
+            if g.state.contains(IrqState::IN_PROGRESS) {
+                drop(g);
+                drop(_irq);
+                self.platform.cpu_relax();
+                continue;
+            }
+            if a.run_thread.load(crate::sync::Ordering::Acquire) {
+                // Woken again meanwhile: the next run finalises.
+                break;
+            }
+            g.threads_active = g.threads_active.saturating_sub(1);
+            if g.threads_oneshot & a.thread_mask != 0 {
+                g.threads_oneshot &= !a.thread_mask;
+                if g.threads_oneshot == 0
+                    && g.state.contains(IrqState::MASKED)
+                    && !g.state.contains(IrqState::DISABLED)
+                {
+                    let flags = g.levels.first().map(|l| l.chip.flags()).unwrap_or_default();
+                    if flags.contains(ChipFlags::EOI_THREADED) {
+                        Self::eoi(irq, &g);
+                    }
+                    Self::unmask(irq, &mut g);
+                }
+            }
+            break;
+        }
+        Ok(())
+    }
+
+    /// Applies a deferred affinity change at a safe point: the handlers are
+    /// not running and the line is acked.
+    pub(crate) fn move_pending(&self, irq: IrqNumber, g: &mut DescInner) {
+        if !g.state.contains(IrqState::MOVE_PENDING) || g.state.contains(IrqState::IN_PROGRESS) {
+            return;
+        }
+        g.state.remove(IrqState::MOVE_PENDING);
+        let mask = g.pending_mask.and(&self.online_cpus());
+        if mask.is_empty() {
+            return;
+        }
+        let was_masked = g.state.contains(IrqState::MASKED);
+        if !was_masked {
+            Self::mask(irq, g);
+        }
+        if let Some(d) = g.data(irq) {
+            if let Ok(r) = g.levels[0].chip.set_affinity(&d, &mask, false) {
+                g.affinity = g.pending_mask;
+                g.effective = r.effective();
+            }
+        }
+        if !was_masked {
+            Self::unmask(irq, g);
+        }
+    }
+
+    /// Replays an event recorded as PENDING: hardware retrigger if a chip
+    /// of the stack can, software resend through the platform otherwise.
+    /// Level lines are never resent (the hardware re-asserts them).
+    pub(crate) fn check_irq_resend(&self, irq: IrqNumber, g: &mut DescInner, inject: bool) {
+        if g.state.contains(IrqState::LEVEL) {
+            g.status.remove(IrqStatus::PENDING);
+            return;
+        }
+        if g.status.contains(IrqStatus::REPLAY) {
+            return;
+        }
+        if !g.status.contains(IrqStatus::PENDING) && !inject {
+            return;
+        }
+        g.status.remove(IrqStatus::PENDING);
+        let hw = g.data(irq).is_some_and(|d| d.retrigger_hierarchy());
+        if !hw {
+            self.platform.schedule_resend(irq);
+        }
+        g.status.insert(IrqStatus::REPLAY);
+    }
+
+    /// The unhandled-interrupt detector: over every window of 100,000
+    /// interrupts, if at least 99,900 were unhandled the line is stuck
+    /// ("nobody cared"): disable it and report.
+    fn note_interrupt(&self, irq: IrqNumber, g: &mut DescInner, ret: IrqReturn) {
+        if g.state.contains(IrqState::PER_CPU) {
+            return;
+        }
+        if !ret.handled() {
+            g.irqs_unhandled += 1;
+        }
+        g.irq_count += 1;
+        if g.irq_count < SPURIOUS_WINDOW {
+            return;
+        }
+        if g.irqs_unhandled >= SPURIOUS_THRESHOLD {
+            g.status.insert(IrqStatus::SPURIOUS_DISABLED);
+            g.depth = g.depth.saturating_add(1);
+            Self::irq_disable_masked(irq, g);
+            g.spurious_reports += 1;
+            self.platform.report(IrqEvent::SpuriousDisabled(irq));
+        }
+        g.irq_count = 0;
+        g.irqs_unhandled = 0;
+    }
+
+    fn irq_disable_masked(irq: IrqNumber, g: &mut DescInner) {
+        g.state.insert(IrqState::DISABLED);
+        Self::mask(irq, g);
+    }
+}

@@ -1,0 +1,108 @@
+//! Grace periods for lock-free descriptor lookup.
+//!
+//! # The scheme
+//!
+//! Every CPU owns one [`CpuEpoch`] slot: a sequence counter that is odd while
+//! the CPU is inside a *read-side section* (dispatching an interrupt or
+//! running a core API call that dereferences a looked-up descriptor) and even
+//! otherwise, plus a nesting depth so that an interrupt arriving during a
+//! process-context section nests correctly (interrupts on one CPU strictly
+//! nest, so the depth and the counter are only ever touched by their CPU).
+//!
+//! A writer that wants to reclaim an object first *unpublishes* it (stores
+//! null where readers load the pointer), then waits for a grace period:
+//! it snapshots every slot and, for each CPU whose counter was odd, spins
+//! until the counter changes.
+//!
+//! # Why it is sound
+//!
+//! All counter updates, the unpublishing store and the readers' pointer loads
+//! are `SeqCst`, so they lie in one total order. A reader that obtained the
+//! object loaded the pointer *before* the unpublishing store in that order
+//! (later loads see null). Its section began (counter made odd) before that
+//! load. If the section had already ended before the writer's snapshot, the
+//! reader no longer holds the pointer. Otherwise the snapshot reads the odd
+//! value of this very section (the counter cannot have been even-then-odd
+//! again without ending the section), and the writer waits until the counter
+//! moves on, i.e. until that section has ended. Either way, when the wait
+//! returns no reader can still hold the pointer, and a reader starting later
+//! cannot find it. This is quiescent-state based reclamation with explicit
+//! per-CPU quiescent states; it needs no timer and no help from the platform.
+//!
+//! A CPU cannot wait for its own section: a writer that is itself inside a
+//! section (for example freeing from a handler) waits for the other CPUs and
+//! parks the object on a retire list that a later writer, outside any
+//! section, reclaims after a full grace period.
+
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// One CPU's read-side state, padded to a cache line so that CPUs never
+/// share a line on the dispatch path.
+#[repr(align(64))]
+pub(crate) struct CpuEpoch {
+    seq: AtomicU64,
+    depth: AtomicU32,
+}
+
+impl CpuEpoch {
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            depth: AtomicU32::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            depth: AtomicU32::new(0),
+        }
+    }
+
+    /// Enters a read-side section on the owning CPU.
+    pub(crate) fn enter(&self) {
+        let d = self.depth.load(Ordering::Relaxed);
+        self.depth.store(d + 1, Ordering::Relaxed);
+        if d == 0 {
+            self.seq.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Leaves a read-side section on the owning CPU.
+    pub(crate) fn exit(&self) {
+        let d = self.depth.load(Ordering::Relaxed);
+        if d == 1 {
+            self.seq.fetch_add(1, Ordering::SeqCst);
+        }
+        self.depth.store(d.saturating_sub(1), Ordering::Relaxed);
+    }
+
+    /// Whether the owning CPU is inside a section (only meaningful when
+    /// called on the owning CPU).
+    pub(crate) fn in_section(&self) -> bool {
+        self.depth.load(Ordering::Relaxed) != 0
+    }
+
+    /// Waits until the section that was running at the time of the call (if
+    /// any) has ended. `relax` is called while spinning.
+    pub(crate) fn wait_quiescent(&self, relax: &dyn Fn()) {
+        let s = self.seq.load(Ordering::SeqCst);
+        if s % 2 == 1 {
+            while self.seq.load(Ordering::SeqCst) == s {
+                relax();
+            }
+        }
+    }
+}
+
+/// Waits for a grace period over `slots`, skipping the caller's own slot
+/// (`skip`), which the caller handles (see the module docs).
+pub(crate) fn synchronize(slots: &[CpuEpoch], skip: Option<usize>, relax: &dyn Fn()) {
+    for (i, s) in slots.iter().enumerate() {
+        if Some(i) != skip {
+            s.wait_quiescent(relax);
+        }
+    }
+}

@@ -1,0 +1,885 @@
+//! [`IrqCore`]: the instance a kernel places in a `static` and calls into.
+
+use crate::action::{Action, DevId, IrqRequest, RequestFlags};
+use crate::chip::{ChipFlags, ChipLevel, IrqData, TriggerType};
+use crate::cpumask::{CpuMask, MAX_CPUS};
+use crate::desc::{DescSnapshot, IrqDesc, IrqState, IrqStatus, MAX_LEVELS};
+use crate::error::IrqError;
+use crate::flow::FlowKind;
+use crate::grace::{self, CpuEpoch};
+use crate::ids::{CpuId, IrqNumber};
+use crate::platform::{ActionId, IrqFlags, Platform};
+use crate::store::{DescStore, SparseGuard, DEFAULT_CAPACITY};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use arrayvec::ArrayVec;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// Build-time configuration of an [`IrqCore`].
+#[derive(Clone, Copy, Debug)]
+pub struct CoreConfig {
+    /// Number of irq numbers the store can hold (at most 1,048,576).
+    pub capacity: u32,
+    /// Number of CPU ids the kernel may use (sizes the per-CPU counters of
+    /// every descriptor; at most [`MAX_CPUS`]).
+    pub nr_cpus: u32,
+}
+
+impl CoreConfig {
+    /// 65,536 irq numbers, 64 CPUs.
+    pub const DEFAULT: CoreConfig = CoreConfig {
+        capacity: DEFAULT_CAPACITY,
+        nr_cpus: 64,
+    };
+}
+
+/// The interrupt core: descriptor store, flows, handlers, affinity.
+///
+/// Create one per kernel (a `static` works: the constructor is `const`) or
+/// many in tests.
+pub struct IrqCore<P: Platform> {
+    pub(crate) platform: P,
+    pub(crate) store: DescStore,
+    pub(crate) epochs: [CpuEpoch; MAX_CPUS],
+    pub(crate) nr_cpus: u32,
+    online: [AtomicU64; MAX_CPUS / 64],
+    next_dev_id: AtomicUsize,
+    next_action_id: AtomicU32,
+    pub(crate) stop: crate::stop_machine::StopMachine,
+}
+
+/// Restores the saved local interrupt state on drop.
+pub(crate) struct IrqSave<'a, P: Platform> {
+    platform: &'a P,
+    flags: IrqFlags,
+}
+
+impl<P: Platform> Drop for IrqSave<'_, P> {
+    fn drop(&mut self) {
+        self.platform.local_irq_restore(self.flags);
+    }
+}
+
+/// A read-side section: descriptors looked up inside it stay valid.
+pub(crate) struct Section<'a> {
+    epoch: &'a CpuEpoch,
+}
+
+impl Drop for Section<'_> {
+    fn drop(&mut self) {
+        self.epoch.exit();
+    }
+}
+
+impl<P: Platform> IrqCore<P> {
+    /// A core with the default configuration.
+    pub const fn new(platform: P) -> Self {
+        Self::with_config(platform, CoreConfig::DEFAULT)
+    }
+
+    /// A core with `config`.
+    pub const fn with_config(platform: P, config: CoreConfig) -> Self {
+        let nr = if config.nr_cpus as usize > MAX_CPUS || config.nr_cpus == 0 {
+            MAX_CPUS as u32
+        } else {
+            config.nr_cpus
+        };
+        Self {
+            platform,
+            store: DescStore::new(config.capacity),
+            epochs: [const { CpuEpoch::new() }; MAX_CPUS],
+            nr_cpus: nr,
+            online: [const { AtomicU64::new(0) }; MAX_CPUS / 64],
+            next_dev_id: AtomicUsize::new(usize::MAX / 2),
+            next_action_id: AtomicU32::new(1),
+            stop: crate::stop_machine::StopMachine::new(),
+        }
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// Number of CPU ids (per-CPU counter slots).
+    pub fn nr_cpus(&self) -> u32 {
+        self.nr_cpus
+    }
+
+    // ----- online CPUs ------------------------------------------------------
+
+    /// The CPUs currently online.
+    pub fn online_cpus(&self) -> CpuMask {
+        let mut m = CpuMask::new();
+        for (w, a) in self.online.iter().enumerate() {
+            let bits = a.load(Ordering::Acquire);
+            for b in 0..64 {
+                if bits & (1 << b) != 0 {
+                    m.set(CpuId((w * 64 + b) as u32));
+                }
+            }
+        }
+        m
+    }
+
+    /// Whether `cpu` is online.
+    pub fn cpu_online(&self, cpu: CpuId) -> bool {
+        let i = cpu.index();
+        i < MAX_CPUS && self.online[i / 64].load(Ordering::Acquire) & (1 << (i % 64)) != 0
+    }
+
+    /// Marks `cpu` online or offline without running hotplug phases. Meant
+    /// for the boot CPU at early init (and for tests); use the hotplug API
+    /// for every later change.
+    pub fn set_cpu_online(&self, cpu: CpuId, online: bool) -> Result<(), IrqError> {
+        let i = cpu.index();
+        if i >= self.nr_cpus as usize {
+            return Err(IrqError::BadCpu(cpu));
+        }
+        if online {
+            self.online[i / 64].fetch_or(1 << (i % 64), Ordering::AcqRel);
+        } else {
+            self.online[i / 64].fetch_and(!(1 << (i % 64)), Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    // ----- contexts ---------------------------------------------------------
+
+    pub(crate) fn irq_save(&self) -> IrqSave<'_, P> {
+        IrqSave {
+            platform: &self.platform,
+            flags: self.platform.local_irq_save(),
+        }
+    }
+
+    pub(crate) fn cpu_index(&self) -> Result<usize, IrqError> {
+        let cpu = self.platform.current_cpu();
+        if cpu.index() < self.nr_cpus as usize {
+            Ok(cpu.index())
+        } else {
+            Err(IrqError::BadCpu(cpu))
+        }
+    }
+
+    pub(crate) fn section(&self) -> Result<Section<'_>, IrqError> {
+        let epoch = &self.epochs[self.cpu_index()?];
+        epoch.enter();
+        Ok(Section { epoch })
+    }
+
+    /// Looks up `irq` inside `section`.
+    pub(crate) fn desc<'s>(&'s self, _section: &'s Section<'_>, irq: IrqNumber) -> Result<&'s IrqDesc, IrqError> {
+        self.store.lookup(irq).ok_or(IrqError::UnknownIrq(irq))
+    }
+
+    // ----- store ------------------------------------------------------------
+
+    /// Takes the sparse lock (see [`crate::store`]): while the guard lives,
+    /// no descriptor can be allocated or freed. Hotplug holds it across the
+    /// bring-up and dying phases.
+    pub fn lock_sparse(&self) -> Result<SparseGuard<'_>, IrqError> {
+        self.store.lock_sparse(self.cpu_index()?)
+    }
+
+    /// Whether the calling CPU holds the sparse lock.
+    pub fn sparse_lock_held(&self) -> bool {
+        self.cpu_index().is_ok_and(|c| self.store.sparse_held_by(c))
+    }
+
+    fn new_desc(&self, irq: IrqNumber) -> IrqDesc {
+        IrqDesc::new(irq, self.nr_cpus as usize)
+    }
+
+    /// Allocates `count` consecutive irq numbers, first fit at or above
+    /// `from`, each with a fresh descriptor (bad flow, no chip, disabled).
+    pub fn alloc_descs(&self, from: IrqNumber, count: u32) -> Result<IrqNumber, IrqError> {
+        let mut g = self.lock_sparse()?;
+        let r = self.store.alloc(&mut g, from.0, count, false, &|n| self.new_desc(n));
+        drop(g);
+        self.reclaim_retired();
+        r
+    }
+
+    /// Allocates exactly `irq`.
+    pub fn alloc_desc_at(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        let mut g = self.lock_sparse()?;
+        let r = self.store.alloc(&mut g, irq.0, 1, true, &|n| self.new_desc(n));
+        drop(g);
+        r.map(|_| ())
+    }
+
+    /// Frees `count` descriptors from `first`. Every one must exist and have
+    /// no handler installed; otherwise nothing is freed. Their memory is
+    /// reclaimed after a grace period (see [`crate::grace`]).
+    pub fn free_descs(&self, first: IrqNumber, count: u32) -> Result<(), IrqError> {
+        let mut g = self.lock_sparse()?;
+        let descs = {
+            let _s = self.section()?;
+            self.store.unpublish(&mut g, first.0, count, &|d| {
+                if d.inner.lock().actions.is_empty() {
+                    Ok(())
+                } else {
+                    Err(IrqError::HasHandlers(d.irq))
+                }
+            })?
+        };
+        drop(g);
+        self.reclaim(descs);
+        Ok(())
+    }
+
+    /// Frees the memory of `descs` once no CPU can still be dispatching
+    /// through them.
+    fn reclaim(&self, descs: Vec<alloc::boxed::Box<IrqDesc>>) {
+        let me = self.cpu_index().ok();
+        let relax = || self.platform.cpu_relax();
+        let self_in_section = me.is_some_and(|c| self.epochs[c].in_section());
+        grace::synchronize(&self.epochs[..self.nr_cpus as usize], me, &relax);
+        if self_in_section {
+            // We may hold a reference up our own stack: park them.
+            self.store.retire(descs);
+        } else {
+            drop(descs);
+            self.reclaim_retired();
+        }
+    }
+
+    fn reclaim_retired(&self) {
+        let me = self.cpu_index().ok();
+        if me.is_some_and(|c| self.epochs[c].in_section()) {
+            return;
+        }
+        let retired = self.store.take_retired();
+        if !retired.is_empty() {
+            let relax = || self.platform.cpu_relax();
+            grace::synchronize(&self.epochs[..self.nr_cpus as usize], me, &relax);
+            drop(retired);
+        }
+    }
+
+    /// Number of allocated descriptors.
+    pub fn nr_descs(&self) -> usize {
+        self.store.live()
+    }
+
+    /// Whether `irq` has a descriptor.
+    pub fn is_allocated(&self, irq: IrqNumber) -> bool {
+        self.section().is_ok_and(|s| self.desc(&s, irq).is_ok())
+    }
+
+    /// Calls `f` for every allocated irq, holding the sparse lock (so the
+    /// set cannot change during the walk). Returns the sparse-lock error if
+    /// the caller already holds it; use [`IrqCore::for_each_irq_locked`]
+    /// then.
+    pub fn for_each_irq(&self, mut f: impl FnMut(IrqNumber)) -> Result<(), IrqError> {
+        let g = self.lock_sparse()?;
+        self.for_each_irq_locked(&g, &mut f);
+        Ok(())
+    }
+
+    /// Like [`IrqCore::for_each_irq`], for a caller holding the sparse lock.
+    pub fn for_each_irq_locked(&self, guard: &SparseGuard<'_>, f: &mut dyn FnMut(IrqNumber)) {
+        let mut irqs = Vec::new();
+        if let Ok(_s) = self.section() {
+            self.store.for_each(guard, &mut |d| irqs.push(d.irq));
+        }
+        for irq in irqs {
+            f(irq);
+        }
+    }
+
+    // ----- chip setup -------------------------------------------------------
+
+    /// Installs the chip stack (outermost level first) and flow handler of
+    /// `irq`. Refused while handlers are installed.
+    pub fn set_chip(&self, irq: IrqNumber, levels: Vec<ChipLevel>, flow: FlowKind) -> Result<(), IrqError> {
+        if levels.len() > MAX_LEVELS {
+            return Err(IrqError::InvalidArgument);
+        }
+        if levels.is_empty() && !matches!(flow, FlowKind::Bad | FlowKind::Simple) {
+            return Err(IrqError::NoChip(irq));
+        }
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let _irq = self.irq_save();
+        let mut g = desc.inner.lock();
+        if !g.actions.is_empty() {
+            return Err(IrqError::HasHandlers(irq));
+        }
+        g.levels = levels.into_iter().collect::<ArrayVec<_, MAX_LEVELS>>();
+        g.flow = flow;
+        g.state.remove(IrqState::PER_CPU | IrqState::PER_CPU_DEVID);
+        match flow {
+            FlowKind::PerCpu => g.state.insert(IrqState::PER_CPU),
+            FlowKind::PerCpuDevId => {
+                g.state.insert(IrqState::PER_CPU | IrqState::PER_CPU_DEVID | IrqState::NO_AUTOEN)
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Changes only the flow handler of `irq` (for example edge vs level
+    /// after a trigger change). Refused for per-CPU changes while handlers
+    /// are installed.
+    pub fn set_flow(&self, irq: IrqNumber, flow: FlowKind) -> Result<(), IrqError> {
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let _irq = self.irq_save();
+        let mut g = desc.inner.lock();
+        let percpu = |f: FlowKind| matches!(f, FlowKind::PerCpu | FlowKind::PerCpuDevId);
+        if percpu(flow) != percpu(g.flow) && !g.actions.is_empty() {
+            return Err(IrqError::HasHandlers(irq));
+        }
+        if g.levels.is_empty() && !matches!(flow, FlowKind::Bad | FlowKind::Simple) {
+            return Err(IrqError::NoChip(irq));
+        }
+        g.flow = flow;
+        Ok(())
+    }
+
+    /// Sets line properties (`DISABLE_UNLAZY`, `RESEND_WHEN_IN_PROGRESS`,
+    /// `NO_REQUEST`, `NO_AUTOEN`, `AFFINITY_MANAGED`); other bits are
+    /// refused.
+    pub fn set_irq_settings(&self, irq: IrqNumber, set: IrqState, clear: IrqState) -> Result<(), IrqError> {
+        let allowed = IrqState::DISABLE_UNLAZY
+            | IrqState::RESEND_WHEN_IN_PROGRESS
+            | IrqState::NO_REQUEST
+            | IrqState::NO_AUTOEN
+            | IrqState::AFFINITY_MANAGED
+            | IrqState::MOVE_DEFERRED;
+        if !allowed.contains(set | clear) {
+            return Err(IrqError::InvalidArgument);
+        }
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let _irq = self.irq_save();
+        let mut g = desc.inner.lock();
+        g.state.insert(set);
+        g.state.remove(clear);
+        Ok(())
+    }
+
+    /// Programs the trigger type of `irq` through its chip.
+    pub fn set_trigger(&self, irq: IrqNumber, trigger: TriggerType) -> Result<(), IrqError> {
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        self.with_bus_lock(desc, |g| {
+            if !g.actions.is_empty() && g.trigger != TriggerType::None && trigger != g.trigger && g.actions.len() > 1 {
+                return Err(IrqError::TriggerMismatch(irq));
+            }
+            Self::apply_trigger(irq, g, trigger)
+        })
+    }
+
+    /// Calls the chip's `set_type`, masking around it if the chip asks for it.
+    pub(crate) fn apply_trigger(irq: IrqNumber, g: &mut crate::desc::DescInner, trigger: TriggerType) -> Result<(), IrqError> {
+        if trigger == TriggerType::None {
+            return Ok(());
+        }
+        let Some(d) = g.data(irq) else {
+            return Err(IrqError::NoChip(irq));
+        };
+        let Some(chip) = d.chip() else {
+            return Err(IrqError::NoChip(irq));
+        };
+        let masked_around = chip.flags().contains(ChipFlags::SET_TYPE_MASKED) && !g.state.contains(IrqState::MASKED);
+        if masked_around {
+            chip.mask(&d);
+        }
+        let r = chip.set_type(&d, trigger);
+        if masked_around {
+            chip.unmask(&d);
+        }
+        r.map_err(|e| match e {
+            crate::error::ChipError::InvalidTrigger => IrqError::InvalidTrigger,
+            e => IrqError::Chip(e),
+        })?;
+        g.trigger = trigger;
+        g.state.set(IrqState::LEVEL, trigger.is_level());
+        Ok(())
+    }
+
+    /// Runs `f` with the chip's bus lock taken (outside the descriptor
+    /// lock) and the descriptor lock held inside it.
+    pub(crate) fn with_bus_lock<R>(
+        &self,
+        desc: &IrqDesc,
+        f: impl FnOnce(&mut crate::desc::DescInner) -> Result<R, IrqError>,
+    ) -> Result<R, IrqError> {
+        let levels: ArrayVec<ChipLevel, MAX_LEVELS> = {
+            let _irq = self.irq_save();
+            desc.inner.lock().levels.clone()
+        };
+        let data = IrqData::new(desc.irq, &levels);
+        if let Some(c) = data.chip() {
+            c.bus_lock(&data);
+        }
+        let r = {
+            let _irq = self.irq_save();
+            let mut g = desc.inner.lock();
+            f(&mut g)
+        };
+        if let Some(c) = data.chip() {
+            c.bus_sync_unlock(&data);
+        }
+        r
+    }
+
+    // ----- handlers ---------------------------------------------------------
+
+    /// Installs a handler and returns a registration that frees it on drop.
+    pub fn request_irq(&self, irq: IrqNumber, req: IrqRequest) -> Result<Registration<'_, P>, IrqError> {
+        let dev_id = req.dev_id.unwrap_or_else(|| DevId(self.next_dev_id.fetch_add(1, Ordering::Relaxed)));
+        self.request_irq_raw(irq, req.dev_id(dev_id))?;
+        Ok(Registration {
+            core: self,
+            irq,
+            dev_id,
+            live: true,
+        })
+    }
+
+    /// Installs a handler (C-style: free it with [`IrqCore::free_irq`] and
+    /// the same device id, which is required).
+    pub fn request_irq_raw(&self, irq: IrqNumber, mut req: IrqRequest) -> Result<(), IrqError> {
+        let dev_id = req.dev_id.ok_or(IrqError::InvalidArgument)?;
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let id = ActionId(self.next_action_id.fetch_add(1, Ordering::Relaxed));
+        self.with_bus_lock(desc, |g| {
+            if g.state.contains(IrqState::NO_REQUEST) {
+                return Err(IrqError::InvalidArgument);
+            }
+            if g.levels.is_empty() && g.flow != FlowKind::Simple {
+                return Err(IrqError::NoChip(irq));
+            }
+            let percpu = g.state.contains(IrqState::PER_CPU);
+            let wants_percpu = req.flags.contains(RequestFlags::PERCPU);
+            if wants_percpu && !percpu {
+                return Err(IrqError::NotPerCpu(irq));
+            }
+            if !wants_percpu && percpu {
+                return Err(IrqError::IsPerCpu(irq));
+            }
+            let chip_flags = g.levels.first().map(|l| l.chip.flags()).unwrap_or_default();
+            if chip_flags.contains(ChipFlags::ONESHOT_SAFE) {
+                req.flags.remove(RequestFlags::ONESHOT);
+            } else if req.no_primary && !req.flags.contains(RequestFlags::ONESHOT) {
+                return Err(IrqError::OneshotRequired(irq));
+            }
+            if g.actions.iter().any(|a| a.dev_id == dev_id) {
+                return Err(IrqError::InvalidArgument);
+            }
+            let first = g.actions.is_empty();
+            if !first {
+                let existing_shared = g.actions.iter().all(|a| a.flags.contains(RequestFlags::SHARED));
+                if !existing_shared || !req.flags.contains(RequestFlags::SHARED) {
+                    return Err(IrqError::NotShared(irq));
+                }
+                if req.trigger != TriggerType::None && g.trigger != TriggerType::None && req.trigger != g.trigger {
+                    return Err(IrqError::TriggerMismatch(irq));
+                }
+                let oneshot = g.status.contains(IrqStatus::ONESHOT);
+                if oneshot != req.flags.contains(RequestFlags::ONESHOT) {
+                    return Err(IrqError::OneshotMismatch(irq));
+                }
+                if g.state.contains(IrqState::PER_CPU_DEVID) {
+                    return Err(IrqError::NotShared(irq));
+                }
+            }
+            let mut thread_mask = 0;
+            if req.flags.contains(RequestFlags::ONESHOT) {
+                let used = g.actions.iter().fold(0u64, |m, a| m | a.thread_mask);
+                if used == u64::MAX {
+                    return Err(IrqError::TooManyActions(irq));
+                }
+                thread_mask = 1u64 << (!used).trailing_zeros();
+            }
+            if first && req.trigger != TriggerType::None {
+                Self::apply_trigger(irq, g, req.trigger)?;
+            }
+            // Nothing can fail from here on.
+            let action = Arc::new(Action {
+                id,
+                name: req.name,
+                dev_id,
+                handler: req.handler.clone(),
+                flags: req.flags,
+                thread_mask,
+                run_thread: crate::sync::AtomicBool::new(false),
+            });
+            g.actions = g.actions.with(action);
+            if first {
+                g.name = req.name;
+                g.status.set(IrqStatus::ONESHOT, req.flags.contains(RequestFlags::ONESHOT));
+                g.irq_count = 0;
+                g.irqs_unhandled = 0;
+                g.status.remove(IrqStatus::SPURIOUS_DISABLED);
+                if percpu {
+                    // Per-CPU lines are enabled per CPU by enable_percpu_irq.
+                    g.state.insert(IrqState::STARTED);
+                } else if req.flags.contains(RequestFlags::NO_AUTOEN) || g.state.contains(IrqState::NO_AUTOEN) {
+                    g.depth = 1;
+                    g.state.insert(IrqState::DISABLED);
+                } else {
+                    self.startup(irq, g, true);
+                }
+            } else if g.status.contains(IrqStatus::SPURIOUS_DISABLED) {
+                // A new handler on a line the detector gave up on: try again.
+                g.status.remove(IrqStatus::SPURIOUS_DISABLED);
+                g.irq_count = 0;
+                g.irqs_unhandled = 0;
+                if g.depth > 0 {
+                    g.depth -= 1;
+                    if g.depth == 0 {
+                        self.startup(irq, g, true);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Frees the handler of `dev_id` on `irq`. Waits until no CPU and no
+    /// interrupt thread is still running it: when this returns the handler
+    /// is never called again. Must not be called from that handler.
+    pub fn free_irq(&self, irq: IrqNumber, dev_id: DevId) -> Result<(), IrqError> {
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let removed = self.with_bus_lock(desc, |g| {
+            let Some(action) = g.actions.iter().find(|a| a.dev_id == dev_id).cloned() else {
+                return Err(IrqError::NoSuchHandler(irq));
+            };
+            g.actions = g.actions.without(action.id);
+            g.threads_oneshot &= !action.thread_mask;
+            if g.actions.is_empty() {
+                self.shutdown(irq, g);
+                g.status.remove(IrqStatus::ONESHOT | IrqStatus::PENDING | IrqStatus::REPLAY);
+                g.percpu_enabled = CpuMask::new();
+                g.name = "";
+            }
+            Ok(action)
+        })?;
+        // Every clone of the action lives in a list snapshot held by a CPU
+        // running handlers or by a thread running the thread function.
+        while Arc::strong_count(&removed) > 1 {
+            self.platform.cpu_relax();
+        }
+        Ok(())
+    }
+
+    // ----- enable / disable -------------------------------------------------
+
+    /// Starts the line: depth 0, chip startup (or enable if started), and
+    /// replay of an event that arrived while it was off.
+    pub(crate) fn startup(&self, irq: IrqNumber, g: &mut crate::desc::DescInner, resend: bool) {
+        g.depth = 0;
+        if let Some(d) = g.data(irq) {
+            let chip = &g.levels[0].chip;
+            if g.state.contains(IrqState::STARTED) {
+                if g.state.contains(IrqState::DISABLED) {
+                    chip.enable(&d);
+                } else {
+                    chip.unmask(&d);
+                }
+            } else {
+                chip.startup(&d);
+            }
+        }
+        g.state.remove(IrqState::DISABLED | IrqState::MASKED);
+        g.state.insert(IrqState::STARTED);
+        if resend {
+            self.check_irq_resend(irq, g, false);
+        }
+    }
+
+    /// Shuts the line down (last handler freed).
+    pub(crate) fn shutdown(&self, irq: IrqNumber, g: &mut crate::desc::DescInner) {
+        if g.state.contains(IrqState::STARTED) {
+            if let Some(d) = g.data(irq) {
+                g.levels[0].chip.shutdown(&d);
+            }
+        }
+        g.depth = 1;
+        g.state.insert(IrqState::DISABLED | IrqState::MASKED);
+        g.state.remove(IrqState::STARTED);
+    }
+
+    /// The lazy disable: mark DISABLED; mask only if the chip has a real
+    /// disable or the line asked not to be lazy.
+    fn irq_disable(irq: IrqNumber, g: &mut crate::desc::DescInner) {
+        g.state.insert(IrqState::DISABLED);
+        if let Some(d) = g.data(irq) {
+            let chip = &g.levels[0].chip;
+            if chip.disable(&d) {
+                g.state.insert(IrqState::MASKED);
+            } else if g.state.contains(IrqState::DISABLE_UNLAZY) && !g.state.contains(IrqState::MASKED) {
+                chip.mask(&d);
+                g.state.insert(IrqState::MASKED);
+            }
+        }
+    }
+
+    /// Disables `irq` (nesting) without waiting for a running handler.
+    pub fn disable_irq_nosync(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        self.with_bus_lock(desc, |g| {
+            if g.state.contains(IrqState::PER_CPU) {
+                return Err(IrqError::IsPerCpu(irq));
+            }
+            if g.depth == u32::MAX {
+                return Err(IrqError::InvalidArgument);
+            }
+            if g.depth == 0 {
+                Self::irq_disable(irq, g);
+            }
+            g.depth += 1;
+            Ok(())
+        })
+    }
+
+    /// Disables `irq` and waits for a handler running on another CPU.
+    pub fn disable_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        self.disable_irq_nosync(irq)?;
+        self.synchronize_irq(irq)
+    }
+
+    /// Undoes one [`IrqCore::disable_irq`]; at depth zero the line is
+    /// started again and an event that arrived meanwhile is replayed.
+    pub fn enable_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        self.with_bus_lock(desc, |g| {
+            if g.state.contains(IrqState::PER_CPU) {
+                return Err(IrqError::IsPerCpu(irq));
+            }
+            match g.depth {
+                0 => Err(IrqError::UnbalancedEnable(irq)),
+                1 => {
+                    if g.actions.is_empty() {
+                        // Nothing to start: Linux warns; we refuse.
+                        return Err(IrqError::NoSuchHandler(irq));
+                    }
+                    if g.state.contains(IrqState::MANAGED_SHUTDOWN) {
+                        // Restarted when a CPU of its mask comes back.
+                        g.depth = 0;
+                        return Ok(());
+                    }
+                    self.startup(irq, g, true);
+                    Ok(())
+                }
+                _ => {
+                    g.depth -= 1;
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    /// Waits until no CPU runs the handlers of `irq` and no thread of it is
+    /// active.
+    pub fn synchronize_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        loop {
+            {
+                let _irq = self.irq_save();
+                let g = desc.inner.lock();
+                if !g.state.contains(IrqState::IN_PROGRESS) && g.threads_active == 0 {
+                    return Ok(());
+                }
+            }
+            self.platform.cpu_relax();
+        }
+    }
+
+    /// Enables a per-CPU irq on the calling CPU (optionally setting its
+    /// trigger type).
+    pub fn enable_percpu_irq(&self, irq: IrqNumber, trigger: TriggerType) -> Result<(), IrqError> {
+        let cpu = self.platform.current_cpu();
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let _irq = self.irq_save();
+        let mut g = desc.inner.lock();
+        if !g.state.contains(IrqState::PER_CPU) {
+            return Err(IrqError::NotPerCpu(irq));
+        }
+        if trigger != TriggerType::None {
+            Self::apply_trigger(irq, &mut g, trigger)?;
+        }
+        if let Some(d) = g.data(irq) {
+            g.levels[0].chip.enable(&d);
+        }
+        g.percpu_enabled.set(cpu);
+        Ok(())
+    }
+
+    /// Disables a per-CPU irq on the calling CPU.
+    pub fn disable_percpu_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        let cpu = self.platform.current_cpu();
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let _irq = self.irq_save();
+        let mut g = desc.inner.lock();
+        if !g.state.contains(IrqState::PER_CPU) {
+            return Err(IrqError::NotPerCpu(irq));
+        }
+        if let Some(d) = g.data(irq) {
+            let chip = &g.levels[0].chip;
+            if !chip.disable(&d) {
+                chip.mask(&d);
+            }
+        }
+        g.percpu_enabled.clear(cpu);
+        Ok(())
+    }
+
+    /// Re-enables a line the spurious detector disabled (after the cause,
+    /// typically a missing or misbehaving handler, has been fixed).
+    pub fn reenable_spurious(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        self.with_bus_lock(desc, |g| {
+            if !g.status.contains(IrqStatus::SPURIOUS_DISABLED) {
+                return Err(IrqError::InvalidArgument);
+            }
+            g.status.remove(IrqStatus::SPURIOUS_DISABLED);
+            g.irq_count = 0;
+            g.irqs_unhandled = 0;
+            g.depth = g.depth.saturating_sub(1);
+            if g.depth == 0 && !g.actions.is_empty() {
+                self.startup(irq, g, false);
+            }
+            Ok(())
+        })
+    }
+
+    // ----- queries ----------------------------------------------------------
+
+    /// Interrupts of `irq` handled on `cpu`.
+    pub fn irq_count(&self, irq: IrqNumber, cpu: CpuId) -> u64 {
+        self.section()
+            .ok()
+            .and_then(|s| self.desc(&s, irq).ok().map(|d| d.count(cpu)))
+            .unwrap_or(0)
+    }
+
+    /// A snapshot of the descriptor of `irq`.
+    pub fn snapshot(&self, irq: IrqNumber) -> Result<DescSnapshot, IrqError> {
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let _irq = self.irq_save();
+        Ok(desc.snapshot())
+    }
+
+    /// The affinity the hardware targets for `irq`.
+    pub fn effective_affinity(&self, irq: IrqNumber) -> Result<CpuMask, IrqError> {
+        Ok(self.snapshot(irq)?.effective_affinity)
+    }
+
+    /// Sets the affinity of `irq` to `mask` (CPUs that must all exist; at
+    /// least one online). The chip may target a subset (the effective
+    /// affinity). If the chip cannot move the irq now (busy with a previous
+    /// move, or the line only moves from the interrupt path) the change is
+    /// deferred to the next safe point of the flow; a later request replaces
+    /// an earlier pending one, so the last request always wins.
+    pub fn set_affinity(&self, irq: IrqNumber, mask: &CpuMask) -> Result<(), IrqError> {
+        let possible = CpuMask::first_n(self.nr_cpus as usize);
+        if mask.is_empty() || !mask.is_subset_of(&possible) {
+            return Err(IrqError::InvalidArgument);
+        }
+        let target = mask.and(&self.online_cpus());
+        if target.is_empty() {
+            return Err(IrqError::NoOnlineCpu);
+        }
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        self.with_bus_lock(desc, |g| {
+            if g.state.contains(IrqState::PER_CPU) {
+                return Err(IrqError::IsPerCpu(irq));
+            }
+            if g.state.contains(IrqState::AFFINITY_MANAGED) {
+                return Err(IrqError::Managed(irq));
+            }
+            let Some(d) = g.data(irq) else {
+                return Err(IrqError::NoChip(irq));
+            };
+            if g.state.contains(IrqState::MOVE_DEFERRED) {
+                g.pending_mask = *mask;
+                g.state.insert(IrqState::MOVE_PENDING);
+                return Ok(());
+            }
+            match g.levels[0].chip.set_affinity(&d, &target, false) {
+                Ok(r) => {
+                    g.affinity = *mask;
+                    g.effective = r.effective();
+                    // A direct change supersedes any older deferred one.
+                    g.state.remove(IrqState::MOVE_PENDING);
+                    Ok(())
+                }
+                Err(crate::error::ChipError::Busy) => {
+                    g.pending_mask = *mask;
+                    g.state.insert(IrqState::MOVE_PENDING);
+                    Ok(())
+                }
+                Err(e) => Err(IrqError::Chip(e)),
+            }
+        })
+    }
+
+    /// The requested affinity of `irq`.
+    pub fn affinity(&self, irq: IrqNumber) -> Result<CpuMask, IrqError> {
+        Ok(self.snapshot(irq)?.affinity)
+    }
+
+    /// Whether the spurious detector disabled `irq`.
+    pub fn is_spurious_disabled(&self, irq: IrqNumber) -> Result<bool, IrqError> {
+        Ok(self.snapshot(irq)?.status.contains(IrqStatus::SPURIOUS_DISABLED))
+    }
+}
+
+/// An installed handler; dropping it frees the handler (and waits until no
+/// CPU still runs it).
+#[must_use = "dropping the registration frees the handler at once"]
+pub struct Registration<'a, P: Platform> {
+    core: &'a IrqCore<P>,
+    irq: IrqNumber,
+    dev_id: DevId,
+    live: bool,
+}
+
+impl<P: Platform> Registration<'_, P> {
+    /// The irq.
+    pub fn irq(&self) -> IrqNumber {
+        self.irq
+    }
+
+    /// The device id the handler was installed with.
+    pub fn dev_id(&self) -> DevId {
+        self.dev_id
+    }
+
+    /// Frees the handler now, reporting errors (drop ignores them).
+    pub fn free(mut self) -> Result<(), IrqError> {
+        self.live = false;
+        self.core.free_irq(self.irq, self.dev_id)
+    }
+
+    /// Gives up ownership: the handler stays installed until
+    /// [`IrqCore::free_irq`] is called with [`Registration::dev_id`].
+    pub fn leak(mut self) -> DevId {
+        self.live = false;
+        self.dev_id
+    }
+}
+
+impl<P: Platform> Drop for Registration<'_, P> {
+    fn drop(&mut self) {
+        if self.live {
+            let _ = self.core.free_irq(self.irq, self.dev_id);
+        }
+    }
+}

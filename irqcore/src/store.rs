@@ -1,0 +1,368 @@
+//! The sparse descriptor store.
+//!
+//! Lookup is two dependent loads from a two-level table of atomic pointers
+//! (`TOP` chunk pointers, each chunk `CHUNK` descriptor pointers): O(1), no
+//! lock, and memory proportional to the chunks in use (a chunk is allocated
+//! the first time a number in it is used; the fixed part is the top array).
+//!
+//! Allocation and free are serialised by the *sparse lock*, which also guards
+//! the free-range map (first fit from a hint, contiguous ranges for MSI
+//! blocks). CPU hotplug holds the sparse lock across the phases that walk all
+//! descriptors (see [`crate::hotplug`]), so no descriptor appears or vanishes
+//! under such a walk. A CPU that holds the sparse lock and tries to allocate
+//! gets [`IrqError::SparseLockHeldByCaller`] instead of deadlocking.
+//!
+//! Freed descriptors are unpublished and then reclaimed after a grace period
+//! ([`crate::grace`]), so a CPU dispatching through a pointer it loaded just
+//! before the free never touches freed memory.
+
+use crate::desc::IrqDesc;
+use crate::error::IrqError;
+use crate::ids::IrqNumber;
+use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::ptr;
+
+/// Descriptor pointers per chunk.
+pub const CHUNK: usize = 1024;
+/// Chunks in the top-level table.
+pub const TOP: usize = 1024;
+/// The largest capacity a store can have (1,048,576 irq numbers).
+pub const MAX_CAPACITY: u32 = (TOP * CHUNK) as u32;
+/// The default capacity (65,536 irq numbers).
+pub const DEFAULT_CAPACITY: u32 = 65_536;
+
+type Chunk = [AtomicPtr<IrqDesc>; CHUNK];
+
+/// Free ranges (start -> length), guarded by the sparse lock.
+pub(crate) struct AllocState {
+    free: BTreeMap<u32, u32>,
+    initialized: bool,
+}
+
+impl AllocState {
+    const fn new() -> Self {
+        Self {
+            free: BTreeMap::new(),
+            initialized: false,
+        }
+    }
+
+    fn init(&mut self, capacity: u32) {
+        if !self.initialized {
+            self.initialized = true;
+            if capacity > 0 {
+                self.free.insert(0, capacity);
+            }
+        }
+    }
+
+    /// Finds and takes the first free range of `count` at or above `from`.
+    fn take_first_fit(&mut self, from: u32, count: u32) -> Option<u32> {
+        // The free range containing `from`, if any, then every later one.
+        let start_key = self
+            .free
+            .range(..=from)
+            .next_back()
+            .filter(|(s, l)| u64::from(**s) + u64::from(**l) > u64::from(from))
+            .map(|(s, _)| *s)
+            .unwrap_or(from);
+        let mut found = None;
+        for (&s, &l) in self.free.range(start_key..) {
+            let begin = s.max(from);
+            let end = u64::from(s) + u64::from(l);
+            if u64::from(begin) + u64::from(count) <= end {
+                found = Some((s, l, begin));
+                break;
+            }
+        }
+        let (s, l, begin) = found?;
+        self.carve(s, l, begin, count);
+        Some(begin)
+    }
+
+    /// Takes exactly `[at, at+count)` if it is free.
+    fn take_exact(&mut self, at: u32, count: u32) -> bool {
+        let Some((&s, &l)) = self.free.range(..=at).next_back() else {
+            return false;
+        };
+        if u64::from(at) + u64::from(count) > u64::from(s) + u64::from(l) {
+            return false;
+        }
+        self.carve(s, l, at, count);
+        true
+    }
+
+    fn carve(&mut self, s: u32, l: u32, begin: u32, count: u32) {
+        self.free.remove(&s);
+        if begin > s {
+            self.free.insert(s, begin - s);
+        }
+        let tail_start = begin + count;
+        let tail_len = s + l - tail_start;
+        if tail_len > 0 {
+            self.free.insert(tail_start, tail_len);
+        }
+    }
+
+    /// Returns `[at, at+count)` to the free map, merging neighbours.
+    fn give_back(&mut self, at: u32, count: u32) {
+        let mut start = at;
+        let mut len = count;
+        if let Some((&ps, &pl)) = self.free.range(..at).next_back() {
+            if ps + pl == at {
+                self.free.remove(&ps);
+                start = ps;
+                len += pl;
+            }
+        }
+        if let Some(&nl) = self.free.get(&(at + count)) {
+            self.free.remove(&(at + count));
+            len += nl;
+        }
+        self.free.insert(start, len);
+    }
+
+    /// Whether `[at, at+count)` is entirely allocated.
+    fn all_allocated(&self, at: u32, count: u32) -> bool {
+        let end = u64::from(at) + u64::from(count);
+        // A free range overlapping [at, end) means not all allocated.
+        if let Some((&s, &l)) = self.free.range(..=at).next_back() {
+            if u64::from(s) + u64::from(l) > u64::from(at) {
+                return false;
+            }
+        }
+        self.free.range(at..).next().is_none_or(|(&s, _)| u64::from(s) >= end)
+    }
+}
+
+/// The store: lookup table, sparse lock and allocation map.
+pub(crate) struct DescStore {
+    top: [AtomicPtr<Chunk>; TOP],
+    capacity: u32,
+    pub(crate) sparse: spin::Mutex<AllocState>,
+    /// CPU index + 1 of the sparse-lock holder, 0 when free.
+    sparse_owner: AtomicU32,
+    retired: spin::Mutex<Vec<Box<IrqDesc>>>,
+    live: AtomicUsize,
+}
+
+/// Proof that the caller holds the sparse lock.
+pub struct SparseGuard<'a> {
+    pub(crate) state: spin::MutexGuard<'a, AllocState>,
+    owner: &'a AtomicU32,
+}
+
+impl Drop for SparseGuard<'_> {
+    fn drop(&mut self) {
+        self.owner.store(0, Ordering::Release);
+    }
+}
+
+impl DescStore {
+    pub(crate) const fn new(capacity: u32) -> Self {
+        let capacity = if capacity > MAX_CAPACITY { MAX_CAPACITY } else { capacity };
+        Self {
+            top: [const { AtomicPtr::new(ptr::null_mut()) }; TOP],
+            capacity,
+            sparse: spin::Mutex::new(AllocState::new()),
+            sparse_owner: AtomicU32::new(0),
+            retired: spin::Mutex::new(Vec::new()),
+            live: AtomicUsize::new(0),
+        }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Takes the sparse lock for CPU `cpu`.
+    pub(crate) fn lock_sparse(&self, cpu: usize) -> Result<SparseGuard<'_>, IrqError> {
+        let me = cpu as u32 + 1;
+        if self.sparse_owner.load(Ordering::Acquire) == me {
+            return Err(IrqError::SparseLockHeldByCaller);
+        }
+        let mut state = self.sparse.lock();
+        self.sparse_owner.store(me, Ordering::Release);
+        state.init(self.capacity);
+        Ok(SparseGuard {
+            state,
+            owner: &self.sparse_owner,
+        })
+    }
+
+    /// Whether CPU `cpu` holds the sparse lock.
+    pub(crate) fn sparse_held_by(&self, cpu: usize) -> bool {
+        self.sparse_owner.load(Ordering::Acquire) == cpu as u32 + 1
+    }
+
+    /// Looks up a descriptor. The caller must be inside a read-side section
+    /// ([`crate::grace`]) for as long as it uses the reference.
+    #[inline]
+    pub(crate) fn lookup(&self, irq: IrqNumber) -> Option<&IrqDesc> {
+        let i = irq.as_usize();
+        let chunk = self.top.get(i / CHUNK)?.load(Ordering::SeqCst);
+        if chunk.is_null() {
+            return None;
+        }
+        // SAFETY: chunks are allocated once and freed only when the store is
+        // dropped, so a non-null chunk pointer stays valid for `&self`.
+        let slot = unsafe { &(*chunk)[i % CHUNK] };
+        let d = slot.load(Ordering::SeqCst);
+        // SAFETY: a non-null descriptor pointer was published by `install`
+        // from a live `Box`; it is reclaimed only after a grace period that
+        // the caller's read-side section holds off (see `crate::grace`).
+        unsafe { d.as_ref() }
+    }
+
+    fn slot(&self, irq: u32) -> Option<&AtomicPtr<IrqDesc>> {
+        let i = irq as usize;
+        let top = self.top.get(i / CHUNK)?;
+        let mut chunk = top.load(Ordering::SeqCst);
+        if chunk.is_null() {
+            let fresh: Box<Chunk> = Box::new([const { AtomicPtr::new(ptr::null_mut()) }; CHUNK]);
+            let fresh = Box::into_raw(fresh);
+            match top.compare_exchange(ptr::null_mut(), fresh, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => chunk = fresh,
+                Err(existing) => {
+                    // SAFETY: `fresh` came from `Box::into_raw` above and was
+                    // never published.
+                    drop(unsafe { Box::from_raw(fresh) });
+                    chunk = existing;
+                }
+            }
+        }
+        // SAFETY: see `lookup`.
+        Some(unsafe { &(*chunk)[i % CHUNK] })
+    }
+
+    /// Allocates `count` numbers: exactly at `from` if `exact`, else first
+    /// fit at or above `from`; creates their descriptors with `make`.
+    pub(crate) fn alloc(
+        &self,
+        guard: &mut SparseGuard<'_>,
+        from: u32,
+        count: u32,
+        exact: bool,
+        make: &dyn Fn(IrqNumber) -> IrqDesc,
+    ) -> Result<IrqNumber, IrqError> {
+        if count == 0 || u64::from(from) + u64::from(count) > u64::from(self.capacity) {
+            return Err(if count == 0 { IrqError::InvalidRange } else if exact { IrqError::OutOfRange(IrqNumber(from)) } else { IrqError::NoSpace });
+        }
+        let start = if exact {
+            if !guard.state.take_exact(from, count) {
+                return Err(IrqError::AlreadyAllocated(IrqNumber(from)));
+            }
+            from
+        } else {
+            guard.state.take_first_fit(from, count).ok_or(IrqError::NoSpace)?
+        };
+        for n in start..start + count {
+            let desc = Box::into_raw(Box::new(make(IrqNumber(n))));
+            match self.slot(n) {
+                Some(slot) => slot.store(desc, Ordering::SeqCst),
+                None => {
+                    // Unreachable: the range is within capacity. Undo anyway.
+                    // SAFETY: `desc` is unpublished and came from into_raw.
+                    drop(unsafe { Box::from_raw(desc) });
+                }
+            }
+        }
+        self.live.fetch_add(count as usize, Ordering::Relaxed);
+        Ok(IrqNumber(start))
+    }
+
+    /// Unpublishes `[first, first+count)` (all must be allocated) and
+    /// returns the descriptors for reclamation after a grace period.
+    pub(crate) fn unpublish(
+        &self,
+        guard: &mut SparseGuard<'_>,
+        first: u32,
+        count: u32,
+        check: &dyn Fn(&IrqDesc) -> Result<(), IrqError>,
+    ) -> Result<Vec<Box<IrqDesc>>, IrqError> {
+        if count == 0 {
+            return Err(IrqError::InvalidRange);
+        }
+        if u64::from(first) + u64::from(count) > u64::from(self.capacity) {
+            return Err(IrqError::OutOfRange(IrqNumber(first)));
+        }
+        if !guard.state.all_allocated(first, count) {
+            return Err(IrqError::UnknownIrq(IrqNumber(first)));
+        }
+        for n in first..first + count {
+            match self.lookup(IrqNumber(n)) {
+                Some(d) => check(d)?,
+                None => return Err(IrqError::UnknownIrq(IrqNumber(n))),
+            }
+        }
+        let mut out = Vec::with_capacity(count as usize);
+        for n in first..first + count {
+            if let Some(slot) = self.slot(n) {
+                let p = slot.swap(ptr::null_mut(), Ordering::SeqCst);
+                if !p.is_null() {
+                    // SAFETY: `p` was published from `Box::into_raw` and is
+                    // now unpublished; the caller frees it only after a grace
+                    // period.
+                    out.push(unsafe { Box::from_raw(p) });
+                }
+            }
+        }
+        guard.state.give_back(first, count);
+        self.live.fetch_sub(count as usize, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    pub(crate) fn retire(&self, descs: Vec<Box<IrqDesc>>) {
+        self.retired.lock().extend(descs);
+    }
+
+    pub(crate) fn take_retired(&self) -> Vec<Box<IrqDesc>> {
+        core::mem::take(&mut *self.retired.lock())
+    }
+
+    /// Calls `f` for every allocated descriptor in number order. The caller
+    /// must hold the sparse lock (so none appears or vanishes) and be in a
+    /// read-side section.
+    pub(crate) fn for_each(&self, _guard: &SparseGuard<'_>, f: &mut dyn FnMut(&IrqDesc)) {
+        for (ci, c) in self.top.iter().enumerate() {
+            let chunk = c.load(Ordering::SeqCst);
+            if chunk.is_null() {
+                continue;
+            }
+            for j in 0..CHUNK {
+                if let Some(d) = self.lookup(IrqNumber((ci * CHUNK + j) as u32)) {
+                    f(d);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for DescStore {
+    fn drop(&mut self) {
+        for c in self.top.iter() {
+            let chunk = c.swap(ptr::null_mut(), Ordering::SeqCst);
+            if chunk.is_null() {
+                continue;
+            }
+            // SAFETY: we own the store exclusively in drop; every pointer
+            // was produced by `Box::into_raw` and is freed exactly once.
+            let chunk = unsafe { Box::from_raw(chunk) };
+            for s in chunk.iter() {
+                let d = s.swap(ptr::null_mut(), Ordering::SeqCst);
+                if !d.is_null() {
+                    // SAFETY: as above.
+                    drop(unsafe { Box::from_raw(d) });
+                }
+            }
+        }
+    }
+}

@@ -17,7 +17,7 @@ use crate::cpumask::CpuMask;
 use crate::flow::FlowKind;
 use crate::ids::{CpuId, IrqNumber};
 use crate::action::DevId;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, AtomicU8, Ordering};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -152,6 +152,11 @@ pub struct IrqDesc {
     /// interrupts off), so a plain load/store suffices; readers may see a
     /// slightly old value.
     pub(crate) counts: Box<[AtomicU64]>,
+    /// Copy of `inner.flow` readable without the lock: the dispatcher picks
+    /// the flow before taking the lock. Written under the lock; a stale read
+    /// is harmless because the flow can only change while no handler is
+    /// installed (or between per-CPU-compatible flows).
+    pub(crate) flow_hint: AtomicU8,
 }
 
 impl IrqDesc {
@@ -160,12 +165,22 @@ impl IrqDesc {
             irq,
             inner: spin::Mutex::new(DescInner::new()),
             counts: (0..nr_cpus).map(|_| AtomicU64::new(0)).collect(),
+            flow_hint: AtomicU8::new(FlowKind::Bad as u8),
         }
     }
 
     /// The irq number of this descriptor.
     pub fn irq(&self) -> IrqNumber {
         self.irq
+    }
+
+    pub(crate) fn set_flow(&self, g: &mut DescInner, flow: FlowKind) {
+        g.flow = flow;
+        self.flow_hint.store(flow as u8, Ordering::Release);
+    }
+
+    pub(crate) fn flow(&self) -> FlowKind {
+        FlowKind::from_u8(self.flow_hint.load(Ordering::Acquire))
     }
 
     /// Counts one interrupt on `cpu`.

@@ -36,6 +36,7 @@ use spin::MutexGuard;
 
 /// Which flow handler an irq uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum FlowKind {
     /// Edge-triggered lines.
     Edge,
@@ -54,6 +55,18 @@ pub enum FlowKind {
 }
 
 impl FlowKind {
+    pub(crate) const fn from_u8(v: u8) -> FlowKind {
+        match v {
+            0 => FlowKind::Edge,
+            1 => FlowKind::Level,
+            2 => FlowKind::FastEoi,
+            3 => FlowKind::PerCpu,
+            4 => FlowKind::PerCpuDevId,
+            5 => FlowKind::Simple,
+            _ => FlowKind::Bad,
+        }
+    }
+
     /// Name shown in the interrupt table.
     pub const fn name(self) -> &'static str {
         match self {
@@ -105,11 +118,7 @@ impl<P: Platform> IrqCore<P> {
     }
 
     fn run_flow(&self, desc: &IrqDesc, cpu: CpuId) {
-        // The flow is read under the lock by each handler; a racing set_chip
-        // is refused while handlers exist, so this read is only a dispatch
-        // hint.
-        let flow = desc.inner.lock().flow;
-        match flow {
+        match desc.flow() {
             FlowKind::Edge => self.flow_edge(desc, cpu),
             FlowKind::Level => self.flow_level(desc, cpu),
             FlowKind::FastEoi => self.flow_fasteoi(desc, cpu),

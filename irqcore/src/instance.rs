@@ -308,7 +308,7 @@ impl<P: Platform> IrqCore<P> {
             return Err(IrqError::HasHandlers(irq));
         }
         g.levels = levels.into_iter().collect::<ArrayVec<_, MAX_LEVELS>>();
-        g.flow = flow;
+        desc.set_flow(&mut g, flow);
         g.state.remove(IrqState::PER_CPU | IrqState::PER_CPU_DEVID);
         match flow {
             FlowKind::PerCpu => g.state.insert(IrqState::PER_CPU),
@@ -335,7 +335,7 @@ impl<P: Platform> IrqCore<P> {
         if g.levels.is_empty() && !matches!(flow, FlowKind::Bad | FlowKind::Simple) {
             return Err(IrqError::NoChip(irq));
         }
-        g.flow = flow;
+        desc.set_flow(&mut g, flow);
         Ok(())
     }
 

@@ -11,6 +11,8 @@ pub mod chip;
 #[cfg(not(loom))]
 pub mod desc;
 #[cfg(not(loom))]
+pub mod domain;
+#[cfg(not(loom))]
 mod instance;
 pub mod cpumask;
 pub mod error;
@@ -21,6 +23,8 @@ pub mod ids;
 pub mod platform;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(not(loom))]
+pub mod stats;
 pub mod stop_machine;
 #[cfg(not(loom))]
 pub mod store;
@@ -41,3 +45,5 @@ pub use flow::FlowKind;
 pub use platform::IrqEvent;
 #[cfg(not(loom))]
 pub use store::SparseGuard;
+#[cfg(not(loom))]
+pub use stats::InterruptTable;

@@ -267,3 +267,21 @@ fn fasteoi_resends_arrival_during_move_when_asked() {
     });
     assert_eq!(*core.platform().resends.lock().unwrap(), vec![irq], "resent in software");
 }
+
+#[test]
+fn interrupt_table_lists_counts_chip_flow_and_name() {
+    let core = core_with_cpus(2);
+    set_cpu(0);
+    let irq = irq_with(&core, RecordingChip::new(), FlowKind::Edge);
+    let _r = core.request_irq(irq, IrqRequest::new("uart", common::handled())).unwrap();
+    core.handle_irq(irq).unwrap();
+    set_cpu(1);
+    core.handle_irq(irq).unwrap();
+    core.handle_irq(irq).unwrap();
+    let t = core.interrupt_table().to_string();
+    let line = t.lines().find(|l| l.contains("uart")).expect(&t);
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[..3], [format!("{}:", irq.0).as_str(), "1", "2"], "{t}");
+    assert!(line.contains("REC") && line.contains("edge"), "{t}");
+    assert!(t.lines().next().unwrap().contains("CPU1"));
+}

@@ -1,0 +1,1 @@
+//! Interrupt domains: hwirq -> irq translation (being written).

@@ -417,8 +417,7 @@ impl<P: Platform> IrqCore<P> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         let a = {
-            let _irq = self.irq_save();
-            let g = desc.inner.lock();
+            let g = self.lock_desc(desc);
             g.actions.iter().find(|a| a.id == action).cloned()
         };
         let Some(a) = a else {
@@ -432,11 +431,9 @@ impl<P: Platform> IrqCore<P> {
         // Finalise: never unmask while a hard handler runs on some CPU (it
         // could be about to mask again).
         loop {
-            let _irq = self.irq_save();
-            let mut g = desc.inner.lock();
+            let mut g = self.lock_desc(desc);
             if g.state.contains(IrqState::IN_PROGRESS) {
                 drop(g);
-                drop(_irq);
                 self.platform.cpu_relax();
                 continue;
             }

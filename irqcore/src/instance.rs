@@ -7,6 +7,7 @@ use crate::desc::{DescSnapshot, IrqDesc, IrqState, IrqStatus, MAX_LEVELS};
 use crate::error::IrqError;
 use crate::flow::FlowKind;
 use crate::grace::{self, CpuEpoch};
+use crate::lockdep::{HeldLock, LockClass, LockOrder};
 use crate::ids::{CpuId, IrqNumber};
 use crate::platform::{ActionId, IrqFlags, Platform};
 use crate::store::{DescStore, SparseGuard, DEFAULT_CAPACITY};
@@ -46,6 +47,8 @@ pub struct IrqCore<P: Platform> {
     next_dev_id: AtomicUsize,
     next_action_id: AtomicU32,
     pub(crate) stop: crate::stop_machine::StopMachine,
+    pub(crate) lock_order: LockOrder,
+    pub(crate) hotplug: crate::hotplug::HotplugState<P>,
 }
 
 /// Restores the saved local interrupt state on drop.
@@ -57,6 +60,29 @@ pub(crate) struct IrqSave<'a, P: Platform> {
 impl<P: Platform> Drop for IrqSave<'_, P> {
     fn drop(&mut self) {
         self.platform.local_irq_restore(self.flags);
+    }
+}
+
+/// A descriptor lock taken from process context: local interrupts saved
+/// and disabled, the acquisition recorded for the lock-order check.
+pub(crate) struct DescLock<'a, P: Platform> {
+    // Field order is drop order: unlock, then record the release, then
+    // restore interrupts.
+    guard: spin::MutexGuard<'a, crate::desc::DescInner>,
+    _held: HeldLock<'a>,
+    _irq: IrqSave<'a, P>,
+}
+
+impl<P: Platform> core::ops::Deref for DescLock<'_, P> {
+    type Target = crate::desc::DescInner;
+    fn deref(&self) -> &Self::Target {
+        &self.guard
+    }
+}
+
+impl<P: Platform> core::ops::DerefMut for DescLock<'_, P> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.guard
     }
 }
 
@@ -93,6 +119,8 @@ impl<P: Platform> IrqCore<P> {
             next_dev_id: AtomicUsize::new(usize::MAX / 2),
             next_action_id: AtomicU32::new(1),
             stop: crate::stop_machine::StopMachine::new(),
+            lock_order: LockOrder::new(),
+            hotplug: crate::hotplug::HotplugState::new(),
         }
     }
 
@@ -153,6 +181,23 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
+    /// Locks `desc` from process context (see [`crate::lockdep`]).
+    pub(crate) fn lock_desc<'a>(&'a self, desc: &'a IrqDesc) -> DescLock<'a, P> {
+        let irq = self.irq_save();
+        let held = self.lock_order.acquire(self.platform.current_cpu(), LockClass::Descriptor);
+        DescLock {
+            guard: desc.inner.lock(),
+            _held: held,
+            _irq: irq,
+        }
+    }
+
+    /// The lock-order checker (see [`crate::lockdep`]); domains and other
+    /// layers built on irqcore record their own locks in it.
+    pub fn lock_order(&self) -> &LockOrder {
+        &self.lock_order
+    }
+
     pub(crate) fn cpu_index(&self) -> Result<usize, IrqError> {
         let cpu = self.platform.current_cpu();
         if cpu.index() < self.nr_cpus as usize {
@@ -179,7 +224,10 @@ impl<P: Platform> IrqCore<P> {
     /// no descriptor can be allocated or freed. Hotplug holds it across the
     /// bring-up and dying phases.
     pub fn lock_sparse(&self) -> Result<SparseGuard<'_>, IrqError> {
-        self.store.lock_sparse(self.cpu_index()?)
+        let cpu = self.cpu_index()?;
+        let mut g = self.store.lock_sparse(cpu)?;
+        g.held = Some(self.lock_order.acquire(CpuId(cpu as u32), LockClass::Sparse));
+        Ok(g)
     }
 
     /// Whether the calling CPU holds the sparse lock.
@@ -302,8 +350,7 @@ impl<P: Platform> IrqCore<P> {
         }
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
-        let _irq = self.irq_save();
-        let mut g = desc.inner.lock();
+        let mut g = self.lock_desc(desc);
         if !g.actions.is_empty() {
             return Err(IrqError::HasHandlers(irq));
         }
@@ -326,8 +373,7 @@ impl<P: Platform> IrqCore<P> {
     pub fn set_flow(&self, irq: IrqNumber, flow: FlowKind) -> Result<(), IrqError> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
-        let _irq = self.irq_save();
-        let mut g = desc.inner.lock();
+        let mut g = self.lock_desc(desc);
         let percpu = |f: FlowKind| matches!(f, FlowKind::PerCpu | FlowKind::PerCpuDevId);
         if percpu(flow) != percpu(g.flow) && !g.actions.is_empty() {
             return Err(IrqError::HasHandlers(irq));
@@ -354,8 +400,7 @@ impl<P: Platform> IrqCore<P> {
         }
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
-        let _irq = self.irq_save();
-        let mut g = desc.inner.lock();
+        let mut g = self.lock_desc(desc);
         g.state.insert(set);
         g.state.remove(clear);
         Ok(())
@@ -408,22 +453,20 @@ impl<P: Platform> IrqCore<P> {
         desc: &IrqDesc,
         f: impl FnOnce(&mut crate::desc::DescInner) -> Result<R, IrqError>,
     ) -> Result<R, IrqError> {
-        let levels: ArrayVec<ChipLevel, MAX_LEVELS> = {
-            let _irq = self.irq_save();
-            desc.inner.lock().levels.clone()
-        };
+        let levels: ArrayVec<ChipLevel, MAX_LEVELS> = self.lock_desc(desc).levels.clone();
         let data = IrqData::new(desc.irq, &levels);
+        let bus = self.lock_order.acquire(self.platform.current_cpu(), LockClass::BusLock);
         if let Some(c) = data.chip() {
             c.bus_lock(&data);
         }
         let r = {
-            let _irq = self.irq_save();
-            let mut g = desc.inner.lock();
+            let mut g = self.lock_desc(desc);
             f(&mut g)
         };
         if let Some(c) = data.chip() {
             c.bus_sync_unlock(&data);
         }
+        drop(bus);
         r
     }
 
@@ -575,6 +618,17 @@ impl<P: Platform> IrqCore<P> {
     /// Starts the line: depth 0, chip startup (or enable if started), and
     /// replay of an event that arrived while it was off.
     pub(crate) fn startup(&self, irq: IrqNumber, g: &mut crate::desc::DescInner, resend: bool) {
+        if !g.state.contains(IrqState::STARTED) {
+            let online = self.online_cpus();
+            if g.state.contains(IrqState::AFFINITY_MANAGED) && !g.affinity.intersects(&online) {
+                // No CPU of a managed irq's mask is online: stay shut down
+                // until one comes up (hotplug restarts it).
+                g.state.insert(IrqState::MANAGED_SHUTDOWN | IrqState::DISABLED);
+                g.depth = 1;
+                return;
+            }
+            self.setup_affinity(irq, g, &online);
+        }
         g.depth = 0;
         if let Some(d) = g.data(irq) {
             let chip = &g.levels[0].chip;
@@ -593,6 +647,45 @@ impl<P: Platform> IrqCore<P> {
         if resend {
             self.check_irq_resend(irq, g, false);
         }
+    }
+
+    /// Programs the initial affinity: the requested mask's online CPUs, or
+    /// every online CPU if it has none. Chips without affinity support are
+    /// left alone.
+    fn setup_affinity(&self, irq: IrqNumber, g: &mut crate::desc::DescInner, online: &CpuMask) {
+        let mut target = g.affinity.and(online);
+        if target.is_empty() {
+            target = *online;
+        }
+        if target.is_empty() {
+            return;
+        }
+        if let Some(d) = g.data(irq) {
+            if let Ok(r) = g.levels[0].chip.set_affinity(&d, &target, false) {
+                if g.affinity.is_empty() {
+                    g.affinity = target;
+                }
+                g.effective = r.effective();
+            }
+        }
+    }
+
+    /// Marks `irq` as managed with affinity `mask` (set up before the first
+    /// request): the kernel, not the user, owns its affinity; when no CPU of
+    /// `mask` is online it is shut down, and restarted when one returns.
+    pub fn set_managed_affinity(&self, irq: IrqNumber, mask: &CpuMask) -> Result<(), IrqError> {
+        if mask.is_empty() || !mask.is_subset_of(&CpuMask::first_n(self.nr_cpus as usize)) {
+            return Err(IrqError::InvalidArgument);
+        }
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let mut g = self.lock_desc(desc);
+        if !g.actions.is_empty() {
+            return Err(IrqError::HasHandlers(irq));
+        }
+        g.state.insert(IrqState::AFFINITY_MANAGED);
+        g.affinity = *mask;
+        Ok(())
     }
 
     /// Shuts the line down (last handler freed).
@@ -686,8 +779,7 @@ impl<P: Platform> IrqCore<P> {
         let desc = self.desc(&s, irq)?;
         loop {
             {
-                let _irq = self.irq_save();
-                let g = desc.inner.lock();
+                let g = self.lock_desc(desc);
                 if !g.state.contains(IrqState::IN_PROGRESS) && g.threads_active == 0 {
                     return Ok(());
                 }
@@ -702,8 +794,7 @@ impl<P: Platform> IrqCore<P> {
         let cpu = self.platform.current_cpu();
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
-        let _irq = self.irq_save();
-        let mut g = desc.inner.lock();
+        let mut g = self.lock_desc(desc);
         if !g.state.contains(IrqState::PER_CPU) {
             return Err(IrqError::NotPerCpu(irq));
         }
@@ -722,8 +813,7 @@ impl<P: Platform> IrqCore<P> {
         let cpu = self.platform.current_cpu();
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
-        let _irq = self.irq_save();
-        let mut g = desc.inner.lock();
+        let mut g = self.lock_desc(desc);
         if !g.state.contains(IrqState::PER_CPU) {
             return Err(IrqError::NotPerCpu(irq));
         }

@@ -20,6 +20,9 @@ pub mod error;
 pub mod flow;
 pub(crate) mod grace;
 pub mod ids;
+#[cfg(not(loom))]
+pub mod hotplug;
+pub mod lockdep;
 pub mod platform;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -47,3 +50,6 @@ pub use platform::IrqEvent;
 pub use store::SparseGuard;
 #[cfg(not(loom))]
 pub use stats::InterruptTable;
+#[cfg(not(loom))]
+pub use hotplug::{CpuControl, CpuPhase, HotplugCallback};
+pub use lockdep::{LockClass, LockOrder};

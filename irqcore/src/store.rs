@@ -145,6 +145,9 @@ pub(crate) struct DescStore {
     pub(crate) sparse: spin::Mutex<AllocState>,
     /// CPU index + 1 of the sparse-lock holder, 0 when free.
     sparse_owner: AtomicU32,
+    /// CPU index + 1 of the CPU being brought up or taken down while the
+    /// sparse lock is held for it (its own allocations would deadlock too).
+    pub(crate) hotplug_cpu: AtomicU32,
     retired: spin::Mutex<Vec<Box<IrqDesc>>>,
     live: AtomicUsize,
 }
@@ -153,6 +156,7 @@ pub(crate) struct DescStore {
 pub struct SparseGuard<'a> {
     pub(crate) state: spin::MutexGuard<'a, AllocState>,
     owner: &'a AtomicU32,
+    pub(crate) held: Option<crate::lockdep::HeldLock<'a>>,
 }
 
 impl Drop for SparseGuard<'_> {
@@ -169,6 +173,7 @@ impl DescStore {
             capacity,
             sparse: spin::Mutex::new(AllocState::new()),
             sparse_owner: AtomicU32::new(0),
+            hotplug_cpu: AtomicU32::new(0),
             retired: spin::Mutex::new(Vec::new()),
             live: AtomicUsize::new(0),
         }
@@ -186,7 +191,7 @@ impl DescStore {
     /// Takes the sparse lock for CPU `cpu`.
     pub(crate) fn lock_sparse(&self, cpu: usize) -> Result<SparseGuard<'_>, IrqError> {
         let me = cpu as u32 + 1;
-        if self.sparse_owner.load(Ordering::Acquire) == me {
+        if self.sparse_owner.load(Ordering::Acquire) == me || self.hotplug_cpu.load(Ordering::Acquire) == me {
             return Err(IrqError::SparseLockHeldByCaller);
         }
         let mut state = self.sparse.lock();
@@ -195,6 +200,7 @@ impl DescStore {
         Ok(SparseGuard {
             state,
             owner: &self.sparse_owner,
+            held: None,
         })
     }
 
@@ -332,6 +338,12 @@ impl DescStore {
     /// must hold the sparse lock (so none appears or vanishes) and be in a
     /// read-side section.
     pub(crate) fn for_each(&self, _guard: &SparseGuard<'_>, f: &mut dyn FnMut(&IrqDesc)) {
+        self.for_each_unlocked(f)
+    }
+
+    /// [`DescStore::for_each`] for callers that know the sparse lock is held
+    /// on their behalf (hotplug phases on another CPU).
+    pub(crate) fn for_each_unlocked(&self, f: &mut dyn FnMut(&IrqDesc)) {
         for (ci, c) in self.top.iter().enumerate() {
             let chunk = c.load(Ordering::SeqCst);
             if chunk.is_null() {

@@ -1,0 +1,443 @@
+//! CPU hotplug: ordered phases with backend callbacks, the sparse lock, and
+//! migration of interrupts off a dying CPU.
+//!
+//! # Phases
+//!
+//! Bringing CPU `n` up runs, in order (callbacks of one phase in
+//! registration order):
+//!
+//! | phase      | runs on      | sparse lock | typical work |
+//! |------------|--------------|-------------|--------------|
+//! | `Prepare`  | control CPU  | free        | allocate per-CPU resources, **including descriptors** (Xen per-vCPU VIRQs and IPIs) |
+//! | `BringUp`  | control CPU  | **held**    | walk all descriptors: set up the new CPU's vector space (x86) |
+//! | `Starting` | the new CPU, interrupts off | held (by the control CPU) | per-CPU controller init (GIC redistributor wake, LAPIC) |
+//! | `Online`   | control CPU  | free        | anything that allocates or sleeps |
+//!
+//! Taking it down runs the `down` callbacks in the reverse order:
+//! `Online` ("pre-down"), `Starting` ("dying": on the outgoing CPU inside
+//! stop-machine, after the core migrated every interrupt away), `BringUp`
+//! ("dead": after the CPU stopped), `Prepare` ("post-dead").
+//!
+//! # Why the sparse lock is held, and why that cannot deadlock
+//!
+//! The bring-up and dying phases walk every descriptor (vector tables,
+//! migration). The sparse lock guarantees none appears or vanishes under the
+//! walk (the reason Linux keeps `irq_lock_sparse()` across these steps).
+//! Seed 000 is the failure this causes when a backend *also* needs to
+//! allocate a descriptor for the new CPU from inside those steps: Xen's
+//! per-vCPU VIRQ/IPI binding deadlocked on the sparse lock. Here the phases
+//! say where each kind of work belongs: allocation goes in `Prepare` or
+//! `Online`, which run with the lock free. An allocation attempted while the
+//! lock is held for the transition (from the control CPU or from the CPU in
+//! transition) returns [`IrqError::SparseLockHeldByCaller`] at once instead
+//! of deadlocking, so a misplaced callback is a visible error.
+
+use crate::cpumask::CpuMask;
+use crate::desc::{DescInner, IrqState, IrqStatus};
+use crate::error::IrqError;
+use crate::ids::{CpuId, IrqNumber};
+use crate::instance::IrqCore;
+use crate::lockdep::LockClass;
+use crate::platform::{IrqEvent, Platform};
+use crate::stop_machine::CpuDownError;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+/// A hotplug phase (see the module docs for what runs where).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CpuPhase {
+    /// Before the CPU starts; control CPU; sparse lock free.
+    Prepare,
+    /// Control CPU, sparse lock held.
+    BringUp,
+    /// On the new (or, going down, the dying) CPU with interrupts off.
+    Starting,
+    /// After the CPU is online; control CPU; sparse lock free.
+    Online,
+}
+
+/// Whether a callback is being called for a CPU coming up or going down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// CPU coming up (`up` callbacks).
+    Up,
+    /// CPU going down (`down` callbacks).
+    Down,
+}
+
+/// A backend's hotplug work for one phase.
+pub trait HotplugCallback<P: Platform>: Send + Sync {
+    /// Name for diagnostics.
+    fn name(&self) -> &str;
+
+    /// The CPU is coming up. An error rolls the transition back: the `down`
+    /// callbacks of everything that already ran are called in reverse.
+    fn up(&self, ctx: &HotplugCtx<'_, P>) -> Result<(), IrqError>;
+
+    /// The CPU is going down. Cannot fail (the `Starting`/"dying" phase runs
+    /// inside stop-machine).
+    fn down(&self, ctx: &HotplugCtx<'_, P>);
+}
+
+/// What a hotplug callback gets.
+pub struct HotplugCtx<'a, P: Platform> {
+    /// The core.
+    pub core: &'a IrqCore<P>,
+    /// The CPU coming up or going down.
+    pub cpu: CpuId,
+    /// The phase being run.
+    pub phase: CpuPhase,
+    /// Up or down.
+    pub direction: Direction,
+}
+
+impl<P: Platform> HotplugCtx<'_, P> {
+    /// Whether the sparse lock is held for this transition (`BringUp` and
+    /// `Starting`, both directions).
+    pub fn sparse_lock_held(&self) -> bool {
+        matches!(self.phase, CpuPhase::BringUp | CpuPhase::Starting)
+    }
+
+    /// Walks every allocated irq. Only allowed while the sparse lock is held
+    /// for the transition (so the set is stable): `BringUp` and `Starting`.
+    pub fn for_each_irq(&self, f: &mut dyn FnMut(IrqNumber)) -> Result<(), IrqError> {
+        if !self.sparse_lock_held() {
+            return Err(IrqError::InvalidArgument);
+        }
+        self.core.walk_irqs_unlocked(f);
+        Ok(())
+    }
+}
+
+/// What the kernel does to start and stop a CPU.
+pub trait CpuControl {
+    /// Starts `cpu` (INIT-SIPI-SIPI, PSCI CPU_ON, ...). The new CPU must call
+    /// [`IrqCore::cpu_starting`] on itself with interrupts off; this returns
+    /// that call's result once it has returned.
+    fn boot_cpu(&self, cpu: CpuId) -> Result<(), IrqError>;
+
+    /// `cpu` has left stop-machine marked offline with interrupts off:
+    /// return once it no longer executes kernel code (parked or powered off).
+    fn kill_cpu(&self, cpu: CpuId) -> Result<(), IrqError>;
+}
+
+struct Registered<P: Platform> {
+    phase: CpuPhase,
+    cb: Arc<dyn HotplugCallback<P>>,
+}
+
+/// Hotplug state kept in the core.
+pub(crate) struct HotplugState<P: Platform> {
+    callbacks: spin::Mutex<Vec<Registered<P>>>,
+    /// Serialises transitions.
+    busy: spin::Mutex<()>,
+    /// CPU (index + 1) whose `Starting` up-phase is expected.
+    starting: core::sync::atomic::AtomicU32,
+}
+
+impl<P: Platform> HotplugState<P> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            callbacks: spin::Mutex::new(Vec::new()),
+            busy: spin::Mutex::new(()),
+            starting: core::sync::atomic::AtomicU32::new(0),
+        }
+    }
+}
+
+impl<P: Platform> IrqCore<P> {
+    /// Registers `cb` for `phase`. Callbacks of a phase run in registration
+    /// order going up and in reverse going down. Refused while a transition
+    /// runs.
+    pub fn register_hotplug(&self, phase: CpuPhase, cb: Arc<dyn HotplugCallback<P>>) -> Result<(), IrqError> {
+        let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
+        self.hotplug.callbacks.lock().push(Registered { phase, cb });
+        Ok(())
+    }
+
+    fn callbacks_of(&self, phase: CpuPhase) -> Vec<Arc<dyn HotplugCallback<P>>> {
+        self.hotplug
+            .callbacks
+            .lock()
+            .iter()
+            .filter(|r| r.phase == phase)
+            .map(|r| r.cb.clone())
+            .collect()
+    }
+
+    /// Runs the `up` callbacks of `phase`; on failure runs the `down` of the
+    /// ones that succeeded (reverse) and returns the error.
+    fn run_up(&self, cpu: CpuId, phase: CpuPhase) -> Result<(), IrqError> {
+        let cbs = self.callbacks_of(phase);
+        let ctx = HotplugCtx { core: self, cpu, phase, direction: Direction::Up };
+        for (i, cb) in cbs.iter().enumerate() {
+            if let Err(e) = cb.up(&ctx) {
+                let down = HotplugCtx { direction: Direction::Down, ..ctx };
+                for done in cbs[..i].iter().rev() {
+                    done.down(&down);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn run_down(&self, cpu: CpuId, phase: CpuPhase) {
+        let ctx = HotplugCtx { core: self, cpu, phase, direction: Direction::Down };
+        for cb in self.callbacks_of(phase).iter().rev() {
+            cb.down(&ctx);
+        }
+    }
+
+    /// Brings `cpu` online through every phase (see the module docs).
+    /// Call from process context on an online CPU.
+    pub fn cpu_up(&self, cpu: CpuId, control: &dyn CpuControl) -> Result<(), IrqError> {
+        if cpu.0 >= self.nr_cpus {
+            return Err(IrqError::BadCpu(cpu));
+        }
+        let me = self.platform.current_cpu();
+        let _order = self.lock_order.acquire(me, LockClass::Hotplug);
+        let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
+        if self.cpu_online(cpu) {
+            return Err(IrqError::BadCpu(cpu));
+        }
+        self.run_up(cpu, CpuPhase::Prepare)?;
+        let sparse = match self.lock_sparse() {
+            Ok(g) => g,
+            Err(e) => {
+                self.run_down(cpu, CpuPhase::Prepare);
+                return Err(e);
+            }
+        };
+        self.store.hotplug_cpu.store(cpu.0 + 1, Ordering::Release);
+        let r = self.run_up(cpu, CpuPhase::BringUp).and_then(|()| {
+            self.hotplug.starting.store(cpu.0 + 1, Ordering::Release);
+            let r = control.boot_cpu(cpu);
+            self.hotplug.starting.store(0, Ordering::Release);
+            if r.is_err() {
+                self.run_down(cpu, CpuPhase::BringUp);
+            }
+            r
+        });
+        self.store.hotplug_cpu.store(0, Ordering::Release);
+        drop(sparse);
+        if let Err(e) = r {
+            self.run_down(cpu, CpuPhase::Prepare);
+            return Err(e);
+        }
+        if !self.cpu_online(cpu) {
+            // The platform returned Ok without the CPU running cpu_starting.
+            self.run_down(cpu, CpuPhase::BringUp);
+            self.run_down(cpu, CpuPhase::Prepare);
+            return Err(IrqError::BadCpu(cpu));
+        }
+        self.restore_managed_irqs(cpu);
+        self.run_up(cpu, CpuPhase::Online)
+    }
+
+    /// Called by the new CPU itself, with interrupts off, from the kernel's
+    /// secondary entry during [`CpuControl::boot_cpu`]: runs the `Starting`
+    /// callbacks and marks the CPU online.
+    pub fn cpu_starting(&self) -> Result<(), IrqError> {
+        let cpu = self.platform.current_cpu();
+        if self.hotplug.starting.load(Ordering::Acquire) != cpu.0 + 1 {
+            return Err(IrqError::BadCpu(cpu));
+        }
+        self.run_up(cpu, CpuPhase::Starting)?;
+        self.set_cpu_online(cpu, true)
+    }
+
+    /// Takes `cpu` offline through every phase; its interrupts move to other
+    /// online CPUs inside stop-machine. Call from process context on another
+    /// online CPU.
+    pub fn cpu_down(&self, cpu: CpuId, control: &dyn CpuControl) -> Result<(), IrqError> {
+        let me = self.platform.current_cpu();
+        if me == cpu || cpu.0 >= self.nr_cpus {
+            return Err(IrqError::BadCpu(cpu));
+        }
+        let _order = self.lock_order.acquire(me, LockClass::Hotplug);
+        let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
+        let online = self.online_cpus();
+        if !online.contains(cpu) || online.weight() < 2 {
+            return Err(IrqError::BadCpu(cpu));
+        }
+        self.run_down(cpu, CpuPhase::Online);
+        let sparse = match self.lock_sparse() {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = self.run_up(cpu, CpuPhase::Online);
+                return Err(e);
+            }
+        };
+        self.store.hotplug_cpu.store(cpu.0 + 1, Ordering::Release);
+        let dying = || -> Result<(), IrqError> {
+            self.migrate_irqs_off(cpu);
+            self.run_down(cpu, CpuPhase::Starting);
+            Ok(())
+        };
+        let mark_offline = || {
+            let _ = self.set_cpu_online(cpu, false);
+        };
+        let r = self.stop.take_cpu_down(&self.platform, &online, cpu, &dying, &mark_offline);
+        if let Err(e) = r {
+            self.store.hotplug_cpu.store(0, Ordering::Release);
+            drop(sparse);
+            let _ = self.run_up(cpu, CpuPhase::Online);
+            return Err(match e {
+                CpuDownError::Dying(e) => e,
+                CpuDownError::Stop(_) => IrqError::Busy,
+            });
+        }
+        let killed = control.kill_cpu(cpu);
+        self.run_down(cpu, CpuPhase::BringUp);
+        self.store.hotplug_cpu.store(0, Ordering::Release);
+        drop(sparse);
+        self.run_down(cpu, CpuPhase::Prepare);
+        killed
+    }
+
+    /// Walks all irqs; the caller guarantees the sparse lock is held.
+    pub(crate) fn walk_irqs_unlocked(&self, f: &mut dyn FnMut(IrqNumber)) {
+        let mut irqs = Vec::new();
+        if let Ok(_s) = self.section() {
+            self.store.for_each_unlocked(&mut |d| irqs.push(d.irq));
+        }
+        for irq in irqs {
+            f(irq);
+        }
+    }
+
+    /// Moves every interrupt targeting `cpu` to an online CPU of its
+    /// affinity (or any online CPU: "broken affinity", reported), shuts down
+    /// managed irqs left without an online CPU, replays pending ones on their
+    /// new CPU, and disables per-CPU irqs on `cpu`. Runs on the dying CPU
+    /// inside stop-machine with the sparse lock held.
+    pub(crate) fn migrate_irqs_off(&self, cpu: CpuId) {
+        let mut after = self.online_cpus();
+        after.clear(cpu);
+        let Ok(s) = self.section() else { return };
+        self.store.for_each_unlocked(&mut |desc| {
+            let mut g = self.lock_desc(desc);
+            self.migrate_one(desc.irq, &mut g, cpu, &after);
+        });
+        drop(s);
+    }
+
+    fn migrate_one(&self, irq: IrqNumber, g: &mut DescInner, cpu: CpuId, after: &CpuMask) {
+        if g.state.contains(IrqState::PER_CPU) {
+            if g.percpu_enabled.contains(cpu) {
+                if let Some(d) = g.data(irq) {
+                    let chip = &g.levels[0].chip;
+                    if !chip.disable(&d) {
+                        chip.mask(&d);
+                    }
+                }
+                g.percpu_enabled.clear(cpu);
+            }
+            return;
+        }
+        let targets = if g.effective.is_empty() { g.affinity } else { g.effective };
+        if !g.state.contains(IrqState::STARTED) || !targets.contains(cpu) {
+            if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask.and(after).is_empty() {
+                g.state.remove(IrqState::MOVE_PENDING);
+            }
+            return;
+        }
+        let mut wanted = g.affinity;
+        if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask.intersects(after) {
+            wanted = g.pending_mask;
+        }
+        g.state.remove(IrqState::MOVE_PENDING);
+        let mut target = wanted.and(after);
+        if target.is_empty() {
+            if g.state.contains(IrqState::AFFINITY_MANAGED) {
+                self.managed_shutdown(irq, g);
+                return;
+            }
+            target = *after;
+            wanted = *after;
+            self.platform.report(IrqEvent::AffinityBroken(irq));
+        }
+        let Some(d) = g.data(irq) else { return };
+        let masked_here = !g.state.contains(IrqState::MASKED);
+        let chip = g.levels[0].chip.clone();
+        if masked_here {
+            chip.mask(&d);
+        }
+        let r = match chip.set_affinity(&d, &target, true) {
+            Err(crate::error::ChipError::NoSpace) if target != *after => {
+                wanted = *after;
+                chip.set_affinity(&d, after, true)
+            }
+            r => r,
+        };
+        if let Ok(r) = r {
+            g.affinity = wanted;
+            g.effective = r.effective();
+        }
+        if masked_here {
+            chip.unmask(&IrqData::new(irq, &g.levels));
+        }
+        if g.status.contains(IrqStatus::PENDING) {
+            self.check_irq_resend(irq, g, false);
+        }
+    }
+
+    /// Shuts a managed irq down because no CPU of its mask is online; the
+    /// disable depth is incremented so a driver's own disable survives the
+    /// offline/online cycle (Linux 6.16's rule).
+    fn managed_shutdown(&self, irq: IrqNumber, g: &mut DescInner) {
+        if g.state.contains(IrqState::MANAGED_SHUTDOWN) {
+            return;
+        }
+        if g.state.contains(IrqState::STARTED) {
+            if let Some(d) = g.data(irq) {
+                g.levels[0].chip.shutdown(&d);
+            }
+            g.state.remove(IrqState::STARTED);
+        }
+        g.state.insert(IrqState::MANAGED_SHUTDOWN | IrqState::DISABLED | IrqState::MASKED);
+        g.depth = g.depth.saturating_add(1);
+    }
+
+    /// Restarts managed irqs whose mask contains the CPU that came online,
+    /// exactly once per shutdown (whatever number of CPUs of the mask come
+    /// back), and only if no driver disable is outstanding.
+    fn restore_managed_irqs(&self, cpu: CpuId) {
+        let Ok(g) = self.lock_sparse() else { return };
+        let mut irqs = Vec::new();
+        if let Ok(_s) = self.section() {
+            self.store.for_each_unlocked(&mut |d| irqs.push(d.irq));
+        }
+        drop(g);
+        for irq in irqs {
+            let Ok(s) = self.section() else { return };
+            let Ok(desc) = self.desc(&s, irq) else { continue };
+            let mut g = self.lock_desc(desc);
+            if g.state.contains(IrqState::MANAGED_SHUTDOWN) && g.affinity.contains(cpu) {
+                g.state.remove(IrqState::MANAGED_SHUTDOWN);
+                g.depth = g.depth.saturating_sub(1);
+                if g.depth == 0 && !g.actions.is_empty() {
+                    self.startup(irq, &mut g, true);
+                }
+            }
+        }
+    }
+
+    /// Marks `irq` as having an event to deliver and replays it on its
+    /// current target (hardware retrigger or software resend). For arch code
+    /// that finds interrupts latched on a dying CPU (x86: vectors set in the
+    /// local APIC's IRR) after they were moved away.
+    pub fn inject_pending(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let mut g = self.lock_desc(desc);
+        g.status.insert(IrqStatus::PENDING);
+        g.status.remove(IrqStatus::REPLAY);
+        self.check_irq_resend(irq, &mut g, false);
+        Ok(())
+    }
+}
+
+use crate::chip::IrqData;

@@ -53,3 +53,5 @@ pub use stats::InterruptTable;
 #[cfg(not(loom))]
 pub use hotplug::{CpuControl, CpuPhase, HotplugCallback};
 pub use lockdep::{LockClass, LockOrder};
+#[cfg(not(loom))]
+pub use domain::{DomainConfig, DomainError, DomainId, DomainKind, DomainOps, DomainRegistry, FwSpec, Mapping};

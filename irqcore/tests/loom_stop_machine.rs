@@ -1,10 +1,14 @@
 //! Loom model of the stop-machine state machine with two and three CPUs.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p irqcore --release --test
-//! loom_stop_machine`. Loom threads play the CPUs; each CPU's local
-//! interrupt flag is a loom atomic, so loom explores every interleaving of
-//! the rendezvous atomics (state, acknowledgement counter) with the flags.
-//! Checked in every interleaving:
+//! loom_stop_machine`. Loom threads play the CPUs and loom explores the
+//! interleavings (and weak-memory outcomes) of the rendezvous atomics: the
+//! state and the acknowledgement counter. Each CPU's local interrupt flag is
+//! CPU-local state (a register on real hardware), modelled as a plain
+//! sequentially consistent flag: loom runs one thread at a time, so reading
+//! all flags in an assertion observes exactly the interleaving being
+//! explored, without adding schedule points that would only multiply the
+//! search. Checked in every explored interleaving:
 //! * every CPU acts on every state exactly once, in order;
 //! * in the Run state no participating CPU has interrupts enabled;
 //! * with the two-phase disable, when a CPU that runs the function disables
@@ -15,8 +19,8 @@
 use irqcore::stop_machine::{StopMachine, StopState};
 use irqcore::{ActionId, CpuId, CpuMask, IrqFlags, IrqNumber, Platform};
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 loom::thread_local! {
     static CPU: Cell<u32> = Cell::new(0);

@@ -31,7 +31,9 @@ impl Revmap {
 
     pub(crate) fn get(&self, hwirq: HwIrq) -> Option<IrqNumber> {
         match self {
-            Revmap::Linear(v) => usize::try_from(hwirq.0).ok().and_then(|i| v.get(i).copied().flatten()),
+            Revmap::Linear(v) => usize::try_from(hwirq.0)
+                .ok()
+                .and_then(|i| v.get(i).copied().flatten()),
             Revmap::Tree(t) => t.get(&hwirq.0).copied(),
         }
     }

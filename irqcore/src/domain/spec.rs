@@ -167,30 +167,69 @@ mod tests {
 
     #[test]
     fn gic_types_offset_the_number() {
-        assert_eq!(tr(SpecFormat::Gic, &[0, 5, 4]), Ok((HwIrq(37), TriggerType::LevelHigh)));
-        assert_eq!(tr(SpecFormat::Gic, &[1, 14, 0xf08]), Ok((HwIrq(30), TriggerType::LevelLow)));
-        assert_eq!(tr(SpecFormat::Gic, &[2, 0, 1]), Ok((HwIrq(4096), TriggerType::EdgeRising)));
-        assert_eq!(tr(SpecFormat::Gic, &[3, 63, 0]), Ok((HwIrq(1119), TriggerType::None)));
+        assert_eq!(
+            tr(SpecFormat::Gic, &[0, 5, 4]),
+            Ok((HwIrq(37), TriggerType::LevelHigh))
+        );
+        assert_eq!(
+            tr(SpecFormat::Gic, &[1, 14, 0xf08]),
+            Ok((HwIrq(30), TriggerType::LevelLow))
+        );
+        assert_eq!(
+            tr(SpecFormat::Gic, &[2, 0, 1]),
+            Ok((HwIrq(4096), TriggerType::EdgeRising))
+        );
+        assert_eq!(
+            tr(SpecFormat::Gic, &[3, 63, 0]),
+            Ok((HwIrq(1119), TriggerType::None))
+        );
         assert_eq!(tr(SpecFormat::Gic, &[4, 1, 4]), Err(SpecError::BadType(4)));
-        assert_eq!(tr(SpecFormat::Gic, &[1, 16, 4]), Err(SpecError::NumberOutOfRange(16)));
-        assert_eq!(tr(SpecFormat::Gic, &[0, 988, 4]), Err(SpecError::NumberOutOfRange(988)));
+        assert_eq!(
+            tr(SpecFormat::Gic, &[1, 16, 4]),
+            Err(SpecError::NumberOutOfRange(16))
+        );
+        assert_eq!(
+            tr(SpecFormat::Gic, &[0, 988, 4]),
+            Err(SpecError::NumberOutOfRange(988))
+        );
         // The CPU mask is only meaningful for PPIs.
-        assert_eq!(tr(SpecFormat::Gic, &[0, 1, 0x104]), Err(SpecError::BadFlags(0x104)));
+        assert_eq!(
+            tr(SpecFormat::Gic, &[0, 1, 0x104]),
+            Err(SpecError::BadFlags(0x104))
+        );
     }
 
     #[test]
     fn cell_counts_and_sense_bits_are_checked() {
-        assert_eq!(tr(SpecFormat::OneCell, &[7]), Ok((HwIrq(7), TriggerType::None)));
+        assert_eq!(
+            tr(SpecFormat::OneCell, &[7]),
+            Ok((HwIrq(7), TriggerType::None))
+        );
         assert_eq!(
             tr(SpecFormat::OneCell, &[7, 1]),
-            Err(SpecError::CellCount { expected: 1, got: 2 })
+            Err(SpecError::CellCount {
+                expected: 1,
+                got: 2
+            })
         );
-        assert_eq!(tr(SpecFormat::TwoCell, &[7, 2]), Ok((HwIrq(7), TriggerType::EdgeFalling)));
-        assert_eq!(tr(SpecFormat::TwoCell, &[7, 5]), Err(SpecError::BadFlags(5)));
-        assert_eq!(tr(SpecFormat::TwoCell, &[7, 0x14]), Err(SpecError::BadFlags(0x14)));
+        assert_eq!(
+            tr(SpecFormat::TwoCell, &[7, 2]),
+            Ok((HwIrq(7), TriggerType::EdgeFalling))
+        );
+        assert_eq!(
+            tr(SpecFormat::TwoCell, &[7, 5]),
+            Err(SpecError::BadFlags(5))
+        );
+        assert_eq!(
+            tr(SpecFormat::TwoCell, &[7, 0x14]),
+            Err(SpecError::BadFlags(0x14))
+        );
         assert_eq!(
             tr(SpecFormat::Gic, &[]),
-            Err(SpecError::CellCount { expected: 3, got: 0 })
+            Err(SpecError::CellCount {
+                expected: 3,
+                got: 0
+            })
         );
         assert!(FwSpec::new(&[0; 5]).is_err());
     }

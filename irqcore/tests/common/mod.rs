@@ -48,6 +48,10 @@ impl Platform for TestPlatform {
             }
         });
     }
+    fn cpu_relax(&self) {
+        // Threads are not CPUs: let the one we wait for run.
+        std::thread::yield_now();
+    }
     fn schedule_resend(&self, irq: IrqNumber) {
         self.resends.lock().unwrap().push(irq);
     }
@@ -131,10 +135,17 @@ impl IrqChip for RecordingChip {
         }
         self.can_retrigger
     }
-    fn set_affinity(&self, _d: &IrqData<'_>, mask: &CpuMask, _force: bool) -> Result<AffinitySet, ChipError> {
+    fn set_affinity(
+        &self,
+        _d: &IrqData<'_>,
+        mask: &CpuMask,
+        _force: bool,
+    ) -> Result<AffinitySet, ChipError> {
         let first = mask.first().ok_or(ChipError::Invalid)?;
         *self.target.lock().unwrap() = Some(CpuMask::of(first));
-        Ok(AffinitySet::Applied { effective: CpuMask::of(first) })
+        Ok(AffinitySet::Applied {
+            effective: CpuMask::of(first),
+        })
     }
 }
 
@@ -144,7 +155,10 @@ pub type Core = IrqCore<TestPlatform>;
 pub fn core_with_cpus(n: u32) -> Arc<Core> {
     let core = Arc::new(IrqCore::with_config(
         TestPlatform::default(),
-        CoreConfig { capacity: 4096, nr_cpus: 16 },
+        CoreConfig {
+            capacity: 4096,
+            nr_cpus: 16,
+        },
     ));
     for c in 0..n {
         core.set_cpu_online(CpuId(c), true).unwrap();
@@ -155,7 +169,8 @@ pub fn core_with_cpus(n: u32) -> Arc<Core> {
 /// Allocates one irq with `chip` and `flow`.
 pub fn irq_with(core: &Core, chip: Arc<dyn IrqChip>, flow: FlowKind) -> IrqNumber {
     let irq = core.alloc_descs(IrqNumber(1), 1).unwrap();
-    core.set_chip(irq, vec![ChipLevel::new(chip, HwIrq(irq.0 as u64))], flow).unwrap();
+    core.set_chip(irq, vec![ChipLevel::new(chip, HwIrq(irq.0 as u64))], flow)
+        .unwrap();
     irq
 }
 
@@ -167,8 +182,11 @@ pub fn handled() -> Arc<dyn IrqHandler> {
 pub fn counting() -> (Arc<std::sync::atomic::AtomicU64>, Arc<dyn IrqHandler>) {
     let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let n2 = n.clone();
-    (n, Arc::new(move |_irq: IrqNumber| {
-        n2.fetch_add(1, Ordering::SeqCst);
-        IrqReturn::HANDLED
-    }))
+    (
+        n,
+        Arc::new(move |_irq: IrqNumber| {
+            n2.fetch_add(1, Ordering::SeqCst);
+            IrqReturn::HANDLED
+        }),
+    )
 }

@@ -1,0 +1,299 @@
+//! What GICv2 and GICv3 drivers share: options, errors, the per-CPU table,
+//! and the one-bit/one-byte/two-bit register banks that the distributor and
+//! the GICv3 SGI/PPI frame lay out identically.
+
+use crate::intid::IntId;
+use crate::regs::{Mmio, gicd};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use irqcore::{ChipError, CpuId, CpuMask, IrqError, TriggerType};
+
+/// Driver options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GicOptions {
+    /// Number of logical CPUs the kernel may bring up (size of the per-CPU table).
+    pub max_cpus: usize,
+    /// Split EOI mode (`EOImode` = 1): the acknowledge loop drops the
+    /// running priority right after `IAR`, and the flow's `eoi` callback
+    /// deactivates (`DIR`). See the crate docs for when this helps.
+    pub split_eoi: bool,
+    /// Priority given to every interrupt at initialisation (lower = more urgent).
+    pub default_priority: u8,
+    /// Priority mask programmed into each CPU interface: interrupts with a
+    /// numerically lower priority are signalled.
+    pub priority_mask: u8,
+    /// How many times to poll a status bit (`RWP`, `ChildrenAsleep`) before
+    /// giving up with [`GicError::Timeout`].
+    pub poll_limit: u32,
+}
+
+impl Default for GicOptions {
+    fn default() -> Self {
+        // The same defaults as Linux's GIC drivers use (0xa0 for every
+        // interrupt, mask 0xf0) so that the priority space above and below
+        // stays free for pseudo-NMIs and "lowest" work.
+        Self {
+            max_cpus: 8,
+            split_eoi: false,
+            default_priority: 0xa0,
+            priority_mask: 0xf0,
+            poll_limit: 1_000_000,
+        }
+    }
+}
+
+/// Errors of the GIC drivers' setup, hotplug and IPI operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicError {
+    /// The CPU id is beyond [`GicOptions::max_cpus`], or the CPU has not
+    /// been started on this GIC ([`crate::GicV2::cpu_starting`]).
+    BadCpu(CpuId),
+    /// No redistributor has the affinity of the calling CPU (GICv3), or the
+    /// CPU interface number is not a single bit (GICv2).
+    NoRedistributor(CpuId),
+    /// A second CPU claims the same redistributor / CPU interface.
+    AlreadyClaimed(CpuId),
+    /// `cpu_starting`/`cpu_dying` was called on a CPU other than the one it names.
+    WrongCpu(CpuId),
+    /// A status bit (`RWP`, `ChildrenAsleep`) did not settle in time.
+    Timeout,
+    /// The frames are too small or the hardware reports an unexpected layout.
+    BadLayout,
+    /// Not an SGI INTID.
+    NotSgi,
+    /// No online CPU can take the interrupts of a dying CPU.
+    NoTargetCpu,
+}
+
+impl From<GicError> for IrqError {
+    fn from(e: GicError) -> Self {
+        match e {
+            GicError::BadCpu(c)
+            | GicError::NoRedistributor(c)
+            | GicError::AlreadyClaimed(c)
+            | GicError::WrongCpu(c) => IrqError::BadCpu(c),
+            GicError::Timeout => IrqError::Chip(ChipError::Hardware(-110)),
+            GicError::BadLayout => IrqError::Chip(ChipError::Invalid),
+            GicError::NotSgi => IrqError::InvalidArgument,
+            GicError::NoTargetCpu => IrqError::NoOnlineCpu,
+        }
+    }
+}
+
+/// Which CPUs an SGI goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SgiTarget<'a> {
+    /// The CPUs in the mask (each must have been started on this GIC).
+    Cpus(&'a CpuMask),
+    /// Every CPU but the sender (GICv2 filter 1, GICv3 `IRM`).
+    AllButSelf,
+    /// The sender only.
+    ToSelf,
+}
+
+const UNKNOWN: u64 = u64::MAX;
+
+/// One CPU as the GIC knows it.
+#[derive(Debug)]
+struct CpuSlot {
+    /// GICv2: CPU interface number; GICv3: MPIDR affinity. `UNKNOWN` until started.
+    hw_id: AtomicU64,
+    /// GICv3: index of its redistributor.
+    rdist: AtomicUsize,
+    /// Started and not dying: takes SPIs and SGIs.
+    online: AtomicBool,
+}
+
+/// The per-CPU table: filled in by `cpu_starting` on each CPU, read
+/// lock-free by chip callbacks (they run with a descriptor lock held and
+/// interrupts off, and must not take a GIC-wide lock just to learn which
+/// CPU they are on).
+#[derive(Debug)]
+pub(crate) struct CpuTable {
+    slots: Vec<CpuSlot>,
+}
+
+impl CpuTable {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            slots: (0..n)
+                .map(|_| CpuSlot {
+                    hw_id: AtomicU64::new(UNKNOWN),
+                    rdist: AtomicUsize::new(usize::MAX),
+                    online: AtomicBool::new(false),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn check(&self, cpu: CpuId) -> Result<(), GicError> {
+        if cpu.index() < self.slots.len() {
+            Ok(())
+        } else {
+            Err(GicError::BadCpu(cpu))
+        }
+    }
+
+    /// Records `cpu`'s hardware id; refuses if another CPU already has it.
+    pub(crate) fn claim(&self, cpu: CpuId, hw_id: u64, rdist: usize) -> Result<(), GicError> {
+        self.check(cpu)?;
+        if let Some(other) = self.cpu_of(hw_id)
+            && other != cpu
+        {
+            return Err(GicError::AlreadyClaimed(cpu));
+        }
+        let s = &self.slots[cpu.index()];
+        s.hw_id.store(hw_id, Ordering::Release);
+        s.rdist.store(rdist, Ordering::Release);
+        Ok(())
+    }
+
+    pub(crate) fn set_online(&self, cpu: CpuId, online: bool) {
+        if let Some(s) = self.slots.get(cpu.index()) {
+            s.online.store(online, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn online(&self, cpu: CpuId) -> bool {
+        self.slots
+            .get(cpu.index())
+            .is_some_and(|s| s.online.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn hw_id(&self, cpu: CpuId) -> Option<u64> {
+        let v = self.slots.get(cpu.index())?.hw_id.load(Ordering::Acquire);
+        (v != UNKNOWN).then_some(v)
+    }
+
+    pub(crate) fn rdist(&self, cpu: CpuId) -> Option<usize> {
+        let v = self.slots.get(cpu.index())?.rdist.load(Ordering::Acquire);
+        (v != usize::MAX).then_some(v)
+    }
+
+    pub(crate) fn cpu_of(&self, hw_id: u64) -> Option<CpuId> {
+        self.slots
+            .iter()
+            .position(|s| s.hw_id.load(Ordering::Acquire) == hw_id)
+            .map(|i| CpuId(i as u32))
+    }
+
+    /// The CPU an interrupt asked to go to `mask` is routed to: the first
+    /// online CPU of the mask, or with `force` the first known one (a CPU
+    /// being torn down may be named while it is no longer online).
+    pub(crate) fn pick(&self, mask: &CpuMask, force: bool) -> Option<CpuId> {
+        mask.iter().find(|&c| {
+            if force {
+                self.hw_id(c).is_some()
+            } else {
+                self.online(c)
+            }
+        })
+    }
+
+    /// The first online CPU other than `not`.
+    pub(crate) fn first_online_except(&self, not: CpuId) -> Option<CpuId> {
+        (0..self.slots.len())
+            .map(|i| CpuId(i as u32))
+            .find(|&c| c != not && self.online(c))
+    }
+}
+
+/// A bank of per-INTID registers laid out as in the distributor
+/// (`GICD_ISENABLER<n>` ... `GICD_ICFGR<n>`), at `base` in `mmio`: the
+/// distributor itself (base 0) or a GICv3 `SGI_base` frame.
+pub(crate) struct Bank<'a, M: Mmio> {
+    pub(crate) mmio: &'a M,
+    pub(crate) base: usize,
+}
+
+impl<M: Mmio> Bank<'_, M> {
+    fn set_bit(&self, reg: usize, id: IntId) {
+        let (word, bit) = id.bit();
+        // Set/clear registers: writing zeros has no effect, so no
+        // read-modify-write (and no lock) is needed.
+        self.mmio.write32(self.base + reg + 4 * word, bit);
+    }
+
+    pub(crate) fn bit_is_set(&self, reg: usize, id: IntId) -> bool {
+        let (word, bit) = id.bit();
+        self.mmio.read32(self.base + reg + 4 * word) & bit != 0
+    }
+
+    pub(crate) fn enable(&self, id: IntId) {
+        self.set_bit(gicd::ISENABLER, id);
+    }
+
+    pub(crate) fn disable(&self, id: IntId) {
+        self.set_bit(gicd::ICENABLER, id);
+    }
+
+    pub(crate) fn set_pending(&self, id: IntId) {
+        self.set_bit(gicd::ISPENDR, id);
+    }
+
+    pub(crate) fn is_enabled(&self, id: IntId) -> bool {
+        self.bit_is_set(gicd::ISENABLER, id)
+    }
+
+    /// Read-modify-write of one byte lane; the caller holds the GIC lock.
+    pub(crate) fn write_byte(&self, reg: usize, id: IntId, value: u8) {
+        let off = self.base + reg + (id.get() as usize & !3);
+        let shift = 8 * (id.get() % 4);
+        let old = self.mmio.read32(off);
+        let new = (old & !(0xff << shift)) | (u32::from(value) << shift);
+        self.mmio.write32(off, new);
+    }
+
+    /// Sets the priority; the caller holds the GIC lock.
+    pub(crate) fn set_priority(&self, id: IntId, prio: u8) {
+        self.write_byte(gicd::IPRIORITYR, id, prio);
+    }
+
+    /// Programs edge (`true`) or level; the caller holds the GIC lock.
+    pub(crate) fn set_edge(&self, id: IntId, edge: bool) {
+        let off = self.base + gicd::ICFGR + 4 * (id.get() as usize / 16);
+        let bit = 1u32 << (2 * (id.get() % 16) + 1);
+        let old = self.mmio.read32(off);
+        let new = if edge { old | bit } else { old & !bit };
+        self.mmio.write32(off, new);
+    }
+
+    /// Writes a whole word of a per-INTID bank (initialisation).
+    pub(crate) fn write_word(&self, reg: usize, index: usize, value: u32) {
+        self.mmio.write32(self.base + reg + 4 * index, value);
+    }
+}
+
+/// Whether `trigger` can be programmed for an INTID of this class, and as
+/// edge (`Some(true)`), level (`Some(false)`) or unchanged (`None`).
+///
+/// SGIs are always edge. SPIs accept rising edge or high level only (the
+/// GIC has no inverters). PPIs also accept falling edge / low level from
+/// firmware that describes an external inverter: the GIC sees edge/level.
+pub(crate) fn trigger_config(id: IntId, trigger: TriggerType) -> Result<Option<bool>, ChipError> {
+    use crate::intid::IntKind;
+    use TriggerType as T;
+    match (id.kind(), trigger) {
+        (_, T::None) => Ok(None),
+        (IntKind::Sgi, T::EdgeRising) => Ok(None),
+        (IntKind::Sgi, _) => Err(ChipError::InvalidTrigger),
+        (IntKind::Spi, T::EdgeRising) | (IntKind::Ppi, T::EdgeRising | T::EdgeFalling) => {
+            Ok(Some(true))
+        }
+        (IntKind::Spi, T::LevelHigh) | (IntKind::Ppi, T::LevelHigh | T::LevelLow) => {
+            Ok(Some(false))
+        }
+        _ => Err(ChipError::InvalidTrigger),
+    }
+}
+
+/// Polls `done` up to `limit` times.
+pub(crate) fn poll(limit: u32, mut done: impl FnMut() -> bool) -> Result<(), GicError> {
+    for _ in 0..limit.max(1) {
+        if done() {
+            return Ok(());
+        }
+        core::hint::spin_loop();
+    }
+    Err(GicError::Timeout)
+}

@@ -1,0 +1,281 @@
+//! How the drivers reach the hardware: two small traits, and the register
+//! layout they are used with.
+//!
+//! * [`Mmio`]: one memory-mapped register frame (a GICv2/v3 distributor, a
+//!   GICv2 CPU interface, a GICv3 redistributor region). Real hardware uses
+//!   [`crate::hw::VolatileMmio`]; host tests use the behavioural model
+//!   (`crate::model`).
+//! * [`GicSysRegs`]: the GICv3 CPU interface system registers (`ICC_*_EL1`)
+//!   of the *calling* CPU, plus `MPIDR_EL1` so the driver can tell which CPU
+//!   it runs on. Real hardware uses `crate::hw::SysRegAccess` (aarch64
+//!   only).
+//!
+//! Offsets and bit positions follow the Arm GIC Architecture Specification
+//! (IHI 0048B for GICv2, IHI 0069H for GICv3/v4), chapters "Programmers'
+//! model": register names are the specification's, so each constant can be
+//! looked up there.
+
+/// One memory-mapped register frame, addressed by byte offset from its base.
+///
+/// Accesses are single-copy atomic, naturally aligned 32-bit or 64-bit
+/// device accesses (GIC registers are word- or doubleword-accessible; the
+/// specification allows 64-bit access to `GICD_IROUTER<n>` and
+/// `GICR_TYPER`). An implementation receives only offsets below
+/// [`Mmio::size`]; the drivers never compute others.
+pub trait Mmio: Send + Sync {
+    /// Size of the frame in bytes.
+    fn size(&self) -> usize;
+    /// Reads the 32-bit register at `offset`.
+    fn read32(&self, offset: usize) -> u32;
+    /// Writes the 32-bit register at `offset`.
+    fn write32(&self, offset: usize, value: u32);
+    /// Reads the 64-bit register at `offset`. The default performs two
+    /// 32-bit reads, low word first (allowed for every 64-bit GIC register).
+    fn read64(&self, offset: usize) -> u64 {
+        u64::from(self.read32(offset)) | (u64::from(self.read32(offset + 4)) << 32)
+    }
+    /// Writes the 64-bit register at `offset`. The default performs two
+    /// 32-bit writes, low word first.
+    fn write64(&self, offset: usize, value: u64) {
+        self.write32(offset, value as u32);
+        self.write32(offset + 4, (value >> 32) as u32);
+    }
+}
+
+/// A GICv3 CPU-interface system register (EL1, group 1, non-secure view).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IccReg {
+    /// `ICC_IAR1_EL1` (read): acknowledge the highest-priority pending group 1 interrupt.
+    Iar1,
+    /// `ICC_EOIR1_EL1` (write): priority drop (and deactivate unless `EOImode`).
+    Eoir1,
+    /// `ICC_DIR_EL1` (write): deactivate (split EOI mode only).
+    Dir,
+    /// `ICC_PMR_EL1`: priority mask; only priorities numerically lower are signalled.
+    Pmr,
+    /// `ICC_RPR_EL1` (read): running priority of this CPU, `0xff` when idle.
+    Rpr,
+    /// `ICC_BPR1_EL1`: binary point for group 1 (preemption grouping).
+    Bpr1,
+    /// `ICC_CTLR_EL1`: control, bit 1 is `EOImode`.
+    Ctlr,
+    /// `ICC_IGRPEN1_EL1`: bit 0 enables group 1 interrupts at this CPU interface.
+    Igrpen1,
+    /// `ICC_SRE_EL1`: bit 0 selects the system-register interface.
+    Sre,
+    /// `ICC_SGI1R_EL1` (write): generate a group 1 SGI.
+    Sgi1r,
+}
+
+/// The GICv3 CPU interface of the calling CPU, through system registers.
+///
+/// Every access targets the CPU executing the call (system registers are
+/// per-PE), which is why the drivers call it only from the CPU concerned:
+/// the acknowledge loop, the `eoi` callback, and the hotplug callbacks that
+/// run on the starting or dying CPU. Writes that change the interface's
+/// behaviour are followed by the context synchronization the architecture
+/// requires (an `ISB`); implementations do that inside `write`.
+pub trait GicSysRegs: Send + Sync {
+    /// Reads `reg`.
+    fn read(&self, reg: IccReg) -> u64;
+    /// Writes `reg`.
+    fn write(&self, reg: IccReg, value: u64);
+    /// `MPIDR_EL1` of the calling CPU (its affinity identifies its redistributor).
+    fn mpidr(&self) -> u64;
+}
+
+/// INTIDs 1020..=1023 are special; 1023 means "nothing pending" (spurious).
+pub const INTID_SPURIOUS: u32 = 1023;
+/// The first special INTID: an acknowledge returning 1020..=1023 is not an interrupt.
+pub const INTID_SPECIAL_FIRST: u32 = 1020;
+
+/// Distributor registers common to GICv2 and GICv3 (`GICD_*`).
+pub mod gicd {
+    /// Control.
+    pub const CTLR: usize = 0x000;
+    /// Interrupt controller type (`ITLinesNumber` in bits 4:0).
+    pub const TYPER: usize = 0x004;
+    /// Group (one bit per INTID; 1 = group 1).
+    pub const IGROUPR: usize = 0x080;
+    /// Set-enable (one bit per INTID, write 1 to set).
+    pub const ISENABLER: usize = 0x100;
+    /// Clear-enable.
+    pub const ICENABLER: usize = 0x180;
+    /// Set-pending.
+    pub const ISPENDR: usize = 0x200;
+    /// Clear-pending.
+    pub const ICPENDR: usize = 0x280;
+    /// Set-active.
+    pub const ISACTIVER: usize = 0x300;
+    /// Clear-active.
+    pub const ICACTIVER: usize = 0x380;
+    /// Priority (one byte per INTID).
+    pub const IPRIORITYR: usize = 0x400;
+    /// GICv2 CPU targets (one byte per INTID, bit n = CPU interface n).
+    pub const ITARGETSR: usize = 0x800;
+    /// Configuration (two bits per INTID; bit 1 of the field = edge).
+    pub const ICFGR: usize = 0xC00;
+    /// GICv2 software-generated interrupt register.
+    pub const SGIR: usize = 0xF00;
+    /// GICv3 SPI routing (one doubleword per INTID, from INTID 32 at 0x6100).
+    pub const IROUTER: usize = 0x6000;
+    /// Size of the distributor frame the drivers address.
+    pub const FRAME_SIZE: usize = 0x10000;
+
+    /// `GICD_CTLR.EnableGrp0` (GICv2; GICv3 with `DS` = 1).
+    pub const CTLR_ENABLE_G0: u32 = 1 << 0;
+    /// `GICD_CTLR.EnableGrp1` (GICv2) / `EnableGrp1NS` (GICv3).
+    pub const CTLR_ENABLE_G1: u32 = 1 << 1;
+    /// `GICD_CTLR.ARE_NS` (GICv3): affinity routing.
+    pub const CTLR_ARE: u32 = 1 << 4;
+    /// `GICD_CTLR.RWP` (GICv3): a register write is still propagating.
+    pub const CTLR_RWP: u32 = 1 << 31;
+
+    /// `GICD_SGIR.TargetListFilter`: send to the CPUs in `CPUTargetList`.
+    pub const SGIR_FILTER_LIST: u32 = 0 << 24;
+    /// `GICD_SGIR.TargetListFilter`: send to every CPU but the requester.
+    pub const SGIR_FILTER_OTHERS: u32 = 1 << 24;
+    /// `GICD_SGIR.TargetListFilter`: send to the requester only.
+    pub const SGIR_FILTER_SELF: u32 = 2 << 24;
+    /// Shift of `GICD_SGIR.CPUTargetList`.
+    pub const SGIR_TARGETS_SHIFT: u32 = 16;
+
+    /// `GICD_IROUTER.Interrupt_Routing_Mode`: 1 = any participating PE.
+    pub const IROUTER_IRM: u64 = 1 << 31;
+}
+
+/// GICv2 CPU interface registers (`GICC_*`), banked per CPU.
+pub mod gicc {
+    /// Control.
+    pub const CTLR: usize = 0x0000;
+    /// Priority mask.
+    pub const PMR: usize = 0x0004;
+    /// Binary point.
+    pub const BPR: usize = 0x0008;
+    /// Interrupt acknowledge (bits 9:0 INTID, 12:10 source CPU of an SGI).
+    pub const IAR: usize = 0x000C;
+    /// End of interrupt.
+    pub const EOIR: usize = 0x0010;
+    /// Running priority.
+    pub const RPR: usize = 0x0014;
+    /// Deactivate (split EOI mode); needs the 8 KiB CPU interface frame.
+    pub const DIR: usize = 0x1000;
+    /// Size of the CPU interface frame the drivers address.
+    pub const FRAME_SIZE: usize = 0x2000;
+
+    /// `GICC_CTLR.EnableGrp0`.
+    pub const CTLR_ENABLE_G0: u32 = 1 << 0;
+    /// `GICC_CTLR.EnableGrp1`.
+    pub const CTLR_ENABLE_G1: u32 = 1 << 1;
+    /// `GICC_CTLR.EOImode` (bit 9: `EOImodeNS` in the non-secure view,
+    /// `EOImodeS` without security extensions; the one that applies to us).
+    pub const CTLR_EOIMODE: u32 = 1 << 9;
+    /// Bits 9:0 of `GICC_IAR`: the INTID.
+    pub const IAR_INTID_MASK: u32 = 0x3ff;
+    /// Shift of `GICC_IAR.CPUID` (source CPU of an SGI).
+    pub const IAR_CPUID_SHIFT: u32 = 10;
+}
+
+/// GICv3 redistributor registers (`GICR_*`): an `RD_base` frame followed
+/// by an `SGI_base` frame for each CPU.
+pub mod gicr {
+    /// Size of one 64 KiB frame.
+    pub const FRAME: usize = 0x10000;
+    /// Offset of the `SGI_base` frame from `RD_base`.
+    pub const SGI_BASE: usize = FRAME;
+    /// Stride between redistributors (two frames; four with `VLPIS`).
+    pub const STRIDE: usize = 2 * FRAME;
+    /// Stride with GICv4 virtual LPI frames.
+    pub const STRIDE_VLPIS: usize = 4 * FRAME;
+
+    /// `RD_base`: control (`RWP` in bit 3).
+    pub const CTLR: usize = 0x0000;
+    /// `RD_base`: type (64-bit; affinity in bits 63:32, `Last` bit 4, `VLPIS` bit 1).
+    pub const TYPER: usize = 0x0008;
+    /// `RD_base`: power management.
+    pub const WAKER: usize = 0x0014;
+
+    /// `GICR_CTLR.RWP`.
+    pub const CTLR_RWP: u32 = 1 << 3;
+    /// `GICR_TYPER.VLPIS`.
+    pub const TYPER_VLPIS: u64 = 1 << 1;
+    /// `GICR_TYPER.Last`: the last redistributor of its region.
+    pub const TYPER_LAST: u64 = 1 << 4;
+    /// `GICR_WAKER.ProcessorSleep`.
+    pub const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
+    /// `GICR_WAKER.ChildrenAsleep` (read-only).
+    pub const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
+
+    /// `SGI_base` offsets of the private-interrupt registers (INTIDs 0..32);
+    /// same layout as the distributor's first words.
+    pub const IGROUPR0: usize = SGI_BASE + 0x0080;
+    /// Set-enable for INTIDs 0..32.
+    pub const ISENABLER0: usize = SGI_BASE + 0x0100;
+    /// Clear-enable for INTIDs 0..32.
+    pub const ICENABLER0: usize = SGI_BASE + 0x0180;
+    /// Set-pending for INTIDs 0..32.
+    pub const ISPENDR0: usize = SGI_BASE + 0x0200;
+    /// Clear-pending for INTIDs 0..32.
+    pub const ICPENDR0: usize = SGI_BASE + 0x0280;
+    /// Set-active for INTIDs 0..32.
+    pub const ISACTIVER0: usize = SGI_BASE + 0x0300;
+    /// Clear-active for INTIDs 0..32.
+    pub const ICACTIVER0: usize = SGI_BASE + 0x0380;
+    /// Priorities of INTIDs 0..32 (8 words).
+    pub const IPRIORITYR: usize = SGI_BASE + 0x0400;
+    /// Configuration of SGIs (read-only, edge).
+    pub const ICFGR0: usize = SGI_BASE + 0x0C00;
+    /// Configuration of PPIs.
+    pub const ICFGR1: usize = SGI_BASE + 0x0C04;
+}
+
+/// GICv3 CPU interface register fields.
+pub mod icc {
+    /// `ICC_CTLR_EL1.EOImode`.
+    pub const CTLR_EOIMODE: u64 = 1 << 1;
+    /// `ICC_SRE_EL1.SRE`.
+    pub const SRE_SRE: u64 = 1 << 0;
+    /// `ICC_IGRPEN1_EL1.Enable`.
+    pub const IGRPEN1_ENABLE: u64 = 1 << 0;
+    /// Bits 23:0 of `ICC_IAR1_EL1`: the INTID.
+    pub const IAR_INTID_MASK: u64 = 0xff_ffff;
+    /// `ICC_SGI1R_EL1.IRM`: every PE but the sender.
+    pub const SGI1R_IRM: u64 = 1 << 40;
+    /// Shift of `ICC_SGI1R_EL1.INTID`.
+    pub const SGI1R_INTID_SHIFT: u32 = 24;
+    /// Shift of `ICC_SGI1R_EL1.Aff1`.
+    pub const SGI1R_AFF1_SHIFT: u32 = 16;
+    /// Shift of `ICC_SGI1R_EL1.Aff2`.
+    pub const SGI1R_AFF2_SHIFT: u32 = 32;
+    /// Shift of `ICC_SGI1R_EL1.RS` (range selector: Aff0 = RS * 16 + bit).
+    pub const SGI1R_RS_SHIFT: u32 = 44;
+    /// Shift of `ICC_SGI1R_EL1.Aff3`.
+    pub const SGI1R_AFF3_SHIFT: u32 = 48;
+}
+
+/// `MPIDR_EL1` / `GICD_IROUTER` affinity fields: Aff3 in 39:32, Aff2 in
+/// 23:16, Aff1 in 15:8, Aff0 in 7:0.
+pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// The 32-bit packed affinity `Aff3.Aff2.Aff1.Aff0` (as in `GICR_TYPER[63:32]`)
+/// of an `MPIDR_EL1` value.
+pub const fn mpidr_to_aff32(mpidr: u64) -> u32 {
+    ((mpidr & 0xff_ffff) | ((mpidr >> 8) & 0xff00_0000)) as u32
+}
+
+/// The `MPIDR_EL1` layout of a packed `Aff3.Aff2.Aff1.Aff0` value.
+pub const fn aff32_to_mpidr(aff: u32) -> u64 {
+    (aff as u64 & 0xff_ffff) | ((aff as u64 & 0xff00_0000) << 8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinity_packing_round_trips() {
+        let mpidr = 0x12_0034_5678u64;
+        assert_eq!(mpidr_to_aff32(mpidr), 0x1234_5678);
+        assert_eq!(aff32_to_mpidr(0x1234_5678), mpidr);
+    }
+}

@@ -1,0 +1,134 @@
+//! Command-line options of `cargo qemu`.
+
+/// Usage text printed by `--help` and after a bad option.
+pub const USAGE: &str = "usage: cargo qemu [--arch x86_64|aarch64] [--smp N] [--machine q35|pc] \
+[--timeout SECONDS] [--features F]
+  --arch      architecture to boot (default x86_64; aarch64 is not yet supported)
+  --smp       number of CPUs, 1 to 8 (default 2)
+  --machine   QEMU machine for x86_64: q35 (default) or pc
+  --timeout   kill QEMU and fail after this many seconds (default 60)
+  --features  cargo features for the kernel build (e.g. drop-edu-irqs, which must FAIL)";
+
+/// The architecture to build and boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// `x86_64-unknown-none`, booted by `qemu-system-x86_64 -kernel` (PVH).
+    X86_64,
+    /// `aarch64-unknown-none` on `qemu-system-aarch64 -M virt` (not yet).
+    Aarch64,
+}
+
+/// Parsed options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Architecture.
+    pub arch: Arch,
+    /// CPU count given to QEMU.
+    pub smp: u32,
+    /// QEMU machine type (`None`: the architecture's default).
+    pub machine: Option<String>,
+    /// Timeout for one boot.
+    pub timeout_secs: u64,
+    /// Features passed to the kernel build.
+    pub features: Option<String>,
+}
+
+impl Options {
+    /// Parses the arguments after `cargo qemu`; `Ok(None)` means `--help`.
+    pub fn parse(args: &[String]) -> Result<Option<Self>, String> {
+        let mut o = Options {
+            arch: Arch::X86_64,
+            smp: 2,
+            machine: None,
+            timeout_secs: 60,
+            features: None,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let (key, inline) = match arg.split_once('=') {
+                Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
+                _ => (arg.as_str(), None),
+            };
+            let mut value = || -> Result<String, String> {
+                inline
+                    .clone()
+                    .or_else(|| it.next().cloned())
+                    .ok_or_else(|| format!("{key} needs a value"))
+            };
+            match key {
+                "-h" | "--help" => return Ok(None),
+                "--arch" => {
+                    o.arch = match value()?.as_str() {
+                        "x86_64" | "x86-64" | "x86" => Arch::X86_64,
+                        "aarch64" | "arm64" => Arch::Aarch64,
+                        other => return Err(format!("unknown --arch {other:?}")),
+                    }
+                }
+                "--smp" => {
+                    let v = value()?;
+                    o.smp = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=8).contains(n))
+                        .ok_or_else(|| format!("--smp must be 1..=8, got {v:?}"))?;
+                }
+                "--machine" | "-M" => o.machine = Some(value()?),
+                "--timeout" => {
+                    let v = value()?;
+                    o.timeout_secs =
+                        v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            format!("--timeout must be a positive number, got {v:?}")
+                        })?;
+                }
+                "--features" => o.features = Some(value()?),
+                other => return Err(format!("unknown option {other:?}")),
+            }
+        }
+        Ok(Some(o))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(a: &[&str]) -> Result<Option<Options>, String> {
+        Options::parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let o = parse(&[]).unwrap().unwrap();
+        assert_eq!((o.arch, o.smp, o.timeout_secs), (Arch::X86_64, 2, 60));
+        let o = parse(&[
+            "--smp",
+            "4",
+            "--machine=pc",
+            "--timeout",
+            "9",
+            "--features",
+            "x",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.smp, 4);
+        assert_eq!(o.machine.as_deref(), Some("pc"));
+        assert_eq!(o.timeout_secs, 9);
+        assert_eq!(o.features.as_deref(), Some("x"));
+        assert_eq!(
+            parse(&["--arch", "aarch64"]).unwrap().unwrap().arch,
+            Arch::Aarch64
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(parse(&["--smp", "0"]).is_err());
+        assert!(parse(&["--smp", "9"]).is_err());
+        assert!(parse(&["--smp"]).is_err());
+        assert!(parse(&["--timeout", "0"]).is_err());
+        assert!(parse(&["--arch", "riscv"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["--help"]).unwrap().is_none());
+    }
+}

@@ -1,0 +1,619 @@
+//! Interrupt sources and their drivers: the per-CPU LAPIC timer, the IPIs,
+//! the PIT through the IOAPIC, and two QEMU `edu` PCI functions (one with
+//! level-triggered INTx through the IOAPIC, one with MSI). Each source
+//! records where its interrupts were handled so the checks can compare
+//! "caused" with "handled" and "handled on" with "allowed by affinity".
+
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use irqcore::{
+    ChipLevel, CpuId, CpuMask, DevId, FlowKind, HwIrq, IrqChip, IrqHandler, IrqNumber, IrqRequest,
+    IrqReturn, RequestFlags, TriggerType,
+};
+
+use crate::acpi::Madt;
+use crate::chips::{IoApicChip, LapicChip, MsiChip, VectorChip};
+use crate::cpu::percpu::{self, MAX_CPUS};
+use crate::hw::ioapic::IoApic;
+use crate::hw::{lapic, pci, pit};
+use crate::irq::{self, CORE, vectors};
+use crate::kprintln;
+use crate::smp::{self, CrossCall};
+
+/// LAPIC timer period on every CPU.
+pub const TICK_NS: u32 = 1_000_000;
+/// PIT rate; each PIT interrupt also drives the traffic generator.
+pub const PIT_HZ: u32 = 1000;
+
+/// Bookkeeping shared by every device source: where it was handled and
+/// where it was allowed to be.
+pub struct Source {
+    /// Name in logs.
+    pub name: &'static str,
+    /// Its irq (u32::MAX until set up).
+    pub irq: AtomicU32,
+    /// CPUs it may be handled on (bit per CPU): its effective affinity, or
+    /// the union of old and new while a move is in flight.
+    pub allowed: AtomicU64,
+    /// Handled count per CPU.
+    pub per_cpu: [AtomicU64; MAX_CPUS],
+    /// Handled on a CPU outside `allowed`.
+    pub wrong_cpu: AtomicU64,
+}
+
+impl Source {
+    const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            irq: AtomicU32::new(u32::MAX),
+            allowed: AtomicU64::new(1),
+            per_cpu: [const { AtomicU64::new(0) }; MAX_CPUS],
+            wrong_cpu: AtomicU64::new(0),
+        }
+    }
+
+    /// The irq, if set up.
+    pub fn irq(&self) -> Option<IrqNumber> {
+        match self.irq.load(Ordering::Acquire) {
+            u32::MAX => None,
+            n => Some(IrqNumber(n)),
+        }
+    }
+
+    fn record(&self) {
+        let cpu = percpu::current();
+        if self.allowed.load(Ordering::Acquire) & (1 << cpu.0) == 0 {
+            self.wrong_cpu.fetch_add(1, Ordering::Relaxed);
+            kprintln!(
+                "{}: handled on cpu{} outside its affinity",
+                self.name,
+                cpu.0
+            );
+        }
+        self.per_cpu[cpu.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Total handled.
+    pub fn total(&self) -> u64 {
+        self.per_cpu.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Handled on `cpu`.
+    pub fn on(&self, cpu: CpuId) -> u64 {
+        self.per_cpu[cpu.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// Converts a mask to the bit form of [`Source::allowed`].
+pub fn mask_bits(m: &CpuMask) -> u64 {
+    m.iter()
+        .filter(|c| c.index() < 64)
+        .fold(0, |b, c| b | (1 << c.0))
+}
+
+/// One `edu` function (QEMU `hw/misc/edu.c`): writing the raise register
+/// (0x60) sets status bits (0x24) and interrupts (INTx while status != 0, or
+/// one MSI per raise); writing the ack register (0x64) clears them.
+pub struct Edu {
+    /// Bookkeeping.
+    pub src: Source,
+    mmio: AtomicU64,
+    /// Interrupts raised (caused) by the kernel.
+    pub raised: AtomicU64,
+    /// Interrupts the driver handled.
+    pub handled: AtomicU64,
+    /// Handler calls that found no status bit (IRQ_NONE).
+    pub unhandled: AtomicU64,
+    in_flight: AtomicBool,
+    /// Stops the generator (affinity changes wait for quiescence).
+    pub paused: AtomicBool,
+    #[cfg(feature = "drop-edu-irqs")]
+    drop_toggle: AtomicU64,
+}
+
+const EDU_STATUS: usize = 0x24;
+const EDU_RAISE: usize = 0x60;
+const EDU_ACK: usize = 0x64;
+
+impl Edu {
+    const fn new(name: &'static str) -> Self {
+        Self {
+            src: Source::new(name),
+            mmio: AtomicU64::new(0),
+            raised: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            unhandled: AtomicU64::new(0),
+            in_flight: AtomicBool::new(false),
+            paused: AtomicBool::new(true),
+            #[cfg(feature = "drop-edu-irqs")]
+            drop_toggle: AtomicU64::new(0),
+        }
+    }
+
+    fn reg(&self, off: usize) -> *mut u32 {
+        (self.mmio.load(Ordering::Relaxed) as usize + off) as *mut u32
+    }
+
+    fn read(&self, off: usize) -> u32 {
+        // SAFETY: BAR0 of an edu function (1 MiB MMIO, assigned by the
+        // firmware, below 4 GiB, identity-mapped uncached); 32-bit registers.
+        unsafe { core::ptr::read_volatile(self.reg(off)) }
+    }
+
+    fn write(&self, off: usize, v: u32) {
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::write_volatile(self.reg(off), v) }
+    }
+
+    /// The driver's hard interrupt handler (MSI): record, service.
+    fn handle(&self) -> IrqReturn {
+        self.src.record();
+        self.service()
+    }
+
+    /// Services the device: read the status, acknowledge it (which also
+    /// deasserts INTx), count.
+    fn service(&self) -> IrqReturn {
+        let status = self.read(EDU_STATUS);
+        if status == 0 {
+            self.unhandled.fetch_add(1, Ordering::Relaxed);
+            return IrqReturn::NONE;
+        }
+        self.write(EDU_ACK, status);
+        #[cfg(feature = "drop-edu-irqs")]
+        if self.drop_toggle.fetch_add(1, Ordering::Relaxed) % 2 == 1 {
+            // Deliberately broken build: lose every second interrupt.
+            self.in_flight.store(false, Ordering::Release);
+            return IrqReturn::HANDLED;
+        }
+        self.handled.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.store(false, Ordering::Release);
+        IrqReturn::HANDLED
+    }
+
+    /// Raises one interrupt unless the previous one is still in flight
+    /// (edu's status is a bitmask: a second raise before the handler acked
+    /// the first would merge with it). Nothing is ever re-raised: a lost
+    /// interrupt leaves the device in flight for good, and the final
+    /// "raised == handled" check fails. (No wall-clock timeout here: under
+    /// TCG on a loaded host a vCPU can be descheduled for 100+ ms.)
+    pub fn raise(&self) {
+        if self.paused.load(Ordering::Acquire) || self.mmio.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if self
+            .in_flight
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.raised.fetch_add(1, Ordering::AcqRel);
+            self.write(EDU_RAISE, 1);
+        }
+    }
+
+    /// Whether the last raise was handled.
+    pub fn idle(&self) -> bool {
+        !self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// The edu INTx driver, written like a threaded Linux driver for a level
+/// device: the hard handler only records where it ran and wakes the thread;
+/// the line stays masked (oneshot) until the thread has serviced the device.
+struct EduIntxHandler;
+
+impl IrqHandler for EduIntxHandler {
+    fn handle(&self, _irq: IrqNumber) -> IrqReturn {
+        EDU_INTX.src.record();
+        IrqReturn::WAKE_THREAD
+    }
+
+    fn thread(&self, _irq: IrqNumber) -> IrqReturn {
+        EDU_INTX.service()
+    }
+}
+
+/// The edu function with INTx (level, IOAPIC).
+pub static EDU_INTX: Edu = Edu::new("edu-intx");
+/// The edu function with MSI.
+pub static EDU_MSI: Edu = Edu::new("edu-msi");
+/// The PIT through the IOAPIC.
+pub static PIT: Source = Source::new("pit");
+
+/// IPI test traffic: calls sent to and handled on each CPU.
+pub struct IpiTest {
+    /// Calls queued per target CPU.
+    pub sent: [AtomicU64; MAX_CPUS],
+    /// Calls run per target CPU.
+    pub handled: [AtomicU64; MAX_CPUS],
+    /// Calls run on a CPU other than their target.
+    pub wrong_cpu: AtomicU64,
+    next: AtomicU32,
+}
+
+/// The IPI test counters.
+pub static IPI: IpiTest = IpiTest {
+    sent: [const { AtomicU64::new(0) }; MAX_CPUS],
+    handled: [const { AtomicU64::new(0) }; MAX_CPUS],
+    wrong_cpu: AtomicU64::new(0),
+    next: AtomicU32::new(0),
+};
+
+fn ipi_test_call(target: u64) {
+    if percpu::current().0 as u64 != target {
+        IPI.wrong_cpu.fetch_add(1, Ordering::Relaxed);
+    }
+    IPI.handled[target as usize % MAX_CPUS].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Queues one test call on `cpu` (IPI); false if its queue was full.
+pub fn send_test_ipi(cpu: CpuId) -> bool {
+    IPI.sent[cpu.index()].fetch_add(1, Ordering::AcqRel);
+    if smp::call_on(
+        cpu,
+        CrossCall {
+            func: ipi_test_call,
+            arg: u64::from(cpu.0),
+        },
+    ) {
+        true
+    } else {
+        IPI.sent[cpu.index()].fetch_sub(1, Ordering::AcqRel);
+        false
+    }
+}
+
+/// Whether the generator (driven by the PIT) runs.
+pub static GENERATOR_ON: AtomicBool = AtomicBool::new(false);
+
+/// The traffic generator: on every PIT interrupt, raise both edu functions
+/// and send one test IPI to the next online CPU.
+fn generate() {
+    if !GENERATOR_ON.load(Ordering::Acquire) {
+        return;
+    }
+    EDU_INTX.raise();
+    EDU_MSI.raise();
+    let online = CORE.online_cpus();
+    let n = IPI.next.fetch_add(1, Ordering::Relaxed);
+    let w = online.weight() as u32;
+    if w > 0
+        && let Some(cpu) = online.iter().nth((n % w) as usize)
+    {
+        let _ = send_test_ipi(cpu);
+    }
+}
+
+/// Interrupt numbers of the per-CPU sources.
+pub struct PerCpuIrqs {
+    /// LAPIC timer.
+    pub timer: IrqNumber,
+    /// Cross-call IPI.
+    pub call: IrqNumber,
+}
+
+/// Set by [`setup_percpu`].
+pub static PERCPU_IRQS: spin::Once<PerCpuIrqs> = spin::Once::new();
+/// The vector chip (root of the device hierarchies).
+pub static VECTOR_CHIP: spin::Once<Arc<VectorChip>> = spin::Once::new();
+
+static NEXT_VECTOR: AtomicU32 = AtomicU32::new(vectors::DEVICE_FIRST as u32);
+
+fn alloc_vector() -> Result<u8, &'static str> {
+    let v = NEXT_VECTOR.fetch_add(1, Ordering::Relaxed);
+    if v > u32::from(vectors::DEVICE_LAST) {
+        return Err("out of vectors");
+    }
+    Ok(v as u8)
+}
+
+fn e<T>(what: &'static str) -> impl FnOnce(T) -> &'static str {
+    move |_| what
+}
+
+/// Sets up the LAPIC timer (percpu_devid) and the two IPIs (percpu).
+pub fn setup_percpu() -> Result<(), &'static str> {
+    let lapic_chip: Arc<dyn IrqChip> = Arc::new(LapicChip);
+    let mk = |vector: u8, flow: FlowKind, name: &'static str, h: fn(IrqNumber) -> IrqReturn| {
+        let irq = CORE
+            .alloc_descs(IrqNumber(16), 1)
+            .map_err(e("alloc percpu irq"))?;
+        CORE.set_chip(
+            irq,
+            vec![ChipLevel::new(lapic_chip.clone(), HwIrq(u64::from(vector)))],
+            flow,
+        )
+        .map_err(e("set_chip percpu"))?;
+        CORE.request_irq_raw(
+            irq,
+            IrqRequest::new(name, Arc::new(h))
+                .flags(RequestFlags::PERCPU)
+                .dev_id(DevId(irq.0 as usize)),
+        )
+        .map_err(e("request percpu irq"))?;
+        irq::map_vector(vector, irq);
+        Ok::<IrqNumber, &'static str>(irq)
+    };
+    let timer = mk(vectors::TIMER, FlowKind::PerCpuDevId, "lapic-timer", |_| {
+        percpu::this().ticks.fetch_add(1, Ordering::Relaxed);
+        IrqReturn::HANDLED
+    })?;
+    let call = mk(
+        vectors::CALL_FUNCTION,
+        FlowKind::PerCpu,
+        "ipi-call-function",
+        |_| {
+            smp::flush_cross_calls();
+            IrqReturn::HANDLED
+        },
+    )?;
+    let _resend = mk(vectors::RESEND, FlowKind::PerCpu, "ipi-resend", |_| {
+        irq::drain_resends();
+        IrqReturn::HANDLED
+    })?;
+    PERCPU_IRQS.call_once(|| PerCpuIrqs { timer, call });
+    VECTOR_CHIP.call_once(|| Arc::new(VectorChip::new()));
+    Ok(())
+}
+
+/// Starts the LAPIC timer on the calling CPU (hotplug "starting" phase).
+pub fn start_local_timer() -> Result<(), &'static str> {
+    let t = PERCPU_IRQS.get().ok_or("percpu irqs not set up")?.timer;
+    lapic::timer_start_periodic(vectors::TIMER, TICK_NS);
+    CORE.enable_percpu_irq(t, TriggerType::None)
+        .map_err(e("enable_percpu_irq"))
+}
+
+/// Stops the LAPIC timer on the calling CPU (hotplug "dying" phase).
+pub fn stop_local_timer() {
+    if let Some(p) = PERCPU_IRQS.get() {
+        let _ = CORE.disable_percpu_irq(p.timer);
+    }
+    lapic::timer_stop();
+}
+
+/// The IOAPIC chips, one per MADT IOAPIC.
+pub static IOAPICS: spin::Once<Vec<Arc<IoApicChip>>> = spin::Once::new();
+
+/// Opens every IOAPIC of the MADT and masks all pins.
+pub fn setup_ioapics(madt: &Madt) -> Result<(), &'static str> {
+    let chips: Vec<Arc<IoApicChip>> = madt
+        .ioapics
+        .iter()
+        .map(|i| {
+            Arc::new(IoApicChip {
+                io: IoApic::new(i.addr as usize, i.gsi_base),
+            })
+        })
+        .collect();
+    if chips.is_empty() {
+        return Err("no IOAPIC in the MADT");
+    }
+    for (c, info) in chips.iter().zip(&madt.ioapics) {
+        kprintln!(
+            "IOAPIC id {} at {:#x}, gsi {}: version {:#x}, {} pins",
+            info.id,
+            info.addr,
+            c.io.gsi_base,
+            c.io.version(),
+            c.io.pins
+        );
+        c.io.mask_all();
+    }
+    IOAPICS.call_once(|| chips);
+    Ok(())
+}
+
+fn ioapic_for(gsi: u32) -> Result<Arc<IoApicChip>, &'static str> {
+    IOAPICS
+        .get()
+        .and_then(|v| {
+            v.iter()
+                .find(|c| gsi >= c.io.gsi_base && gsi < c.io.gsi_base + c.io.pins)
+                .cloned()
+        })
+        .ok_or("no IOAPIC routes this GSI")
+}
+
+/// Vectors of level-triggered IOAPIC lines.
+static LEVEL_VECTORS: [AtomicBool; 256] = [const { AtomicBool::new(false) }; 256];
+
+/// Whether `vector` belongs to a level-triggered IOAPIC line.
+pub fn is_level_vector(vector: u8) -> bool {
+    LEVEL_VECTORS[usize::from(vector)].load(Ordering::Acquire)
+}
+
+/// Sends a directed EOI for `vector` to every IOAPIC.
+pub fn ioapic_eoi(vector: u8) {
+    for c in IOAPICS.get().into_iter().flatten() {
+        c.io.eoi(vector);
+    }
+}
+
+/// Routes `gsi` through its IOAPIC to a new vector and installs `handler`.
+/// The irq number is the GSI (as Linux does for IOAPIC lines).
+fn setup_gsi(
+    gsi: u32,
+    trigger: TriggerType,
+    flow: FlowKind,
+    name: &'static str,
+    handler: Arc<dyn IrqHandler>,
+    flags: RequestFlags,
+) -> Result<IrqNumber, &'static str> {
+    let io = ioapic_for(gsi)?;
+    let pin = gsi - io.io.gsi_base;
+    let vector = alloc_vector()?;
+    let irq = IrqNumber(gsi);
+    CORE.alloc_desc_at(irq).map_err(e("alloc_desc_at gsi"))?;
+    io.route(pin, vector, CpuId(0), trigger);
+    if trigger.is_level() {
+        LEVEL_VECTORS[usize::from(vector)].store(true, Ordering::Release);
+    }
+    let vchip = VECTOR_CHIP.get().ok_or("no vector chip")?.clone();
+    CORE.set_chip(
+        irq,
+        vec![
+            ChipLevel::new(io, HwIrq(u64::from(pin))),
+            ChipLevel::new(vchip, HwIrq(u64::from(vector))),
+        ],
+        flow,
+    )
+    .map_err(e("set_chip ioapic"))?;
+    irq::map_vector(vector, irq);
+    CORE.request_irq_raw(
+        irq,
+        IrqRequest::new(name, handler)
+            .flags(flags)
+            .trigger(trigger)
+            .dev_id(DevId(gsi as usize)),
+    )
+    .map_err(e("request ioapic irq"))?;
+    Ok(irq)
+}
+
+/// The PIT on ISA IRQ 0 (GSI from the MADT override, 2 on QEMU), edge.
+pub fn setup_pit(madt: &Madt) -> Result<(), &'static str> {
+    let (gsi, ovr) = madt.isa_irq(0);
+    let trigger = match ovr {
+        Some(o) if o.is_level() => return Err("PIT override says level"),
+        Some(o) if o.is_active_low() => TriggerType::EdgeFalling,
+        _ => TriggerType::EdgeRising,
+    };
+    let handler: fn(IrqNumber) -> IrqReturn = |_| {
+        PIT.record();
+        generate();
+        IrqReturn::HANDLED
+    };
+    let irq = setup_gsi(
+        gsi,
+        trigger,
+        FlowKind::Edge,
+        "pit",
+        Arc::new(handler),
+        RequestFlags::empty(),
+    )?;
+    PIT.irq.store(irq.0, Ordering::Release);
+    kprintln!("pit: ISA IRQ 0 -> GSI {gsi} -> irq {}", irq.0);
+    Ok(())
+}
+
+/// Starts the PIT.
+pub fn start_pit() {
+    pit::start_periodic(PIT_HZ);
+}
+
+/// Finds the edu functions: the first uses INTx, the second MSI.
+pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
+    let fns: Vec<pci::Bdf> = pci::find_all(0x1234, 0x11e8).collect();
+    if fns.len() < 2 {
+        return Err("need two edu PCI functions (-device edu -device edu)");
+    }
+    for (edu, bdf) in [(&EDU_INTX, fns[0]), (&EDU_MSI, fns[1])] {
+        let bar0 = pci::read32(bdf, 0x10) & !0xF;
+        if bar0 == 0 {
+            return Err("edu BAR0 not assigned");
+        }
+        let cmd = pci::read16(bdf, 0x04) | pci::command::MEMORY | pci::command::BUS_MASTER;
+        pci::write16(bdf, 0x04, cmd);
+        edu.mmio.store(u64::from(bar0), Ordering::Release);
+        if edu.read(0) != 0x0100_00ed {
+            return Err("edu identification register mismatch");
+        }
+        // Liveness register: returns the bitwise inverse of what was written.
+        edu.write(4, 0x1234_5678);
+        if edu.read(4) != !0x1234_5678 {
+            return Err("edu liveness check failed");
+        }
+        kprintln!(
+            "{}: {:02x}:{:02x}.{} BAR0 {:#x}",
+            edu.src.name,
+            bdf.bus,
+            bdf.dev,
+            bdf.func,
+            bar0
+        );
+    }
+
+    // INTx: the firmware wrote the legacy IRQ to Interrupt Line (0x3C);
+    // through the MADT overrides that is the GSI (QEMU wires PCI INTx to
+    // that IOAPIC pin on both pc and q35). A real kernel would evaluate the
+    // ACPI _PRT instead.
+    let line = pci::read32(fns[0], 0x3C) as u8;
+    let (gsi, _) = madt.isa_irq(line);
+    let irq = setup_gsi(
+        gsi,
+        TriggerType::LevelHigh,
+        FlowKind::FastEoi,
+        "edu-intx",
+        Arc::new(EduIntxHandler),
+        RequestFlags::THREADED | RequestFlags::ONESHOT,
+    )?;
+    EDU_INTX.src.irq.store(irq.0, Ordering::Release);
+    kprintln!(
+        "edu-intx: INTx line {line} -> GSI {gsi} -> irq {} (level, fasteoi, threaded oneshot)",
+        irq.0
+    );
+
+    // MSI.
+    let bdf = fns[1];
+    let cap = pci::find_capability(bdf, pci::CAP_MSI).ok_or("edu has no MSI capability")?;
+    pci::write16(
+        bdf,
+        0x04,
+        pci::read16(bdf, 0x04) | pci::command::INTX_DISABLE,
+    );
+    let vector = alloc_vector()?;
+    let irq = CORE
+        .alloc_descs(IrqNumber(64), 1)
+        .map_err(e("alloc msi irq"))?;
+    let vchip = VECTOR_CHIP.get().ok_or("no vector chip")?.clone();
+    // The vector chip's default target is CPU 0 until set_affinity runs.
+    CORE.set_chip(
+        irq,
+        vec![
+            ChipLevel::new(Arc::new(MsiChip { bdf, cap }), HwIrq(0)),
+            ChipLevel::new(vchip, HwIrq(u64::from(vector))),
+        ],
+        FlowKind::Edge,
+    )
+    .map_err(e("set_chip msi"))?;
+    irq::map_vector(vector, irq);
+    CORE.request_irq_raw(
+        irq,
+        IrqRequest::new("edu-msi", Arc::new(|_| EDU_MSI.handle())).dev_id(DevId(0xED1)),
+    )
+    .map_err(e("request msi"))?;
+    EDU_MSI.src.irq.store(irq.0, Ordering::Release);
+    kprintln!(
+        "edu-msi: MSI cap at {cap:#x}, vector {vector:#x} -> irq {} (edge)",
+        irq.0
+    );
+    Ok(())
+}
+
+/// All device sources, for the checks and the migration bookkeeping.
+pub fn device_sources() -> [&'static Source; 3] {
+    [&PIT, &EDU_INTX.src, &EDU_MSI.src]
+}
+
+/// Changes the affinity of `src`'s irq, keeping `allowed` correct across the
+/// move: old | new while it is in flight, new once it took effect.
+pub fn move_source(src: &Source, mask: &CpuMask) -> Result<(), &'static str> {
+    let irq = src.irq().ok_or("source not set up")?;
+    let old = src.allowed.load(Ordering::Acquire);
+    src.allowed.store(old | mask_bits(mask), Ordering::Release);
+    CORE.set_affinity(irq, mask).map_err(e("set_affinity"))?;
+    Ok(())
+}
+
+/// Narrows `allowed` to the effective affinity (after a move settled).
+pub fn settle_source(src: &Source) {
+    if let Some(irq) = src.irq()
+        && let Ok(eff) = CORE.effective_affinity(irq)
+    {
+        src.allowed.store(mask_bits(&eff), Ordering::Release);
+    }
+}

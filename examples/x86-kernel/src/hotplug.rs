@@ -1,0 +1,97 @@
+//! CPU hotplug through irqcore's phases (`IrqCore::cpu_up` / `cpu_down`).
+//!
+//! The kernel provides [`KernelCpuControl`] (INIT-SIPI-SIPI to start a CPU,
+//! wait-and-INIT to stop one) and one `Starting`-phase callback,
+//! [`LocalApicHotplug`], the x86 per-CPU work:
+//!
+//! - up (on the new CPU, interrupts off): start the LAPIC timer and enable
+//!   its per-CPU irq.
+//! - down ("dying": on the outgoing CPU inside stop-machine, after irqcore
+//!   moved every irq away): stop the timer, replay device vectors already
+//!   latched in this CPU's IRR on their new targets (what Linux's
+//!   `fixup_irqs` does), then software-disable the LAPIC so nothing more is
+//!   delivered here once stop-machine restores the interrupt flag.
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use irqcore::hotplug::HotplugCtx;
+use irqcore::{CpuControl, CpuId, CpuPhase, HotplugCallback, IrqError};
+
+use crate::devices;
+use crate::hw::lapic;
+use crate::irq::{self, CORE, KernelPlatform, vectors};
+use crate::smp;
+
+/// Device vectors found latched on a dying CPU and replayed elsewhere.
+pub static REPLAYED_ON_DOWN: AtomicU64 = AtomicU64::new(0);
+
+/// How the kernel starts and stops CPUs for irqcore.
+pub struct KernelCpuControl;
+
+impl CpuControl for KernelCpuControl {
+    fn boot_cpu(&self, cpu: CpuId) -> Result<(), IrqError> {
+        smp::start_ap(cpu)
+    }
+
+    fn kill_cpu(&self, cpu: CpuId) -> Result<(), IrqError> {
+        smp::wait_dead_and_reset(cpu);
+        Ok(())
+    }
+}
+
+/// The LAPIC's share of the `Starting` phase (see the module docs).
+pub struct LocalApicHotplug;
+
+impl HotplugCallback<KernelPlatform> for LocalApicHotplug {
+    fn name(&self) -> &str {
+        "x86-lapic"
+    }
+
+    fn up(&self, _ctx: &HotplugCtx<'_, KernelPlatform>) -> Result<(), IrqError> {
+        devices::start_local_timer().map_err(|_| IrqError::InvalidArgument)
+    }
+
+    fn down(&self, _ctx: &HotplugCtx<'_, KernelPlatform>) {
+        devices::stop_local_timer();
+        replay_latched_vectors();
+        lapic::disable_this_cpu();
+    }
+}
+
+/// Replays device vectors latched in this (dying) CPU's IRR: irqcore already
+/// retargeted their irqs, so an edge is re-raised on the new target
+/// (`inject_pending`, hardware retrigger through the vector chip), and a
+/// level IOAPIC line gets a directed EOI so the IOAPIC, whose Remote IRR
+/// still waits for this CPU's EOI, delivers it again to the new target.
+fn replay_latched_vectors() {
+    for v in vectors::DEVICE_FIRST..=vectors::DEVICE_LAST {
+        if !lapic::is_pending(v) {
+            continue;
+        }
+        let Some(irq) = irq::vector_irq(v) else {
+            continue;
+        };
+        REPLAYED_ON_DOWN.fetch_add(1, Ordering::Relaxed);
+        if devices::is_level_vector(v) {
+            devices::ioapic_eoi(v);
+        } else {
+            let _ = CORE.inject_pending(irq);
+        }
+    }
+}
+
+/// Registers the kernel's hotplug callbacks (once, at boot).
+pub fn init() -> Result<(), IrqError> {
+    CORE.register_hotplug(CpuPhase::Starting, Arc::new(LocalApicHotplug))
+}
+
+/// Brings `cpu` up through every phase.
+pub fn cpu_up(cpu: CpuId) -> Result<(), IrqError> {
+    CORE.cpu_up(cpu, &KernelCpuControl)
+}
+
+/// Takes `cpu` down through every phase (stop-machine inside).
+pub fn cpu_down(cpu: CpuId) -> Result<(), IrqError> {
+    CORE.cpu_down(cpu, &KernelCpuControl)
+}

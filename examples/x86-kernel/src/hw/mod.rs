@@ -1,0 +1,15 @@
+//! Minimal hardware access for the reference kernel: port I/O, MSRs and CPU
+//! control, the local APIC, IOAPICs, the legacy 8259 and PIT, PCI
+//! configuration space.
+//!
+//! Each driver is a small set of functions so it can later be swapped for
+//! the `arch-x86` crate's register-trait based drivers without touching the
+//! rest of the kernel. All `asm!` lives in `cpu` and `port`.
+
+pub mod cpu;
+pub mod ioapic;
+pub mod lapic;
+pub mod pci;
+pub mod pic;
+pub mod pit;
+pub mod port;

@@ -127,6 +127,12 @@ impl<P: Platform> IrqCore<P> {
             FlowKind::Simple => self.flow_simple(desc, cpu),
             FlowKind::Bad => {
                 desc.count_on(cpu);
+                // Complete it at the controller (a GIC would otherwise keep
+                // the INTID active forever), then report.
+                let g = desc.inner.lock();
+                Self::ack(desc.irq, &g);
+                Self::eoi(desc.irq, &g);
+                drop(g);
                 self.platform.report(IrqEvent::BadIrq(desc.irq));
             }
         }
@@ -476,9 +482,14 @@ impl<P: Platform> IrqCore<P> {
             Self::mask(irq, g);
         }
         if let Some(d) = g.data(irq) {
-            if let Ok(r) = g.levels[0].chip.set_affinity(&d, &mask, false) {
-                g.affinity = g.pending_mask;
-                g.effective = r.effective();
+            match g.levels[0].chip.set_affinity(&d, &mask, false) {
+                Ok(r) => {
+                    g.affinity = g.pending_mask;
+                    g.effective = r.effective();
+                }
+                // Still busy with the previous move: try again next time.
+                Err(crate::error::ChipError::Busy) => g.state.insert(IrqState::MOVE_PENDING),
+                Err(_) => {}
             }
         }
         if !was_masked {

@@ -36,25 +36,41 @@
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
+// Public so that its loom model (tests/loom_store.rs) can drive it and so
+// layers built on irqcore (domains' reverse maps) can reuse it.
+
+/// Loom models `SeqCst` accesses as acquire/release, which cannot express
+/// the store-load ordering the argument above relies on; under loom the
+/// equivalent `SeqCst` fences make it explicit. Real builds rely on the
+/// single total order of the `SeqCst` accesses themselves (C++20 \[atomics.order\]),
+/// which costs no extra barrier on the dispatch path.
+#[inline(always)]
+fn loom_fence() {
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}
+
 /// One CPU's read-side state, padded to a cache line so that CPUs never
 /// share a line on the dispatch path.
 #[repr(align(64))]
-pub(crate) struct CpuEpoch {
+pub struct CpuEpoch {
     seq: AtomicU64,
     depth: AtomicU32,
 }
 
 impl CpuEpoch {
+    /// A fresh slot (outside any section).
     #[cfg(not(loom))]
-    pub(crate) const fn new() -> Self {
+    pub const fn new() -> Self {
         Self {
             seq: AtomicU64::new(0),
             depth: AtomicU32::new(0),
         }
     }
 
+    /// A fresh slot (outside any section).
     #[cfg(loom)]
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             seq: AtomicU64::new(0),
             depth: AtomicU32::new(0),
@@ -62,16 +78,17 @@ impl CpuEpoch {
     }
 
     /// Enters a read-side section on the owning CPU.
-    pub(crate) fn enter(&self) {
+    pub fn enter(&self) {
         let d = self.depth.load(Ordering::Relaxed);
         self.depth.store(d + 1, Ordering::Relaxed);
         if d == 0 {
             self.seq.fetch_add(1, Ordering::SeqCst);
+            loom_fence();
         }
     }
 
     /// Leaves a read-side section on the owning CPU.
-    pub(crate) fn exit(&self) {
+    pub fn exit(&self) {
         let d = self.depth.load(Ordering::Relaxed);
         if d == 1 {
             self.seq.fetch_add(1, Ordering::SeqCst);
@@ -81,13 +98,13 @@ impl CpuEpoch {
 
     /// Whether the owning CPU is inside a section (only meaningful when
     /// called on the owning CPU).
-    pub(crate) fn in_section(&self) -> bool {
+    pub fn in_section(&self) -> bool {
         self.depth.load(Ordering::Relaxed) != 0
     }
 
     /// Waits until the section that was running at the time of the call (if
     /// any) has ended. `relax` is called while spinning.
-    pub(crate) fn wait_quiescent(&self, relax: &dyn Fn()) {
+    pub fn wait_quiescent(&self, relax: &dyn Fn()) {
         let s = self.seq.load(Ordering::SeqCst);
         if s % 2 == 1 {
             while self.seq.load(Ordering::SeqCst) == s {
@@ -99,7 +116,8 @@ impl CpuEpoch {
 
 /// Waits for a grace period over `slots`, skipping the caller's own slot
 /// (`skip`), which the caller handles (see the module docs).
-pub(crate) fn synchronize(slots: &[CpuEpoch], skip: Option<usize>, relax: &dyn Fn()) {
+pub fn synchronize(slots: &[CpuEpoch], skip: Option<usize>, relax: &dyn Fn()) {
+    loom_fence();
     for (i, s) in slots.iter().enumerate() {
         if Some(i) != skip {
             s.wait_quiescent(relax);

@@ -306,6 +306,15 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
+    /// Memory one allocated descriptor costs: the descriptor itself, its
+    /// per-CPU counters and its lookup slot (chunks are shared by
+    /// [`crate::store::CHUNK`] numbers).
+    pub fn bytes_per_descriptor(&self) -> usize {
+        core::mem::size_of::<IrqDesc>()
+            + self.nr_cpus as usize * core::mem::size_of::<u64>()
+            + core::mem::size_of::<usize>()
+    }
+
     /// Number of allocated descriptors.
     pub fn nr_descs(&self) -> usize {
         self.store.live()

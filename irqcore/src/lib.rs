@@ -18,7 +18,7 @@ pub mod cpumask;
 pub mod error;
 #[cfg(not(loom))]
 pub mod flow;
-pub(crate) mod grace;
+pub mod grace;
 pub mod ids;
 #[cfg(not(loom))]
 pub mod hotplug;

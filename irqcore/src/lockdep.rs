@@ -14,6 +14,7 @@
 //!   bring-up and dying phases.
 //! - **BusLock**: a slow-bus chip's configuration lock, taken around
 //!   configuration changes, outside the descriptor lock.
+//! - **Chip**: a backend's leaf lock taken inside chip callbacks.
 //! - **Descriptor**: one irq's descriptor lock. Flow handlers take only this
 //!   lock (and never two descriptor locks), so interrupt context cannot
 //!   invert the order; chip callbacks run under it and must not call back
@@ -44,6 +45,9 @@ pub enum LockClass {
     BusLock = 3,
     /// A descriptor lock.
     Descriptor = 4,
+    /// A backend's own leaf lock (vector matrix, IOAPIC registers), taken
+    /// inside chip callbacks; nothing may be acquired under it.
+    Chip = 5,
 }
 
 /// Per-CPU record of the lock classes held (debug builds).
@@ -77,10 +81,10 @@ impl LockOrder {
             let held = slot.load(Ordering::Relaxed);
             let later = held & !((1u8 << class as u8) - 1);
             if later != 0 {
-                let worst = (0..5u8).rev().find(|b| later & (1 << b) != 0).unwrap_or(0);
+                let worst = (0..6u8).rev().find(|b| later & (1 << b) != 0).unwrap_or(0);
                 panic!(
                     "irqcore lock order violation on {cpu:?}: acquiring {class:?} while holding {:?} \
-                     (order: Hotplug < Domain < Sparse < BusLock < Descriptor)",
+                     (order: Hotplug < Domain < Sparse < BusLock < Descriptor < Chip)",
                     class_of(worst)
                 );
             }
@@ -109,7 +113,8 @@ fn class_of(bit: u8) -> LockClass {
         1 => LockClass::Domain,
         2 => LockClass::Sparse,
         3 => LockClass::BusLock,
-        _ => LockClass::Descriptor,
+        4 => LockClass::Descriptor,
+        _ => LockClass::Chip,
     }
 }
 

@@ -287,7 +287,7 @@ impl<P: Platform> IrqCore<P> {
             }
             let (ng, _) = self.handle_irq_event(desc, g, cpu);
             g = ng;
-            if !(g.status.contains(IrqStatus::PENDING) && !g.state.contains(IrqState::DISABLED)) {
+            if !g.status.contains(IrqStatus::PENDING) || g.state.contains(IrqState::DISABLED) {
                 break;
             }
         }

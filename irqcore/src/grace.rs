@@ -114,6 +114,13 @@ impl CpuEpoch {
     }
 }
 
+#[cfg(not(loom))]
+impl Default for CpuEpoch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Waits for a grace period over `slots`, skipping the caller's own slot
 /// (`skip`), which the caller handles (see the module docs).
 pub fn synchronize(slots: &[CpuEpoch], skip: Option<usize>, relax: &dyn Fn()) {

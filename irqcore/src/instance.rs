@@ -279,7 +279,7 @@ impl<P: Platform> IrqCore<P> {
 
     /// Frees the memory of `descs` once no CPU can still be dispatching
     /// through them.
-    fn reclaim(&self, descs: Vec<alloc::boxed::Box<IrqDesc>>) {
+    fn reclaim(&self, descs: crate::store::Unpublished) {
         let me = self.cpu_index().ok();
         let relax = || self.platform.cpu_relax();
         let self_in_section = me.is_some_and(|c| self.epochs[c].in_section());
@@ -669,13 +669,13 @@ impl<P: Platform> IrqCore<P> {
         if target.is_empty() {
             return;
         }
-        if let Some(d) = g.data(irq) {
-            if let Ok(r) = g.levels[0].chip.set_affinity(&d, &target, false) {
-                if g.affinity.is_empty() {
-                    g.affinity = target;
-                }
-                g.effective = r.effective();
+        if let Some(d) = g.data(irq)
+            && let Ok(r) = g.levels[0].chip.set_affinity(&d, &target, false)
+        {
+            if g.affinity.is_empty() {
+                g.affinity = target;
             }
+            g.effective = r.effective();
         }
     }
 
@@ -699,10 +699,10 @@ impl<P: Platform> IrqCore<P> {
 
     /// Shuts the line down (last handler freed).
     pub(crate) fn shutdown(&self, irq: IrqNumber, g: &mut crate::desc::DescInner) {
-        if g.state.contains(IrqState::STARTED) {
-            if let Some(d) = g.data(irq) {
-                g.levels[0].chip.shutdown(&d);
-            }
+        if g.state.contains(IrqState::STARTED)
+            && let Some(d) = g.data(irq)
+        {
+            g.levels[0].chip.shutdown(&d);
         }
         g.depth = 1;
         g.state.insert(IrqState::DISABLED | IrqState::MASKED);

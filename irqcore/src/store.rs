@@ -25,6 +25,11 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::ptr;
 
+/// Descriptors that were unpublished but may still be referenced by a CPU.
+/// They stay boxed: readers hold their address, so they must not move.
+#[allow(clippy::vec_box)]
+pub(crate) type Unpublished = Vec<Box<IrqDesc>>;
+
 /// Descriptor pointers per chunk.
 pub const CHUNK: usize = 1024;
 /// Chunks in the top-level table.
@@ -111,12 +116,12 @@ impl AllocState {
     fn give_back(&mut self, at: u32, count: u32) {
         let mut start = at;
         let mut len = count;
-        if let Some((&ps, &pl)) = self.free.range(..at).next_back() {
-            if ps + pl == at {
-                self.free.remove(&ps);
-                start = ps;
-                len += pl;
-            }
+        if let Some((&ps, &pl)) = self.free.range(..at).next_back()
+            && ps + pl == at
+        {
+            self.free.remove(&ps);
+            start = ps;
+            len += pl;
         }
         if let Some(&nl) = self.free.get(&(at + count)) {
             self.free.remove(&(at + count));
@@ -129,10 +134,10 @@ impl AllocState {
     fn all_allocated(&self, at: u32, count: u32) -> bool {
         let end = u64::from(at) + u64::from(count);
         // A free range overlapping [at, end) means not all allocated.
-        if let Some((&s, &l)) = self.free.range(..=at).next_back() {
-            if u64::from(s) + u64::from(l) > u64::from(at) {
-                return false;
-            }
+        if let Some((&s, &l)) = self.free.range(..=at).next_back()
+            && u64::from(s) + u64::from(l) > u64::from(at)
+        {
+            return false;
         }
         self.free.range(at..).next().is_none_or(|(&s, _)| u64::from(s) >= end)
     }
@@ -148,7 +153,7 @@ pub(crate) struct DescStore {
     /// CPU index + 1 of the CPU being brought up or taken down while the
     /// sparse lock is held for it (its own allocations would deadlock too).
     pub(crate) hotplug_cpu: AtomicU32,
-    retired: spin::Mutex<Vec<Box<IrqDesc>>>,
+    retired: spin::Mutex<Unpublished>,
     live: AtomicUsize,
 }
 
@@ -293,7 +298,7 @@ impl DescStore {
         first: u32,
         count: u32,
         check: &dyn Fn(&IrqDesc) -> Result<(), IrqError>,
-    ) -> Result<Vec<Box<IrqDesc>>, IrqError> {
+    ) -> Result<Unpublished, IrqError> {
         if count == 0 {
             return Err(IrqError::InvalidRange);
         }
@@ -326,11 +331,11 @@ impl DescStore {
         Ok(out)
     }
 
-    pub(crate) fn retire(&self, descs: Vec<Box<IrqDesc>>) {
+    pub(crate) fn retire(&self, descs: Unpublished) {
         self.retired.lock().extend(descs);
     }
 
-    pub(crate) fn take_retired(&self) -> Vec<Box<IrqDesc>> {
+    pub(crate) fn take_retired(&self) -> Unpublished {
         core::mem::take(&mut *self.retired.lock())
     }
 

@@ -40,7 +40,7 @@ fn dispatch_races_alloc_and_free() {
                     x ^= x << 13;
                     x ^= x >> 17;
                     x ^= x << 5;
-                    if x % 2 == 0 {
+                    if x.is_multiple_of(2) {
                         let i = (x as usize / 2) % STABLE;
                         core.handle_irq(stable[i]).unwrap();
                         dispatched[i].fetch_add(1, Ordering::Relaxed);

@@ -429,11 +429,13 @@ impl<P: Platform> IrqCore<P> {
         let Some(a) = a else {
             return Err(IrqError::NoSuchHandler(irq));
         };
-        let mut handled = IrqReturn::NONE;
+        // Each wake that set the flag was counted in `threads_active` once;
+        // count the ones this call consumes so exactly those are undone.
+        let mut consumed = 0u32;
         while a.run_thread.swap(false, crate::sync::Ordering::AcqRel) {
-            handled = handled | a.handler.thread(irq);
+            consumed += 1;
+            let _ = a.handler.thread(irq);
         }
-        let _ = handled;
         // Finalise: never unmask while a hard handler runs on some CPU (it
         // could be about to mask again).
         loop {
@@ -443,11 +445,11 @@ impl<P: Platform> IrqCore<P> {
                 self.platform.cpu_relax();
                 continue;
             }
+            g.threads_active = g.threads_active.saturating_sub(consumed);
             if a.run_thread.load(crate::sync::Ordering::Acquire) {
-                // Woken again meanwhile: the next run finalises.
+                // Woken again meanwhile: that wake's own run finalises.
                 break;
             }
-            g.threads_active = g.threads_active.saturating_sub(1);
             if g.threads_oneshot & a.thread_mask != 0 {
                 g.threads_oneshot &= !a.thread_mask;
                 if g.threads_oneshot == 0

@@ -619,6 +619,12 @@ impl<P: Platform> IrqCore<P> {
         while Arc::strong_count(&removed) > 1 {
             self.platform.cpu_relax();
         }
+        // A thread woken for this handler that never ran: its wake was
+        // counted as active and will not be finalised by run_thread.
+        if removed.run_thread.swap(false, crate::sync::Ordering::AcqRel) {
+            let mut g = self.lock_desc(desc);
+            g.threads_active = g.threads_active.saturating_sub(1);
+        }
         Ok(())
     }
 

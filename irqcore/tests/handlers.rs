@@ -216,3 +216,37 @@ fn handled_interrupts_keep_the_line_alive() {
     }
     assert!(!core.is_spurious_disabled(irq).unwrap());
 }
+
+#[test]
+fn freeing_a_threaded_handler_whose_thread_never_ran_does_not_hang_synchronize() {
+    set_cpu(0);
+    let core = core_with_cpus(1);
+    let irq = irq_with(&core, RecordingChip::new(), FlowKind::Level);
+    let t = core
+        .request_irq(irq, IrqRequest::threaded("t", |_| IrqReturn::HANDLED).flags(RequestFlags::ONESHOT).dev_id(DevId(1)))
+        .unwrap();
+    let _other = core
+        .request_irq(irq, IrqRequest::new("o", handled()).flags(RequestFlags::SHARED | RequestFlags::ONESHOT));
+    core.handle_irq(irq).unwrap();
+    assert_eq!(core.platform().wakes.lock().unwrap().len(), 1);
+    t.free().unwrap();
+    // The woken thread never ran; synchronize must still return.
+    core.synchronize_irq(irq).unwrap();
+}
+
+#[test]
+fn a_thread_woken_twice_is_accounted_once_per_wake() {
+    set_cpu(0);
+    let core = core_with_cpus(1);
+    let irq = irq_with(&core, RecordingChip::new(), FlowKind::FastEoi);
+    let _t = core
+        .request_irq(irq, IrqRequest::threaded("t", |_| IrqReturn::HANDLED).flags(RequestFlags::ONESHOT))
+        .unwrap();
+    core.handle_irq(irq).unwrap();
+    let (i, a) = core.platform().wakes.lock().unwrap()[0];
+    core.run_thread(i, a).unwrap();
+    core.handle_irq(irq).unwrap();
+    core.run_thread(i, a).unwrap();
+    core.synchronize_irq(irq).unwrap();
+    assert!(!core.snapshot(irq).unwrap().state.contains(IrqState::MASKED));
+}

@@ -27,8 +27,10 @@
 //! both classes named, instead of deadlocking one run in a million. Release
 //! builds compile the check out.
 
+#[cfg(debug_assertions)]
 use crate::cpumask::MAX_CPUS;
 use crate::ids::CpuId;
+#[cfg(debug_assertions)]
 use core::sync::atomic::{AtomicU8, Ordering};
 
 /// A lock class, in acquisition order.

@@ -1,2 +1,50 @@
-//! xen-evtchn: irqcore backend (being built; see DESIGN.md).
+//! Xen event channels as an [`irqcore`] interrupt controller.
+//!
+//! Layers, bottom up:
+//!
+//! - [`abi`]: the 2-level ABI's shared-memory layouts (`shared_info`,
+//!   `vcpu_info`, 64-bit guest) and hypercall argument structures, checked
+//!   at compile time against Xen's public headers.
+//! - [`ops`]: the event-channel hypercalls behind [`EventChannelOps`]; the
+//!   real x86-64 hypercall page is in `hypercall_x86` (only on x86-64), the
+//!   hypervisor model in `model` (feature `model`).
+//! - [`port_layer`]: pending/mask/scan operations of one ABI behind
+//!   [`PortLayer`], implemented by [`TwoLevel`] (FIFO can be added later).
+//! - [`channels`]: [`EventChannels`], the guest's bookkeeping (bindings,
+//!   mask reasons, per-vCPU IPIs and VIRQs, late EOI and storm back-off) and
+//!   the upcall with its fair scan.
+//! - [`chip`]: the [`irqcore::IrqChip`]s (dynamic/edge, late-EOI/edge,
+//!   percpu, PIRQ/fasteoi).
+//! - [`irq`]: [`XenIrqs`], the wiring into [`irqcore::IrqCore`]
+//!   (descriptors, chips, flows, hotplug prepare/dead, upcall dispatch).
+//!
+//! Never use the level flow for an event channel: see [`chip`].
 #![no_std]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+extern crate alloc;
+
+pub mod abi;
+pub mod channels;
+pub mod chip;
+pub mod error;
+#[cfg(target_arch = "x86_64")]
+pub mod hypercall_x86;
+pub mod ids;
+pub mod irq;
+#[cfg(feature = "model")]
+pub mod model;
+pub mod ops;
+pub mod port_layer;
+pub mod two_level;
+
+pub use channels::{
+    Binding, ChannelKind, Config, EventChannels, LateEoi, MaskReasons, PerVcpuPorts, VcpuState,
+};
+pub use chip::{DynamicChip, LateEoiChip, PercpuChip, PirqChip};
+pub use error::{EvtchnError, XenError};
+pub use ids::{DomId, Pirq, Port, VcpuId, Virq};
+pub use irq::{PerVcpuIrqs, XenIrqs};
+pub use ops::{ChannelState, ChannelStatus, EventChannelOps};
+pub use port_layer::PortLayer;
+pub use two_level::TwoLevel;

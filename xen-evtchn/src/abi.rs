@@ -1,0 +1,371 @@
+//! The Xen 2-level event-channel ABI for 64-bit guests: shared-memory
+//! layouts, hypercall numbers, commands, argument structures and constants.
+//!
+//! Everything here is a fact from Xen's public headers (`xen.h`,
+//! `arch-x86/xen.h`, `event_channel.h`, `physdev.h`, `errno.h`), which are
+//! MIT-licensed. Layouts are checked at compile time with
+//! `static_assertions` so a wrong field order cannot build.
+//!
+//! Memory Xen writes concurrently is declared with atomic types (same size
+//! and alignment as the plain integers in the headers), so the guest never
+//! forms a plain reference to memory another agent mutates.
+
+use core::mem::{offset_of, size_of};
+use core::sync::atomic::{AtomicI8, AtomicU8, AtomicU32, AtomicU64};
+use static_assertions::{const_assert, const_assert_eq};
+
+/// Bits in one `xen_ulong_t` word of the pending/mask bitmaps (64-bit guest).
+pub const BITS_PER_WORD: u32 = 64;
+/// Words in the pending and mask bitmaps (`sizeof(xen_ulong_t) * 8`).
+pub const NR_WORDS: usize = 64;
+/// Number of 2-level ports for a 64-bit guest (`EVTCHN_2L_NR_CHANNELS`).
+pub const EVTCHN_2L_NR_CHANNELS: u32 = BITS_PER_WORD * NR_WORDS as u32;
+/// vCPUs whose `vcpu_info` lives in `shared_info` (`XEN_LEGACY_MAX_VCPUS`).
+pub const XEN_LEGACY_MAX_VCPUS: usize = 32;
+/// Number of VIRQs (`NR_VIRQS`).
+pub const NR_VIRQS: u32 = 24;
+/// `DOMID_SELF`: "the calling domain".
+pub const DOMID_SELF: u16 = 0x7FF0;
+
+/// Hypercall numbers (`__HYPERVISOR_*`), x86.
+pub mod hypercall {
+    /// `__HYPERVISOR_event_channel_op`.
+    pub const EVENT_CHANNEL_OP: u32 = 32;
+    /// `__HYPERVISOR_physdev_op`.
+    pub const PHYSDEV_OP: u32 = 33;
+    /// Size of one stub in the hypercall page.
+    pub const STUB_SIZE: usize = 32;
+}
+
+/// `EVTCHNOP_*` commands of `event_channel_op`.
+pub mod evtchnop {
+    /// Bind to a port another domain allocated for us.
+    pub const BIND_INTERDOMAIN: u32 = 0;
+    /// Bind a virtual IRQ on a vCPU.
+    pub const BIND_VIRQ: u32 = 1;
+    /// Bind a physical IRQ.
+    pub const BIND_PIRQ: u32 = 2;
+    /// Close a port.
+    pub const CLOSE: u32 = 3;
+    /// Notify the other end.
+    pub const SEND: u32 = 4;
+    /// Query a port.
+    pub const STATUS: u32 = 5;
+    /// Allocate a port another domain may bind.
+    pub const ALLOC_UNBOUND: u32 = 6;
+    /// Bind an inter-vCPU channel.
+    pub const BIND_IPI: u32 = 7;
+    /// Change the vCPU that is notified.
+    pub const BIND_VCPU: u32 = 8;
+    /// Unmask and re-notify if pending.
+    pub const UNMASK: u32 = 9;
+}
+
+/// `PHYSDEVOP_*` commands of `physdev_op`.
+pub mod physdevop {
+    /// Query whether a PIRQ needs an EOI.
+    pub const IRQ_STATUS_QUERY: u32 = 5;
+    /// End of interrupt for a PIRQ.
+    pub const EOI: u32 = 12;
+    /// `XENIRQSTAT_needs_eoi` flag of `irq_status_query`.
+    pub const XENIRQSTAT_NEEDS_EOI: u32 = 1 << 0;
+}
+
+/// `EVTCHNSTAT_*` values returned by `EVTCHNOP_status`.
+pub mod evtchnstat {
+    /// Free.
+    pub const CLOSED: u32 = 0;
+    /// Allocated, waiting for the remote end.
+    pub const UNBOUND: u32 = 1;
+    /// Connected to a remote port.
+    pub const INTERDOMAIN: u32 = 2;
+    /// Bound to a physical IRQ.
+    pub const PIRQ: u32 = 3;
+    /// Bound to a virtual IRQ.
+    pub const VIRQ: u32 = 4;
+    /// Inter-vCPU channel.
+    pub const IPI: u32 = 5;
+}
+
+/// `BIND_PIRQ__WILL_SHARE` flag of `EVTCHNOP_bind_pirq`.
+pub const BIND_PIRQ_WILL_SHARE: u32 = 1;
+
+/// Xen errno values (`xen/include/public/errno.h`), as positive numbers.
+pub mod errno {
+    /// Operation not permitted.
+    pub const EPERM: i32 = 1;
+    /// No such entry (vCPU).
+    pub const ENOENT: i32 = 2;
+    /// No such domain.
+    pub const ESRCH: i32 = 3;
+    /// Try again.
+    pub const EAGAIN: i32 = 11;
+    /// Out of memory.
+    pub const ENOMEM: i32 = 12;
+    /// Permission denied.
+    pub const EACCES: i32 = 13;
+    /// Bad guest address.
+    pub const EFAULT: i32 = 14;
+    /// Busy.
+    pub const EBUSY: i32 = 16;
+    /// Already exists.
+    pub const EEXIST: i32 = 17;
+    /// Invalid argument.
+    pub const EINVAL: i32 = 22;
+    /// No space (no free port).
+    pub const ENOSPC: i32 = 28;
+    /// Not implemented.
+    pub const ENOSYS: i32 = 38;
+}
+
+/// `struct arch_vcpu_info` (x86-64).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct ArchVcpuInfo {
+    /// Faulting address of the last page fault (PV).
+    pub cr2: AtomicU64,
+    /// Padding.
+    pub pad: AtomicU64,
+}
+
+/// `struct vcpu_time_info`: written by Xen under a version protocol.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct VcpuTimeInfo {
+    /// Odd while Xen updates the record.
+    pub version: AtomicU32,
+    /// Padding.
+    pub pad0: AtomicU32,
+    /// TSC at the last update.
+    pub tsc_timestamp: AtomicU64,
+    /// System time (ns) at the last update.
+    pub system_time: AtomicU64,
+    /// TSC-to-ns multiplier (32.32 fixed point).
+    pub tsc_to_system_mul: AtomicU32,
+    /// TSC shift applied before the multiplication.
+    pub tsc_shift: AtomicI8,
+    /// `XEN_PVCLOCK_*` flags.
+    pub flags: AtomicU8,
+    /// Padding.
+    pub pad1: [AtomicU8; 2],
+}
+
+/// `struct vcpu_info`: per-vCPU event state (64 bytes).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct VcpuInfo {
+    /// Set to 1 by Xen when an event is waiting; cleared by the guest
+    /// before it scans.
+    pub evtchn_upcall_pending: AtomicU8,
+    /// PV-only upcall mask (HVM/PVH delivery ignores it).
+    pub evtchn_upcall_mask: AtomicU8,
+    /// Padding to the selector.
+    pub pad: [AtomicU8; 6],
+    /// Selector: bit `w` means word `w` of the pending bitmap may hold
+    /// pending, unmasked ports for this vCPU.
+    pub evtchn_pending_sel: AtomicU64,
+    /// Architecture-specific state.
+    pub arch: ArchVcpuInfo,
+    /// Time record.
+    pub time: VcpuTimeInfo,
+}
+
+/// `struct arch_shared_info` (x86-64).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct ArchSharedInfo {
+    /// Highest guest frame (PV).
+    pub max_pfn: AtomicU64,
+    /// Frame list for the p2m (PV).
+    pub pfn_to_mfn_frame_list_list: AtomicU64,
+    /// NMI reason bits.
+    pub nmi_reason: AtomicU64,
+    /// p2m CR3 (PV).
+    pub p2m_cr3: AtomicU64,
+    /// p2m virtual address (PV).
+    pub p2m_vaddr: AtomicU64,
+    /// p2m generation count (PV).
+    pub p2m_generation: AtomicU64,
+}
+
+/// `struct shared_info`: the domain-wide page (only the prefix the guest
+/// uses; Xen says the structure may grow, never depend on its total size).
+#[repr(C)]
+#[derive(Debug)]
+pub struct SharedInfo {
+    /// Per-vCPU records for vCPUs 0..32.
+    pub vcpu_info: [VcpuInfo; XEN_LEGACY_MAX_VCPUS],
+    /// Pending bitmap, one bit per port, shared by all vCPUs.
+    pub evtchn_pending: [AtomicU64; NR_WORDS],
+    /// Mask bitmap; Xen only reads it.
+    pub evtchn_mask: [AtomicU64; NR_WORDS],
+    /// Wall-clock version.
+    pub wc_version: AtomicU32,
+    /// Wall-clock seconds.
+    pub wc_sec: AtomicU32,
+    /// Wall-clock nanoseconds.
+    pub wc_nsec: AtomicU32,
+    /// Upper 32 bits of the wall-clock seconds.
+    pub wc_sec_hi: AtomicU32,
+    /// Architecture-specific state.
+    pub arch: ArchSharedInfo,
+}
+
+impl SharedInfo {
+    /// An all-zero page, as Xen hands it to a new domain (models and tests;
+    /// a kernel maps the real page instead).
+    pub fn new_zeroed() -> Self {
+        Self {
+            vcpu_info: core::array::from_fn(|_| VcpuInfo::default()),
+            evtchn_pending: [const { AtomicU64::new(0) }; NR_WORDS],
+            evtchn_mask: [const { AtomicU64::new(0) }; NR_WORDS],
+            wc_version: AtomicU32::new(0),
+            wc_sec: AtomicU32::new(0),
+            wc_nsec: AtomicU32::new(0),
+            wc_sec_hi: AtomicU32::new(0),
+            arch: ArchSharedInfo::default(),
+        }
+    }
+}
+
+const_assert_eq!(size_of::<VcpuTimeInfo>(), 32);
+const_assert_eq!(size_of::<ArchVcpuInfo>(), 16);
+const_assert_eq!(size_of::<VcpuInfo>(), 64);
+const_assert_eq!(offset_of!(VcpuInfo, evtchn_upcall_pending), 0);
+const_assert_eq!(offset_of!(VcpuInfo, evtchn_upcall_mask), 1);
+const_assert_eq!(offset_of!(VcpuInfo, evtchn_pending_sel), 8);
+const_assert_eq!(offset_of!(VcpuInfo, arch), 16);
+const_assert_eq!(offset_of!(VcpuInfo, time), 32);
+const_assert_eq!(offset_of!(VcpuTimeInfo, tsc_timestamp), 8);
+const_assert_eq!(offset_of!(VcpuTimeInfo, system_time), 16);
+const_assert_eq!(offset_of!(VcpuTimeInfo, tsc_to_system_mul), 24);
+const_assert_eq!(offset_of!(VcpuTimeInfo, tsc_shift), 28);
+const_assert_eq!(offset_of!(VcpuTimeInfo, flags), 29);
+const_assert_eq!(offset_of!(SharedInfo, vcpu_info), 0);
+const_assert_eq!(offset_of!(SharedInfo, evtchn_pending), 2048);
+const_assert_eq!(offset_of!(SharedInfo, evtchn_mask), 2560);
+const_assert_eq!(offset_of!(SharedInfo, wc_version), 3072);
+const_assert_eq!(offset_of!(SharedInfo, wc_sec_hi), 3084);
+const_assert_eq!(offset_of!(SharedInfo, arch), 3088);
+const_assert_eq!(size_of::<ArchSharedInfo>(), 48);
+const_assert!(size_of::<SharedInfo>() <= 4096);
+const_assert_eq!(EVTCHN_2L_NR_CHANNELS, 4096);
+
+/// `struct evtchn_alloc_unbound`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnAllocUnbound {
+    /// IN: the domain to allocate in (`DOMID_SELF`).
+    pub dom: u16,
+    /// IN: the domain allowed to bind.
+    pub remote_dom: u16,
+    /// OUT: the port.
+    pub port: u32,
+}
+
+/// `struct evtchn_bind_interdomain`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnBindInterdomain {
+    /// IN: the remote domain.
+    pub remote_dom: u16,
+    /// Padding.
+    pub pad: u16,
+    /// IN: the remote (unbound) port.
+    pub remote_port: u32,
+    /// OUT: the local port.
+    pub local_port: u32,
+}
+
+/// `struct evtchn_bind_virq`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnBindVirq {
+    /// IN: the VIRQ.
+    pub virq: u32,
+    /// IN: the vCPU.
+    pub vcpu: u32,
+    /// OUT: the port.
+    pub port: u32,
+}
+
+/// `struct evtchn_bind_pirq`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnBindPirq {
+    /// IN: the PIRQ.
+    pub pirq: u32,
+    /// IN: `BIND_PIRQ__WILL_SHARE`.
+    pub flags: u32,
+    /// OUT: the port.
+    pub port: u32,
+}
+
+/// `struct evtchn_bind_ipi`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnBindIpi {
+    /// IN: the vCPU.
+    pub vcpu: u32,
+    /// OUT: the port.
+    pub port: u32,
+}
+
+/// `struct evtchn_close`, `evtchn_send` and `evtchn_unmask` (one port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnPort {
+    /// IN: the port.
+    pub port: u32,
+}
+
+/// `struct evtchn_bind_vcpu`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnBindVcpu {
+    /// IN: the port.
+    pub port: u32,
+    /// IN: the new notify vCPU.
+    pub vcpu: u32,
+}
+
+/// `struct evtchn_status`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnStatus {
+    /// IN: domain (`DOMID_SELF`).
+    pub dom: u16,
+    /// Padding.
+    pub pad: u16,
+    /// IN: port.
+    pub port: u32,
+    /// OUT: `EVTCHNSTAT_*`.
+    pub status: u32,
+    /// OUT: notify vCPU.
+    pub vcpu: u32,
+    /// OUT: the union: `unbound.dom` (low 16 bits of word 0),
+    /// `interdomain.{dom, port}` (word 0 low 16, word 1), `pirq` or `virq`
+    /// (word 0).
+    pub u: [u32; 2],
+}
+
+/// `struct physdev_eoi` and the IN half of `physdev_irq_status_query`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhysdevIrqStatusQuery {
+    /// IN: the PIRQ.
+    pub irq: u32,
+    /// OUT: `XENIRQSTAT_*` flags.
+    pub flags: u32,
+}
+
+const_assert_eq!(size_of::<EvtchnAllocUnbound>(), 8);
+const_assert_eq!(size_of::<EvtchnBindInterdomain>(), 12);
+const_assert_eq!(size_of::<EvtchnBindVirq>(), 12);
+const_assert_eq!(size_of::<EvtchnBindPirq>(), 12);
+const_assert_eq!(size_of::<EvtchnBindIpi>(), 8);
+const_assert_eq!(size_of::<EvtchnPort>(), 4);
+const_assert_eq!(size_of::<EvtchnBindVcpu>(), 8);
+const_assert_eq!(size_of::<EvtchnStatus>(), 24);
+const_assert_eq!(offset_of!(EvtchnStatus, u), 16);
+const_assert_eq!(size_of::<PhysdevIrqStatusQuery>(), 8);

@@ -1,0 +1,679 @@
+//! A behavioural model of Xen's event channels (2-level ABI) for host
+//! tests: domains with port tables, a real [`SharedInfo`] page per domain
+//! (the guest layer reads and writes it exactly as it would Xen's), and the
+//! hypercalls with Xen's semantics and error codes (reference sections 1
+//! and 3).
+//!
+//! Notification rule: raising a port sets its pending bit; only a 0 -> 1
+//! change of pending, then (if the port is unmasked) a 0 -> 1 change of the
+//! notify vCPU's selector bit, then a 0 -> 1 change of its
+//! `evtchn_upcall_pending`, counts as a notification of that vCPU
+//! ([`HypervisorModel::notifications`]). A masked port's raise touches
+//! neither selector nor flag.
+//!
+//! Each domain's shared page is leaked (`Box::leak`) so the guest can hold
+//! a `&'static` to it as it would to the real mapped page; a model is test
+//! infrastructure, and one page per domain is a bounded leak.
+
+use crate::abi::{EVTCHN_2L_NR_CHANNELS, NR_VIRQS, SharedInfo, XEN_LEGACY_MAX_VCPUS};
+use crate::error::XenError;
+use crate::ids::{DomId, Pirq, Port, VcpuId, Virq};
+use crate::ops::{ChannelState, ChannelStatus, EventChannelOps};
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+use spin::Mutex;
+
+/// Number of PIRQs each model domain has (`d->nr_pirqs`).
+pub const MODEL_NR_PIRQS: u32 = 256;
+/// Ports are allocated to a domain in buckets of this many: ports inside
+/// the allocated range but free report "closed"; ports beyond it are
+/// `-EINVAL` (Xen grows its port table in buckets too).
+const BUCKET: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChanState {
+    Free,
+    Reserved,
+    Unbound {
+        remote_dom: DomId,
+    },
+    Interdomain {
+        remote_dom: DomId,
+        remote_port: Port,
+    },
+    Pirq(Pirq),
+    Virq(Virq),
+    Ipi,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Channel {
+    state: ChanState,
+    notify_vcpu: u32,
+}
+
+const FREE: Channel = Channel {
+    state: ChanState::Free,
+    notify_vcpu: 0,
+};
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PirqState {
+    needs_eoi: bool,
+    port: Option<Port>,
+    /// Delivered, waiting for the guest's EOI (Xen keeps the physical line
+    /// masked meanwhile).
+    in_service: bool,
+    /// The line fired again while in service: raise after the EOI.
+    asserted_again: bool,
+    eois: u64,
+}
+
+struct Domain {
+    shared: &'static SharedInfo,
+    nr_vcpus: u32,
+    vcpu_up: Vec<bool>,
+    channels: Vec<Channel>,
+    virq_to_port: Vec<[u32; NR_VIRQS as usize]>,
+    pirqs: BTreeMap<u32, PirqState>,
+    notifications: Vec<u64>,
+}
+
+impl Domain {
+    fn chan(&self, port: Port) -> Result<&Channel, XenError> {
+        self.channels.get(port.index()).ok_or(XenError::Invalid)
+    }
+
+    /// The lowest free port (port 0 is reserved at creation).
+    fn free_port(&self) -> Result<Port, XenError> {
+        match self
+            .channels
+            .iter()
+            .position(|c| c.state == ChanState::Free)
+        {
+            Some(p) => Ok(Port(p as u32)),
+            None if self.channels.len() < EVTCHN_2L_NR_CHANNELS as usize => {
+                Ok(Port(self.channels.len() as u32))
+            }
+            None => Err(XenError::NoFreePort),
+        }
+    }
+
+    fn allocate(&mut self, state: ChanState, notify_vcpu: u32) -> Result<Port, XenError> {
+        let port = self.free_port()?;
+        if port.index() >= self.channels.len() {
+            let new_len = (port.index() / BUCKET + 1) * BUCKET;
+            self.channels
+                .resize(new_len.min(EVTCHN_2L_NR_CHANNELS as usize), FREE);
+        }
+        self.channels[port.index()] = Channel { state, notify_vcpu };
+        Ok(port)
+    }
+
+    fn check_vcpu(&self, vcpu: VcpuId) -> Result<(), XenError> {
+        if vcpu.0 < self.nr_vcpus {
+            Ok(())
+        } else {
+            Err(XenError::NoSuchVcpu)
+        }
+    }
+
+    /// `vcpu_mark_events_pending`: notifies only on a 0 -> 1 change.
+    fn mark_events_pending(&mut self, vcpu: u32) {
+        let Some(vi) = self.shared.vcpu_info.get(vcpu as usize) else {
+            return;
+        };
+        if vi.evtchn_upcall_pending.swap(1, Ordering::SeqCst) == 0 {
+            self.notifications[vcpu as usize] += 1;
+        }
+    }
+
+    /// `evtchn_2l_set_pending` on the port's notify vCPU.
+    fn set_pending(&mut self, port: Port) {
+        let Ok(ch) = self.chan(port) else { return };
+        if matches!(ch.state, ChanState::Free | ChanState::Reserved) {
+            return;
+        }
+        let v = ch.notify_vcpu;
+        let (w, b) = (port.word(), 1u64 << port.bit());
+        if self.shared.evtchn_pending[w].fetch_or(b, Ordering::SeqCst) & b != 0 {
+            return;
+        }
+        if self.shared.evtchn_mask[w].load(Ordering::SeqCst) & b == 0 {
+            self.notify_selector(v, w);
+        }
+    }
+
+    fn notify_selector(&mut self, v: u32, w: usize) {
+        let Some(vi) = self.shared.vcpu_info.get(v as usize) else {
+            return;
+        };
+        if vi.evtchn_pending_sel.fetch_or(1 << w, Ordering::SeqCst) & (1 << w) == 0 {
+            self.mark_events_pending(v);
+        }
+    }
+
+    /// `EVTCHNOP_unmask` (2-level): notifies only if the mask bit was set.
+    fn unmask(&mut self, port: Port) -> Result<(), XenError> {
+        let v = self.chan(port)?.notify_vcpu;
+        let (w, b) = (port.word(), 1u64 << port.bit());
+        if self.shared.evtchn_mask[w].fetch_and(!b, Ordering::SeqCst) & b != 0
+            && self.shared.evtchn_pending[w].load(Ordering::SeqCst) & b != 0
+        {
+            self.notify_selector(v, w);
+        }
+        Ok(())
+    }
+}
+
+/// The model hypervisor: a set of domains.
+pub struct HypervisorModel {
+    domains: Mutex<BTreeMap<u16, Domain>>,
+}
+
+impl core::fmt::Debug for HypervisorModel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HypervisorModel").finish_non_exhaustive()
+    }
+}
+
+/// One domain's view of the model: its hypercalls ([`EventChannelOps`])
+/// and its shared page.
+#[derive(Clone, Debug)]
+pub struct DomainHandle {
+    model: Arc<HypervisorModel>,
+    dom: DomId,
+    shared: &'static SharedInfo,
+}
+
+impl HypervisorModel {
+    /// An empty model.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            domains: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Creates domain `dom` with `nr_vcpus` vCPUs (at most 32; all up) and
+    /// returns its handle, or `None` if it exists or the count is invalid.
+    pub fn create_domain(self: &Arc<Self>, dom: DomId, nr_vcpus: u32) -> Option<DomainHandle> {
+        if nr_vcpus == 0 || nr_vcpus as usize > XEN_LEGACY_MAX_VCPUS || dom == DomId::SELF {
+            return None;
+        }
+        let mut doms = self.domains.lock();
+        if doms.contains_key(&dom.0) {
+            return None;
+        }
+        let shared: &'static SharedInfo = Box::leak(Box::new(SharedInfo::new_zeroed()));
+        let mut channels = alloc::vec![FREE; BUCKET];
+        channels[0].state = ChanState::Reserved;
+        doms.insert(
+            dom.0,
+            Domain {
+                shared,
+                nr_vcpus,
+                vcpu_up: alloc::vec![true; nr_vcpus as usize],
+                channels,
+                virq_to_port: alloc::vec![[0; NR_VIRQS as usize]; nr_vcpus as usize],
+                pirqs: BTreeMap::new(),
+                notifications: alloc::vec![0; nr_vcpus as usize],
+            },
+        );
+        Some(DomainHandle {
+            model: self.clone(),
+            dom,
+            shared,
+        })
+    }
+
+    fn with_dom<R>(
+        &self,
+        dom: DomId,
+        f: impl FnOnce(&mut Domain) -> Result<R, XenError>,
+    ) -> Result<R, XenError> {
+        let mut doms = self.domains.lock();
+        f(doms.get_mut(&dom.0).ok_or(XenError::NoSuchDomain)?)
+    }
+
+    /// Number of times `vcpu` of `dom` was notified (0 -> 1 changes of its
+    /// `evtchn_upcall_pending`).
+    pub fn notifications(&self, dom: DomId, vcpu: VcpuId) -> u64 {
+        self.with_dom(dom, |d| {
+            Ok(d.notifications.get(vcpu.index()).copied().unwrap_or(0))
+        })
+        .unwrap_or(0)
+    }
+
+    /// Marks a vCPU up or down (the model still sets flags for a down vCPU,
+    /// as Xen does; nothing runs its upcall).
+    pub fn set_vcpu_up(&self, dom: DomId, vcpu: VcpuId, up: bool) -> Result<(), XenError> {
+        self.with_dom(dom, |d| {
+            *d.vcpu_up
+                .get_mut(vcpu.index())
+                .ok_or(XenError::NoSuchVcpu)? = up;
+            Ok(())
+        })
+    }
+
+    /// Whether a vCPU is up.
+    pub fn vcpu_up(&self, dom: DomId, vcpu: VcpuId) -> bool {
+        self.with_dom(dom, |d| {
+            Ok(d.vcpu_up.get(vcpu.index()).copied().unwrap_or(false))
+        })
+        .unwrap_or(false)
+    }
+
+    /// Raises `virq` as Xen would: per-vCPU VIRQs on `vcpu`, global ones on
+    /// the port bound through vCPU 0. Returns whether a port was bound.
+    pub fn raise_virq(&self, dom: DomId, virq: Virq, vcpu: VcpuId) -> bool {
+        self.with_dom(dom, |d| {
+            let slot = if virq.is_per_vcpu() { vcpu.index() } else { 0 };
+            let port = d
+                .virq_to_port
+                .get(slot)
+                .and_then(|t| t.get(virq.0 as usize))
+                .copied()
+                .unwrap_or(0);
+            if port == 0 {
+                return Ok(false);
+            }
+            d.set_pending(Port(port));
+            Ok(true)
+        })
+        .unwrap_or(false)
+    }
+
+    /// Raises any usable port of `dom` directly (a peer's send, a device).
+    pub fn raise_port(&self, dom: DomId, port: Port) {
+        let _ = self.with_dom(dom, |d| {
+            d.set_pending(port);
+            Ok(())
+        });
+    }
+
+    /// Gives `dom` access to `pirq`; `needs_eoi` is what
+    /// `PHYSDEVOP_irq_status_query` will report.
+    pub fn grant_pirq(&self, dom: DomId, pirq: Pirq, needs_eoi: bool) -> Result<(), XenError> {
+        self.with_dom(dom, |d| {
+            if pirq.0 >= MODEL_NR_PIRQS {
+                return Err(XenError::Invalid);
+            }
+            d.pirqs.insert(
+                pirq.0,
+                PirqState {
+                    needs_eoi,
+                    ..Default::default()
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// The physical line of `pirq` fires. While a delivered event waits for
+    /// its EOI, Xen holds the line masked: the firing is delivered after
+    /// the EOI.
+    pub fn fire_pirq(&self, dom: DomId, pirq: Pirq) {
+        let _ = self.with_dom(dom, |d| {
+            let Some(p) = d.pirqs.get_mut(&pirq.0) else {
+                return Ok(());
+            };
+            let Some(port) = p.port else { return Ok(()) };
+            if p.in_service {
+                p.asserted_again = true;
+                return Ok(());
+            }
+            p.in_service = p.needs_eoi;
+            d.set_pending(port);
+            Ok(())
+        });
+    }
+
+    /// EOIs the guest sent for `pirq`.
+    pub fn pirq_eois(&self, dom: DomId, pirq: Pirq) -> u64 {
+        self.with_dom(dom, |d| Ok(d.pirqs.get(&pirq.0).map_or(0, |p| p.eois)))
+            .unwrap_or(0)
+    }
+
+    /// `EVTCHNOP_status` of any domain's port (inspection).
+    pub fn status_of(&self, dom: DomId, port: Port) -> Result<ChannelStatus, XenError> {
+        self.with_dom(dom, |d| status(d, port))
+    }
+
+    fn resolve(dom: DomId, caller: DomId) -> DomId {
+        if dom == DomId::SELF { caller } else { dom }
+    }
+
+    // ----- hypercalls, for domain `me` -----------------------------------
+
+    fn alloc_unbound(&self, me: DomId, remote_dom: DomId) -> Result<Port, XenError> {
+        let remote_dom = Self::resolve(remote_dom, me);
+        let mut doms = self.domains.lock();
+        if !doms.contains_key(&remote_dom.0) {
+            return Err(XenError::NoSuchDomain);
+        }
+        let d = doms.get_mut(&me.0).ok_or(XenError::NoSuchDomain)?;
+        d.allocate(ChanState::Unbound { remote_dom }, 0)
+    }
+
+    fn bind_interdomain(
+        &self,
+        me: DomId,
+        remote_dom: DomId,
+        remote_port: Port,
+    ) -> Result<Port, XenError> {
+        let rdom = Self::resolve(remote_dom, me);
+        let mut doms = self.domains.lock();
+        if !doms.contains_key(&rdom.0) {
+            return Err(XenError::NoSuchDomain);
+        }
+        let ld = doms.get(&me.0).ok_or(XenError::NoSuchDomain)?;
+        // No free local port is reported before a bad remote port.
+        ld.free_port()?;
+        let rd = doms.get(&rdom.0).ok_or(XenError::NoSuchDomain)?;
+        match rd.channels.get(remote_port.index()) {
+            Some(Channel {
+                state:
+                    ChanState::Unbound {
+                        remote_dom: allowed,
+                    },
+                ..
+            }) if *allowed == me => {}
+            _ => return Err(XenError::Invalid),
+        }
+        let lport = {
+            let ld = doms.get_mut(&me.0).ok_or(XenError::NoSuchDomain)?;
+            ld.allocate(
+                ChanState::Interdomain {
+                    remote_dom: rdom,
+                    remote_port,
+                },
+                0,
+            )?
+        };
+        let rd = doms.get_mut(&rdom.0).ok_or(XenError::NoSuchDomain)?;
+        rd.channels[remote_port.index()].state = ChanState::Interdomain {
+            remote_dom: me,
+            remote_port: lport,
+        };
+        // Events the peer sent while the port was unbound are covered by
+        // always setting the new local port pending.
+        doms.get_mut(&me.0)
+            .ok_or(XenError::NoSuchDomain)?
+            .set_pending(lport);
+        Ok(lport)
+    }
+
+    fn bind_virq(&self, me: DomId, virq: Virq, vcpu: VcpuId) -> Result<Port, XenError> {
+        self.with_dom(me, |d| {
+            if virq.0 >= NR_VIRQS {
+                return Err(XenError::Invalid);
+            }
+            if !virq.is_per_vcpu() && vcpu.0 != 0 {
+                return Err(XenError::Invalid);
+            }
+            d.check_vcpu(vcpu)?;
+            if d.virq_to_port[vcpu.index()][virq.0 as usize] != 0 {
+                return Err(XenError::AlreadyBound);
+            }
+            let port = d.allocate(ChanState::Virq(virq), vcpu.0)?;
+            d.virq_to_port[vcpu.index()][virq.0 as usize] = port.0;
+            Ok(port)
+        })
+    }
+
+    fn bind_ipi(&self, me: DomId, vcpu: VcpuId) -> Result<Port, XenError> {
+        self.with_dom(me, |d| {
+            d.check_vcpu(vcpu)?;
+            d.allocate(ChanState::Ipi, vcpu.0)
+        })
+    }
+
+    fn bind_pirq(&self, me: DomId, pirq: Pirq) -> Result<Port, XenError> {
+        self.with_dom(me, |d| {
+            if pirq.0 >= MODEL_NR_PIRQS {
+                return Err(XenError::Invalid);
+            }
+            let Some(p) = d.pirqs.get(&pirq.0) else {
+                return Err(XenError::NotPermitted);
+            };
+            if p.port.is_some() {
+                return Err(XenError::AlreadyBound);
+            }
+            let port = d.allocate(ChanState::Pirq(pirq), 0)?;
+            if let Some(p) = d.pirqs.get_mut(&pirq.0) {
+                p.port = Some(port);
+            }
+            Ok(port)
+        })
+    }
+
+    fn bind_vcpu(&self, me: DomId, port: Port, vcpu: VcpuId) -> Result<(), XenError> {
+        self.with_dom(me, |d| {
+            d.check_vcpu(vcpu)?;
+            let ch = d.chan(port)?;
+            let movable = match ch.state {
+                ChanState::Unbound { .. } | ChanState::Interdomain { .. } | ChanState::Pirq(_) => {
+                    true
+                }
+                ChanState::Virq(v) => !v.is_per_vcpu(),
+                _ => false,
+            };
+            if !movable {
+                return Err(XenError::Invalid);
+            }
+            // Xen does not re-notify a pending event on the new vCPU.
+            d.channels[port.index()].notify_vcpu = vcpu.0;
+            Ok(())
+        })
+    }
+
+    fn send(&self, me: DomId, port: Port) -> Result<(), XenError> {
+        let mut doms = self.domains.lock();
+        let d = doms.get_mut(&me.0).ok_or(XenError::NoSuchDomain)?;
+        match d.chan(port)?.state {
+            ChanState::Interdomain {
+                remote_dom,
+                remote_port,
+            } => {
+                if let Some(rd) = doms.get_mut(&remote_dom.0) {
+                    rd.set_pending(remote_port);
+                }
+                Ok(())
+            }
+            ChanState::Ipi => {
+                d.set_pending(port);
+                Ok(())
+            }
+            ChanState::Unbound { .. } => Ok(()),
+            _ => Err(XenError::Invalid),
+        }
+    }
+
+    fn close(&self, me: DomId, port: Port) -> Result<(), XenError> {
+        let mut doms = self.domains.lock();
+        let d = doms.get_mut(&me.0).ok_or(XenError::NoSuchDomain)?;
+        let ch = *d.chan(port)?;
+        let mut peer = None;
+        match ch.state {
+            ChanState::Free | ChanState::Reserved => return Err(XenError::Invalid),
+            ChanState::Unbound { .. } | ChanState::Ipi => {}
+            ChanState::Virq(v) => {
+                let slot = if v.is_per_vcpu() {
+                    ch.notify_vcpu as usize
+                } else {
+                    0
+                };
+                if let Some(t) = d.virq_to_port.get_mut(slot) {
+                    t[v.0 as usize] = 0;
+                }
+            }
+            ChanState::Pirq(p) => {
+                if let Some(p) = d.pirqs.get_mut(&p.0) {
+                    p.port = None;
+                    p.in_service = false;
+                    p.asserted_again = false;
+                }
+            }
+            ChanState::Interdomain {
+                remote_dom,
+                remote_port,
+            } => peer = Some((remote_dom, remote_port)),
+        }
+        // Clear pending to avoid unexpected behaviour on re-bind; the mask
+        // bit is left alone.
+        d.shared.evtchn_pending[port.word()].fetch_and(!(1u64 << port.bit()), Ordering::SeqCst);
+        d.channels[port.index()] = FREE;
+        if let Some((rdom, rport)) = peer
+            && let Some(rc) = doms
+                .get_mut(&rdom.0)
+                .and_then(|rd| rd.channels.get_mut(rport.index()))
+        {
+            rc.state = ChanState::Unbound { remote_dom: me };
+        }
+        Ok(())
+    }
+
+    fn unmask(&self, me: DomId, port: Port) -> Result<(), XenError> {
+        self.with_dom(me, |d| d.unmask(port))
+    }
+
+    fn pirq_needs_eoi(&self, me: DomId, pirq: Pirq) -> Result<bool, XenError> {
+        self.with_dom(me, |d| {
+            if pirq.0 >= MODEL_NR_PIRQS {
+                return Err(XenError::Invalid);
+            }
+            Ok(d.pirqs.get(&pirq.0).is_some_and(|p| p.needs_eoi))
+        })
+    }
+
+    fn pirq_eoi(&self, me: DomId, pirq: Pirq) -> Result<(), XenError> {
+        self.with_dom(me, |d| {
+            let p = d.pirqs.get_mut(&pirq.0).ok_or(XenError::Invalid)?;
+            let port = p.port.ok_or(XenError::Invalid)?;
+            p.eois += 1;
+            p.in_service = false;
+            if p.asserted_again {
+                p.asserted_again = false;
+                p.in_service = p.needs_eoi;
+                d.set_pending(port);
+            }
+            Ok(())
+        })
+    }
+}
+
+fn status(d: &Domain, port: Port) -> Result<ChannelStatus, XenError> {
+    let ch = d.chan(port)?;
+    let state = match ch.state {
+        ChanState::Free | ChanState::Reserved => ChannelState::Closed,
+        ChanState::Unbound { remote_dom } => ChannelState::Unbound { remote_dom },
+        ChanState::Interdomain {
+            remote_dom,
+            remote_port,
+        } => ChannelState::Interdomain {
+            remote_dom,
+            remote_port,
+        },
+        ChanState::Pirq(p) => ChannelState::Pirq(p),
+        ChanState::Virq(v) => ChannelState::Virq(v),
+        ChanState::Ipi => ChannelState::Ipi,
+    };
+    Ok(ChannelStatus {
+        state,
+        vcpu: VcpuId(ch.notify_vcpu),
+    })
+}
+
+impl DomainHandle {
+    /// The domain id.
+    pub fn dom(&self) -> DomId {
+        self.dom
+    }
+
+    /// The domain's shared page.
+    pub fn shared_info(&self) -> &'static SharedInfo {
+        self.shared
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<HypervisorModel> {
+        &self.model
+    }
+
+    /// Whether `port` is pending in this domain's page.
+    pub fn is_pending(&self, port: Port) -> bool {
+        port.0 < EVTCHN_2L_NR_CHANNELS
+            && self.shared.evtchn_pending[port.word()].load(Ordering::SeqCst) & (1 << port.bit())
+                != 0
+    }
+
+    /// Whether `port` is masked in this domain's page.
+    pub fn is_masked(&self, port: Port) -> bool {
+        port.0 < EVTCHN_2L_NR_CHANNELS
+            && self.shared.evtchn_mask[port.word()].load(Ordering::SeqCst) & (1 << port.bit()) != 0
+    }
+
+    /// The selector word of `vcpu`.
+    pub fn selector(&self, vcpu: VcpuId) -> u64 {
+        self.shared
+            .vcpu_info
+            .get(vcpu.index())
+            .map_or(0, |v| v.evtchn_pending_sel.load(Ordering::SeqCst))
+    }
+
+    /// Whether `vcpu`'s `evtchn_upcall_pending` is set.
+    pub fn upcall_pending(&self, vcpu: VcpuId) -> bool {
+        self.shared
+            .vcpu_info
+            .get(vcpu.index())
+            .is_some_and(|v| v.evtchn_upcall_pending.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Notifications of `vcpu` so far.
+    pub fn notifications(&self, vcpu: VcpuId) -> u64 {
+        self.model.notifications(self.dom, vcpu)
+    }
+}
+
+impl EventChannelOps for DomainHandle {
+    fn alloc_unbound(&self, remote_dom: DomId) -> Result<Port, XenError> {
+        self.model.alloc_unbound(self.dom, remote_dom)
+    }
+    fn bind_interdomain(&self, remote_dom: DomId, remote_port: Port) -> Result<Port, XenError> {
+        self.model
+            .bind_interdomain(self.dom, remote_dom, remote_port)
+    }
+    fn bind_virq(&self, virq: Virq, vcpu: VcpuId) -> Result<Port, XenError> {
+        self.model.bind_virq(self.dom, virq, vcpu)
+    }
+    fn bind_ipi(&self, vcpu: VcpuId) -> Result<Port, XenError> {
+        self.model.bind_ipi(self.dom, vcpu)
+    }
+    fn bind_pirq(&self, pirq: Pirq, _will_share: bool) -> Result<Port, XenError> {
+        self.model.bind_pirq(self.dom, pirq)
+    }
+    fn bind_vcpu(&self, port: Port, vcpu: VcpuId) -> Result<(), XenError> {
+        self.model.bind_vcpu(self.dom, port, vcpu)
+    }
+    fn send(&self, port: Port) -> Result<(), XenError> {
+        self.model.send(self.dom, port)
+    }
+    fn close(&self, port: Port) -> Result<(), XenError> {
+        self.model.close(self.dom, port)
+    }
+    fn status(&self, port: Port) -> Result<ChannelStatus, XenError> {
+        self.model.status_of(self.dom, port)
+    }
+    fn unmask(&self, port: Port) -> Result<(), XenError> {
+        self.model.unmask(self.dom, port)
+    }
+    fn pirq_needs_eoi(&self, pirq: Pirq) -> Result<bool, XenError> {
+        self.model.pirq_needs_eoi(self.dom, pirq)
+    }
+    fn pirq_eoi(&self, pirq: Pirq) -> Result<(), XenError> {
+        self.model.pirq_eoi(self.dom, pirq)
+    }
+}

@@ -1,2 +1,125 @@
-//! arch-x86: irqcore backend (being built; see DESIGN.md).
+//! arch-x86: the x86 backend of irqcore — local APIC (xAPIC and x2APIC),
+//! IOAPIC, the per-CPU vector allocator and vector domain, MSI, and the
+//! legacy 8259.
+//!
+//! # Layout
+//!
+//! | module | what |
+//! |---|---|
+//! | [`regs`] | the register-access traits: [`Mmio32`], [`Msr`], [`PortIo`] |
+//! | [`hw`] | the real accessors (x86_64 only, the crate's only hardware access) |
+//! | [`irqsafe`] | [`IrqControl`]: locks shared with interrupt context are taken with interrupts off |
+//! | [`lapic`] | the LAPIC driver: EOI, IPIs incl. INIT/SIPI and shorthands, timer, LVTs, spurious and error vectors |
+//! | [`matrix`] | [`VectorMatrix`]: per-CPU vector bitmaps, system vectors, managed reservations |
+//! | [`domains`] | irqcore `DomainOps` for the vector, IOAPIC and MSI domains (refcounted mappings) |
+//! | [`vector`] | [`VectorDomain`]: root `IrqChip` of every hierarchy; moves cleaned up on first arrival |
+//! | [`ioapic`] | [`IoApic`]: redirection entries and the IOAPIC `IrqChip` level; [`IoApicSet`] for several IOAPICs |
+//! | [`msi`] | MSI message composition/decoding and the [`MsiChip`] level |
+//! | [`pic8259`] | remap and mask the legacy PIC pair |
+//! | [`platform_desc`] | [`PlatformDescription`]: what a kernel reads from the ACPI MADT |
+//! | `model` | (feature `model`) behavioural models of all of the above hardware |
+//!
+//! # Hierarchies
+//!
+//! Every irq that reaches a CPU through the APIC has the vector domain as its
+//! root level. A kernel builds the chip stack of an irq, outermost first, and
+//! hands it to `IrqCore::set_chip`:
+//!
+//! * IOAPIC pin: `[ioapic.alloc_pin(irq, pin, trigger, &v)?, v]`, flow
+//!   `Edge` for edge pins, `FastEoi` for level pins;
+//! * MSI: `[ChipLevel::new(msi_chip, HwIrq(index)), v]`, flow `Edge`;
+//!
+//! where `v = vectors.alloc(irq, &mask, managed)?`. The interrupt entry for
+//! vector `n` on CPU `c` calls `vectors.irq_for_vector(c, n)` (lock-free)
+//! and then `IrqCore::handle_irq`.
+//!
+//! Lock order: irqcore's descriptor lock → [`VectorDomain`]'s lock /
+//! [`IoApic`]'s lock (never both of these at once: the IOAPIC level releases
+//! its lock before asking its parent).
+//!
+//! # Example: bring-up with the real accessors
+//!
+//! The reference kernel's sequence (boot CPU; `core` is the kernel's
+//! `IrqCore`, `desc` its [`PlatformDescription`] filled from the MADT,
+//! `this_cpu` returns the logical id from the per-CPU area):
+//!
+//! ```ignore
+//! use arch_x86::hw::{MmioRegion, Msrs, Ports};
+//! use arch_x86::lapic::{ApicMode, Lapic, TimerDivide, TimerMode, DEFAULT_SPURIOUS_VECTOR};
+//! use arch_x86::{IoApic, LapicOps, MsiDestFormat, Pic8259, VectorDomain};
+//! use irqcore::{CpuId, CpuMask, FlowKind, IrqNumber};
+//!
+//! // SAFETY: CPL 0; both pages mapped uncached at these virtual addresses.
+//! let (lapic_mmio, msrs, ports, ioapic_mmio) = unsafe {
+//!     (MmioRegion::new(lapic_va, 0x1000), Msrs::new(), Ports::new(), MmioRegion::new(ioapic_va, 0x1000))
+//! };
+//! if desc.has_8259 {
+//!     Pic8259::new(ports).remap_and_mask()?; // vectors 0x20-0x2F, all masked
+//! }
+//! let mode = if cpuid_has_x2apic() { ApicMode::X2Apic } else { ApicMode::XApic };
+//! let lapic = Lapic::init(mode, lapic_mmio, msrs)?; // every AP does this too
+//! lapic.enable(DEFAULT_SPURIOUS_VECTOR);
+//! lapic.setup_error_interrupt(0xFE);
+//! lapic.set_timer_divide(TimerDivide::By16);
+//! lapic.start_timer(TimerMode::Periodic, 0xEC, 100_000)?;
+//!
+//! // One `Lapic` serves every CPU: the registers are CPU-local.
+//! let ids = desc.apic_ids();
+//! let ops = LapicOps::new(lapic, this_cpu as fn() -> CpuId, &ids, Some(0xEF)); // 0xEF: cleanup IPI
+//! let vectors = Arc::new(VectorDomain::new(ops, &ids, MsiDestFormat::XApic)?
+//!     .with_irq_control(arch_x86::hw::IRQ_CONTROL));
+//! vectors.assign_system_vector(0xEF)?; // and any other kernel vector inside 0x20..0xEC
+//! vectors.cpu_online(CpuId(0))?;         // the boot CPU; APs: through the hotplug phase
+//! vectors.register_hotplug(&core)?;
+//!
+//! let io = &desc.ioapics[0];
+//! let ioapic = Arc::new(IoApic::new("IO-APIC", ioapic_mmio, io.gsi_base)?
+//!     .with_irq_control(arch_x86::hw::IRQ_CONTROL));
+//! let route = desc.isa_route(4);  // COM1, MADT overrides applied
+//! let irq = core.alloc_descs(IrqNumber(32), 1)?;
+//! let v = vectors.alloc(irq, &CpuMask::of(CpuId(0)), false)?;
+//! let pin = ioapic.alloc_pin(irq, route.gsi - io.gsi_base, route.trigger, &v)?;
+//! let flow = if route.trigger.is_level() { FlowKind::FastEoi } else { FlowKind::Edge };
+//! core.set_chip(irq, vec![pin, v], flow)?;
+//!
+//! // Interrupt entry for device vector `n` on CPU `c` (interrupts off):
+//! //   if let Some(irq) = vectors.irq_for_vector(c, n) { core.handle_irq(irq) }
+//! // Cleanup vector 0xEF: vectors.run_cleanup(c); lapic.eoi().
+//! // Timer/IPI vectors: the kernel's own handlers, then lapic.eoi().
+//! ```
+//!
+//! The integration tests (`tests/kernel_path.rs`) run this sequence against
+//! the models.
 #![no_std]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+extern crate alloc;
+
+pub mod domains;
+#[cfg(target_arch = "x86_64")]
+pub mod hw;
+pub mod ioapic;
+pub mod irqsafe;
+pub mod lapic;
+pub mod matrix;
+#[cfg(feature = "model")]
+pub mod model;
+pub mod msi;
+pub mod pic8259;
+pub mod platform_desc;
+pub mod regs;
+pub mod vector;
+
+pub use ioapic::{IoApic, IoApicError, IoApicSet, RedirectionEntry};
+pub use irqsafe::IrqControl;
+pub use lapic::{
+    ApicMode, IpiDest, IpiKind, Lapic, LapicError, LvtEntry, LvtSource, TimerDivide, TimerMode,
+};
+pub use matrix::{VectorError, VectorMatrix};
+pub use msi::{MsiChip, MsiDestFormat, MsiDevice, MsiError, MsiTarget, compose_msi, decode_msi};
+pub use pic8259::{Pic8259, PicError};
+pub use platform_desc::{
+    CpuInfo, IoApicInfo, IsaOverride, IsaRoute, PlatformDescription, Polarity, TriggerMode,
+};
+pub use regs::{Mmio32, Msr, NoMmio, PortIo};
+pub use vector::{ApicOps, LapicOps, VectorDomain, VectorHotplug, VectorTarget};

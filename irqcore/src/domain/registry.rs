@@ -850,3 +850,39 @@ fn info(
         activated: rec.activated,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpumask::CpuMask;
+    use crate::ids::CpuId;
+    use crate::platform::ActionId;
+
+    struct StaticPlatform;
+    impl Platform for StaticPlatform {
+        fn current_cpu(&self) -> CpuId {
+            CpuId(0)
+        }
+        fn local_irq_save(&self) -> IrqFlags {
+            IrqFlags(0)
+        }
+        fn local_irq_restore(&self, _f: IrqFlags) {}
+        fn local_irq_enabled(&self) -> bool {
+            false
+        }
+        fn run_on_cpus(&self, _c: &CpuMask, _w: &(dyn Fn(CpuId) + Sync)) {}
+        fn schedule_resend(&self, _irq: IrqNumber) {}
+        fn wake_thread(&self, _irq: IrqNumber, _a: ActionId) {}
+    }
+
+    // A kernel keeps both in statics.
+    static CORE: IrqCore<StaticPlatform> = IrqCore::new(StaticPlatform);
+    static DOMAINS: DomainRegistry<'static, StaticPlatform> = DomainRegistry::new(&CORE);
+
+    #[test]
+    fn registry_lives_in_a_static_next_to_the_core() {
+        assert_eq!(DOMAINS.nr_mappings(), 0);
+        assert!(DOMAINS.domains().is_empty());
+        assert!(core::ptr::eq(DOMAINS.core(), &CORE));
+    }
+}

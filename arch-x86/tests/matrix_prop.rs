@@ -1,0 +1,216 @@
+//! Property test: the vector matrix against a plain reference model, under
+//! random sequences of operations including bad input. Checks that no vector
+//! is ever handed out twice or from the system set, that the accounting
+//! matches, that the choice of CPU is the least-loaded one, that managed
+//! reservations persist, and that every refusal leaves the state unchanged.
+
+use arch_x86::{VectorError, VectorMatrix};
+use irqcore::{CpuId, CpuMask};
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+
+const NR: usize = 3;
+const START: u8 = 0x20;
+const END: u16 = 0x28; // small window: exhaustion happens often
+
+#[derive(Clone, Debug)]
+enum Op {
+    Online(u32),
+    Offline(u32),
+    Alloc(u8),
+    Free(u32, u8),
+    Reserve(u8),
+    AllocManaged(u8),
+    Remove(u8),
+    System(u8),
+}
+
+fn mask(bits: u8) -> CpuMask {
+    // Bit 3 names CPU 3, which does not exist: bad input.
+    (0..4).filter(|i| bits & (1 << i) != 0).map(CpuId).collect()
+}
+
+#[derive(Clone, Debug, Default)]
+struct Cpu {
+    online: bool,
+    alloc: BTreeSet<u8>,
+    managed: BTreeSet<u8>,
+    managed_alloc: BTreeSet<u8>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Model {
+    cpus: Vec<Cpu>,
+    system: BTreeSet<u8>,
+}
+
+impl Model {
+    fn available(&self, c: usize) -> u32 {
+        let used: BTreeSet<u8> = self.cpus[c]
+            .alloc
+            .iter()
+            .chain(&self.cpus[c].managed)
+            .chain(&self.system)
+            .copied()
+            .collect();
+        (END as u32 - START as u32)
+            - used
+                .iter()
+                .filter(|v| **v >= START && (**v as u16) < END)
+                .count() as u32
+    }
+    fn online_in(&self, m: &CpuMask) -> Vec<usize> {
+        m.iter()
+            .map(|c| c.index())
+            .filter(|c| *c < NR && self.cpus[*c].online)
+            .collect()
+    }
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        (0u32..4).prop_map(Op::Online),
+        (0u32..4).prop_map(Op::Offline),
+        (0u8..16).prop_map(Op::Alloc),
+        (0u32..4, 0x1Eu8..0x2A).prop_map(|(c, v)| Op::Free(c, v)),
+        (0u8..16).prop_map(Op::Reserve),
+        (0u8..16).prop_map(Op::AllocManaged),
+        (0u8..16).prop_map(Op::Remove),
+        (0x1Eu8..0x2A).prop_map(Op::System),
+    ];
+    proptest::collection::vec(op, 1..80)
+}
+
+fn check(m: &VectorMatrix, model: &Model) {
+    for c in 0..NR {
+        let id = CpuId(c as u32);
+        let mc = &model.cpus[c];
+        assert_eq!(m.is_online(id), mc.online);
+        assert_eq!(m.available(id), model.available(c), "available cpu {c}");
+        assert_eq!(m.allocated(id), mc.alloc.len() as u32);
+        assert_eq!(
+            m.managed(id),
+            (mc.managed.len() as u32, mc.managed_alloc.len() as u32)
+        );
+        for v in 0..=255u8 {
+            let expect = mc.alloc.contains(&v) || mc.managed_alloc.contains(&v);
+            assert_eq!(m.is_allocated(id, v), expect, "cpu {c} vector {v:#x}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #[test]
+    fn matrix_matches_reference_model(ops in ops()) {
+        let mut m = VectorMatrix::new(NR, START, END).unwrap();
+        let mut model = Model { cpus: vec![Cpu::default(); NR], system: BTreeSet::new() };
+        for op in ops {
+            match op {
+                Op::Online(c) | Op::Offline(c) => {
+                    let on = matches!(op, Op::Online(_));
+                    let r = if on { m.cpu_online(CpuId(c)) } else { m.cpu_offline(CpuId(c)) };
+                    if (c as usize) < NR {
+                        prop_assert!(r.is_ok());
+                        model.cpus[c as usize].online = on;
+                    } else {
+                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId(c))));
+                    }
+                }
+                Op::Alloc(bits) => {
+                    let mk = mask(bits);
+                    let online = model.online_in(&mk);
+                    match m.alloc(&mk) {
+                        Ok((cpu, v)) => {
+                            let c = cpu.index();
+                            prop_assert!(online.contains(&c));
+                            let best = online.iter().map(|c| model.available(*c)).max().unwrap();
+                            prop_assert_eq!(model.available(c), best, "least loaded");
+                            prop_assert!(online.iter().filter(|o| model.available(**o) == best).all(|o| *o >= c), "ties: lowest");
+                            prop_assert!(v >= START && (v as u16) < END && !model.system.contains(&v));
+                            let mc = &mut model.cpus[c];
+                            prop_assert!(!mc.alloc.contains(&v) && !mc.managed.contains(&v));
+                            mc.alloc.insert(v);
+                        }
+                        Err(VectorError::NoOnlineCpu) => prop_assert!(online.is_empty()),
+                        Err(VectorError::Exhausted) => prop_assert!(online.iter().all(|c| model.available(*c) == 0)),
+                        Err(e) => prop_assert!(false, "unexpected {:?}", e),
+                    }
+                }
+                Op::Free(c, v) => {
+                    let r = m.free(CpuId(c), v);
+                    let ci = c as usize;
+                    if ci >= NR {
+                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId(c))));
+                    } else if model.cpus[ci].managed_alloc.remove(&v) || model.cpus[ci].alloc.remove(&v) {
+                        prop_assert!(r.is_ok());
+                    } else {
+                        prop_assert_eq!(r, Err(VectorError::NotAllocated(CpuId(c), v)));
+                    }
+                }
+                Op::Reserve(bits) => {
+                    let mk = mask(bits);
+                    let r = m.reserve_managed(&mk);
+                    if bits & 8 != 0 {
+                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId(3))));
+                    } else if mk.iter().all(|c| model.available(c.index()) > 0) {
+                        prop_assert!(r.is_ok());
+                        for c in mk.iter() {
+                            let mc = &model.cpus[c.index()];
+                            let used: BTreeSet<u8> = mc.alloc.iter().chain(&mc.managed).chain(&model.system).copied().collect();
+                            let v = (START as u16..END).map(|v| v as u8).find(|v| !used.contains(v)).unwrap();
+                            model.cpus[c.index()].managed.insert(v);
+                        }
+                    } else {
+                        prop_assert_eq!(r, Err(VectorError::Exhausted));
+                    }
+                }
+                Op::AllocManaged(bits) => {
+                    let mk = mask(bits);
+                    let online = model.online_in(&mk);
+                    match m.alloc_managed(&mk) {
+                        Ok((cpu, v)) => {
+                            let c = cpu.index();
+                            prop_assert!(online.contains(&c));
+                            let mc = &mut model.cpus[c];
+                            prop_assert!(mc.managed.contains(&v) && !mc.managed_alloc.contains(&v), "from the reservation");
+                            mc.managed_alloc.insert(v);
+                        }
+                        Err(VectorError::NoOnlineCpu) => prop_assert!(online.is_empty()),
+                        Err(VectorError::Exhausted) => {}
+                        Err(e) => prop_assert!(false, "unexpected {:?}", e),
+                    }
+                }
+                Op::Remove(bits) => {
+                    let mk = mask(bits);
+                    let r = m.remove_managed(&mk);
+                    if bits & 8 != 0 {
+                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId(3))));
+                    } else {
+                        prop_assert!(r.is_ok());
+                        for c in mk.iter() {
+                            let mc = &mut model.cpus[c.index()];
+                            if let Some(v) = mc.managed.difference(&mc.managed_alloc).next().copied() {
+                                mc.managed.remove(&v);
+                            }
+                        }
+                    }
+                }
+                Op::System(v) => {
+                    let r = m.assign_system(v);
+                    let in_window = v >= START && (v as u16) < END;
+                    let used = model.cpus.iter().any(|c| c.alloc.contains(&v) || c.managed.contains(&v));
+                    if !in_window {
+                        prop_assert!(r.is_ok());
+                    } else if used {
+                        prop_assert_eq!(r, Err(VectorError::InUse(v)));
+                    } else {
+                        prop_assert!(r.is_ok());
+                        model.system.insert(v);
+                    }
+                }
+            }
+            check(&m, &model);
+        }
+    }
+}

@@ -11,6 +11,7 @@
 //! say "pass": QEMU also exits 0 after a triple fault with `-no-reboot`, so a
 //! zero status alone proves nothing.
 
+mod aarch64;
 mod boot;
 mod options;
 
@@ -24,7 +25,7 @@ use boot::{Boot, Verdict};
 use options::{Arch, Options};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = aarch64::strip_gic_option(std::env::args().skip(1).collect());
     let opts = match Options::parse(&args) {
         Ok(Some(o)) => o,
         Ok(None) => {
@@ -59,13 +60,7 @@ fn workspace_root() -> PathBuf {
 fn run(opts: &Options) -> Result<(), String> {
     let boot: Box<dyn Boot> = match opts.arch {
         Arch::X86_64 => Box::new(boot::X86_64),
-        Arch::Aarch64 => {
-            return Err(
-                "--arch aarch64 is not yet supported: the aarch64 reference kernel \
-                 arrives with its own issue (add a `Boot` impl in examples/runner/src/boot.rs)"
-                    .into(),
-            );
-        }
+        Arch::Aarch64 => Box::new(aarch64::Aarch64::from_args(std::env::args().skip(1))),
     };
     boot.check_options(opts)?;
     let root = workspace_root();

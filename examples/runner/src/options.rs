@@ -3,7 +3,7 @@
 /// Usage text printed by `--help` and after a bad option.
 pub const USAGE: &str = "usage: cargo qemu [--arch x86_64|aarch64] [--smp N] [--machine q35|pc] \
 [--timeout SECONDS] [--features F]
-  --arch      architecture to boot (default x86_64; aarch64 is not yet supported)
+  --arch      architecture to boot (default x86_64)
   --smp       number of CPUs, 1 to 8 (default 2)
   --machine   QEMU machine for x86_64: q35 (default) or pc
   --timeout   kill QEMU and fail after this many seconds (default 60)

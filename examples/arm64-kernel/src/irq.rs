@@ -1,0 +1,315 @@
+//! The kernel's use of irqcore and arch-arm64: the [`IrqCore`] instance and
+//! its [`Platform`], the domain registry with the GIC's domain, GIC
+//! discovery, the IRQ entry, and the IPIs (SGIs) the kernel itself uses.
+
+use alloc::sync::Arc;
+use alloc::vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use arch_arm64::hw::{SysRegAccess, VolatileMmio};
+use arch_arm64::{Gic, GicOptions, GicV2, GicV3, IntId, SgiTarget};
+use arrayvec::ArrayVec;
+use irqcore::domain::{DomainId, DomainRegistry, FwSpec};
+use irqcore::{
+    ActionId, CoreConfig, CpuId, CpuMask, DevId, HwIrq, IrqCore, IrqEvent, IrqFlags, IrqNumber,
+    IrqRequest, IrqReturn, Platform, RequestFlags, TriggerType,
+};
+
+use crate::cpu::{self, MAX_CPUS};
+use crate::sync::IrqLock;
+
+/// QEMU `virt`'s fixed memory map (hw/arm/virt.c `base_memmap`; the device
+/// tree QEMU generates says the same): the distributor at 0x0800_0000 in
+/// both versions; GICv2's CPU interface at 0x0801_0000; GICv3's
+/// redistributors from 0x080A_0000, 128 KiB (two 64 KiB frames) per CPU.
+mod layout {
+    pub const GICD: usize = 0x0800_0000;
+    pub const GICD_SIZE: usize = 0x1_0000;
+    pub const GICC: usize = 0x0801_0000;
+    pub const GICC_SIZE: usize = 0x1_0000;
+    pub const GICR: usize = 0x080A_0000;
+    pub const GICR_PER_CPU: usize = 0x2_0000;
+}
+
+/// The SGIs this kernel uses as IPIs.
+pub mod sgi {
+    /// Cross-CPU function call; also wakes a CPU for stopper work.
+    pub const CALL_FUNCTION: u32 = 0;
+    /// Self-IPI that replays interrupts irqcore asked to resend.
+    pub const RESEND: u32 = 1;
+}
+
+/// The platform irqcore runs on.
+pub struct KernelPlatform;
+
+/// The interrupt core of this kernel.
+pub static CORE: IrqCore<KernelPlatform> = IrqCore::with_config(
+    KernelPlatform,
+    CoreConfig {
+        capacity: 1024,
+        nr_cpus: MAX_CPUS as u32,
+    },
+);
+
+/// Interrupt domains (only the GIC's here).
+pub static REGISTRY: DomainRegistry<'static, KernelPlatform> = DomainRegistry::new(&CORE);
+
+static GIC: spin::Once<Arc<dyn Gic>> = spin::Once::new();
+static GIC_DOMAIN: spin::Once<DomainId> = spin::Once::new();
+
+/// Interrupts acknowledged with no mapped irq (must stay 0).
+pub static UNMAPPED: AtomicU64 = AtomicU64::new(0);
+/// `IrqEvent`s irqcore reported other than broken affinity (must stay 0).
+pub static REPORTED_EVENTS: AtomicU64 = AtomicU64::new(0);
+/// `IrqEvent::AffinityBroken` reports (expected when an irq pinned to a CPU
+/// loses it to hotplug).
+pub static AFFINITY_BROKEN: AtomicU64 = AtomicU64::new(0);
+/// Interrupts taken by a CPU while irqcore had it offline (must stay 0).
+pub static IRQS_WHILE_OFFLINE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Resend requests (informational).
+pub static RESENDS: AtomicU64 = AtomicU64::new(0);
+
+/// Redistributors the GICv3 driver found (one per CPU; 0 with a GICv2).
+pub static REDISTRIBUTORS: AtomicU32 = AtomicU32::new(0);
+
+/// Which GIC the machine has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicVersion {
+    /// GICv2 (`-M virt,gic-version=2`).
+    V2,
+    /// GICv3 (`-M virt,gic-version=3`).
+    V3,
+}
+
+/// The GIC (after [`init_gic`]).
+pub fn gic() -> Option<&'static Arc<dyn Gic>> {
+    GIC.get()
+}
+
+/// The GIC's interrupt domain (after [`init_gic`]).
+pub fn gic_domain() -> Option<DomainId> {
+    GIC_DOMAIN.get().copied()
+}
+
+/// Finds and initialises the GIC on the boot CPU: the version from
+/// `ID_AA64PFR0_EL1.GIC` (a GICv3 CPU interface is present exactly when
+/// the machine has a GICv3), the frames from the `virt` layout (see
+/// [`layout`]). Then the distributor, the boot CPU's own part, the hotplug
+/// callback (before any PPI user registers its own) and the domain.
+pub fn init_gic() -> Result<GicVersion, &'static str> {
+    let opts = GicOptions {
+        max_cpus: MAX_CPUS,
+        ..GicOptions::default()
+    };
+    let (version, gic): (GicVersion, Arc<dyn Gic>) = if cpu::has_gicv3_sysregs() {
+        // SAFETY: the distributor and redistributor frames of QEMU virt,
+        // identity-mapped as device memory by the boot code; only the GIC
+        // driver uses them.
+        let (dist, redist) = unsafe {
+            (
+                VolatileMmio::new(layout::GICD, layout::GICD_SIZE),
+                VolatileMmio::new(layout::GICR, MAX_CPUS * layout::GICR_PER_CPU),
+            )
+        };
+        let g = GicV3::new(dist, vec![redist], SysRegAccess, opts)
+            .map_err(|_| "GICv3: no redistributors")?;
+        REDISTRIBUTORS.store(g.redistributors().len() as u32, Ordering::Relaxed);
+        (GicVersion::V3, Arc::new(g))
+    } else {
+        // SAFETY: as above, for the GICv2 distributor and CPU interface.
+        let (dist, cpuif) = unsafe {
+            (
+                VolatileMmio::new(layout::GICD, layout::GICD_SIZE),
+                VolatileMmio::new(layout::GICC, layout::GICC_SIZE),
+            )
+        };
+        let g = GicV2::new(dist, cpuif, opts).map_err(|_| "GICv2: bad frames")?;
+        (GicVersion::V2, Arc::new(g))
+    };
+    gic.init_distributor().map_err(|_| "GIC distributor init")?;
+    gic.cpu_starting(CpuId(0))
+        .map_err(|_| "GIC cpu_starting on the boot CPU")?;
+    arch_arm64::register_hotplug(&CORE, gic.clone()).map_err(|_| "GIC hotplug callback")?;
+    let dom = arch_arm64::add_gic_domain(&REGISTRY, gic.clone()).map_err(|_| "GIC domain")?;
+    GIC.call_once(|| gic);
+    GIC_DOMAIN.call_once(|| dom);
+    Ok(version)
+}
+
+/// Maps a device-tree GIC specifier `<type number flags>` to an irq (the
+/// mapping is kept for the kernel's lifetime).
+pub fn map_fwspec(cells: &[u32]) -> Result<IrqNumber, &'static str> {
+    let dom = gic_domain().ok_or("GIC not initialised")?;
+    let spec = FwSpec::new(cells).map_err(|_| "bad specifier")?;
+    REGISTRY
+        .map_fwspec(dom, &spec)
+        .map(|m| m.into_raw())
+        .map_err(|_| "map_fwspec")
+}
+
+/// Maps an SGI (no device-tree specifier exists for SGIs: the hwirq is the
+/// INTID).
+fn map_sgi(n: u32) -> Result<IrqNumber, &'static str> {
+    let dom = gic_domain().ok_or("GIC not initialised")?;
+    REGISTRY
+        .map(dom, HwIrq(u64::from(n)))
+        .map(|m| m.into_raw())
+        .map_err(|_| "map SGI")
+}
+
+/// The IRQ vector's work (IRQs masked): acknowledge through the GIC, map the
+/// INTID to its irq in the GIC domain, run its flow in irqcore.
+pub fn entry() {
+    let me = cpu::current();
+    // A CPU is marked online before it unmasks IRQs and offline only with
+    // IRQs masked inside stop-machine, after its GIC CPU interface was
+    // disabled (GicHotplug's dying step): nothing may arrive while offline.
+    if !CORE.cpu_online(me)
+        && let Some(c) = IRQS_WHILE_OFFLINE.get(me.index())
+    {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    let (Some(gic), Some(dom)) = (gic(), gic_domain()) else {
+        return;
+    };
+    gic.handle_pending_dyn(&mut |id: IntId| {
+        let ran = arch_arm64::dispatch(&CORE, |id| REGISTRY.find_mapping(dom, id.hwirq()), id);
+        if !ran {
+            UNMAPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        ran
+    });
+}
+
+// ----- the kernel's own IPIs -------------------------------------------------
+
+/// irq numbers of the kernel's SGIs.
+pub struct Ipis {
+    /// [`sgi::CALL_FUNCTION`].
+    pub call: IrqNumber,
+    /// [`sgi::RESEND`].
+    pub resend: IrqNumber,
+}
+
+static IPIS: spin::Once<Ipis> = spin::Once::new();
+
+/// The kernel's SGIs (after [`setup_ipis`]).
+pub fn ipis() -> Option<&'static Ipis> {
+    IPIS.get()
+}
+
+/// Maps the kernel's SGIs and installs their per-CPU handlers; each CPU
+/// enables them for itself ([`enable_local_ipis`]).
+pub fn setup_ipis() -> Result<(), &'static str> {
+    let call = map_sgi(sgi::CALL_FUNCTION)?;
+    let resend = map_sgi(sgi::RESEND)?;
+    let req = |name, f: fn()| {
+        IrqRequest::new(
+            name,
+            Arc::new(move |_irq: IrqNumber| {
+                f();
+                IrqReturn::HANDLED
+            }),
+        )
+        .flags(RequestFlags::PERCPU)
+    };
+    CORE.request_irq_raw(
+        call,
+        req("ipi-call", crate::smp::flush_cross_calls).dev_id(DevId(0x1001)),
+    )
+    .map_err(|_| "request IPI call")?;
+    CORE.request_irq_raw(
+        resend,
+        req("ipi-resend", drain_resends).dev_id(DevId(0x1002)),
+    )
+    .map_err(|_| "request IPI resend")?;
+    IPIS.call_once(|| Ipis { call, resend });
+    Ok(())
+}
+
+/// Enables the kernel's SGIs on the calling CPU.
+pub fn enable_local_ipis() -> Result<(), irqcore::IrqError> {
+    if let Some(i) = ipis() {
+        CORE.enable_percpu_irq(i.call, TriggerType::None)?;
+        CORE.enable_percpu_irq(i.resend, TriggerType::None)?;
+    }
+    Ok(())
+}
+
+/// Sends SGI `n` to the CPUs of `targets`.
+pub fn send_sgi(n: u32, targets: &CpuMask) {
+    if let (Some(g), Some(id)) = (gic(), IntId::sgi(n))
+        && g.send_sgi(id, SgiTarget::Cpus(targets)).is_err()
+    {
+        REPORTED_EVENTS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Irqs irqcore asked to replay (drained by the RESEND self-IPI).
+static RESEND_QUEUE: IrqLock<ArrayVec<IrqNumber, 64>> = IrqLock::new(ArrayVec::new_const());
+
+fn drain_resends() {
+    loop {
+        let next = RESEND_QUEUE.lock().pop();
+        match next {
+            Some(irq) => {
+                let _ = CORE.handle_sw_resend(irq);
+            }
+            None => break,
+        }
+    }
+}
+
+/// Threads irqcore asked to wake (this kernel installs no threaded
+/// handler, so this must stay 0).
+pub static THREAD_WAKEUPS: AtomicU32 = AtomicU32::new(0);
+
+impl Platform for KernelPlatform {
+    fn current_cpu(&self) -> CpuId {
+        cpu::current()
+    }
+
+    fn local_irq_save(&self) -> IrqFlags {
+        IrqFlags(usize::from(cpu::irq_save()))
+    }
+
+    fn local_irq_restore(&self, flags: IrqFlags) {
+        cpu::irq_restore(flags.0 != 0);
+    }
+
+    fn local_irq_enabled(&self) -> bool {
+        cpu::irqs_enabled()
+    }
+
+    fn cpu_relax(&self) {
+        core::hint::spin_loop();
+    }
+
+    fn run_on_cpus(&self, cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync)) {
+        crate::smp::run_on_cpus(cpus, work);
+    }
+
+    fn flush_cross_calls(&self) {
+        crate::smp::flush_cross_calls();
+    }
+
+    fn schedule_resend(&self, irq: IrqNumber) {
+        RESENDS.fetch_add(1, Ordering::Relaxed);
+        if RESEND_QUEUE.lock().try_push(irq).is_err() {
+            REPORTED_EVENTS.fetch_add(1, Ordering::Relaxed);
+        }
+        send_sgi(sgi::RESEND, &CpuMask::of(cpu::current()));
+    }
+
+    fn wake_thread(&self, _irq: IrqNumber, _action: ActionId) {
+        THREAD_WAKEUPS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn report(&self, event: IrqEvent) {
+        match event {
+            IrqEvent::AffinityBroken(_) => AFFINITY_BROKEN.fetch_add(1, Ordering::Relaxed),
+            _ => REPORTED_EVENTS.fetch_add(1, Ordering::Relaxed),
+        };
+        crate::console::print(format_args!("irqcore event: {event:?}\n"));
+    }
+}

@@ -1,0 +1,315 @@
+//! `cargo qemu --arch aarch64 [--gic 2|3] [--smp N]`: the aarch64 reference
+//! kernel in `examples/arm64-kernel`, booted at EL1 on
+//! `qemu-system-aarch64 -M virt,gic-version=N -semihosting`.
+//!
+//! The kernel leaves QEMU through semihosting `SYS_EXIT`, so QEMU's exit
+//! status is the kernel's code ([`arm_exit`]). As on x86, only the pass code
+//! together with a `RESULT: PASS` line is a pass.
+//!
+//! `--gic` is this architecture's own option: [`strip_gic_option`] takes it
+//! out of the command line before the common [`Options`] parser sees the
+//! rest, and [`Aarch64::from_args`] reads it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::boot::{Boot, Verdict};
+use crate::options::Options;
+
+/// Usage line of the aarch64-only option (shown with a refused `--gic`;
+/// `options::USAGE` may include it too).
+pub const USAGE_GIC: &str =
+    "  --gic       GIC version for --arch aarch64: 2 or 3 (default 3; GICv2 takes at most 8 CPUs)";
+
+/// Which GIC QEMU's `virt` machine gets (`-M virt,gic-version=N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicVersion {
+    /// GICv2: memory-mapped CPU interface, at most 8 CPUs.
+    V2,
+    /// GICv3: redistributors and the system-register CPU interface.
+    V3,
+}
+
+impl GicVersion {
+    fn number(self) -> u32 {
+        match self {
+            GicVersion::V2 => 2,
+            GicVersion::V3 => 3,
+        }
+    }
+}
+
+/// Exit codes of the aarch64 kernel (semihosting `SYS_EXIT` with
+/// `ADP_Stopped_ApplicationExit`; QEMU exits with the code itself). Keep in
+/// sync with `examples/arm64-kernel/src/exit.rs`. The same numbers as the
+/// x86 kernel's statuses, so both read alike.
+pub mod arm_exit {
+    /// Every check passed.
+    pub const PASS: i32 = 33;
+    /// A check failed (`RESULT: FAIL ...`).
+    pub const FAIL: i32 = 35;
+    /// The kernel panicked.
+    pub const PANIC: i32 = 37;
+    /// An unexpected exception (synchronous abort, SError, FIQ ...).
+    pub const EXCEPTION: i32 = 39;
+    /// A CPU did not come up or power off in time.
+    pub const CPU_TIMEOUT: i32 = 41;
+}
+
+const ARM_TARGET: &str = "aarch64-unknown-none";
+
+/// The aarch64 kernel's build/boot/judge recipe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Aarch64 {
+    /// The GIC QEMU emulates, or why the `--gic` value was refused
+    /// (reported by [`Boot::check_options`]).
+    gic: Result<GicVersion, String>,
+}
+
+impl Default for Aarch64 {
+    fn default() -> Self {
+        Self::new(GicVersion::V3)
+    }
+}
+
+impl Aarch64 {
+    /// The recipe for `gic`.
+    pub fn new(gic: GicVersion) -> Self {
+        Self { gic: Ok(gic) }
+    }
+
+    /// The recipe the command line `args` (after `cargo qemu`) selects:
+    /// `--gic N` / `--gic=N`, GICv3 if absent. A bad value is reported by
+    /// [`Boot::check_options`].
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            gic: split_gic(args).1.map(|g| g.unwrap_or(GicVersion::V3)),
+        }
+    }
+
+    /// The GIC version, or why `--gic` was refused.
+    pub fn gic(&self) -> Result<GicVersion, String> {
+        self.gic.clone()
+    }
+}
+
+/// `args` without `--gic N` / `--gic=N` (the common [`Options`] parser does
+/// not know this aarch64-only option).
+pub fn strip_gic_option(args: Vec<String>) -> Vec<String> {
+    split_gic(args).0
+}
+
+/// Splits `--gic` (the last one wins) from the other arguments.
+fn split_gic(
+    args: impl IntoIterator<Item = String>,
+) -> (Vec<String>, Result<Option<GicVersion>, String>) {
+    let mut rest = Vec::new();
+    let mut gic = Ok(None);
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let value = if arg == "--gic" {
+            it.next()
+        } else if let Some(v) = arg.strip_prefix("--gic=") {
+            Some(v.to_string())
+        } else {
+            rest.push(arg);
+            continue;
+        };
+        gic = match value.as_deref() {
+            Some("2" | "v2") => Ok(Some(GicVersion::V2)),
+            Some("3" | "v3") => Ok(Some(GicVersion::V3)),
+            Some(other) => Err(format!("--gic must be 2 or 3, got {other:?}")),
+            None => Err("--gic needs a value (2 or 3)".into()),
+        };
+    }
+    (rest, gic)
+}
+
+impl Boot for Aarch64 {
+    fn check_options(&self, opts: &Options) -> Result<(), String> {
+        let gic = self.gic().map_err(|e| format!("{e}\n{USAGE_GIC}"))?;
+        // GICv2's target lists and GICD_ITARGETSR have 8 bits (IHI 0048B
+        // 4.3.12); the kernel handles at most 8 CPUs with either GIC.
+        if opts.smp > 8 {
+            return Err(format!("--smp {} is more than 8 CPUs ({gic:?})", opts.smp));
+        }
+        match opts.machine.as_deref() {
+            None | Some("virt") => {}
+            Some(m) => return Err(format!("--machine must be virt for aarch64, got {m:?}")),
+        }
+        Ok(())
+    }
+
+    fn build(&self, root: &Path, opts: &Options) -> Result<PathBuf, String> {
+        let dir = root.join("examples/arm64-kernel");
+        let target_dir = dir.join("target");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        // A workspace of its own with a `.cargo/config.toml` (static
+        // relocation model): build from its directory so cargo reads it,
+        // and keep the runner's own target dir and flags out of it.
+        cmd.current_dir(&dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("RUSTFLAGS")
+            .args(["build", "--release", "--manifest-path"])
+            .arg(dir.join("Cargo.toml"))
+            .args(["--target", ARM_TARGET, "--target-dir"])
+            .arg(&target_dir);
+        if let Some(f) = &opts.features {
+            cmd.args(["--features", f]);
+        }
+        crate::run_build(cmd, "the aarch64 kernel")?;
+        let image = target_dir.join(ARM_TARGET).join("release/arm64-kernel");
+        if image.is_file() {
+            Ok(image)
+        } else {
+            Err(format!(
+                "kernel image missing after build: {}",
+                image.display()
+            ))
+        }
+    }
+
+    fn qemu_binary(&self) -> &'static str {
+        "qemu-system-aarch64"
+    }
+
+    fn qemu_install_hint(&self) -> &'static str {
+        "apt-get install qemu-system-arm"
+    }
+
+    fn qemu_command(&self, kernel: &Path, opts: &Options) -> Command {
+        let mut cmd = Command::new(self.qemu_binary());
+        // virt without virtualization=on/secure=on enters the kernel at EL1
+        // with PSCI emulated through HVC; cortex-a57 is a plain ARMv8.0 CPU
+        // (the kernel needs nothing newer).
+        cmd.args(["-accel", "tcg"])
+            .arg("-M")
+            .arg(format!(
+                "virt,gic-version={}",
+                self.gic().unwrap_or(GicVersion::V3).number()
+            ))
+            .args(["-cpu", "cortex-a57"])
+            .args(["-smp", &opts.smp.to_string(), "-m", "128M"])
+            .args(["-nographic", "-semihosting"])
+            .arg("-kernel")
+            .arg(kernel)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        cmd
+    }
+
+    fn verdict(&self, status: Option<i32>, result_line: Option<&str>) -> Verdict {
+        let pass_line = result_line.is_some_and(|l| l.starts_with("RESULT: PASS"));
+        let what = match status {
+            Some(arm_exit::PASS) if pass_line => return Verdict::Pass,
+            Some(arm_exit::PASS) => "exit status says pass but no `RESULT: PASS` line".into(),
+            Some(arm_exit::FAIL) => "the kernel reported failed checks".into(),
+            Some(arm_exit::PANIC) => "the kernel panicked".into(),
+            Some(arm_exit::EXCEPTION) => "unexpected exception in the kernel".into(),
+            Some(arm_exit::CPU_TIMEOUT) => "a CPU did not come up or power off in time".into(),
+            Some(0) => "QEMU exited with 0: the kernel never reached semihosting exit".into(),
+            Some(1) => "QEMU exited with 1: bad command line or kernel image".into(),
+            Some(s) => format!("QEMU exited with unexpected status {s}"),
+            None => "QEMU was killed by a signal".into(),
+        };
+        Verdict::Fail(format!(
+            "{what} (status {status:?}; last RESULT line: {})",
+            result_line.unwrap_or("none")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn opts(smp: u32) -> Options {
+        let mut o = Options::parse(&[]).unwrap().unwrap();
+        o.smp = smp;
+        o
+    }
+
+    #[test]
+    fn gic_option_is_taken_out_and_the_rest_kept_in_order() {
+        let args = strings(&["--arch", "aarch64", "--gic", "2", "--smp", "4"]);
+        assert_eq!(
+            strip_gic_option(args.clone()),
+            strings(&["--arch", "aarch64", "--smp", "4"])
+        );
+        assert_eq!(Aarch64::from_args(args).gic(), Ok(GicVersion::V2));
+        assert!(strip_gic_option(strings(&["--gic=3"])).is_empty());
+        assert_eq!(
+            Aarch64::from_args(strings(&["--gic=3"])).gic(),
+            Ok(GicVersion::V3)
+        );
+        assert_eq!(
+            Aarch64::from_args(strings(&["--smp", "2"])).gic(),
+            Ok(GicVersion::V3),
+            "GICv3 by default"
+        );
+    }
+
+    #[test]
+    fn bad_gic_values_are_refused_by_check_options() {
+        for bad in [&["--gic"][..], &["--gic", "4"], &["--gic="]] {
+            let b = Aarch64::from_args(strings(bad));
+            assert!(b.gic().is_err(), "{bad:?}");
+            assert!(b.check_options(&opts(2)).is_err(), "{bad:?}");
+            assert!(strip_gic_option(strings(bad)).is_empty(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn qemu_command_selects_the_gic_and_cpus() {
+        let b = Aarch64::new(GicVersion::V2);
+        let cmd = b.qemu_command(Path::new("/k"), &opts(4));
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let has = |pair: [&str; 2]| args.windows(2).any(|w| w[0] == pair[0] && w[1] == pair[1]);
+        assert!(has(["-M", "virt,gic-version=2"]), "{args:?}");
+        assert!(has(["-smp", "4"]), "{args:?}");
+        assert!(has(["-kernel", "/k"]), "{args:?}");
+        assert!(args.iter().any(|a| a == "-semihosting"), "{args:?}");
+    }
+
+    #[test]
+    fn only_machine_virt_is_accepted() {
+        let b = Aarch64::default();
+        assert!(b.check_options(&opts(8)).is_ok());
+        let mut o = opts(2);
+        o.machine = Some("q35".into());
+        assert!(b.check_options(&o).is_err());
+        o.machine = Some("virt".into());
+        assert!(b.check_options(&o).is_ok());
+    }
+
+    #[test]
+    fn only_pass_status_and_pass_line_together_pass() {
+        let b = Aarch64::default();
+        assert_eq!(
+            b.verdict(Some(33), Some("RESULT: PASS 87 checks")),
+            Verdict::Pass
+        );
+        assert!(matches!(b.verdict(Some(33), None), Verdict::Fail(_)));
+        assert!(matches!(
+            b.verdict(Some(33), Some("RESULT: FAIL x")),
+            Verdict::Fail(_)
+        ));
+        assert!(matches!(
+            b.verdict(Some(0), Some("RESULT: PASS 1 checks")),
+            Verdict::Fail(_)
+        ));
+        assert!(matches!(
+            b.verdict(Some(35), Some("RESULT: FAIL rtc")),
+            Verdict::Fail(_)
+        ));
+        assert!(matches!(b.verdict(None, None), Verdict::Fail(_)));
+    }
+}

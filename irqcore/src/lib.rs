@@ -1,4 +1,86 @@
-//! irqcore: the generic interrupt core (work in progress: see DESIGN.md).
+//! irqcore: the generic interrupt core for Rust kernels, in the class of
+//! Linux's genirq.
+//!
+//! A kernel implements [`Platform`] (which CPU am I, local interrupt
+//! save/restore, run a function on other CPUs, resend, wake a thread),
+//! creates one [`IrqCore`] (a `const` constructor, so it can live in a
+//! `static`), installs chips ([`IrqChip`]) on descriptors directly or through
+//! [`domain`]s, requests handlers, and calls [`IrqCore::handle_irq`] from its
+//! interrupt entry.
+//!
+//! ```
+//! use irqcore::*;
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//!
+//! // A one-CPU platform (a kernel reads its per-CPU area and RFLAGS/DAIF).
+//! struct Up;
+//! impl Platform for Up {
+//!     fn current_cpu(&self) -> CpuId { CpuId(0) }
+//!     fn local_irq_save(&self) -> IrqFlags { IrqFlags(0) }
+//!     fn local_irq_restore(&self, _: IrqFlags) {}
+//!     fn local_irq_enabled(&self) -> bool { false }
+//!     fn run_on_cpus(&self, cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync)) {
+//!         cpus.iter().for_each(|c| work(c))
+//!     }
+//!     fn schedule_resend(&self, _irq: IrqNumber) {}
+//!     fn wake_thread(&self, _irq: IrqNumber, _action: ActionId) {}
+//! }
+//!
+//! // An interrupt controller with nothing but a mask bit.
+//! struct Pic(AtomicU32);
+//! impl IrqChip for Pic {
+//!     fn name(&self) -> &str { "PIC" }
+//!     fn mask(&self, d: &IrqData<'_>) { self.0.fetch_or(1 << d.hwirq().0, Ordering::Relaxed); }
+//!     fn unmask(&self, d: &IrqData<'_>) { self.0.fetch_and(!(1 << d.hwirq().0), Ordering::Relaxed); }
+//! }
+//!
+//! static CORE: IrqCore<Up> = IrqCore::new(Up);
+//!
+//! # fn main() -> Result<(), IrqError> {
+//! CORE.set_cpu_online(CpuId(0), true)?;
+//! let pic = Arc::new(Pic(AtomicU32::new(u32::MAX)));
+//! let irq = CORE.alloc_descs(IrqNumber(32), 1)?;
+//! CORE.set_chip(irq, vec![ChipLevel::new(pic.clone(), HwIrq(4))], FlowKind::Edge)?;
+//!
+//! let hits = Arc::new(AtomicU32::new(0));
+//! let h = hits.clone();
+//! let uart = CORE.request_irq(irq, IrqRequest::new("uart", Arc::new(move |_irq: IrqNumber| {
+//!     h.fetch_add(1, Ordering::Relaxed);
+//!     IrqReturn::HANDLED
+//! })))?;
+//! assert_eq!(pic.0.load(Ordering::Relaxed) & (1 << 4), 0, "request started (unmasked) the line");
+//!
+//! CORE.handle_irq(irq)?; // what the interrupt entry does
+//! assert_eq!(hits.load(Ordering::Relaxed), 1);
+//! assert_eq!(CORE.irq_count(irq, CpuId(0)), 1);
+//!
+//! drop(uart); // frees the handler and shuts the line down
+//! assert_ne!(pic.0.load(Ordering::Relaxed) & (1 << 4), 0);
+//! # Ok(()) }
+//! ```
+//!
+//! # Modules
+//!
+//! One concept per module: [`platform`], [`cpumask`], [`ids`], [`chip`],
+//! [`desc`], [`flow`], [`action`], [`store`] (sparse descriptor store),
+//! [`grace`] (the reclamation scheme behind lock-free lookup), [`hotplug`],
+//! [`stop_machine`], [`domain`], [`stats`], [`lockdep`] (the lock order),
+//! and `sim` (a simulated multi-CPU platform, feature `sim`).
+//!
+//! # Features
+//!
+//! - `sim`: the `sim` module (threads play CPUs), for tests of this crate,
+//!   of backend crates and of kernels; enables `std`.
+//! - `std`: links `std` (only the simulator needs it). The library itself is
+//!   `#![no_std]` + `alloc` and builds for `x86_64-unknown-none` and
+//!   `aarch64-unknown-none`.
+//!
+//! # Lock order
+//!
+//! `Hotplug < Domain < Sparse < BusLock < Descriptor < Chip`, checked in
+//! debug builds: see [`lockdep`]. The porting guide (`docs/porting.md`)
+//! lists the context each call may be made from.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

@@ -42,7 +42,13 @@ fn dispatch(c: &mut Criterion) {
     g.bench_function("baseline_fn_table", |b| {
         b.iter(|| TABLE[black_box(33usize)]())
     });
-    let core = IrqCore::with_config(BenchPlatform, CoreConfig { capacity: 1024, nr_cpus: 4 });
+    let core = IrqCore::with_config(
+        BenchPlatform,
+        CoreConfig {
+            capacity: 1024,
+            nr_cpus: 4,
+        },
+    );
     core.set_cpu_online(CpuId(0), true).unwrap();
     for (name, flow, flags) in [
         ("irqcore_edge", FlowKind::Edge, RequestFlags::empty()),
@@ -50,25 +56,40 @@ fn dispatch(c: &mut Criterion) {
         ("irqcore_percpu", FlowKind::PerCpu, RequestFlags::PERCPU),
     ] {
         let irq = core.alloc_descs(IrqNumber(32), 1).unwrap();
-        core.set_chip(irq, vec![ChipLevel::new(Arc::new(NopChip), HwIrq(0))], flow).unwrap();
+        core.set_chip(irq, vec![ChipLevel::new(Arc::new(NopChip), HwIrq(0))], flow)
+            .unwrap();
         let h: Arc<dyn IrqHandler> = Arc::new(|_| {
             HITS.fetch_add(1, Ordering::Relaxed);
             IrqReturn::HANDLED
         });
-        let reg = core.request_irq(irq, IrqRequest::new("bench", h).flags(flags)).unwrap();
+        let reg = core
+            .request_irq(irq, IrqRequest::new("bench", h).flags(flags))
+            .unwrap();
         g.bench_function(name, |b| b.iter(|| core.handle_irq(black_box(irq))));
         reg.leak();
     }
     let irq = core.alloc_descs(IrqNumber(32), 1).unwrap();
-    core.set_chip(irq, vec![ChipLevel::new(Arc::new(NopChip), HwIrq(0))], FlowKind::Level).unwrap();
+    core.set_chip(
+        irq,
+        vec![ChipLevel::new(Arc::new(NopChip), HwIrq(0))],
+        FlowKind::Level,
+    )
+    .unwrap();
     for _ in 0..4 {
         let h: Arc<dyn IrqHandler> = Arc::new(|_| {
             HITS.fetch_add(1, Ordering::Relaxed);
             IrqReturn::HANDLED
         });
-        core.request_irq(irq, IrqRequest::new("shared", h).flags(RequestFlags::SHARED)).unwrap().leak();
+        core.request_irq(
+            irq,
+            IrqRequest::new("shared", h).flags(RequestFlags::SHARED),
+        )
+        .unwrap()
+        .leak();
     }
-    g.bench_function("irqcore_level_shared4", |b| b.iter(|| core.handle_irq(black_box(irq))));
+    g.bench_function("irqcore_level_shared4", |b| {
+        b.iter(|| core.handle_irq(black_box(irq)))
+    });
     g.finish();
 }
 

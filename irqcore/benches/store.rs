@@ -24,7 +24,13 @@ impl Platform for BenchPlatform {
 }
 
 fn core_with(n: u32) -> IrqCore<BenchPlatform> {
-    let core = IrqCore::with_config(BenchPlatform, CoreConfig { capacity: store::MAX_CAPACITY, nr_cpus: 4 });
+    let core = IrqCore::with_config(
+        BenchPlatform,
+        CoreConfig {
+            capacity: store::MAX_CAPACITY,
+            nr_cpus: 4,
+        },
+    );
     core.set_cpu_online(CpuId(0), true).unwrap();
     // One range: the store allocates descriptors one by one anyway.
     core.alloc_descs(IrqNumber(0), n).unwrap();
@@ -37,7 +43,9 @@ fn lookup(c: &mut Criterion) {
         let core = core_with(n);
         // The interrupts a machine actually takes are a small hot set spread
         // over the number space: 64 of them, evenly spaced.
-        let hot: Vec<IrqNumber> = (0..64).map(|i| IrqNumber(i * (n / 64).max(1) % n)).collect();
+        let hot: Vec<IrqNumber> = (0..64)
+            .map(|i| IrqNumber(i * (n / 64).max(1) % n))
+            .collect();
         let mut i = 0usize;
         g.bench_function(format!("irqcore_hot64/{n}"), |b| {
             b.iter(|| {
@@ -62,7 +70,10 @@ fn lookup(c: &mut Criterion) {
             })
         });
         if n == 16 {
-            println!("bytes per descriptor (4 CPUs): {}", core.bytes_per_descriptor());
+            println!(
+                "bytes per descriptor (4 CPUs): {}",
+                core.bytes_per_descriptor()
+            );
         }
     }
     g.finish();

@@ -21,7 +21,14 @@ struct DemoChip {
 impl DemoChip {
     fn fire(&self, hwirq: u64, irq: IrqNumber) {
         let cpu = *self.target.lock().unwrap().get(&hwirq).unwrap_or(&CpuId(0));
-        if !self.masked.lock().unwrap().get(&hwirq).copied().unwrap_or(true) {
+        if !self
+            .masked
+            .lock()
+            .unwrap()
+            .get(&hwirq)
+            .copied()
+            .unwrap_or(true)
+        {
             self.machine.raise(cpu, irq).expect("raise");
         }
     }
@@ -37,10 +44,17 @@ impl IrqChip for DemoChip {
     fn unmask(&self, d: &IrqData<'_>) {
         self.masked.lock().unwrap().insert(d.hwirq().0, false);
     }
-    fn set_affinity(&self, d: &IrqData<'_>, mask: &CpuMask, _force: bool) -> Result<AffinitySet, ChipError> {
+    fn set_affinity(
+        &self,
+        d: &IrqData<'_>,
+        mask: &CpuMask,
+        _force: bool,
+    ) -> Result<AffinitySet, ChipError> {
         let cpu = mask.first().ok_or(ChipError::Invalid)?;
         self.target.lock().unwrap().insert(d.hwirq().0, cpu);
-        Ok(AffinitySet::Applied { effective: CpuMask::of(cpu) })
+        Ok(AffinitySet::Applied {
+            effective: CpuMask::of(cpu),
+        })
     }
 }
 
@@ -48,18 +62,30 @@ impl IrqChip for DemoChip {
 struct SimCpus(Arc<SimMachine>, Arc<IrqCore<SimPlatform>>);
 impl CpuControl for SimCpus {
     fn boot_cpu(&self, cpu: CpuId) -> Result<(), IrqError> {
-        self.0.set_online(cpu, true).map_err(|_| IrqError::BadCpu(cpu))?;
+        self.0
+            .set_online(cpu, true)
+            .map_err(|_| IrqError::BadCpu(cpu))?;
         let core = self.1.clone();
-        self.0.on_cpu(cpu, move || core.cpu_starting()).map_err(|_| IrqError::BadCpu(cpu))?
+        self.0
+            .on_cpu(cpu, move || core.cpu_starting())
+            .map_err(|_| IrqError::BadCpu(cpu))?
     }
     fn kill_cpu(&self, cpu: CpuId) -> Result<(), IrqError> {
-        self.0.set_online(cpu, false).map_err(|_| IrqError::BadCpu(cpu))
+        self.0
+            .set_online(cpu, false)
+            .map_err(|_| IrqError::BadCpu(cpu))
     }
 }
 
 fn main() -> Result<(), IrqError> {
     let machine = SimMachine::new(4);
-    let core = Arc::new(IrqCore::with_config(machine.platform(), CoreConfig { capacity: 256, nr_cpus: 4 }));
+    let core = Arc::new(IrqCore::with_config(
+        machine.platform(),
+        CoreConfig {
+            capacity: 256,
+            nr_cpus: 4,
+        },
+    ));
     for c in 0..4 {
         core.set_cpu_online(CpuId(c), true)?;
     }
@@ -78,7 +104,11 @@ fn main() -> Result<(), IrqError> {
         std::thread::spawn(move || c.run_thread(irq, action));
     })));
 
-    let chip = Arc::new(DemoChip { machine: machine.platform(), target: Default::default(), masked: Default::default() });
+    let chip = Arc::new(DemoChip {
+        machine: machine.platform(),
+        target: Default::default(),
+        masked: Default::default(),
+    });
     let line = |hw: u64, flow: FlowKind| -> Result<IrqNumber, IrqError> {
         let irq = core.alloc_descs(IrqNumber(32), 1)?;
         core.set_chip(irq, vec![ChipLevel::new(chip.clone(), HwIrq(hw))], flow)?;
@@ -93,11 +123,21 @@ fn main() -> Result<(), IrqError> {
         let counts = counts.clone();
         Arc::new(move |_irq: IrqNumber| {
             counts[i].fetch_add(1, Ordering::Relaxed);
-            if mine { IrqReturn::HANDLED } else { IrqReturn::NONE }
+            if mine {
+                IrqReturn::HANDLED
+            } else {
+                IrqReturn::NONE
+            }
         })
     };
-    let _nic = core.request_irq(shared, IrqRequest::new("nic", handler(0, true)).flags(RequestFlags::SHARED))?;
-    let _usb = core.request_irq(shared, IrqRequest::new("usb", handler(1, false)).flags(RequestFlags::SHARED))?;
+    let _nic = core.request_irq(
+        shared,
+        IrqRequest::new("nic", handler(0, true)).flags(RequestFlags::SHARED),
+    )?;
+    let _usb = core.request_irq(
+        shared,
+        IrqRequest::new("usb", handler(1, false)).flags(RequestFlags::SHARED),
+    )?;
     let k = counts.clone();
     let _disk = core.request_irq(
         disk,
@@ -123,12 +163,23 @@ fn main() -> Result<(), IrqError> {
     // disk interrupt moves to an online CPU inside stop-machine.
     let ctl = SimCpus(machine.clone(), core.clone());
     let c = core.clone();
-    machine.on_cpu(CpuId(0), move || c.cpu_down(CpuId(3), &ctl)).expect("cpu 0")?;
-    println!("after cpu_down(3): disk targets {:?}, online {:?}", core.effective_affinity(disk)?, core.online_cpus());
+    machine
+        .on_cpu(CpuId(0), move || c.cpu_down(CpuId(3), &ctl))
+        .expect("cpu 0")?;
+    println!(
+        "after cpu_down(3): disk targets {:?}, online {:?}",
+        core.effective_affinity(disk)?,
+        core.online_cpus()
+    );
     fire_all(50);
     std::thread::sleep(std::time::Duration::from_millis(50));
 
-    println!("nic {} usb {} disk-thread {}", counts[0].load(Ordering::Relaxed), counts[1].load(Ordering::Relaxed), counts[2].load(Ordering::Relaxed));
+    println!(
+        "nic {} usb {} disk-thread {}",
+        counts[0].load(Ordering::Relaxed),
+        counts[1].load(Ordering::Relaxed),
+        counts[2].load(Ordering::Relaxed)
+    );
     print!("{}", core.interrupt_table());
     Ok(())
 }

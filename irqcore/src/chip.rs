@@ -255,13 +255,19 @@ impl<'a> IrqData<'a> {
     /// Forwards `set_type` to the parent level (`Ok` at the root).
     pub fn set_type_parent(&self, trigger: TriggerType) -> Result<(), ChipError> {
         match self.parent() {
-            Some(p) => p.chip_or_none(|c, d| c.set_type(d, trigger)).unwrap_or(Ok(())),
+            Some(p) => p
+                .chip_or_none(|c, d| c.set_type(d, trigger))
+                .unwrap_or(Ok(())),
             None => Ok(()),
         }
     }
 
     /// Forwards `set_affinity` to the parent level.
-    pub fn set_affinity_parent(&self, mask: &CpuMask, force: bool) -> Result<AffinitySet, ChipError> {
+    pub fn set_affinity_parent(
+        &self,
+        mask: &CpuMask,
+        force: bool,
+    ) -> Result<AffinitySet, ChipError> {
         match self.parent() {
             Some(p) => p
                 .chip_or_none(|c, d| c.set_affinity(d, mask, force))

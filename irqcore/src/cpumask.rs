@@ -117,17 +117,26 @@ impl CpuMask {
 
     /// Whether the two masks share a CPU.
     pub fn intersects(&self, other: &CpuMask) -> bool {
-        self.bits.iter().zip(other.bits.iter()).any(|(a, b)| a & b != 0)
+        self.bits
+            .iter()
+            .zip(other.bits.iter())
+            .any(|(a, b)| a & b != 0)
     }
 
     /// Whether every CPU of `self` is in `other`.
     pub fn is_subset_of(&self, other: &CpuMask) -> bool {
-        self.bits.iter().zip(other.bits.iter()).all(|(a, b)| a & !b == 0)
+        self.bits
+            .iter()
+            .zip(other.bits.iter())
+            .all(|(a, b)| a & !b == 0)
     }
 
     /// Iterates the CPUs in ascending order.
     pub fn iter(&self) -> CpuMaskIter {
-        CpuMaskIter { mask: *self, word: 0 }
+        CpuMaskIter {
+            mask: *self,
+            word: 0,
+        }
     }
 
     /// The raw bitmap words (bit `n % 64` of word `n / 64` is CPU `n`).
@@ -179,7 +188,10 @@ mod tests {
         let mut m = CpuMask::new();
         assert!(m.set(CpuId(0)) && m.set(CpuId(65)) && m.set(CpuId(255)));
         assert!(!m.set(CpuId(256)));
-        assert_eq!(m.iter().map(|c| c.0).collect::<std::vec::Vec<_>>(), [0, 65, 255]);
+        assert_eq!(
+            m.iter().map(|c| c.0).collect::<std::vec::Vec<_>>(),
+            [0, 65, 255]
+        );
         assert_eq!(m.weight(), 3);
         let n = CpuMask::first_n(66);
         assert_eq!(m.and(&n).weight(), 2);

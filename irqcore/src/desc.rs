@@ -12,12 +12,12 @@
 //! counters, which only their own CPU writes.
 
 use crate::action::ActionList;
+use crate::action::DevId;
 use crate::chip::{ChipLevel, IrqData, TriggerType};
 use crate::cpumask::CpuMask;
 use crate::flow::FlowKind;
 use crate::ids::{CpuId, IrqNumber};
-use crate::action::DevId;
-use crate::sync::{AtomicU64, AtomicU8, Ordering};
+use crate::sync::{AtomicU8, AtomicU64, Ordering};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -193,7 +193,10 @@ impl IrqDesc {
 
     /// Interrupts handled on `cpu` so far.
     pub fn count(&self, cpu: CpuId) -> u64 {
-        self.counts.get(cpu.index()).map(|c| c.load(Ordering::Relaxed)).unwrap_or(0)
+        self.counts
+            .get(cpu.index())
+            .map(|c| c.load(Ordering::Relaxed))
+            .unwrap_or(0)
     }
 
     pub(crate) fn snapshot(&self) -> DescSnapshot {
@@ -209,8 +212,17 @@ impl IrqDesc {
             affinity: g.affinity,
             effective_affinity: g.effective,
             percpu_enabled: g.percpu_enabled,
-            chips: g.levels.iter().map(|l| (l.chip.clone(), l.hwirq)).map(|(c, h)| (ChipName(c), h)).collect(),
-            counts: self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+            chips: g
+                .levels
+                .iter()
+                .map(|l| (l.chip.clone(), l.hwirq))
+                .map(|(c, h)| (ChipName(c), h))
+                .collect(),
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
         }
     }
 }

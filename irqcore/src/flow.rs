@@ -25,12 +25,12 @@
 //! the old CPU to loop. Without it a high-rate device can keep the old CPU
 //! looping and the new one masking forever.
 
+use crate::action::IrqReturn;
 use crate::chip::ChipFlags;
-use crate::instance::IrqCore;
 use crate::desc::{DescInner, IrqDesc, IrqState, IrqStatus};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
-use crate::action::IrqReturn;
+use crate::instance::IrqCore;
 use crate::platform::{ActionId, IrqEvent, Platform};
 use spin::MutexGuard;
 
@@ -95,7 +95,11 @@ impl<P: Platform> IrqCore<P> {
     /// allocates and takes no lock but `irq`'s own descriptor lock.
     pub fn handle_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
         let cpu = self.platform.current_cpu();
-        let epoch = self.epochs.get(cpu.index()).filter(|_| cpu.0 < self.nr_cpus).ok_or(IrqError::BadCpu(cpu))?;
+        let epoch = self
+            .epochs
+            .get(cpu.index())
+            .filter(|_| cpu.0 < self.nr_cpus)
+            .ok_or(IrqError::BadCpu(cpu))?;
         epoch.enter();
         let r = match self.store.lookup(irq) {
             Some(desc) => {
@@ -141,7 +145,13 @@ impl<P: Platform> IrqCore<P> {
     /// May this CPU run the handlers now? Handles the in-progress-elsewhere
     /// case, including the edge live-lock wait. Returns the (possibly
     /// re-taken) guard and the answer.
-    fn can_handle_pm<'a>(&self, desc: &'a IrqDesc, mut g: Guard<'a>, cpu: CpuId, edge: bool) -> (Guard<'a>, bool) {
+    fn can_handle_pm<'a>(
+        &self,
+        desc: &'a IrqDesc,
+        mut g: Guard<'a>,
+        cpu: CpuId,
+        edge: bool,
+    ) -> (Guard<'a>, bool) {
         if !g.state.contains(IrqState::IN_PROGRESS) {
             return (g, true);
         }
@@ -225,7 +235,12 @@ impl<P: Platform> IrqCore<P> {
     /// spurious detector. A thread that finishes before we re-take the lock
     /// waits for IN_PROGRESS to clear before it finalises (`run_thread`), so
     /// the bookkeeping below cannot race with it.
-    fn handle_irq_event<'a>(&self, desc: &'a IrqDesc, mut g: Guard<'a>, cpu: CpuId) -> (Guard<'a>, IrqReturn) {
+    fn handle_irq_event<'a>(
+        &self,
+        desc: &'a IrqDesc,
+        mut g: Guard<'a>,
+        cpu: CpuId,
+    ) -> (Guard<'a>, IrqReturn) {
         g.status.remove(IrqStatus::PENDING);
         g.state.insert(IrqState::IN_PROGRESS);
         g.in_progress_cpu = cpu;
@@ -247,7 +262,11 @@ impl<P: Platform> IrqCore<P> {
 
     /// Calls every handler and wakes the threads that asked for it; returns
     /// the combined result and the woken threads' oneshot mask and count.
-    fn run_actions(&self, irq: IrqNumber, actions: &crate::action::ActionList) -> (IrqReturn, u64, u32) {
+    fn run_actions(
+        &self,
+        irq: IrqNumber,
+        actions: &crate::action::ActionList,
+    ) -> (IrqReturn, u64, u32) {
         let mut ret = IrqReturn::NONE;
         let (mut mask, mut n) = (0u64, 0u32);
         for a in actions.iter() {
@@ -311,7 +330,10 @@ impl<P: Platform> IrqCore<P> {
     }
 
     fn cond_unmask(irq: IrqNumber, g: &mut DescInner) {
-        if !g.state.contains(IrqState::DISABLED) && g.state.contains(IrqState::MASKED) && g.threads_oneshot == 0 {
+        if !g.state.contains(IrqState::DISABLED)
+            && g.state.contains(IrqState::MASKED)
+            && g.threads_oneshot == 0
+        {
             Self::unmask(irq, g);
         }
     }

@@ -150,7 +150,11 @@ impl<P: Platform> IrqCore<P> {
     /// Registers `cb` for `phase`. Callbacks of a phase run in registration
     /// order going up and in reverse going down. Refused while a transition
     /// runs.
-    pub fn register_hotplug(&self, phase: CpuPhase, cb: Arc<dyn HotplugCallback<P>>) -> Result<(), IrqError> {
+    pub fn register_hotplug(
+        &self,
+        phase: CpuPhase,
+        cb: Arc<dyn HotplugCallback<P>>,
+    ) -> Result<(), IrqError> {
         let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
         self.hotplug.callbacks.lock().push(Registered { phase, cb });
         Ok(())
@@ -170,10 +174,18 @@ impl<P: Platform> IrqCore<P> {
     /// ones that succeeded (reverse) and returns the error.
     fn run_up(&self, cpu: CpuId, phase: CpuPhase) -> Result<(), IrqError> {
         let cbs = self.callbacks_of(phase);
-        let ctx = HotplugCtx { core: self, cpu, phase, direction: Direction::Up };
+        let ctx = HotplugCtx {
+            core: self,
+            cpu,
+            phase,
+            direction: Direction::Up,
+        };
         for (i, cb) in cbs.iter().enumerate() {
             if let Err(e) = cb.up(&ctx) {
-                let down = HotplugCtx { direction: Direction::Down, ..ctx };
+                let down = HotplugCtx {
+                    direction: Direction::Down,
+                    ..ctx
+                };
                 for done in cbs[..i].iter().rev() {
                     done.down(&down);
                 }
@@ -184,7 +196,12 @@ impl<P: Platform> IrqCore<P> {
     }
 
     fn run_down(&self, cpu: CpuId, phase: CpuPhase) {
-        let ctx = HotplugCtx { core: self, cpu, phase, direction: Direction::Down };
+        let ctx = HotplugCtx {
+            core: self,
+            cpu,
+            phase,
+            direction: Direction::Down,
+        };
         for cb in self.callbacks_of(phase).iter().rev() {
             cb.down(&ctx);
         }
@@ -279,7 +296,9 @@ impl<P: Platform> IrqCore<P> {
         let mark_offline = || {
             let _ = self.set_cpu_online(cpu, false);
         };
-        let r = self.stop.take_cpu_down(&self.platform, &online, cpu, &dying, &mark_offline);
+        let r = self
+            .stop
+            .take_cpu_down(&self.platform, &online, cpu, &dying, &mark_offline);
         if let Err(e) = r {
             self.store.hotplug_cpu.store(0, Ordering::Release);
             drop(sparse);
@@ -337,7 +356,11 @@ impl<P: Platform> IrqCore<P> {
             }
             return;
         }
-        let targets = if g.effective.is_empty() { g.affinity } else { g.effective };
+        let targets = if g.effective.is_empty() {
+            g.affinity
+        } else {
+            g.effective
+        };
         if !g.state.contains(IrqState::STARTED) || !targets.contains(cpu) {
             if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask.and(after).is_empty() {
                 g.state.remove(IrqState::MOVE_PENDING);
@@ -397,7 +420,8 @@ impl<P: Platform> IrqCore<P> {
             }
             g.state.remove(IrqState::STARTED);
         }
-        g.state.insert(IrqState::MANAGED_SHUTDOWN | IrqState::DISABLED | IrqState::MASKED);
+        g.state
+            .insert(IrqState::MANAGED_SHUTDOWN | IrqState::DISABLED | IrqState::MASKED);
         g.depth = g.depth.saturating_add(1);
     }
 
@@ -413,7 +437,9 @@ impl<P: Platform> IrqCore<P> {
         drop(g);
         for irq in irqs {
             let Ok(s) = self.section() else { return };
-            let Ok(desc) = self.desc(&s, irq) else { continue };
+            let Ok(desc) = self.desc(&s, irq) else {
+                continue;
+            };
             let mut g = self.lock_desc(desc);
             if g.state.contains(IrqState::MANAGED_SHUTDOWN) && g.affinity.contains(cpu) {
                 g.state.remove(IrqState::MANAGED_SHUTDOWN);

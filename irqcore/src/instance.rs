@@ -7,10 +7,10 @@ use crate::desc::{DescSnapshot, IrqDesc, IrqState, IrqStatus, MAX_LEVELS};
 use crate::error::IrqError;
 use crate::flow::FlowKind;
 use crate::grace::{self, CpuEpoch};
-use crate::lockdep::{HeldLock, LockClass, LockOrder};
 use crate::ids::{CpuId, IrqNumber};
+use crate::lockdep::{HeldLock, LockClass, LockOrder};
 use crate::platform::{ActionId, IrqFlags, Platform};
-use crate::store::{DescStore, SparseGuard, DEFAULT_CAPACITY};
+use crate::store::{DEFAULT_CAPACITY, DescStore, SparseGuard};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use arrayvec::ArrayVec;
@@ -184,7 +184,9 @@ impl<P: Platform> IrqCore<P> {
     /// Locks `desc` from process context (see [`crate::lockdep`]).
     pub(crate) fn lock_desc<'a>(&'a self, desc: &'a IrqDesc) -> DescLock<'a, P> {
         let irq = self.irq_save();
-        let held = self.lock_order.acquire(self.platform.current_cpu(), LockClass::Descriptor);
+        let held = self
+            .lock_order
+            .acquire(self.platform.current_cpu(), LockClass::Descriptor);
         DescLock {
             guard: desc.inner.lock(),
             _held: held,
@@ -214,7 +216,11 @@ impl<P: Platform> IrqCore<P> {
     }
 
     /// Looks up `irq` inside `section`.
-    pub(crate) fn desc<'s>(&'s self, _section: &'s Section<'_>, irq: IrqNumber) -> Result<&'s IrqDesc, IrqError> {
+    pub(crate) fn desc<'s>(
+        &'s self,
+        _section: &'s Section<'_>,
+        irq: IrqNumber,
+    ) -> Result<&'s IrqDesc, IrqError> {
         self.store.lookup(irq).ok_or(IrqError::UnknownIrq(irq))
     }
 
@@ -226,7 +232,10 @@ impl<P: Platform> IrqCore<P> {
     pub fn lock_sparse(&self) -> Result<SparseGuard<'_>, IrqError> {
         let cpu = self.cpu_index()?;
         let mut g = self.store.lock_sparse(cpu)?;
-        g.held = Some(self.lock_order.acquire(CpuId(cpu as u32), LockClass::Sparse));
+        g.held = Some(
+            self.lock_order
+                .acquire(CpuId(cpu as u32), LockClass::Sparse),
+        );
         Ok(g)
     }
 
@@ -243,7 +252,9 @@ impl<P: Platform> IrqCore<P> {
     /// `from`, each with a fresh descriptor (bad flow, no chip, disabled).
     pub fn alloc_descs(&self, from: IrqNumber, count: u32) -> Result<IrqNumber, IrqError> {
         let mut g = self.lock_sparse()?;
-        let r = self.store.alloc(&mut g, from.0, count, false, &|n| self.new_desc(n));
+        let r = self
+            .store
+            .alloc(&mut g, from.0, count, false, &|n| self.new_desc(n));
         drop(g);
         self.reclaim_retired();
         r
@@ -252,7 +263,9 @@ impl<P: Platform> IrqCore<P> {
     /// Allocates exactly `irq`.
     pub fn alloc_desc_at(&self, irq: IrqNumber) -> Result<(), IrqError> {
         let mut g = self.lock_sparse()?;
-        let r = self.store.alloc(&mut g, irq.0, 1, true, &|n| self.new_desc(n));
+        let r = self
+            .store
+            .alloc(&mut g, irq.0, 1, true, &|n| self.new_desc(n));
         drop(g);
         r.map(|_| ())
     }
@@ -350,7 +363,12 @@ impl<P: Platform> IrqCore<P> {
 
     /// Installs the chip stack (outermost level first) and flow handler of
     /// `irq`. Refused while handlers are installed.
-    pub fn set_chip(&self, irq: IrqNumber, levels: Vec<ChipLevel>, flow: FlowKind) -> Result<(), IrqError> {
+    pub fn set_chip(
+        &self,
+        irq: IrqNumber,
+        levels: Vec<ChipLevel>,
+        flow: FlowKind,
+    ) -> Result<(), IrqError> {
         if levels.len() > MAX_LEVELS {
             return Err(IrqError::InvalidArgument);
         }
@@ -368,9 +386,9 @@ impl<P: Platform> IrqCore<P> {
         g.state.remove(IrqState::PER_CPU | IrqState::PER_CPU_DEVID);
         match flow {
             FlowKind::PerCpu => g.state.insert(IrqState::PER_CPU),
-            FlowKind::PerCpuDevId => {
-                g.state.insert(IrqState::PER_CPU | IrqState::PER_CPU_DEVID | IrqState::NO_AUTOEN)
-            }
+            FlowKind::PerCpuDevId => g
+                .state
+                .insert(IrqState::PER_CPU | IrqState::PER_CPU_DEVID | IrqState::NO_AUTOEN),
             _ => {}
         }
         Ok(())
@@ -397,7 +415,12 @@ impl<P: Platform> IrqCore<P> {
     /// Sets line properties (`DISABLE_UNLAZY`, `RESEND_WHEN_IN_PROGRESS`,
     /// `NO_REQUEST`, `NO_AUTOEN`, `AFFINITY_MANAGED`); other bits are
     /// refused.
-    pub fn set_irq_settings(&self, irq: IrqNumber, set: IrqState, clear: IrqState) -> Result<(), IrqError> {
+    pub fn set_irq_settings(
+        &self,
+        irq: IrqNumber,
+        set: IrqState,
+        clear: IrqState,
+    ) -> Result<(), IrqError> {
         let allowed = IrqState::DISABLE_UNLAZY
             | IrqState::RESEND_WHEN_IN_PROGRESS
             | IrqState::NO_REQUEST
@@ -420,7 +443,11 @@ impl<P: Platform> IrqCore<P> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         self.with_bus_lock(desc, |g| {
-            if !g.actions.is_empty() && g.trigger != TriggerType::None && trigger != g.trigger && g.actions.len() > 1 {
+            if !g.actions.is_empty()
+                && g.trigger != TriggerType::None
+                && trigger != g.trigger
+                && g.actions.len() > 1
+            {
                 return Err(IrqError::TriggerMismatch(irq));
             }
             Self::apply_trigger(irq, g, trigger)
@@ -428,7 +455,11 @@ impl<P: Platform> IrqCore<P> {
     }
 
     /// Calls the chip's `set_type`, masking around it if the chip asks for it.
-    pub(crate) fn apply_trigger(irq: IrqNumber, g: &mut crate::desc::DescInner, trigger: TriggerType) -> Result<(), IrqError> {
+    pub(crate) fn apply_trigger(
+        irq: IrqNumber,
+        g: &mut crate::desc::DescInner,
+        trigger: TriggerType,
+    ) -> Result<(), IrqError> {
         if trigger == TriggerType::None {
             return Ok(());
         }
@@ -438,7 +469,8 @@ impl<P: Platform> IrqCore<P> {
         let Some(chip) = d.chip() else {
             return Err(IrqError::NoChip(irq));
         };
-        let masked_around = chip.flags().contains(ChipFlags::SET_TYPE_MASKED) && !g.state.contains(IrqState::MASKED);
+        let masked_around = chip.flags().contains(ChipFlags::SET_TYPE_MASKED)
+            && !g.state.contains(IrqState::MASKED);
         if masked_around {
             chip.mask(&d);
         }
@@ -464,7 +496,9 @@ impl<P: Platform> IrqCore<P> {
     ) -> Result<R, IrqError> {
         let levels: ArrayVec<ChipLevel, MAX_LEVELS> = self.lock_desc(desc).levels.clone();
         let data = IrqData::new(desc.irq, &levels);
-        let bus = self.lock_order.acquire(self.platform.current_cpu(), LockClass::BusLock);
+        let bus = self
+            .lock_order
+            .acquire(self.platform.current_cpu(), LockClass::BusLock);
         if let Some(c) = data.chip() {
             c.bus_lock(&data);
         }
@@ -482,8 +516,14 @@ impl<P: Platform> IrqCore<P> {
     // ----- handlers ---------------------------------------------------------
 
     /// Installs a handler and returns a registration that frees it on drop.
-    pub fn request_irq(&self, irq: IrqNumber, req: IrqRequest) -> Result<Registration<'_, P>, IrqError> {
-        let dev_id = req.dev_id.unwrap_or_else(|| DevId(self.next_dev_id.fetch_add(1, Ordering::Relaxed)));
+    pub fn request_irq(
+        &self,
+        irq: IrqNumber,
+        req: IrqRequest,
+    ) -> Result<Registration<'_, P>, IrqError> {
+        let dev_id = req
+            .dev_id
+            .unwrap_or_else(|| DevId(self.next_dev_id.fetch_add(1, Ordering::Relaxed)));
         self.request_irq_raw(irq, req.dev_id(dev_id))?;
         Ok(Registration {
             core: self,
@@ -526,11 +566,17 @@ impl<P: Platform> IrqCore<P> {
             }
             let first = g.actions.is_empty();
             if !first {
-                let existing_shared = g.actions.iter().all(|a| a.flags.contains(RequestFlags::SHARED));
+                let existing_shared = g
+                    .actions
+                    .iter()
+                    .all(|a| a.flags.contains(RequestFlags::SHARED));
                 if !existing_shared || !req.flags.contains(RequestFlags::SHARED) {
                     return Err(IrqError::NotShared(irq));
                 }
-                if req.trigger != TriggerType::None && g.trigger != TriggerType::None && req.trigger != g.trigger {
+                if req.trigger != TriggerType::None
+                    && g.trigger != TriggerType::None
+                    && req.trigger != g.trigger
+                {
                     return Err(IrqError::TriggerMismatch(irq));
                 }
                 let oneshot = g.status.contains(IrqStatus::ONESHOT);
@@ -565,14 +611,19 @@ impl<P: Platform> IrqCore<P> {
             g.actions = g.actions.with(action);
             if first {
                 g.name = req.name;
-                g.status.set(IrqStatus::ONESHOT, req.flags.contains(RequestFlags::ONESHOT));
+                g.status.set(
+                    IrqStatus::ONESHOT,
+                    req.flags.contains(RequestFlags::ONESHOT),
+                );
                 g.irq_count = 0;
                 g.irqs_unhandled = 0;
                 g.status.remove(IrqStatus::SPURIOUS_DISABLED);
                 if percpu {
                     // Per-CPU lines are enabled per CPU by enable_percpu_irq.
                     g.state.insert(IrqState::STARTED);
-                } else if req.flags.contains(RequestFlags::NO_AUTOEN) || g.state.contains(IrqState::NO_AUTOEN) {
+                } else if req.flags.contains(RequestFlags::NO_AUTOEN)
+                    || g.state.contains(IrqState::NO_AUTOEN)
+                {
                     g.depth = 1;
                     g.state.insert(IrqState::DISABLED);
                 } else {
@@ -608,7 +659,8 @@ impl<P: Platform> IrqCore<P> {
             g.threads_oneshot &= !action.thread_mask;
             if g.actions.is_empty() {
                 self.shutdown(irq, g);
-                g.status.remove(IrqStatus::ONESHOT | IrqStatus::PENDING | IrqStatus::REPLAY);
+                g.status
+                    .remove(IrqStatus::ONESHOT | IrqStatus::PENDING | IrqStatus::REPLAY);
                 g.percpu_enabled = CpuMask::new();
                 g.name = "";
             }
@@ -621,7 +673,10 @@ impl<P: Platform> IrqCore<P> {
         }
         // A thread woken for this handler that never ran: its wake was
         // counted as active and will not be finalised by run_thread.
-        if removed.run_thread.swap(false, crate::sync::Ordering::AcqRel) {
+        if removed
+            .run_thread
+            .swap(false, crate::sync::Ordering::AcqRel)
+        {
             let mut g = self.lock_desc(desc);
             g.threads_active = g.threads_active.saturating_sub(1);
         }
@@ -638,7 +693,8 @@ impl<P: Platform> IrqCore<P> {
             if g.state.contains(IrqState::AFFINITY_MANAGED) && !g.affinity.intersects(&online) {
                 // No CPU of a managed irq's mask is online: stay shut down
                 // until one comes up (hotplug restarts it).
-                g.state.insert(IrqState::MANAGED_SHUTDOWN | IrqState::DISABLED);
+                g.state
+                    .insert(IrqState::MANAGED_SHUTDOWN | IrqState::DISABLED);
                 g.depth = 1;
                 return;
             }
@@ -723,7 +779,9 @@ impl<P: Platform> IrqCore<P> {
             let chip = &g.levels[0].chip;
             if chip.disable(&d) {
                 g.state.insert(IrqState::MASKED);
-            } else if g.state.contains(IrqState::DISABLE_UNLAZY) && !g.state.contains(IrqState::MASKED) {
+            } else if g.state.contains(IrqState::DISABLE_UNLAZY)
+                && !g.state.contains(IrqState::MASKED)
+            {
                 chip.mask(&d);
                 g.state.insert(IrqState::MASKED);
             }
@@ -942,7 +1000,10 @@ impl<P: Platform> IrqCore<P> {
 
     /// Whether the spurious detector disabled `irq`.
     pub fn is_spurious_disabled(&self, irq: IrqNumber) -> Result<bool, IrqError> {
-        Ok(self.snapshot(irq)?.status.contains(IrqStatus::SPURIOUS_DISABLED))
+        Ok(self
+            .snapshot(irq)?
+            .status
+            .contains(IrqStatus::SPURIOUS_DISABLED))
     }
 }
 

@@ -90,20 +90,20 @@ extern crate std;
 
 pub mod action;
 pub mod chip;
+pub mod cpumask;
 #[cfg(not(loom))]
 pub mod desc;
 #[cfg(not(loom))]
 pub mod domain;
-#[cfg(not(loom))]
-mod instance;
-pub mod cpumask;
 pub mod error;
 #[cfg(not(loom))]
 pub mod flow;
 pub mod grace;
-pub mod ids;
 #[cfg(not(loom))]
 pub mod hotplug;
+pub mod ids;
+#[cfg(not(loom))]
+mod instance;
 pub mod lockdep;
 pub mod platform;
 #[cfg(feature = "sim")]
@@ -115,25 +115,27 @@ pub mod stop_machine;
 pub mod store;
 pub(crate) mod sync;
 
+pub use action::{DevId, IrqHandler, IrqRequest, IrqReturn, RequestFlags};
 pub use chip::{AffinitySet, ChipFlags, ChipLevel, IrqChip, IrqData, MsiMsg, TriggerType};
 pub use cpumask::{CpuMask, MAX_CPUS};
-pub use error::{ChipError, IrqError};
-pub use ids::{CpuId, HwIrq, IrqNumber};
-pub use platform::{ActionId, IrqFlags, Platform};
-pub use action::{DevId, IrqHandler, IrqRequest, IrqReturn, RequestFlags};
-#[cfg(not(loom))]
-pub use instance::{CoreConfig, IrqCore, Registration};
 #[cfg(not(loom))]
 pub use desc::{DescSnapshot, IrqState, IrqStatus};
 #[cfg(not(loom))]
-pub use flow::FlowKind;
-pub use platform::IrqEvent;
+pub use domain::{
+    DomainConfig, DomainError, DomainId, DomainKind, DomainOps, DomainRegistry, FwSpec, Mapping,
+};
+pub use error::{ChipError, IrqError};
 #[cfg(not(loom))]
-pub use store::SparseGuard;
+pub use flow::FlowKind;
+#[cfg(not(loom))]
+pub use hotplug::{CpuControl, CpuPhase, HotplugCallback};
+pub use ids::{CpuId, HwIrq, IrqNumber};
+#[cfg(not(loom))]
+pub use instance::{CoreConfig, IrqCore, Registration};
+pub use lockdep::{LockClass, LockOrder};
+pub use platform::IrqEvent;
+pub use platform::{ActionId, IrqFlags, Platform};
 #[cfg(not(loom))]
 pub use stats::InterruptTable;
 #[cfg(not(loom))]
-pub use hotplug::{CpuControl, CpuPhase, HotplugCallback};
-pub use lockdep::{LockClass, LockOrder};
-#[cfg(not(loom))]
-pub use domain::{DomainConfig, DomainError, DomainId, DomainKind, DomainOps, DomainRegistry, FwSpec, Mapping};
+pub use store::SparseGuard;

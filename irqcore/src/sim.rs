@@ -248,7 +248,10 @@ impl SimMachine {
                     .unwrap_or_else(|e| panic!("cannot start simulated CPU thread: {e}"))
             })
             .collect();
-        Arc::new(SimMachine { platform: SimPlatform { shared }, threads: Mutex::new(threads) })
+        Arc::new(SimMachine {
+            platform: SimPlatform { shared },
+            threads: Mutex::new(threads),
+        })
     }
 
     /// A handle implementing [`Platform`] (same as `(*machine).clone()`).
@@ -289,13 +292,17 @@ impl Drop for SimMachine {
 
 impl core::fmt::Debug for SimMachine {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SimMachine").field("ncpus", &self.ncpus()).finish_non_exhaustive()
+        f.debug_struct("SimMachine")
+            .field("ncpus", &self.ncpus())
+            .finish_non_exhaustive()
     }
 }
 
 impl core::fmt::Debug for SimPlatform {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SimPlatform").field("ncpus", &self.ncpus()).finish_non_exhaustive()
+        f.debug_struct("SimPlatform")
+            .field("ncpus", &self.ncpus())
+            .finish_non_exhaustive()
     }
 }
 
@@ -345,7 +352,11 @@ impl Shared {
 
     fn cpu_index(&self, cpu: CpuId) -> Result<usize, SimError> {
         let i = cpu.index();
-        if i < self.cpus.len() { Ok(i) } else { Err(SimError::NoSuchCpu(cpu)) }
+        if i < self.cpus.len() {
+            Ok(i)
+        } else {
+            Err(SimError::NoSuchCpu(cpu))
+        }
     }
 
     fn hooks(&self) -> std::sync::RwLockReadGuard<'_, Hooks> {
@@ -417,7 +428,9 @@ impl Shared {
     fn run_cross_calls(&self, i: usize, path: CallPath) {
         let cpu = &self.cpus[i];
         loop {
-            let Some(call) = lock(&cpu.queues).calls.pop_front() else { return };
+            let Some(call) = lock(&cpu.queues).calls.pop_front() else {
+                return;
+            };
             let ran_while_online = cpu.online.load(Ordering::SeqCst);
             self.guarded(call.f);
             lock(&self.logs).calls.push(CrossCallRecord {
@@ -496,7 +509,12 @@ impl Shared {
     /// inline) and returns when all have finished; re-raises the first panic
     /// of any share after all have finished. `stopper` calls the stopper
     /// entry hook first on each CPU.
-    fn run_scoped(self: &Arc<Self>, targets: &[usize], stopper: bool, work: &(dyn Fn(usize) + Sync)) {
+    fn run_scoped(
+        self: &Arc<Self>,
+        targets: &[usize],
+        stopper: bool,
+        work: &(dyn Fn(usize) + Sync),
+    ) {
         let me = self.current_index();
         let remote: Vec<usize> = targets.iter().copied().filter(|t| Some(*t) != me).collect();
         let completion = Arc::new(Completion {
@@ -516,8 +534,9 @@ impl Shared {
         // takes interrupts and runs work items, both of which catch panics
         // (`guarded`, the shares' own `catch_unwind`). So the reference never
         // outlives `work`.
-        let work: &'static (dyn Fn(usize) + Sync) =
-            unsafe { core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(work) };
+        let work: &'static (dyn Fn(usize) + Sync) = unsafe {
+            core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(work)
+        };
         for &t in &remote {
             let c = completion.clone();
             let s = self.clone();
@@ -548,7 +567,10 @@ impl Shared {
             None => {
                 let mut g = lock(&completion.lock);
                 while !completion.is_done() {
-                    g = completion.done.wait(g).unwrap_or_else(PoisonError::into_inner);
+                    g = completion
+                        .done
+                        .wait(g)
+                        .unwrap_or_else(PoisonError::into_inner);
                 }
             }
         }
@@ -603,7 +625,9 @@ impl SimPlatform {
 
     /// Whether `cpu` exists and is online.
     pub fn is_online(&self, cpu: CpuId) -> bool {
-        self.shared.cpu_index(cpu).is_ok_and(|i| self.shared.cpus[i].online.load(Ordering::SeqCst))
+        self.shared
+            .cpu_index(cpu)
+            .is_ok_and(|i| self.shared.cpus[i].online.load(Ordering::SeqCst))
     }
 
     /// Marks `cpu` online or offline (the simulator's `set_cpu_online`). The
@@ -629,7 +653,9 @@ impl SimPlatform {
 
     /// Interrupts (device and IPI) delivered to `cpu` so far.
     pub fn delivered(&self, cpu: CpuId) -> u64 {
-        self.shared.cpu_index(cpu).map_or(0, |i| self.shared.cpus[i].delivered.load(Ordering::Relaxed))
+        self.shared
+            .cpu_index(cpu)
+            .map_or(0, |i| self.shared.cpus[i].delivered.load(Ordering::Relaxed))
     }
 
     /// Raises device interrupt `irq` on `cpu`: it is handed to the
@@ -645,7 +671,12 @@ impl SimPlatform {
     /// `smp_call_function_single` without waiting). `from` is recorded only.
     /// Refused if `to` is offline. Returns the call's id, as found in
     /// [`SimPlatform::cross_call_log`] once it has run.
-    pub fn send_ipi<F: FnOnce() + Send + 'static>(&self, from: CpuId, to: CpuId, f: F) -> Result<u64, SimError> {
+    pub fn send_ipi<F: FnOnce() + Send + 'static>(
+        &self,
+        from: CpuId,
+        to: CpuId,
+        f: F,
+    ) -> Result<u64, SimError> {
         let i = self.shared.cpu_index(to)?;
         let cpu = &self.shared.cpus[i];
         let id = self.shared.next_call_id.fetch_add(1, Ordering::Relaxed);
@@ -654,7 +685,11 @@ impl SimPlatform {
             if !cpu.online.load(Ordering::SeqCst) {
                 return Err(SimError::CpuOffline(to));
             }
-            q.calls.push_back(CrossCall { id, from, f: Box::new(f) });
+            q.calls.push_back(CrossCall {
+                id,
+                from,
+                f: Box::new(f),
+            });
         }
         self.shared.queue_incoming(i, Incoming::Ipi);
         Ok(id)
@@ -662,7 +697,9 @@ impl SimPlatform {
 
     /// Cross-calls queued on `cpu` that have not run yet.
     pub fn pending_cross_calls(&self, cpu: CpuId) -> usize {
-        self.shared.cpu_index(cpu).map_or(0, |i| lock(&self.shared.cpus[i].queues).calls.len())
+        self.shared
+            .cpu_index(cpu)
+            .map_or(0, |i| lock(&self.shared.cpus[i].queues).calls.len())
     }
 
     /// Every cross-call that has run, in the order they ran.
@@ -701,29 +738,49 @@ impl SimPlatform {
 
     /// Installs (or removes) the interrupt-entry hook.
     pub fn set_irq_entry_hook(&self, hook: Option<IrqEntryHook>) {
-        self.shared.hooks.write().unwrap_or_else(PoisonError::into_inner).irq_entry = hook;
+        self.shared
+            .hooks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .irq_entry = hook;
     }
 
     /// Installs (or removes) the hook behind [`Platform::schedule_resend`].
     pub fn set_resend_hook(&self, hook: Option<ResendHook>) {
-        self.shared.hooks.write().unwrap_or_else(PoisonError::into_inner).resend = hook;
+        self.shared
+            .hooks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .resend = hook;
     }
 
     /// Installs (or removes) the hook behind [`Platform::wake_thread`].
     pub fn set_wake_thread_hook(&self, hook: Option<WakeThreadHook>) {
-        self.shared.hooks.write().unwrap_or_else(PoisonError::into_inner).wake_thread = hook;
+        self.shared
+            .hooks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .wake_thread = hook;
     }
 
     /// Installs (or removes) the stopper-entry hook (see [`StopperEntryHook`]).
     pub fn set_stopper_entry_hook(&self, hook: Option<StopperEntryHook>) {
-        self.shared.hooks.write().unwrap_or_else(PoisonError::into_inner).stopper_entry = hook;
+        self.shared
+            .hooks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stopper_entry = hook;
     }
 
     /// Runs `f` in process context on `cpu`'s thread (interrupts as that CPU
     /// has them) and returns its value; inline if the caller already is that
     /// CPU. While waiting, a calling CPU keeps taking interrupts and running
     /// its own queued work. A panic in `f` is re-raised here.
-    pub fn on_cpu<R: Send, F: FnOnce() -> R + Send>(&self, cpu: CpuId, f: F) -> Result<R, SimError> {
+    pub fn on_cpu<R: Send, F: FnOnce() -> R + Send>(
+        &self,
+        cpu: CpuId,
+        f: F,
+    ) -> Result<R, SimError> {
         let i = self.shared.cpu_index(cpu)?;
         if self.shared.shutdown.load(Ordering::SeqCst) {
             return Err(SimError::ShutDown);
@@ -736,7 +793,9 @@ impl SimPlatform {
                 *lock(&out) = Some(r);
             }
         });
-        out.into_inner().unwrap_or_else(PoisonError::into_inner).ok_or(SimError::ShutDown)
+        out.into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ok_or(SimError::ShutDown)
     }
 
     /// Names the thread for diagnostics: `"cpuN"` on a simulated CPU,
@@ -763,7 +822,11 @@ impl Platform for SimPlatform {
                 // A delivery point: what is pending is taken before the flag
                 // goes off.
                 self.shared.deliver_pending(i);
-                if cpu.irqs_enabled.swap(false, Ordering::SeqCst) { IRQS_ON } else { IRQS_OFF }
+                if cpu.irqs_enabled.swap(false, Ordering::SeqCst) {
+                    IRQS_ON
+                } else {
+                    IRQS_OFF
+                }
             }
             None => {
                 if OUTSIDE_IRQS_ENABLED.with(|f| f.replace(false)) {
@@ -812,8 +875,13 @@ impl Platform for SimPlatform {
         if self.shared.shutdown.load(Ordering::SeqCst) {
             return;
         }
-        let targets: Vec<usize> = cpus.iter().map(CpuId::index).filter(|&i| i < self.ncpus()).collect();
-        self.shared.run_scoped(&targets, true, &|i| work(CpuId(i as u32)));
+        let targets: Vec<usize> = cpus
+            .iter()
+            .map(CpuId::index)
+            .filter(|&i| i < self.ncpus())
+            .collect();
+        self.shared
+            .run_scoped(&targets, true, &|i| work(CpuId(i as u32)));
     }
 
     /// Runs the calling CPU's queued cross-calls (recorded with

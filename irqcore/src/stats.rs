@@ -26,7 +26,9 @@ impl<P: Platform> IrqCore<P> {
 
     /// Sum of the per-CPU counts of `irq`.
     pub fn irq_total(&self, irq: IrqNumber) -> u64 {
-        (0..self.nr_cpus).map(|c| self.irq_count(irq, CpuId(c))).sum()
+        (0..self.nr_cpus)
+            .map(|c| self.irq_count(irq, CpuId(c)))
+            .sum()
     }
 }
 
@@ -37,7 +39,10 @@ impl<P: Platform> fmt::Display for InterruptTable<'_, P> {
         // Walking needs the sparse lock; if the caller holds it (inside a
         // hotplug phase) print nothing rather than deadlock.
         if core.for_each_irq(|irq| irqs.push(irq)).is_err() {
-            return writeln!(f, "(interrupt table unavailable: sparse lock held by caller)");
+            return writeln!(
+                f,
+                "(interrupt table unavailable: sparse lock held by caller)"
+            );
         }
         let online = core.online_cpus();
         let mut cols = online;
@@ -63,9 +68,18 @@ impl<P: Platform> fmt::Display for InterruptTable<'_, P> {
             for c in cols.iter() {
                 write!(f, " {:>10}", s.counts.get(c.index()).copied().unwrap_or(0))?;
             }
-            let chip = s.chips.first().map(|(c, _)| alloc::format!("{c:?}")).unwrap_or_else(|| "-".into());
+            let chip = s
+                .chips
+                .first()
+                .map(|(c, _)| alloc::format!("{c:?}"))
+                .unwrap_or_else(|| "-".into());
             let hw = s.chips.first().map(|(_, h)| h.0).unwrap_or(0);
-            write!(f, "  {chip:<10} {hw:>6}  {:<12} {:<8}", s.flow.name(), trigger_name(s.trigger))?;
+            write!(
+                f,
+                "  {chip:<10} {hw:>6}  {:<12} {:<8}",
+                s.flow.name(),
+                trigger_name(s.trigger)
+            )?;
             let names: alloc::vec::Vec<&str> = s.handlers.iter().map(|(n, _)| *n).collect();
             writeln!(f, " {}", names.join(", "))?;
         }

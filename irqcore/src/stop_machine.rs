@@ -340,7 +340,10 @@ impl StopMachine {
         if finished.load(Ordering::Acquire) != online.weight() as u64 {
             return Err(StopMachineError::Incomplete);
         }
-        result.into_inner().map(|(_, r)| r).ok_or(StopMachineError::Incomplete)
+        result
+            .into_inner()
+            .map(|(_, r)| r)
+            .ok_or(StopMachineError::Incomplete)
     }
 
     /// Runs `f` on `cpu` in its stopper context (process context, interrupts
@@ -494,7 +497,9 @@ impl Rendezvous<'_> {
                 {
                     saved = Some(platform.local_irq_save());
                 }
-                StopState::DisableIrqActive if is_active && self.mode == IrqDisableMode::TwoPhase => {
+                StopState::DisableIrqActive
+                    if is_active && self.mode == IrqDisableMode::TwoPhase =>
+                {
                     saved = Some(platform.local_irq_save());
                 }
                 StopState::Run if is_active => (self.run)(cpu),

@@ -139,7 +139,10 @@ impl AllocState {
         {
             return false;
         }
-        self.free.range(at..).next().is_none_or(|(&s, _)| u64::from(s) >= end)
+        self.free
+            .range(at..)
+            .next()
+            .is_none_or(|(&s, _)| u64::from(s) >= end)
     }
 }
 
@@ -172,7 +175,11 @@ impl Drop for SparseGuard<'_> {
 
 impl DescStore {
     pub(crate) const fn new(capacity: u32) -> Self {
-        let capacity = if capacity > MAX_CAPACITY { MAX_CAPACITY } else { capacity };
+        let capacity = if capacity > MAX_CAPACITY {
+            MAX_CAPACITY
+        } else {
+            capacity
+        };
         Self {
             top: [const { AtomicPtr::new(ptr::null_mut()) }; TOP],
             capacity,
@@ -196,7 +203,9 @@ impl DescStore {
     /// Takes the sparse lock for CPU `cpu`.
     pub(crate) fn lock_sparse(&self, cpu: usize) -> Result<SparseGuard<'_>, IrqError> {
         let me = cpu as u32 + 1;
-        if self.sparse_owner.load(Ordering::Acquire) == me || self.hotplug_cpu.load(Ordering::Acquire) == me {
+        if self.sparse_owner.load(Ordering::Acquire) == me
+            || self.hotplug_cpu.load(Ordering::Acquire) == me
+        {
             return Err(IrqError::SparseLockHeldByCaller);
         }
         let mut state = self.sparse.lock();
@@ -265,7 +274,13 @@ impl DescStore {
         make: &dyn Fn(IrqNumber) -> IrqDesc,
     ) -> Result<IrqNumber, IrqError> {
         if count == 0 || u64::from(from) + u64::from(count) > u64::from(self.capacity) {
-            return Err(if count == 0 { IrqError::InvalidRange } else if exact { IrqError::OutOfRange(IrqNumber(from)) } else { IrqError::NoSpace });
+            return Err(if count == 0 {
+                IrqError::InvalidRange
+            } else if exact {
+                IrqError::OutOfRange(IrqNumber(from))
+            } else {
+                IrqError::NoSpace
+            });
         }
         let start = if exact {
             if !guard.state.take_exact(from, count) {
@@ -273,7 +288,10 @@ impl DescStore {
             }
             from
         } else {
-            guard.state.take_first_fit(from, count).ok_or(IrqError::NoSpace)?
+            guard
+                .state
+                .take_first_fit(from, count)
+                .ok_or(IrqError::NoSpace)?
         };
         for n in start..start + count {
             let desc = Box::into_raw(Box::new(make(IrqNumber(n))));

@@ -30,10 +30,19 @@ fn sequence(flow: FlowKind) -> (Vec<&'static str>, Vec<&'static str>) {
 #[test]
 fn chip_sequence_of_every_flow() {
     assert_eq!(sequence(FlowKind::Edge), (vec!["startup"], vec!["ack"]));
-    assert_eq!(sequence(FlowKind::Level), (vec!["startup"], vec!["mask_ack", "unmask"]));
+    assert_eq!(
+        sequence(FlowKind::Level),
+        (vec!["startup"], vec!["mask_ack", "unmask"])
+    );
     assert_eq!(sequence(FlowKind::FastEoi), (vec!["startup"], vec!["eoi"]));
-    assert_eq!(sequence(FlowKind::PerCpu), (vec!["unmask"], vec!["ack", "eoi"]));
-    assert_eq!(sequence(FlowKind::PerCpuDevId), (vec!["unmask"], vec!["ack", "eoi"]));
+    assert_eq!(
+        sequence(FlowKind::PerCpu),
+        (vec!["unmask"], vec!["ack", "eoi"])
+    );
+    assert_eq!(
+        sequence(FlowKind::PerCpuDevId),
+        (vec!["unmask"], vec!["ack", "eoi"])
+    );
     assert_eq!(sequence(FlowKind::Simple).1, Vec::<&str>::new());
 }
 
@@ -44,8 +53,14 @@ fn bad_flow_counts_and_reports() {
     let irq = core.alloc_descs(IrqNumber(0), 1).unwrap();
     core.handle_irq(irq).unwrap();
     assert_eq!(core.irq_count(irq, CpuId(0)), 1);
-    assert_eq!(*core.platform().events.lock().unwrap(), vec![IrqEvent::BadIrq(irq)]);
-    assert_eq!(core.handle_irq(IrqNumber(999)), Err(IrqError::UnknownIrq(IrqNumber(999))));
+    assert_eq!(
+        *core.platform().events.lock().unwrap(),
+        vec![IrqEvent::BadIrq(irq)]
+    );
+    assert_eq!(
+        core.handle_irq(IrqNumber(999)),
+        Err(IrqError::UnknownIrq(IrqNumber(999)))
+    );
 }
 
 /// A chip whose effective affinity is the whole requested mask (logical or
@@ -67,7 +82,12 @@ impl IrqChip for MultiTargetChip {
     fn mask_ack(&self, d: &IrqData<'_>) {
         self.0.mask_ack(d)
     }
-    fn set_affinity(&self, _d: &IrqData<'_>, m: &CpuMask, _f: bool) -> Result<AffinitySet, ChipError> {
+    fn set_affinity(
+        &self,
+        _d: &IrqData<'_>,
+        m: &CpuMask,
+        _f: bool,
+    ) -> Result<AffinitySet, ChipError> {
         Ok(AffinitySet::Applied { effective: *m })
     }
 }
@@ -90,7 +110,9 @@ fn lost_edge_scenario(flow: FlowKind) -> (u64, bool) {
         }
         IrqReturn::HANDLED
     });
-    let _reg = core.request_irq(irq, IrqRequest::new("blkfront", handler)).unwrap();
+    let _reg = core
+        .request_irq(irq, IrqRequest::new("blkfront", handler))
+        .unwrap();
     let pending_seen = std::thread::scope(|s| {
         let c0 = core.clone();
         let t0 = s.spawn(move || {
@@ -100,9 +122,14 @@ fn lost_edge_scenario(flow: FlowKind) -> (u64, bool) {
         entered.wait();
         // The handler runs on CPU 0; move the irq so CPU 1 may take it.
         set_cpu(1);
-        core.set_affinity(irq, &CpuMask::from_cpus([CpuId(0), CpuId(1)])).unwrap();
+        core.set_affinity(irq, &CpuMask::from_cpus([CpuId(0), CpuId(1)]))
+            .unwrap();
         core.handle_irq(irq).unwrap();
-        let pending = core.snapshot(irq).unwrap().status.contains(IrqStatus::PENDING);
+        let pending = core
+            .snapshot(irq)
+            .unwrap()
+            .status
+            .contains(IrqStatus::PENDING);
         release.wait();
         t0.join().unwrap();
         pending
@@ -150,7 +177,9 @@ fn no_live_lock_after_a_single_target_move() {
         }
         IrqReturn::HANDLED
     });
-    let _reg = core.request_irq(irq, IrqRequest::new("hot", handler)).unwrap();
+    let _reg = core
+        .request_irq(irq, IrqRequest::new("hot", handler))
+        .unwrap();
     const ARRIVALS: u64 = 2000;
     std::thread::scope(|s| {
         let c0 = core.clone();
@@ -167,7 +196,10 @@ fn no_live_lock_after_a_single_target_move() {
         }
         t0.join().unwrap();
     });
-    let (c0, c1) = (on_cpu[0].load(Ordering::SeqCst), on_cpu[1].load(Ordering::SeqCst));
+    let (c0, c1) = (
+        on_cpu[0].load(Ordering::SeqCst),
+        on_cpu[1].load(Ordering::SeqCst),
+    );
     // CPU 0 finished its one invocation instead of looping on CPU 1's
     // arrivals, and CPU 1 handled every arrival itself.
     assert_eq!(c0, 1, "old CPU kept looping");
@@ -182,7 +214,10 @@ fn common_cpu() -> usize {
 fn lazy_disable(retrigger: bool) {
     set_cpu(0);
     let core = core_with_cpus(1);
-    let chip = Arc::new(RecordingChip { can_retrigger: retrigger, ..Default::default() });
+    let chip = Arc::new(RecordingChip {
+        can_retrigger: retrigger,
+        ..Default::default()
+    });
     let irq = irq_with(&core, chip.clone(), FlowKind::Edge);
     let (n, h) = counting();
     let _reg = core.request_irq(irq, IrqRequest::new("dev", h)).unwrap();
@@ -208,7 +243,11 @@ fn lazy_disable(retrigger: bool) {
     assert_eq!(n.load(Ordering::SeqCst), 1);
     // Nothing is left to replay.
     let snap = core.snapshot(irq).unwrap();
-    assert!(!snap.status.intersects(IrqStatus::PENDING | IrqStatus::REPLAY));
+    assert!(
+        !snap
+            .status
+            .intersects(IrqStatus::PENDING | IrqStatus::REPLAY)
+    );
 }
 
 #[test]
@@ -227,8 +266,11 @@ fn unlazy_line_masks_at_disable() {
     let core = core_with_cpus(1);
     let chip = RecordingChip::new();
     let irq = irq_with(&core, chip.clone(), FlowKind::Edge);
-    core.set_irq_settings(irq, IrqState::DISABLE_UNLAZY, IrqState::empty()).unwrap();
-    let _reg = core.request_irq(irq, IrqRequest::new("dev", handled())).unwrap();
+    core.set_irq_settings(irq, IrqState::DISABLE_UNLAZY, IrqState::empty())
+        .unwrap();
+    let _reg = core
+        .request_irq(irq, IrqRequest::new("dev", handled()))
+        .unwrap();
     chip.take();
     core.disable_irq(irq).unwrap();
     assert_eq!(chip.take(), vec!["mask"]);
@@ -240,7 +282,8 @@ fn fasteoi_resends_arrival_during_move_when_asked() {
     set_cpu(0);
     let chip = Arc::new(RecordingChip::default());
     let irq = irq_with(&core, chip.clone(), FlowKind::FastEoi);
-    core.set_irq_settings(irq, IrqState::RESEND_WHEN_IN_PROGRESS, IrqState::empty()).unwrap();
+    core.set_irq_settings(irq, IrqState::RESEND_WHEN_IN_PROGRESS, IrqState::empty())
+        .unwrap();
     let entered = Arc::new(Barrier::new(2));
     let release = Arc::new(Barrier::new(2));
     let (e, r) = (entered.clone(), release.clone());
@@ -252,7 +295,9 @@ fn fasteoi_resends_arrival_during_move_when_asked() {
         }
         IrqReturn::HANDLED
     });
-    let _reg = core.request_irq(irq, IrqRequest::new("msi", handler)).unwrap();
+    let _reg = core
+        .request_irq(irq, IrqRequest::new("msi", handler))
+        .unwrap();
     std::thread::scope(|s| {
         let c0 = core.clone();
         let t = s.spawn(move || {
@@ -265,7 +310,11 @@ fn fasteoi_resends_arrival_during_move_when_asked() {
         release.wait();
         t.join().unwrap();
     });
-    assert_eq!(*core.platform().resends.lock().unwrap(), vec![irq], "resent in software");
+    assert_eq!(
+        *core.platform().resends.lock().unwrap(),
+        vec![irq],
+        "resent in software"
+    );
 }
 
 #[test]
@@ -273,7 +322,9 @@ fn interrupt_table_lists_counts_chip_flow_and_name() {
     let core = core_with_cpus(2);
     set_cpu(0);
     let irq = irq_with(&core, RecordingChip::new(), FlowKind::Edge);
-    let _r = core.request_irq(irq, IrqRequest::new("uart", common::handled())).unwrap();
+    let _r = core
+        .request_irq(irq, IrqRequest::new("uart", common::handled()))
+        .unwrap();
     core.handle_irq(irq).unwrap();
     set_cpu(1);
     core.handle_irq(irq).unwrap();
@@ -281,7 +332,11 @@ fn interrupt_table_lists_counts_chip_flow_and_name() {
     let t = core.interrupt_table().to_string();
     let line = t.lines().find(|l| l.contains("uart")).expect(&t);
     let fields: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(fields[..3], [format!("{}:", irq.0).as_str(), "1", "2"], "{t}");
+    assert_eq!(
+        fields[..3],
+        [format!("{}:", irq.0).as_str(), "1", "2"],
+        "{t}"
+    );
     assert!(line.contains("REC") && line.contains("edge"), "{t}");
     assert!(t.lines().next().unwrap().contains("CPU1"));
 }

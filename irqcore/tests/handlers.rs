@@ -22,9 +22,24 @@ fn shared_line_calls_every_handler_and_one_handled_counts() {
     let irq = irq_with(&core, chip, FlowKind::Level);
     let counts: Vec<_> = (0..3).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let sh = RequestFlags::SHARED;
-    let _a = core.request_irq(irq, IrqRequest::new("a", returning(IrqReturn::NONE, &counts[0])).flags(sh)).unwrap();
-    let _b = core.request_irq(irq, IrqRequest::new("b", returning(IrqReturn::HANDLED, &counts[1])).flags(sh)).unwrap();
-    let _c = core.request_irq(irq, IrqRequest::new("c", returning(IrqReturn::NONE, &counts[2])).flags(sh)).unwrap();
+    let _a = core
+        .request_irq(
+            irq,
+            IrqRequest::new("a", returning(IrqReturn::NONE, &counts[0])).flags(sh),
+        )
+        .unwrap();
+    let _b = core
+        .request_irq(
+            irq,
+            IrqRequest::new("b", returning(IrqReturn::HANDLED, &counts[1])).flags(sh),
+        )
+        .unwrap();
+    let _c = core
+        .request_irq(
+            irq,
+            IrqRequest::new("c", returning(IrqReturn::NONE, &counts[2])).flags(sh),
+        )
+        .unwrap();
     for _ in 0..200_000 {
         core.handle_irq(irq).unwrap();
     }
@@ -42,7 +57,12 @@ fn shared_line_refuses_non_shared_and_trigger_mismatch() {
     let irq = irq_with(&core, RecordingChip::new(), FlowKind::Level);
     let sh = RequestFlags::SHARED;
     let _a = core
-        .request_irq(irq, IrqRequest::new("a", handled()).flags(sh).trigger(TriggerType::LevelLow))
+        .request_irq(
+            irq,
+            IrqRequest::new("a", handled())
+                .flags(sh)
+                .trigger(TriggerType::LevelLow),
+        )
         .unwrap();
     let before = core.snapshot(irq).unwrap();
     assert_eq!(
@@ -50,16 +70,24 @@ fn shared_line_refuses_non_shared_and_trigger_mismatch() {
         Some(IrqError::NotShared(irq))
     );
     assert_eq!(
-        core.request_irq(irq, IrqRequest::new("c", handled()).flags(sh).trigger(TriggerType::EdgeRising))
-            .err(),
+        core.request_irq(
+            irq,
+            IrqRequest::new("c", handled())
+                .flags(sh)
+                .trigger(TriggerType::EdgeRising)
+        )
+        .err(),
         Some(IrqError::TriggerMismatch(irq))
     );
     assert_eq!(core.snapshot(irq).unwrap(), before);
     // A non-shared line refuses a shared newcomer too.
     let irq2 = irq_with(&core, RecordingChip::new(), FlowKind::Edge);
-    let _x = core.request_irq(irq2, IrqRequest::new("x", handled())).unwrap();
+    let _x = core
+        .request_irq(irq2, IrqRequest::new("x", handled()))
+        .unwrap();
     assert_eq!(
-        core.request_irq(irq2, IrqRequest::new("y", handled()).flags(sh)).err(),
+        core.request_irq(irq2, IrqRequest::new("y", handled()).flags(sh))
+            .err(),
         Some(IrqError::NotShared(irq2))
     );
 }
@@ -91,7 +119,10 @@ fn free_waits_for_a_running_handler_and_it_is_never_called_after() {
         entered.wait();
         set_cpu(0);
         reg.free().unwrap();
-        assert!(finished.load(Ordering::SeqCst), "free returned while the handler still ran");
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "free returned while the handler still ran"
+        );
         t.join().unwrap();
     });
     core.handle_irq(irq).unwrap();
@@ -105,13 +136,17 @@ fn registration_drop_frees_and_last_free_shuts_down() {
     let chip = RecordingChip::new();
     let irq = irq_with(&core, chip.clone(), FlowKind::Edge);
     {
-        let _r = core.request_irq(irq, IrqRequest::new("dev", handled())).unwrap();
+        let _r = core
+            .request_irq(irq, IrqRequest::new("dev", handled()))
+            .unwrap();
         assert_eq!(chip.take(), vec!["startup"]);
     }
     assert_eq!(chip.take(), vec!["shutdown"]);
     assert!(core.snapshot(irq).unwrap().handlers.is_empty());
     // The descriptor can now be freed; with a handler it could not.
-    let _r = core.request_irq(irq, IrqRequest::new("dev", handled())).unwrap();
+    let _r = core
+        .request_irq(irq, IrqRequest::new("dev", handled()))
+        .unwrap();
     assert_eq!(core.free_descs(irq, 1), Err(IrqError::HasHandlers(irq)));
     drop(_r);
     core.free_descs(irq, 1).unwrap();
@@ -167,9 +202,15 @@ fn threaded_without_primary_must_be_oneshot() {
     let r = core.request_irq(irq, IrqRequest::threaded("t", |_| IrqReturn::HANDLED));
     assert_eq!(r.err(), Some(IrqError::OneshotRequired(irq)));
     // Oneshot-safe chips (MSI) need no oneshot.
-    let safe = Arc::new(RecordingChip { flags: ChipFlags::ONESHOT_SAFE, ..Default::default() });
+    let safe = Arc::new(RecordingChip {
+        flags: ChipFlags::ONESHOT_SAFE,
+        ..Default::default()
+    });
     let irq2 = irq_with(&core, safe, FlowKind::Edge);
-    assert!(core.request_irq(irq2, IrqRequest::threaded("t", |_| IrqReturn::HANDLED)).is_ok());
+    assert!(
+        core.request_irq(irq2, IrqRequest::threaded("t", |_| IrqReturn::HANDLED))
+            .is_ok()
+    );
 }
 
 #[test]
@@ -178,14 +219,22 @@ fn spurious_storm_disables_the_line_and_reports() {
     let core = core_with_cpus(1);
     let irq = irq_with(&core, RecordingChip::new(), FlowKind::Level);
     let n = Arc::new(AtomicU64::new(0));
-    let _r = core.request_irq(irq, IrqRequest::new("deaf", returning(IrqReturn::NONE, &n))).unwrap();
+    let _r = core
+        .request_irq(irq, IrqRequest::new("deaf", returning(IrqReturn::NONE, &n)))
+        .unwrap();
     for _ in 0..99_999 {
         core.handle_irq(irq).unwrap();
     }
     assert!(!core.is_spurious_disabled(irq).unwrap());
     core.handle_irq(irq).unwrap();
     assert!(core.is_spurious_disabled(irq).unwrap());
-    assert!(core.platform().events.lock().unwrap().contains(&IrqEvent::SpuriousDisabled(irq)));
+    assert!(
+        core.platform()
+            .events
+            .lock()
+            .unwrap()
+            .contains(&IrqEvent::SpuriousDisabled(irq))
+    );
     let snap = core.snapshot(irq).unwrap();
     assert!(snap.state.contains(IrqState::DISABLED | IrqState::MASKED));
     // Disabled: further arrivals do not reach the handler.
@@ -208,9 +257,15 @@ fn handled_interrupts_keep_the_line_alive() {
     let i2 = i.clone();
     // 101 of every 100,000 handled: just under the 99,900 threshold.
     let h: Arc<dyn IrqHandler> = Arc::new(move |_| {
-        if i2.fetch_add(1, Ordering::SeqCst) % 100_000 < 101 { IrqReturn::HANDLED } else { IrqReturn::NONE }
+        if i2.fetch_add(1, Ordering::SeqCst) % 100_000 < 101 {
+            IrqReturn::HANDLED
+        } else {
+            IrqReturn::NONE
+        }
     });
-    let _r = core.request_irq(irq, IrqRequest::new("mostly-deaf", h)).unwrap();
+    let _r = core
+        .request_irq(irq, IrqRequest::new("mostly-deaf", h))
+        .unwrap();
     for _ in 0..300_000 {
         core.handle_irq(irq).unwrap();
     }
@@ -223,10 +278,17 @@ fn freeing_a_threaded_handler_whose_thread_never_ran_does_not_hang_synchronize()
     let core = core_with_cpus(1);
     let irq = irq_with(&core, RecordingChip::new(), FlowKind::Level);
     let t = core
-        .request_irq(irq, IrqRequest::threaded("t", |_| IrqReturn::HANDLED).flags(RequestFlags::ONESHOT).dev_id(DevId(1)))
+        .request_irq(
+            irq,
+            IrqRequest::threaded("t", |_| IrqReturn::HANDLED)
+                .flags(RequestFlags::ONESHOT)
+                .dev_id(DevId(1)),
+        )
         .unwrap();
-    let _other = core
-        .request_irq(irq, IrqRequest::new("o", handled()).flags(RequestFlags::SHARED | RequestFlags::ONESHOT));
+    let _other = core.request_irq(
+        irq,
+        IrqRequest::new("o", handled()).flags(RequestFlags::SHARED | RequestFlags::ONESHOT),
+    );
     core.handle_irq(irq).unwrap();
     assert_eq!(core.platform().wakes.lock().unwrap().len(), 1);
     t.free().unwrap();
@@ -240,7 +302,10 @@ fn a_thread_woken_twice_is_accounted_once_per_wake() {
     let core = core_with_cpus(1);
     let irq = irq_with(&core, RecordingChip::new(), FlowKind::FastEoi);
     let _t = core
-        .request_irq(irq, IrqRequest::threaded("t", |_| IrqReturn::HANDLED).flags(RequestFlags::ONESHOT))
+        .request_irq(
+            irq,
+            IrqRequest::threaded("t", |_| IrqReturn::HANDLED).flags(RequestFlags::ONESHOT),
+        )
         .unwrap();
     core.handle_irq(irq).unwrap();
     let (i, a) = core.platform().wakes.lock().unwrap()[0];

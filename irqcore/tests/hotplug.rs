@@ -87,7 +87,10 @@ impl HotplugCallback<TestPlatform> for StartingAlloc {
         "starting"
     }
     fn up(&self, ctx: &HotplugCtx<'_, TestPlatform>) -> Result<(), IrqError> {
-        self.0.lock().unwrap().push(ctx.core.alloc_descs(IrqNumber(0), 1).unwrap_err());
+        self.0
+            .lock()
+            .unwrap()
+            .push(ctx.core.alloc_descs(IrqNumber(0), 1).unwrap_err());
         Ok(())
     }
     fn down(&self, _ctx: &HotplugCtx<'_, TestPlatform>) {}
@@ -103,17 +106,38 @@ fn seed_000_allocating_backend_and_walking_backend_coexist() {
     let xen = Arc::new(PerCpuBinder::default());
     let x86 = Arc::new(VectorSpace::default());
     let starting = Arc::new(StartingAlloc::default());
-    core.register_hotplug(CpuPhase::Prepare, xen.clone()).unwrap();
-    core.register_hotplug(CpuPhase::BringUp, x86.clone()).unwrap();
-    core.register_hotplug(CpuPhase::Starting, starting.clone()).unwrap();
+    core.register_hotplug(CpuPhase::Prepare, xen.clone())
+        .unwrap();
+    core.register_hotplug(CpuPhase::BringUp, x86.clone())
+        .unwrap();
+    core.register_hotplug(CpuPhase::Starting, starting.clone())
+        .unwrap();
     let ctl = ThreadCpus(core.clone());
     core.cpu_up(CpuId(1), &ctl).unwrap();
     assert!(core.cpu_online(CpuId(1)));
-    assert_eq!(xen.irqs.lock().unwrap().len(), 1, "prepare allocated the per-CPU irq");
-    assert_eq!(x86.walked.load(Ordering::SeqCst), 6, "bring-up saw every descriptor");
-    assert_eq!(x86.lock_held_seen.load(Ordering::SeqCst), 1, "bring-up ran under the sparse lock");
-    assert_eq!(*x86.alloc_errors.lock().unwrap(), vec![IrqError::SparseLockHeldByCaller]);
-    assert_eq!(*starting.0.lock().unwrap(), vec![IrqError::SparseLockHeldByCaller]);
+    assert_eq!(
+        xen.irqs.lock().unwrap().len(),
+        1,
+        "prepare allocated the per-CPU irq"
+    );
+    assert_eq!(
+        x86.walked.load(Ordering::SeqCst),
+        6,
+        "bring-up saw every descriptor"
+    );
+    assert_eq!(
+        x86.lock_held_seen.load(Ordering::SeqCst),
+        1,
+        "bring-up ran under the sparse lock"
+    );
+    assert_eq!(
+        *x86.alloc_errors.lock().unwrap(),
+        vec![IrqError::SparseLockHeldByCaller]
+    );
+    assert_eq!(
+        *starting.0.lock().unwrap(),
+        vec![IrqError::SparseLockHeldByCaller]
+    );
     assert_eq!(core.nr_descs(), 6);
     core.cpu_down(CpuId(1), &ctl).unwrap();
     assert!(!core.cpu_online(CpuId(1)));
@@ -135,10 +159,20 @@ struct WireChip {
 impl WireChip {
     fn raise(&self, hw: u64, irq: IrqNumber) {
         let cpu = self.target.lock().unwrap()[&hw];
-        self.inbox.lock().unwrap().entry(cpu.0).or_default().push_back(irq);
+        self.inbox
+            .lock()
+            .unwrap()
+            .entry(cpu.0)
+            .or_default()
+            .push_back(irq);
     }
     fn drain(&self, cpu: CpuId) -> Vec<IrqNumber> {
-        self.inbox.lock().unwrap().remove(&cpu.0).map(Vec::from).unwrap_or_default()
+        self.inbox
+            .lock()
+            .unwrap()
+            .remove(&cpu.0)
+            .map(Vec::from)
+            .unwrap_or_default()
     }
 }
 impl IrqChip for WireChip {
@@ -147,10 +181,17 @@ impl IrqChip for WireChip {
     }
     fn mask(&self, _d: &IrqData<'_>) {}
     fn unmask(&self, _d: &IrqData<'_>) {}
-    fn set_affinity(&self, d: &IrqData<'_>, m: &CpuMask, _f: bool) -> Result<AffinitySet, ChipError> {
+    fn set_affinity(
+        &self,
+        d: &IrqData<'_>,
+        m: &CpuMask,
+        _f: bool,
+    ) -> Result<AffinitySet, ChipError> {
         let cpu = m.first().ok_or(ChipError::Invalid)?;
         self.target.lock().unwrap().insert(d.hwirq().0, cpu);
-        Ok(AffinitySet::Applied { effective: CpuMask::of(cpu) })
+        Ok(AffinitySet::Applied {
+            effective: CpuMask::of(cpu),
+        })
     }
     fn retrigger(&self, d: &IrqData<'_>) -> bool {
         self.raise(d.hwirq().0, d.irq());
@@ -169,7 +210,11 @@ impl HotplugCallback<TestPlatform> for ReplayLatched {
         Ok(())
     }
     fn down(&self, ctx: &HotplugCtx<'_, TestPlatform>) {
-        assert_eq!(ctx.core.platform().current_cpu(), ctx.cpu, "dying runs on the dying CPU");
+        assert_eq!(
+            ctx.core.platform().current_cpu(),
+            ctx.cpu,
+            "dying runs on the dying CPU"
+        );
         for irq in self.0.drain(ctx.cpu) {
             ctx.core.inject_pending(irq).unwrap();
         }
@@ -181,15 +226,25 @@ fn cpu_down_moves_100_interrupts_and_loses_none() {
     set_cpu(0);
     let core = core_with_cpus(3);
     let chip = Arc::new(WireChip::default());
-    core.register_hotplug(CpuPhase::Starting, Arc::new(ReplayLatched(chip.clone()))).unwrap();
+    core.register_hotplug(CpuPhase::Starting, Arc::new(ReplayLatched(chip.clone())))
+        .unwrap();
     let counts: Arc<Mutex<std::collections::HashMap<u32, u64>>> = Default::default();
     let mut irqs = Vec::new();
     let mut regs = Vec::new();
     for i in 0..100u32 {
         let irq = core.alloc_descs(IrqNumber(1), 1).unwrap();
-        core.set_chip(irq, vec![ChipLevel::new(chip.clone(), HwIrq(irq.0 as u64))], FlowKind::Edge).unwrap();
+        core.set_chip(
+            irq,
+            vec![ChipLevel::new(chip.clone(), HwIrq(irq.0 as u64))],
+            FlowKind::Edge,
+        )
+        .unwrap();
         // Half prefer CPU 2 only (their affinity breaks), half {1, 2}.
-        let mask = if i % 2 == 0 { CpuMask::of(CpuId(2)) } else { CpuMask::from_cpus([CpuId(2), CpuId(1)]) };
+        let mask = if i % 2 == 0 {
+            CpuMask::of(CpuId(2))
+        } else {
+            CpuMask::from_cpus([CpuId(2), CpuId(1)])
+        };
         core.set_affinity(irq, &mask).unwrap();
         let c = counts.clone();
         let h: Arc<dyn IrqHandler> = Arc::new(move |irq: IrqNumber| {
@@ -198,7 +253,10 @@ fn cpu_down_moves_100_interrupts_and_loses_none() {
         });
         regs.push(core.request_irq(irq, IrqRequest::new("dev", h)).unwrap());
         // The chip targets the first CPU of the mask.
-        assert_eq!(core.effective_affinity(irq).unwrap(), CpuMask::of(mask.first().unwrap()));
+        assert_eq!(
+            core.effective_affinity(irq).unwrap(),
+            CpuMask::of(mask.first().unwrap())
+        );
         irqs.push(irq);
     }
     // Retarget all to CPU 2 and raise every one there: latched, undelivered.
@@ -209,7 +267,10 @@ fn cpu_down_moves_100_interrupts_and_loses_none() {
     core.cpu_down(CpuId(2), &ThreadCpus(core.clone())).unwrap();
     for &irq in &irqs {
         let eff = core.effective_affinity(irq).unwrap();
-        assert!(eff.is_subset_of(&core.online_cpus()) && !eff.is_empty(), "{irq:?} on {eff:?}");
+        assert!(
+            eff.is_subset_of(&core.online_cpus()) && !eff.is_empty(),
+            "{irq:?} on {eff:?}"
+        );
     }
     assert!(chip.drain(CpuId(2)).is_empty());
     for cpu in [0u32, 1] {
@@ -223,7 +284,13 @@ fn cpu_down_moves_100_interrupts_and_loses_none() {
         assert_eq!(counts.get(&irq.0), Some(&1), "{irq:?} lost or duplicated");
     }
     assert_eq!(
-        core.platform().events.lock().unwrap().iter().filter(|e| matches!(e, IrqEvent::AffinityBroken(_))).count(),
+        core.platform()
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, IrqEvent::AffinityBroken(_)))
+            .count(),
         100
     );
 }
@@ -234,13 +301,29 @@ fn managed_irq_shuts_down_and_restarts_with_its_cpu_keeping_disable_depth() {
     let core = core_with_cpus(2);
     let chip = RecordingChip::new();
     let irq = core.alloc_descs(IrqNumber(1), 1).unwrap();
-    core.set_chip(irq, vec![ChipLevel::new(chip.clone(), HwIrq(1))], FlowKind::Edge).unwrap();
-    core.set_managed_affinity(irq, &CpuMask::of(CpuId(1))).unwrap();
-    let _r = core.request_irq(irq, IrqRequest::new("nvme", handled())).unwrap();
+    core.set_chip(
+        irq,
+        vec![ChipLevel::new(chip.clone(), HwIrq(1))],
+        FlowKind::Edge,
+    )
+    .unwrap();
+    core.set_managed_affinity(irq, &CpuMask::of(CpuId(1)))
+        .unwrap();
+    let _r = core
+        .request_irq(irq, IrqRequest::new("nvme", handled()))
+        .unwrap();
     let ctl = ThreadCpus(core.clone());
-    assert_eq!(core.set_affinity(irq, &CpuMask::of(CpuId(0))), Err(IrqError::Managed(irq)));
+    assert_eq!(
+        core.set_affinity(irq, &CpuMask::of(CpuId(0))),
+        Err(IrqError::Managed(irq))
+    );
     core.cpu_down(CpuId(1), &ctl).unwrap();
-    assert!(core.snapshot(irq).unwrap().state.contains(IrqState::MANAGED_SHUTDOWN));
+    assert!(
+        core.snapshot(irq)
+            .unwrap()
+            .state
+            .contains(IrqState::MANAGED_SHUTDOWN)
+    );
     core.cpu_up(CpuId(1), &ctl).unwrap();
     let s = core.snapshot(irq).unwrap();
     assert!(s.state.contains(IrqState::STARTED) && s.depth == 0);
@@ -263,9 +346,12 @@ fn seed_003_concurrent_retargeting_converges_to_the_last_request() {
         let chip = RecordingChip::new();
         let irq = irq_with(&core, chip.clone(), FlowKind::Edge);
         if deferred {
-            core.set_irq_settings(irq, IrqState::MOVE_DEFERRED, IrqState::empty()).unwrap();
+            core.set_irq_settings(irq, IrqState::MOVE_DEFERRED, IrqState::empty())
+                .unwrap();
         }
-        let _r = core.request_irq(irq, IrqRequest::new("dev", handled())).unwrap();
+        let _r = core
+            .request_irq(irq, IrqRequest::new("dev", handled()))
+            .unwrap();
         let stop = AtomicU64::new(0);
         let rounds = if deferred { 2_000 } else { 10_000 };
         let barrier = std::sync::Barrier::new(2);
@@ -281,14 +367,16 @@ fn seed_003_concurrent_retargeting_converges_to_the_last_request() {
             let other = s.spawn(|| {
                 set_cpu(2);
                 for r in 0..rounds {
-                    core.set_affinity(irq, &CpuMask::of(CpuId((r % 3) as u32))).unwrap();
+                    core.set_affinity(irq, &CpuMask::of(CpuId((r % 3) as u32)))
+                        .unwrap();
                     barrier.wait();
                     barrier.wait();
                 }
             });
             set_cpu(1);
             for r in 0..rounds {
-                core.set_affinity(irq, &CpuMask::of(CpuId(((r + 1) % 3) as u32))).unwrap();
+                core.set_affinity(irq, &CpuMask::of(CpuId(((r + 1) % 3) as u32)))
+                    .unwrap();
                 barrier.wait();
                 // Both racing requests are done; this one is the last.
                 let last = CpuId(((r * 7) % 4) as u32);
@@ -296,7 +384,11 @@ fn seed_003_concurrent_retargeting_converges_to_the_last_request() {
                 // Let the device fire so a deferred move reaches its safe point.
                 core.handle_irq(irq).unwrap();
                 let programmed = *chip.target.lock().unwrap();
-                assert_eq!(programmed, Some(CpuMask::of(last)), "round {r} deferred={deferred}");
+                assert_eq!(
+                    programmed,
+                    Some(CpuMask::of(last)),
+                    "round {r} deferred={deferred}"
+                );
                 assert_eq!(core.affinity(irq).unwrap(), CpuMask::of(last));
                 barrier.wait();
             }

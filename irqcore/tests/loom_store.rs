@@ -18,7 +18,9 @@ struct Desc {
 fn lookup_concurrent_with_free_never_reads_freed_memory() {
     loom::model(|| {
         let epochs = Arc::new([CpuEpoch::new(), CpuEpoch::new()]);
-        let desc = Arc::new(Desc { freed: AtomicBool::new(false) });
+        let desc = Arc::new(Desc {
+            freed: AtomicBool::new(false),
+        });
         let slot = Arc::new(AtomicPtr::new(Arc::as_ptr(&desc) as *mut Desc));
 
         // CPU 0 dispatches: enter a section, look up, use, leave.
@@ -47,7 +49,9 @@ fn lookup_concurrent_with_free_never_reads_freed_memory() {
 fn nested_sections_keep_the_grace_period_open() {
     loom::model(|| {
         let epochs = Arc::new([CpuEpoch::new(), CpuEpoch::new()]);
-        let desc = Arc::new(Desc { freed: AtomicBool::new(false) });
+        let desc = Arc::new(Desc {
+            freed: AtomicBool::new(false),
+        });
         let slot = Arc::new(AtomicPtr::new(Arc::as_ptr(&desc) as *mut Desc));
         let (e, s) = (epochs.clone(), slot.clone());
         let reader = loom::thread::spawn(move || {

@@ -33,9 +33,19 @@ fn ten_thousand_dispatches_allocate_nothing() {
     let core = core_with_cpus(1);
     let mut irqs = Vec::new();
     let mut regs = Vec::new();
-    for flow in [FlowKind::Edge, FlowKind::Level, FlowKind::FastEoi, FlowKind::PerCpu] {
+    for flow in [
+        FlowKind::Edge,
+        FlowKind::Level,
+        FlowKind::FastEoi,
+        FlowKind::PerCpu,
+    ] {
         let irq = core.alloc_descs(IrqNumber(1), 1).unwrap();
-        core.set_chip(irq, vec![ChipLevel::new(std::sync::Arc::new(Nop), HwIrq(1))], flow).unwrap();
+        core.set_chip(
+            irq,
+            vec![ChipLevel::new(std::sync::Arc::new(Nop), HwIrq(1))],
+            flow,
+        )
+        .unwrap();
         let mut req = IrqRequest::new("nop", handled());
         if flow == FlowKind::PerCpu {
             req = req.flags(RequestFlags::PERCPU);

@@ -15,7 +15,9 @@ fn dispatch_races_alloc_and_free() {
     const STABLE: usize = 16;
     // Per-CPU flow for the stable irqs: every arrival runs the handler (an
     // edge flow would rightly coalesce arrivals that meet in progress).
-    let stable: Vec<IrqNumber> = (0..STABLE).map(|_| irq_with(&core, chip.clone(), FlowKind::PerCpu)).collect();
+    let stable: Vec<IrqNumber> = (0..STABLE)
+        .map(|_| irq_with(&core, chip.clone(), FlowKind::PerCpu))
+        .collect();
     let handled: Arc<Vec<AtomicU64>> = Arc::new((0..STABLE).map(|_| AtomicU64::new(0)).collect());
     let mut regs = Vec::new();
     for (i, &irq) in stable.iter().enumerate() {
@@ -24,7 +26,13 @@ fn dispatch_races_alloc_and_free() {
             h[i].fetch_add(1, Ordering::Relaxed);
             IrqReturn::HANDLED
         });
-        regs.push(core.request_irq(irq, IrqRequest::new("stable", handler).flags(RequestFlags::PERCPU)).unwrap());
+        regs.push(
+            core.request_irq(
+                irq,
+                IrqRequest::new("stable", handler).flags(RequestFlags::PERCPU),
+            )
+            .unwrap(),
+        );
     }
     let base = core.nr_descs();
     let stop = AtomicBool::new(false);
@@ -32,7 +40,8 @@ fn dispatch_races_alloc_and_free() {
     let churn_hits = AtomicU64::new(0);
     std::thread::scope(|s| {
         for cpu in 0..3u32 {
-            let (core, stable, dispatched, stop, churn_hits) = (&core, &stable, &dispatched, &stop, &churn_hits);
+            let (core, stable, dispatched, stop, churn_hits) =
+                (&core, &stable, &dispatched, &stop, &churn_hits);
             s.spawn(move || {
                 set_cpu(cpu);
                 let mut x = 0x9e37_79b9u32 ^ cpu;
@@ -63,8 +72,15 @@ fn dispatch_races_alloc_and_free() {
                 let first = core.alloc_descs(IrqNumber(200 + round % 56), n).unwrap();
                 for k in 0..n {
                     let irq = IrqNumber(first.0 + k);
-                    core.set_chip(irq, vec![ChipLevel::new(chip.clone(), HwIrq(irq.0 as u64))], FlowKind::Edge).unwrap();
-                    core.request_irq(irq, IrqRequest::new("churn", common::handled())).unwrap().leak();
+                    core.set_chip(
+                        irq,
+                        vec![ChipLevel::new(chip.clone(), HwIrq(irq.0 as u64))],
+                        FlowKind::Edge,
+                    )
+                    .unwrap();
+                    core.request_irq(irq, IrqRequest::new("churn", common::handled()))
+                        .unwrap()
+                        .leak();
                 }
                 for k in 0..n {
                     let irq = IrqNumber(first.0 + k);
@@ -77,10 +93,17 @@ fn dispatch_races_alloc_and_free() {
         });
     });
     for i in 0..STABLE {
-        assert_eq!(handled[i].load(Ordering::Relaxed), dispatched[i].load(Ordering::Relaxed), "irq {i}");
+        assert_eq!(
+            handled[i].load(Ordering::Relaxed),
+            dispatched[i].load(Ordering::Relaxed),
+            "irq {i}"
+        );
         let total: u64 = (0..4).map(|c| core.irq_count(stable[i], CpuId(c))).sum();
         assert_eq!(total, dispatched[i].load(Ordering::Relaxed));
     }
     assert_eq!(core.nr_descs(), base, "churned descriptors leaked");
-    assert!(churn_hits.load(Ordering::Relaxed) > 0, "the race was never exercised");
+    assert!(
+        churn_hits.load(Ordering::Relaxed) > 0,
+        "the race was never exercised"
+    );
 }

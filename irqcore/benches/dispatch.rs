@@ -1,5 +1,6 @@
 //! Dispatch cost of one edge interrupt (no-op chip, one handler) next to the
 //! floor: an indirect call through a static table of function pointers.
+#![allow(missing_docs)] // criterion's macros generate undocumented items
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use irqcore::*;
 use std::sync::Arc;

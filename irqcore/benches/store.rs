@@ -1,6 +1,7 @@
 //! Descriptor lookup cost as the number of allocated descriptors grows
 //! (it should stay flat), and alloc/free throughput next to the naive
 //! design: a global `spin::Mutex<BTreeMap>` registry.
+#![allow(missing_docs)] // criterion's macros generate undocumented items
 use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
 use irqcore::*;
 use std::collections::BTreeMap;

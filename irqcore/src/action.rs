@@ -199,6 +199,17 @@ impl ActionList {
         }
     }
 
+    /// The list as a raw slice, for the dispatcher, which iterates it after
+    /// dropping the descriptor lock. Valid while the list value (or the
+    /// grace period that delays its drop, see `IrqCore::retire_actions`)
+    /// lives.
+    pub(crate) fn raw(&self) -> *const [Arc<Action>] {
+        match &self.0 {
+            Some(l) => Arc::as_ptr(l),
+            None => &[],
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |l| l.len())
     }

@@ -78,6 +78,8 @@ pub enum IrqError {
     BadHwIrq(HwIrq),
     /// The chip refused the operation.
     Chip(ChipError),
+    /// Stop-machine refused or could not complete (CPU down).
+    StopMachine(crate::stop_machine::StopMachineError),
 }
 
 impl From<ChipError> for IrqError {

@@ -32,6 +32,7 @@ use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
 use crate::platform::{ActionId, IrqEvent, Platform};
+use alloc::sync::Arc;
 use spin::MutexGuard;
 
 /// Which flow handler an irq uses.
@@ -244,9 +245,14 @@ impl<P: Platform> IrqCore<P> {
         g.status.remove(IrqStatus::PENDING);
         g.state.insert(IrqState::IN_PROGRESS);
         g.in_progress_cpu = cpu;
-        let actions = g.actions.clone();
+        let actions = g.actions.raw();
         drop(g);
-        let (ret, woken_mask, woken) = self.run_actions(desc.irq, &actions);
+        // SAFETY: a list that was published in a descriptor is dropped only
+        // after a grace period (`IrqCore::retire_actions`), and this CPU is
+        // inside its read-side section (entered by `handle_irq`) until the
+        // flow returns, so the slice outlives this use.
+        let actions = unsafe { &*actions };
+        let (ret, woken_mask, woken) = self.run_actions(desc.irq, actions);
         let mut g = desc.inner.lock();
         if woken != 0 {
             g.threads_active += woken;
@@ -256,7 +262,6 @@ impl<P: Platform> IrqCore<P> {
         }
         g.state.remove(IrqState::IN_PROGRESS);
         self.note_interrupt(desc.irq, &mut g, ret);
-        drop(actions);
         (g, ret)
     }
 
@@ -265,7 +270,7 @@ impl<P: Platform> IrqCore<P> {
     fn run_actions(
         &self,
         irq: IrqNumber,
-        actions: &crate::action::ActionList,
+        actions: &[Arc<crate::action::Action>],
     ) -> (IrqReturn, u64, u32) {
         let mut ret = IrqReturn::NONE;
         let (mut mask, mut n) = (0u64, 0u32);
@@ -406,8 +411,11 @@ impl<P: Platform> IrqCore<P> {
         let (actions, enabled_here) = {
             let g = desc.inner.lock();
             Self::ack(irq, &g);
-            (g.actions.clone(), g.percpu_enabled.contains(cpu))
+            (g.actions.raw(), g.percpu_enabled.contains(cpu))
         };
+        // SAFETY: as in `handle_irq_event`: published lists are dropped
+        // only after a grace period and we are in our read-side section.
+        let actions = unsafe { &*actions };
         if actions.is_empty() {
             if devid && enabled_here {
                 let mut g = desc.inner.lock();
@@ -429,12 +437,11 @@ impl<P: Platform> IrqCore<P> {
                 }
             }
         } else {
-            self.run_actions(irq, &actions);
+            self.run_actions(irq, actions);
         }
         let g = desc.inner.lock();
         Self::eoi(irq, &g);
         drop(g);
-        drop(actions);
     }
 
     /// Runs the thread function of `action` on `irq` (called by the

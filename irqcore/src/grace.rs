@@ -16,8 +16,12 @@
 //!
 //! # Why it is sound
 //!
-//! All counter updates, the unpublishing store and the readers' pointer loads
-//! are `SeqCst`, so they lie in one total order. A reader that obtained the
+//! Entering a section (a `SeqCst` read-modify-write of the counter), the
+//! unpublishing store and the pointer loads on both sides are `SeqCst`, so
+//! they lie in one total order. Leaving a section is a `Release` store of
+//! the counter (only its CPU writes it); a writer that reads the new value
+//! (a `SeqCst`, hence acquiring, load) therefore sees every access the
+//! section made as happened-before. A reader that obtained the
 //! object loaded the pointer *before* the unpublishing store in that order
 //! (later loads see null). Its section began (counter made odd) before that
 //! load. If the section had already ended before the writer's snapshot, the
@@ -91,7 +95,10 @@ impl CpuEpoch {
     pub fn exit(&self) {
         let d = self.depth.load(Ordering::Relaxed);
         if d == 1 {
-            self.seq.fetch_add(1, Ordering::SeqCst);
+            // Only this CPU writes `seq`: a release store is enough to end
+            // the section (no locked instruction on the dispatch path).
+            let s = self.seq.load(Ordering::Relaxed);
+            self.seq.store(s.wrapping_add(1), Ordering::Release);
         }
         self.depth.store(d.saturating_sub(1), Ordering::Relaxed);
     }

@@ -305,7 +305,7 @@ impl<P: Platform> IrqCore<P> {
             let _ = self.run_up(cpu, CpuPhase::Online);
             return Err(match e {
                 CpuDownError::Dying(e) => e,
-                CpuDownError::Stop(_) => IrqError::Busy,
+                CpuDownError::Stop(e) => IrqError::StopMachine(e),
             });
         }
         let killed = control.kill_cpu(cpu);

@@ -1,6 +1,6 @@
 //! [`IrqCore`]: the instance a kernel places in a `static` and calls into.
 
-use crate::action::{Action, DevId, IrqRequest, RequestFlags};
+use crate::action::{Action, ActionList, DevId, IrqRequest, RequestFlags};
 use crate::chip::{ChipFlags, ChipLevel, IrqData, TriggerType};
 use crate::cpumask::{CpuMask, MAX_CPUS};
 use crate::desc::{DescSnapshot, IrqDesc, IrqState, IrqStatus, MAX_LEVELS};
@@ -192,6 +192,13 @@ impl<P: Platform> IrqCore<P> {
             _held: held,
             _irq: irq,
         }
+    }
+
+    /// The stop-machine instance the core uses for CPU down. Kernels use it
+    /// for their own machine-wide work (text patching, ...): one instance
+    /// per platform, so two stop-machines never wait for each other.
+    pub fn stop_machine(&self) -> &crate::stop_machine::StopMachine {
+        &self.stop
     }
 
     /// The lock-order checker (see [`crate::lockdep`]); domains and other
@@ -540,7 +547,7 @@ impl<P: Platform> IrqCore<P> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         let id = ActionId(self.next_action_id.fetch_add(1, Ordering::Relaxed));
-        self.with_bus_lock(desc, |g| {
+        let old = self.with_bus_lock(desc, |g| {
             if g.state.contains(IrqState::NO_REQUEST) {
                 return Err(IrqError::InvalidArgument);
             }
@@ -608,7 +615,8 @@ impl<P: Platform> IrqCore<P> {
                 thread_mask,
                 run_thread: crate::sync::AtomicBool::new(false),
             });
-            g.actions = g.actions.with(action);
+            let old = core::mem::replace(&mut g.actions, ActionList::empty());
+            g.actions = old.with(action);
             if first {
                 g.name = req.name;
                 g.status.set(
@@ -641,8 +649,10 @@ impl<P: Platform> IrqCore<P> {
                     }
                 }
             }
-            Ok(())
-        })
+            Ok(old)
+        })?;
+        self.retire_actions(old);
+        Ok(())
     }
 
     /// Frees the handler of `dev_id` on `irq`. Waits until no CPU and no
@@ -655,7 +665,8 @@ impl<P: Platform> IrqCore<P> {
             let Some(action) = g.actions.iter().find(|a| a.dev_id == dev_id).cloned() else {
                 return Err(IrqError::NoSuchHandler(irq));
             };
-            g.actions = g.actions.without(action.id);
+            let old = core::mem::replace(&mut g.actions, ActionList::empty());
+            g.actions = old.without(action.id);
             g.threads_oneshot &= !action.thread_mask;
             if g.actions.is_empty() {
                 self.shutdown(irq, g);
@@ -664,10 +675,12 @@ impl<P: Platform> IrqCore<P> {
                 g.percpu_enabled = CpuMask::new();
                 g.name = "";
             }
-            Ok(action)
+            Ok((action, old))
         })?;
-        // Every clone of the action lives in a list snapshot held by a CPU
-        // running handlers or by a thread running the thread function.
+        let (removed, old) = removed;
+        // After the grace period no CPU iterates the old list any more.
+        self.retire_actions(old);
+        // The remaining clones are held by interrupt threads running it.
         while Arc::strong_count(&removed) > 1 {
             self.platform.cpu_relax();
         }
@@ -681,6 +694,18 @@ impl<P: Platform> IrqCore<P> {
             g.threads_active = g.threads_active.saturating_sub(1);
         }
         Ok(())
+    }
+
+    /// Drops a replaced action list once no CPU can still be iterating it:
+    /// dispatchers read lists without the descriptor lock, inside their
+    /// read-side section ([`crate::grace`]). The caller's own section is
+    /// skipped: it is this API call, not a dispatcher. (So these calls must
+    /// not be made from the handler of the same irq, as documented.)
+    pub(crate) fn retire_actions(&self, old: ActionList) {
+        let me = self.cpu_index().ok();
+        let relax = || self.platform.cpu_relax();
+        grace::synchronize(&self.epochs[..self.nr_cpus as usize], me, &relax);
+        drop(old);
     }
 
     // ----- enable / disable -------------------------------------------------
@@ -731,13 +756,22 @@ impl<P: Platform> IrqCore<P> {
         if target.is_empty() {
             return;
         }
-        if let Some(d) = g.data(irq)
-            && let Ok(r) = g.levels[0].chip.set_affinity(&d, &target, false)
-        {
-            if g.affinity.is_empty() {
-                g.affinity = target;
+        if let Some(d) = g.data(irq) {
+            match g.levels[0].chip.set_affinity(&d, &target, false) {
+                Ok(r) => {
+                    if g.affinity.is_empty() {
+                        g.affinity = target;
+                    }
+                    g.effective = r.effective();
+                }
+                Err(crate::error::ChipError::Busy) => {
+                    // A previous move is still in flight: apply at the
+                    // first safe point.
+                    g.pending_mask = target;
+                    g.state.insert(IrqState::MOVE_PENDING);
+                }
+                Err(_) => {}
             }
-            g.effective = r.effective();
         }
     }
 
@@ -768,7 +802,10 @@ impl<P: Platform> IrqCore<P> {
         }
         g.depth = 1;
         g.state.insert(IrqState::DISABLED | IrqState::MASKED);
-        g.state.remove(IrqState::STARTED);
+        // A managed shutdown ends with the last handler: the next request
+        // starts afresh (otherwise a CPU coming back would start a line a
+        // NO_AUTOEN requester has not enabled yet).
+        g.state.remove(IrqState::STARTED | IrqState::MANAGED_SHUTDOWN);
     }
 
     /// The lazy disable: mark DISABLED; mask only if the chip has a real

@@ -78,7 +78,11 @@ struct Outcome {
 fn scenario_001(def: Defences) -> Outcome {
     let machine = SimMachine::new(4);
     let p: SimPlatform = machine.platform();
-    let sm = if def.two_phase { StopMachine::new() } else { StopMachine::with_one_phase_disable() };
+    let sm = if def.two_phase {
+        StopMachine::new()
+    } else {
+        StopMachine::with_one_phase_disable()
+    };
     let views = install_views(&sm, 4);
     let view = |c: CpuId| views[c.index()].load(Ordering::SeqCst);
 
@@ -95,11 +99,18 @@ fn scenario_001(def: Defences) -> Outcome {
     p.set_irq_entry_hook(Some(Arc::new(move |cpu, irq| {
         assert_eq!((cpu, irq), (HANDLER_CPU, DEVICE_IRQ));
         let v = |c: usize| vv[c].load(Ordering::SeqCst);
-        assert_eq!(v(1), StopState::Prepare as u8, "CPU 1 takes the interrupt while still in Prepare");
+        assert_eq!(
+            v(1),
+            StopState::Prepare as u8,
+            "CPU 1 takes the interrupt while still in Prepare"
+        );
         spin_until("CPUs 0, 2, 3 acted on DisableIrqInactive", || {
-            [0, 2, 3].iter().all(|&c| v(c) >= StopState::DisableIrqInactive as u8)
+            [0, 2, 3]
+                .iter()
+                .all(|&c| v(c) >= StopState::DisableIrqInactive as u8)
         });
-        pp.send_ipi(HANDLER_CPU, DYING, || {}).expect("CPU 2 is still online when the IPI is sent");
+        pp.send_ipi(HANDLER_CPU, DYING, || {})
+            .expect("CPU 2 is still online when the IPI is sent");
         h.store(true, Ordering::SeqCst);
     })));
 
@@ -134,21 +145,34 @@ fn scenario_001(def: Defences) -> Outcome {
                 }
             })
         });
-        spin_until("CPU 1 acted on Prepare", || view(HANDLER_CPU) == StopState::Prepare as u8);
+        spin_until("CPU 1 acted on Prepare", || {
+            view(HANDLER_CPU) == StopState::Prepare as u8
+        });
         assert_eq!(view(CONTROL), 0, "CPU 0 is held at the stopper entrance");
         p.raise(HANDLER_CPU, DEVICE_IRQ).unwrap();
         gate.open();
         down.join().unwrap()
     });
     result.unwrap().unwrap();
-    assert!(handled.load(Ordering::SeqCst), "the device interrupt was handled");
+    assert!(
+        handled.load(Ordering::SeqCst),
+        "the device interrupt was handled"
+    );
     assert!(!p.is_online(DYING));
     assert_eq!(p.take_panics(), Vec::<String>::new());
-    Outcome { calls: p.cross_call_log(), all_irqs_off_in_run: irqs_off_in_run.load(Ordering::SeqCst) }
+    Outcome {
+        calls: p.cross_call_log(),
+        all_irqs_off_in_run: irqs_off_in_run.load(Ordering::SeqCst),
+    }
 }
 
 fn the_call(o: &Outcome) -> CrossCallRecord {
-    assert_eq!(o.calls.len(), 1, "exactly one cross-call ran: {:?}", o.calls);
+    assert_eq!(
+        o.calls.len(),
+        1,
+        "exactly one cross-call ran: {:?}",
+        o.calls
+    );
     let c = o.calls[0];
     assert_eq!((c.from, c.target, c.ran_on), (HANDLER_CPU, DYING, DYING));
     c
@@ -156,7 +180,10 @@ fn the_call(o: &Outcome) -> CrossCallRecord {
 
 #[test]
 fn seed_001_both_defences_handle_the_ipi_before_offline() {
-    let o = scenario_001(Defences { two_phase: true, flush: true });
+    let o = scenario_001(Defences {
+        two_phase: true,
+        flush: true,
+    });
     let c = the_call(&o);
     assert!(c.ran_while_online, "{c:?}");
     // The two-phase disable alone already got it in, through the IPI.
@@ -166,7 +193,10 @@ fn seed_001_both_defences_handle_the_ipi_before_offline() {
 
 #[test]
 fn seed_001_two_phase_disable_alone_handles_the_ipi_before_offline() {
-    let o = scenario_001(Defences { two_phase: true, flush: false });
+    let o = scenario_001(Defences {
+        two_phase: true,
+        flush: false,
+    });
     let c = the_call(&o);
     assert!(c.ran_while_online, "{c:?}");
     assert_eq!(c.path, CallPath::Ipi);
@@ -175,7 +205,10 @@ fn seed_001_two_phase_disable_alone_handles_the_ipi_before_offline() {
 
 #[test]
 fn seed_001_flush_alone_handles_the_call_before_offline() {
-    let o = scenario_001(Defences { two_phase: false, flush: true });
+    let o = scenario_001(Defences {
+        two_phase: false,
+        flush: true,
+    });
     let c = the_call(&o);
     assert!(c.ran_while_online, "{c:?}");
     // The IPI was pending on CPU 2 with interrupts off: the flush ran it.
@@ -187,9 +220,15 @@ fn seed_001_flush_alone_handles_the_call_before_offline() {
 fn seed_001_without_either_defence_the_ipi_is_handled_after_offline() {
     // The bug of seeds/001, reproduced: this is what the tests above would
     // see if their defence were missing.
-    let o = scenario_001(Defences { two_phase: false, flush: false });
+    let o = scenario_001(Defences {
+        two_phase: false,
+        flush: false,
+    });
     let c = the_call(&o);
-    assert!(!c.ran_while_online, "the IPI ran on CPU 2 after it was marked offline: {c:?}");
+    assert!(
+        !c.ran_while_online,
+        "the IPI ran on CPU 2 after it was marked offline: {c:?}"
+    );
     assert_eq!(c.path, CallPath::Ipi);
 }
 
@@ -218,9 +257,15 @@ fn error_from_f_propagates_and_every_cpu_irq_state_is_restored() {
         })
         .unwrap();
     assert_eq!(r.0, Ok(Err(Boom(3))));
-    assert!(r.1, "CPU 0 entered with interrupts off and left with them off");
+    assert!(
+        r.1,
+        "CPU 0 entered with interrupts off and left with them off"
+    );
     for c in 1..4 {
-        assert!(p.irqs_enabled(CpuId(c)).unwrap(), "CPU {c} interrupts restored");
+        assert!(
+            p.irqs_enabled(CpuId(c)).unwrap(),
+            "CPU {c} interrupts restored"
+        );
     }
     assert!(p.irqs_enabled(CONTROL).unwrap());
     for v in views.iter() {
@@ -236,7 +281,9 @@ fn error_from_f_propagates_and_every_cpu_irq_state_is_restored() {
     for c in 0..4 {
         p.raise(CpuId(c), DEVICE_IRQ).unwrap();
     }
-    spin_until("every CPU took its interrupt", || n.load(Ordering::SeqCst) == 4);
+    spin_until("every CPU took its interrupt", || {
+        n.load(Ordering::SeqCst) == 4
+    });
 }
 
 #[test]
@@ -281,7 +328,11 @@ fn every_cpu_passes_every_state_in_order_and_f_runs_on_the_active_cpus() {
     assert_eq!(ran, [CpuId(1), CpuId(4)]);
     let log = log.lock().unwrap().clone();
     for c in 0..6 {
-        let mine: Vec<StopState> = log.iter().filter(|e| e.0 == CpuId(c)).map(|e| e.1).collect();
+        let mine: Vec<StopState> = log
+            .iter()
+            .filter(|e| e.0 == CpuId(c))
+            .map(|e| e.1)
+            .collect();
         assert_eq!(mine, &StopState::ALL[1..], "CPU {c}");
     }
     // A state is acted on by everyone before anyone acts on the next one.
@@ -309,7 +360,9 @@ fn concurrent_and_nested_calls_are_refused_not_deadlocked() {
         let nested = sm.stop_machine(&p, &online, &CpuMask::of(CpuId(1)), &|_| ());
         let nested_one = sm.stop_one_cpu(&p, &online, CpuId(1), &|| ());
         let concurrent = thread::scope(|s| {
-            s.spawn(|| sm.stop_machine(&p, &online, &CpuMask::of(CpuId(1)), &|_| ())).join().unwrap()
+            s.spawn(|| sm.stop_machine(&p, &online, &CpuMask::of(CpuId(1)), &|_| ()))
+                .join()
+                .unwrap()
         });
         (nested, nested_one, concurrent)
     });
@@ -318,7 +371,10 @@ fn concurrent_and_nested_calls_are_refused_not_deadlocked() {
     assert_eq!(nested_one, Err(StopMachineError::Busy));
     assert_eq!(concurrent, Err(StopMachineError::Busy));
     // The instance is usable again afterwards.
-    assert_eq!(sm.stop_machine(&p, &online, &CpuMask::of(CpuId(2)), &|c| c), Ok(CpuId(2)));
+    assert_eq!(
+        sm.stop_machine(&p, &online, &CpuMask::of(CpuId(2)), &|c| c),
+        Ok(CpuId(2))
+    );
 }
 
 #[test]
@@ -329,10 +385,22 @@ fn bad_masks_are_refused_with_typed_errors() {
     let online = CpuMask::from_cpus([CpuId(0), CpuId(1)]);
     let ran = AtomicBool::new(false);
     let f = |_: CpuId| ran.store(true, Ordering::SeqCst);
-    assert_eq!(sm.stop_machine(&p, &online, &CpuMask::new(), &f), Err(StopMachineError::NoActiveCpu));
-    assert_eq!(sm.stop_machine(&p, &online, &CpuMask::of(CpuId(2)), &f), Err(StopMachineError::CpuOffline(CpuId(2))));
-    assert_eq!(sm.stop_machine(&p, &CpuMask::new(), &CpuMask::of(CpuId(0)), &f), Err(StopMachineError::BadOnlineMask));
-    assert_eq!(sm.stop_one_cpu(&p, &online, CpuId(2), &|| ()), Err(StopMachineError::CpuOffline(CpuId(2))));
+    assert_eq!(
+        sm.stop_machine(&p, &online, &CpuMask::new(), &f),
+        Err(StopMachineError::NoActiveCpu)
+    );
+    assert_eq!(
+        sm.stop_machine(&p, &online, &CpuMask::of(CpuId(2)), &f),
+        Err(StopMachineError::CpuOffline(CpuId(2)))
+    );
+    assert_eq!(
+        sm.stop_machine(&p, &CpuMask::new(), &CpuMask::of(CpuId(0)), &f),
+        Err(StopMachineError::BadOnlineMask)
+    );
+    assert_eq!(
+        sm.stop_one_cpu(&p, &online, CpuId(2), &|| ()),
+        Err(StopMachineError::CpuOffline(CpuId(2)))
+    );
     let single = CpuMask::of(CpuId(0));
     assert_eq!(
         sm.take_cpu_down(&p, &single, CpuId(0), &|| Ok::<(), ()>(()), &|| ()),
@@ -348,7 +416,11 @@ fn stop_one_cpu_runs_on_that_cpu_with_interrupts_on() {
     let p = machine.platform();
     let sm = StopMachine::new();
     let online = p.online_mask();
-    let r = p.on_cpu(CpuId(1), || sm.stop_one_cpu(&p, &online, CpuId(3), &|| (p.try_current_cpu(), p.local_irq_enabled())));
+    let r = p.on_cpu(CpuId(1), || {
+        sm.stop_one_cpu(&p, &online, CpuId(3), &|| {
+            (p.try_current_cpu(), p.local_irq_enabled())
+        })
+    });
     assert_eq!(r, Ok(Ok((Some(CpuId(3)), true))));
 }
 
@@ -370,16 +442,29 @@ fn stop_machine_from_a_cpu_while_another_cpu_handles_interrupts_in_prepare() {
     let taken_in: Arc<Mutex<Vec<(CpuId, u8)>>> = Arc::default();
     let (t, vv) = (taken_in.clone(), views.clone());
     p.set_irq_entry_hook(Some(Arc::new(move |cpu, _| {
-        t.lock().unwrap().push((cpu, vv[cpu.index()].load(Ordering::SeqCst)));
+        t.lock()
+            .unwrap()
+            .push((cpu, vv[cpu.index()].load(Ordering::SeqCst)));
     })));
     let online = p.online_mask();
     thread::scope(|s| {
-        let h = s.spawn(|| p.on_cpu(CpuId(0), || sm.stop_machine(&p, &online, &CpuMask::of(CpuId(0)), &|_| ())));
-        spin_until("CPU 1 in Prepare", || views[1].load(Ordering::SeqCst) == StopState::Prepare as u8);
+        let h = s.spawn(|| {
+            p.on_cpu(CpuId(0), || {
+                sm.stop_machine(&p, &online, &CpuMask::of(CpuId(0)), &|_| ())
+            })
+        });
+        spin_until("CPU 1 in Prepare", || {
+            views[1].load(Ordering::SeqCst) == StopState::Prepare as u8
+        });
         p.raise(CpuId(1), DEVICE_IRQ).unwrap();
-        spin_until("CPU 1 took the interrupt", || !taken_in.lock().unwrap().is_empty());
+        spin_until("CPU 1 took the interrupt", || {
+            !taken_in.lock().unwrap().is_empty()
+        });
         gate.open();
         h.join().unwrap().unwrap().unwrap();
     });
-    assert_eq!(*taken_in.lock().unwrap(), [(CpuId(1), StopState::Prepare as u8)]);
+    assert_eq!(
+        *taken_in.lock().unwrap(),
+        [(CpuId(1), StopState::Prepare as u8)]
+    );
 }

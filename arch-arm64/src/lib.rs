@@ -105,6 +105,13 @@
 //! a linear CPU number rather than found by affinity; and it has no split
 //! EOI (`ICC_DIR_EL1`/`GICC_DIR`) support. The register layout here follows
 //! the same specification chapters.
+//!
+//! # Features
+//!
+//! - `model`: a behavioural model of the GIC (distributor, redistributors,
+//!   CPU interfaces) behind the same register traits; pulls in `std`.
+//! - `std`: links `std` (needed by `model`).
+//!   The `asm!` system-register accessors are compiled for `aarch64` only.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

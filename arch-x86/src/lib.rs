@@ -90,6 +90,12 @@
 //!
 //! The integration tests (`tests/kernel_path.rs`) run this sequence against
 //! the models.
+//!
+//! # Features
+//!
+//! - `model`: behavioural models of the LAPIC, IOAPIC, MSI target and 8259
+//!   (no_std + alloc), for host tests of this crate and of kernels built on it.
+//!   Off by default; the real accessors (`hw`) are compiled for `x86_64` only.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

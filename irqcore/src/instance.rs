@@ -38,6 +38,54 @@ impl CoreConfig {
 ///
 /// Create one per kernel (a `static` works: the constructor is `const`) or
 /// many in tests.
+///
+/// ```
+/// use irqcore::*;
+/// use std::sync::Arc;
+///
+/// struct Up; // one CPU, interrupts always off: enough for a doctest
+/// impl Platform for Up {
+///     fn current_cpu(&self) -> CpuId { CpuId(0) }
+///     fn local_irq_save(&self) -> IrqFlags { IrqFlags(0) }
+///     fn local_irq_restore(&self, _: IrqFlags) {}
+///     fn local_irq_enabled(&self) -> bool { false }
+///     fn run_on_cpus(&self, c: &CpuMask, w: &(dyn Fn(CpuId) + Sync)) { c.iter().for_each(|c| w(c)) }
+///     fn schedule_resend(&self, _: IrqNumber) {}
+///     fn wake_thread(&self, _: IrqNumber, _: ActionId) {}
+/// }
+/// struct Line;
+/// impl IrqChip for Line {
+///     fn name(&self) -> &str { "LINE" }
+///     fn mask(&self, _: &IrqData<'_>) {}
+///     fn unmask(&self, _: &IrqData<'_>) {}
+/// }
+///
+/// # fn main() -> Result<(), IrqError> {
+/// let core = IrqCore::new(Up);
+/// core.set_cpu_online(CpuId(0), true)?;
+/// let irq = core.alloc_descs(IrqNumber(16), 1)?;
+/// core.set_chip(irq, vec![ChipLevel::new(Arc::new(Line), HwIrq(3))], FlowKind::Level)?;
+///
+/// // Two devices share the line; each handler says whether it was its device.
+/// let shared = RequestFlags::SHARED;
+/// let a = core.request_irq(irq, IrqRequest::new("a", Arc::new(|_| IrqReturn::NONE)).flags(shared))?;
+/// let b = core.request_irq(irq, IrqRequest::new("b", Arc::new(|_| IrqReturn::HANDLED)).flags(shared))?;
+/// // A third, non-shared request is refused and changes nothing.
+/// let c = core.request_irq(irq, IrqRequest::new("c", Arc::new(|_| IrqReturn::HANDLED)));
+/// assert_eq!(c.err(), Some(IrqError::NotShared(irq)));
+///
+/// core.disable_irq(irq)?;                 // nests
+/// core.disable_irq(irq)?;
+/// core.enable_irq(irq)?;
+/// core.enable_irq(irq)?;
+/// assert_eq!(core.enable_irq(irq), Err(IrqError::UnbalancedEnable(irq)));
+///
+/// core.handle_irq(irq)?;
+/// assert_eq!(core.irq_count(irq, CpuId(0)), 1);
+/// drop((a, b));                           // frees both handlers
+/// core.free_descs(irq, 1)?;
+/// # Ok(()) }
+/// ```
 pub struct IrqCore<P: Platform> {
     pub(crate) platform: P,
     pub(crate) store: DescStore,

@@ -19,6 +19,12 @@
 //!   (descriptors, chips, flows, hotplug prepare/dead, upcall dispatch).
 //!
 //! Never use the level flow for an event channel: see [`chip`].
+//!
+//! # Features
+//!
+//! - `model`: a behavioural model of Xen's event-channel hypercalls (2-level
+//!   ABI) for host tests of this crate and of kernels using it. The real
+//!   hypercall-page accessor is compiled for `x86_64` only.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

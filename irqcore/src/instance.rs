@@ -853,7 +853,8 @@ impl<P: Platform> IrqCore<P> {
         // A managed shutdown ends with the last handler: the next request
         // starts afresh (otherwise a CPU coming back would start a line a
         // NO_AUTOEN requester has not enabled yet).
-        g.state.remove(IrqState::STARTED | IrqState::MANAGED_SHUTDOWN);
+        g.state
+            .remove(IrqState::STARTED | IrqState::MANAGED_SHUTDOWN);
     }
 
     /// The lazy disable: mark DISABLED; mask only if the chip has a real

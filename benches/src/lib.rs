@@ -113,7 +113,7 @@ thread_local! {
 }
 
 /// Makes the calling thread play CPU `cpu` for [`BenchPlatform`] and
-/// [`IrqfOps`].
+/// `IrqfOps`.
 pub fn set_current_cpu(cpu: u32) {
     CURRENT_CPU.with(|c| c.set(cpu));
 }

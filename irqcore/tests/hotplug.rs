@@ -343,7 +343,7 @@ fn seed_003_concurrent_retargeting_converges_to_the_last_request() {
     for deferred in [false, true] {
         set_cpu(0);
         let core = core_with_cpus(4);
-        let chip = RecordingChip::new();
+        let chip = Arc::new(TargetChip::default());
         let irq = irq_with(&core, chip.clone(), FlowKind::Edge);
         if deferred {
             core.set_irq_settings(irq, IrqState::MOVE_DEFERRED, IrqState::empty())
@@ -381,8 +381,22 @@ fn seed_003_concurrent_retargeting_converges_to_the_last_request() {
                 // Both racing requests are done; this one is the last.
                 let last = CpuId(((r * 7) % 4) as u32);
                 core.set_affinity(irq, &CpuMask::of(last)).unwrap();
-                // Let the device fire so a deferred move reaches its safe point.
-                core.handle_irq(irq).unwrap();
+                // Quiescence: let the device fire until a deferred move has
+                // reached its safe point (the CPU handling it may be another).
+                let mut spins = 0;
+                loop {
+                    core.handle_irq(irq).unwrap();
+                    let s = core.snapshot(irq).unwrap();
+                    if !s
+                        .state
+                        .intersects(IrqState::MOVE_PENDING | IrqState::IN_PROGRESS)
+                    {
+                        break;
+                    }
+                    spins += 1;
+                    assert!(spins < 1_000_000, "round {r}: the move never completed");
+                    std::thread::yield_now();
+                }
                 let programmed = *chip.target.lock().unwrap();
                 assert_eq!(
                     programmed,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 fn dispatch_races_alloc_and_free() {
     set_cpu(0);
     let core = core_with_cpus(4);
-    let chip = RecordingChip::new();
+    let chip = Arc::new(TargetChip::default());
     const STABLE: usize = 16;
     // Per-CPU flow for the stable irqs: every arrival runs the handler (an
     // edge flow would rightly coalesce arrivals that meet in progress).

@@ -190,3 +190,30 @@ pub fn counting() -> (Arc<std::sync::atomic::AtomicU64>, Arc<dyn IrqHandler>) {
         }),
     )
 }
+
+/// A chip that only remembers its target (no call log, so tests that fire
+/// millions of interrupts do not grow memory).
+#[derive(Default)]
+pub struct TargetChip {
+    pub target: Mutex<Option<CpuMask>>,
+}
+
+impl IrqChip for TargetChip {
+    fn name(&self) -> &str {
+        "TGT"
+    }
+    fn mask(&self, _d: &IrqData<'_>) {}
+    fn unmask(&self, _d: &IrqData<'_>) {}
+    fn set_affinity(
+        &self,
+        _d: &IrqData<'_>,
+        mask: &CpuMask,
+        _force: bool,
+    ) -> Result<AffinitySet, ChipError> {
+        let first = mask.first().ok_or(ChipError::Invalid)?;
+        *self.target.lock().unwrap() = Some(CpuMask::of(first));
+        Ok(AffinitySet::Applied {
+            effective: CpuMask::of(first),
+        })
+    }
+}

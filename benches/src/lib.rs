@@ -12,8 +12,8 @@
 //! that silently does nothing.
 
 use irqcore::{
-    ActionId, ChipLevel, CpuId, CpuMask, FlowKind, HwIrq, IrqChip, IrqCore, IrqData, IrqFlags,
-    IrqHandler, IrqNumber, IrqRequest, IrqReturn, Platform, RequestFlags,
+    ChipLevel, CpuId, CpuMask, FlowKind, HwIrq, IrqChip, IrqCore, IrqData, IrqFlags, IrqHandler,
+    IrqNumber, IrqRequest, IrqReturn, Platform, RequestFlags,
 };
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -146,7 +146,6 @@ impl Platform for BenchPlatform {
         }
     }
     fn schedule_resend(&self, _irq: IrqNumber) {}
-    fn wake_thread(&self, _irq: IrqNumber, _action: ActionId) {}
 }
 
 /// A chip whose callbacks do nothing: dispatch cost without hardware.

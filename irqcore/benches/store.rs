@@ -21,7 +21,6 @@ impl Platform for BenchPlatform {
     }
     fn run_on_cpus(&self, _c: &CpuMask, _w: &(dyn Fn(CpuId) + Sync)) {}
     fn schedule_resend(&self, _irq: IrqNumber) {}
-    fn wake_thread(&self, _irq: IrqNumber, _a: ActionId) {}
 }
 
 fn core_with(n: u32) -> IrqCore<BenchPlatform> {

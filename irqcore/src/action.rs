@@ -3,7 +3,7 @@
 use crate::chip::TriggerType;
 use crate::ids::IrqNumber;
 use crate::platform::ActionId;
-use crate::sync::{AtomicBool, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, Ordering};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use bitflags::bitflags;
@@ -162,9 +162,35 @@ pub(crate) struct Action {
     pub(crate) thread_mask: u64,
     /// The thread has been woken and has not run yet.
     pub(crate) run_thread: AtomicBool,
+    /// Wakes counted by a flow and not yet finalised by the thread
+    /// (`IrqCore::run_thread`): while non-zero, `synchronize_irq` waits.
+    pub(crate) threads_pending: AtomicU32,
+    /// CPU index + 1 of the CPU running this action's thread function, 0
+    /// when it is not running. Lets `free_irq` called from that very thread
+    /// function return instead of waiting for itself.
+    pub(crate) thread_cpu: AtomicU32,
+    /// Set by `free_irq` once the action is unlinked: a thread still
+    /// looping in `run_thread` stops calling the thread function.
+    pub(crate) removed: AtomicBool,
 }
 
 impl Action {
+    /// A fresh action (thread not woken, not running, linked).
+    pub(crate) fn new(id: ActionId, req: &IrqRequest, dev_id: DevId, thread_mask: u64) -> Self {
+        Self {
+            id,
+            name: req.name,
+            dev_id,
+            handler: req.handler.clone(),
+            flags: req.flags,
+            thread_mask,
+            run_thread: AtomicBool::new(false),
+            threads_pending: AtomicU32::new(0),
+            thread_cpu: AtomicU32::new(0),
+            removed: AtomicBool::new(false),
+        }
+    }
+
     pub(crate) fn threaded(&self) -> bool {
         self.flags.contains(RequestFlags::THREADED)
     }

@@ -17,7 +17,7 @@ use crate::chip::{ChipLevel, IrqData, TriggerType};
 use crate::cpumask::CpuMask;
 use crate::flow::FlowKind;
 use crate::ids::{CpuId, IrqNumber};
-use crate::sync::{AtomicU8, AtomicU64, Ordering};
+use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -80,6 +80,13 @@ bitflags! {
         const ONESHOT = 1 << 2;
         /// Disabled by the spurious-interrupt detector.
         const SPURIOUS_DISABLED = 1 << 3;
+        /// A software resend is queued and has not run (see
+        /// [`crate::resend`]); cleared by whoever runs it, or by shutdown.
+        const SW_RESEND = 1 << 4;
+        /// The spurious detector judges threaded actions by their threads'
+        /// results, one interrupt late (Linux's deferred detection): armed
+        /// on the first interrupt that only woke threads.
+        const SPURIOUS_DEFERRED = 1 << 5;
     }
 }
 
@@ -96,14 +103,18 @@ pub(crate) struct DescInner {
     pub(crate) in_progress_cpu: CpuId,
     /// Bitmask of oneshot threads that have not finished yet.
     pub(crate) threads_oneshot: u64,
-    /// Threads woken and not finished.
-    pub(crate) threads_active: u32,
     pub(crate) affinity: CpuMask,
     pub(crate) effective: CpuMask,
     pub(crate) pending_mask: CpuMask,
     pub(crate) percpu_enabled: CpuMask,
     pub(crate) irq_count: u32,
     pub(crate) irqs_unhandled: u32,
+    /// `IrqDesc::threads_handled` at the last interrupt judged by its
+    /// threads (deferred spurious detection).
+    pub(crate) threads_handled_last: u32,
+    /// [`Platform::now_ns`](crate::Platform::now_ns) at the last unhandled
+    /// interrupt.
+    pub(crate) last_unhandled_ns: Option<u64>,
     pub(crate) spurious_reports: u32,
     pub(crate) tot_count: u64,
     pub(crate) name: &'static str,
@@ -121,13 +132,14 @@ impl DescInner {
             actions: ActionList::empty(),
             in_progress_cpu: CpuId(0),
             threads_oneshot: 0,
-            threads_active: 0,
             affinity: CpuMask::new(),
             effective: CpuMask::new(),
             pending_mask: CpuMask::new(),
             percpu_enabled: CpuMask::new(),
             irq_count: 0,
             irqs_unhandled: 0,
+            threads_handled_last: 0,
+            last_unhandled_ns: None,
             spurious_reports: 0,
             tot_count: 0,
             name: "",
@@ -157,6 +169,14 @@ pub struct IrqDesc {
     /// is harmless because the flow can only change while no handler is
     /// installed (or between per-CPU-compatible flows).
     pub(crate) flow_hint: AtomicU8,
+    /// Thread functions of this irq that returned "handled", for the
+    /// deferred spurious detection (written by threads without the lock).
+    pub(crate) threads_handled: AtomicU32,
+    /// Work a flow left for `handle_irq` to do after dropping the lock:
+    /// inline thread functions
+    /// ([`ThreadWake::RunInline`](crate::ThreadWake::RunInline)), a
+    /// spurious-disable report (`flow::EXIT_*` bits).
+    pub(crate) exit_work: core::sync::atomic::AtomicU8,
 }
 
 impl IrqDesc {
@@ -166,6 +186,8 @@ impl IrqDesc {
             inner: spin::Mutex::new(DescInner::new()),
             counts: (0..nr_cpus).map(|_| AtomicU64::new(0)).collect(),
             flow_hint: AtomicU8::new(FlowKind::Bad as u8),
+            threads_handled: AtomicU32::new(0),
+            exit_work: core::sync::atomic::AtomicU8::new(0),
         }
     }
 

@@ -80,6 +80,21 @@ pub enum IrqError {
     Chip(ChipError),
     /// Stop-machine refused or could not complete (CPU down).
     StopMachine(crate::stop_machine::StopMachineError),
+    /// The call may wait (for other CPUs, an interrupt thread, a grace
+    /// period or stop-machine) or allocate, and was made where that could
+    /// deadlock: in interrupt context (a handler, on this CPU, inside
+    /// [`IrqCore::handle_irq`](crate::IrqCore::handle_irq)) or inside
+    /// stop-machine (a `Starting`-phase hotplug callback going down).
+    /// Nothing was changed. Use the non-waiting variant
+    /// ([`IrqCore::disable_irq_nosync`](crate::IrqCore::disable_irq_nosync))
+    /// or defer the work to process context; `docs/porting.md` lists what
+    /// each call may do from interrupt context.
+    InInterrupt,
+    /// The call would wait for the thread function of this irq that is
+    /// making it (`synchronize_irq` or `disable_irq` from the irq's own
+    /// thread function). Nothing was changed; use
+    /// [`IrqCore::disable_irq_nosync`](crate::IrqCore::disable_irq_nosync).
+    InOwnThread(IrqNumber),
 }
 
 impl From<ChipError> for IrqError {

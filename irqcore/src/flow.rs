@@ -31,8 +31,9 @@ use crate::desc::{DescInner, IrqDesc, IrqState, IrqStatus};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
-use crate::platform::{ActionId, IrqEvent, Platform};
+use crate::platform::{ActionId, IrqEvent, Platform, ThreadWake};
 use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
 use spin::MutexGuard;
 
 /// Which flow handler an irq uses.
@@ -82,9 +83,19 @@ impl FlowKind {
     }
 }
 
-/// Spurious detector window and threshold (Linux's values).
+/// Spurious detector window and threshold (Linux's values: a line is
+/// disabled when *more than* the threshold were unhandled).
 pub(crate) const SPURIOUS_WINDOW: u32 = 100_000;
 pub(crate) const SPURIOUS_THRESHOLD: u32 = 99_900;
+/// With a clock, an unhandled interrupt this long after the previous one
+/// restarts the count (Linux: HZ/10).
+pub(crate) const SPURIOUS_GAP_NS: u64 = 100_000_000;
+
+/// `IrqDesc::exit_work` bits: work a flow leaves for `handle_irq` to do once
+/// the descriptor lock is dropped.
+pub(crate) const EXIT_INLINE_THREADS: u8 = 1 << 0;
+/// See [`EXIT_INLINE_THREADS`].
+pub(crate) const EXIT_REPORT_SPURIOUS: u8 = 1 << 1;
 
 type Guard<'a> = MutexGuard<'a, DescInner>;
 
@@ -93,7 +104,14 @@ impl<P: Platform> IrqCore<P> {
     ///
     /// Call it from the interrupt entry with local interrupts disabled, after
     /// translating the vector/INTID/port to the irq number. It never
-    /// allocates and takes no lock but `irq`'s own descriptor lock.
+    /// allocates and takes no lock but `irq`'s own descriptor lock. Before it
+    /// returns it also runs thread functions the platform asked to run
+    /// inline ([`ThreadWake::RunInline`](crate::ThreadWake::RunInline)) and
+    /// the queued software resends ([`crate::resend`]).
+    ///
+    /// `Err` means no descriptor exists for `irq` (reported as
+    /// [`IrqEvent::BadIrq`]): nothing ran, and the interrupt entry must
+    /// acknowledge (EOI) the controller itself.
     pub fn handle_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
         let cpu = self.platform.current_cpu();
         let epoch = self
@@ -101,10 +119,11 @@ impl<P: Platform> IrqCore<P> {
             .get(cpu.index())
             .filter(|_| cpu.0 < self.nr_cpus)
             .ok_or(IrqError::BadCpu(cpu))?;
-        epoch.enter();
+        epoch.enter_irq();
         let r = match self.store.lookup(irq) {
             Some(desc) => {
                 self.run_flow(desc, cpu);
+                self.exit_work(desc);
                 Ok(())
             }
             None => {
@@ -112,17 +131,38 @@ impl<P: Platform> IrqCore<P> {
                 Err(IrqError::UnknownIrq(irq))
             }
         };
-        epoch.exit();
+        if !self.resend.is_empty() {
+            self.drain_resends(cpu);
+        }
+        epoch.exit_irq();
         r
     }
 
-    /// Replays `irq` after [`Platform::schedule_resend`]. Same context rules
-    /// as [`IrqCore::handle_irq`].
-    pub fn handle_sw_resend(&self, irq: IrqNumber) -> Result<(), IrqError> {
-        self.handle_irq(irq)
+    /// Work a flow left for after its descriptor lock was dropped: inline
+    /// thread functions and a spurious-disable report.
+    #[inline]
+    fn exit_work(&self, desc: &IrqDesc) {
+        if desc.exit_work.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let work = desc.exit_work.swap(0, Ordering::AcqRel);
+        if work & EXIT_REPORT_SPURIOUS != 0 {
+            self.platform.report(IrqEvent::SpuriousDisabled(desc.irq));
+        }
+        if work & EXIT_INLINE_THREADS != 0 {
+            let actions = desc.inner.lock().actions.raw();
+            // SAFETY: as in `handle_irq_event`: published lists are dropped
+            // only after a grace period and we are in our read-side section.
+            let actions = unsafe { &*actions };
+            for a in actions.iter() {
+                if a.threaded() && a.run_thread.load(crate::sync::Ordering::Acquire) {
+                    let _ = self.run_thread(desc.irq, a.id);
+                }
+            }
+        }
     }
 
-    fn run_flow(&self, desc: &IrqDesc, cpu: CpuId) {
+    pub(crate) fn run_flow(&self, desc: &IrqDesc, cpu: CpuId) {
         match desc.flow() {
             FlowKind::Edge => self.flow_edge(desc, cpu),
             FlowKind::Level => self.flow_level(desc, cpu),
@@ -252,38 +292,48 @@ impl<P: Platform> IrqCore<P> {
         // inside its read-side section (entered by `handle_irq`) until the
         // flow returns, so the slice outlives this use.
         let actions = unsafe { &*actions };
-        let (ret, woken_mask, woken) = self.run_actions(desc.irq, actions);
+        let (ret, woken_mask) = self.run_actions(desc, actions);
         let mut g = desc.inner.lock();
-        if woken != 0 {
-            g.threads_active += woken;
-            if g.status.contains(IrqStatus::ONESHOT) {
-                g.threads_oneshot |= woken_mask;
-            }
+        if woken_mask != 0 && g.status.contains(IrqStatus::ONESHOT) {
+            g.threads_oneshot |= woken_mask;
         }
         g.state.remove(IrqState::IN_PROGRESS);
-        self.note_interrupt(desc.irq, &mut g, ret);
+        self.note_interrupt(desc, &mut g, ret);
         (g, ret)
     }
 
     /// Calls every handler and wakes the threads that asked for it; returns
-    /// the combined result and the woken threads' oneshot mask and count.
+    /// the combined result and the woken threads' oneshot mask.
     fn run_actions(
         &self,
-        irq: IrqNumber,
+        desc: &IrqDesc,
         actions: &[Arc<crate::action::Action>],
-    ) -> (IrqReturn, u64, u32) {
+    ) -> (IrqReturn, u64) {
         let mut ret = IrqReturn::NONE;
-        let (mut mask, mut n) = (0u64, 0u32);
+        let mut mask = 0u64;
         for a in actions.iter() {
-            let r = a.handler.handle(irq);
-            if r.contains(IrqReturn::WAKE_THREAD) && a.threaded() && a.mark_run_thread() {
-                mask |= a.thread_mask;
-                n += 1;
-                self.platform.wake_thread(irq, a.id);
+            let r = a.handler.handle(desc.irq);
+            if r.contains(IrqReturn::WAKE_THREAD) && a.threaded() {
+                mask |= self.wake(desc, a);
             }
             ret = ret | r;
         }
-        (ret, mask, n)
+        (ret, mask)
+    }
+
+    /// Wakes the thread of `a` (once per run of the thread function);
+    /// returns its oneshot bit if this call woke it.
+    fn wake(&self, desc: &IrqDesc, a: &crate::action::Action) -> u64 {
+        if !a.mark_run_thread() {
+            return 0;
+        }
+        a.threads_pending
+            .fetch_add(1, crate::sync::Ordering::AcqRel);
+        if self.platform.wake_thread(desc.irq, a.id) == ThreadWake::RunInline {
+            desc.exit_work
+                .fetch_or(EXIT_INLINE_THREADS, Ordering::AcqRel);
+        }
+        a.thread_mask
     }
 
     fn flow_edge(&self, desc: &IrqDesc, cpu: CpuId) {
@@ -432,12 +482,12 @@ impl<P: Platform> IrqCore<P> {
         } else if devid {
             if let Some(a) = actions.iter().next() {
                 let r = a.handler.handle(irq);
-                if r.contains(IrqReturn::WAKE_THREAD) && a.threaded() && a.mark_run_thread() {
-                    self.platform.wake_thread(irq, a.id);
+                if r.contains(IrqReturn::WAKE_THREAD) && a.threaded() {
+                    self.wake(desc, a);
                 }
             }
         } else {
-            self.run_actions(irq, actions);
+            self.run_actions(desc, actions);
         }
         let g = desc.inner.lock();
         Self::eoi(irq, &g);
@@ -448,33 +498,66 @@ impl<P: Platform> IrqCore<P> {
     /// platform's interrupt thread after [`Platform::wake_thread`]), then
     /// finalises oneshot: the line is unmasked once the last oneshot thread
     /// is done.
+    ///
+    /// No read-side section is held while the thread function runs, so it
+    /// may sleep and may call any process-context API, `free_irq` of its own
+    /// handler included (which then returns without waiting for this very
+    /// call to end). The interrupt thread must not migrate to another CPU
+    /// while inside this call.
     pub fn run_thread(&self, irq: IrqNumber, action: ActionId) -> Result<(), IrqError> {
-        let s = self.section()?;
-        let desc = self.desc(&s, irq)?;
         let a = {
+            let s = self.section()?;
+            let desc = self.desc(&s, irq)?;
             let g = self.lock_desc(desc);
             g.actions.iter().find(|a| a.id == action).cloned()
         };
         let Some(a) = a else {
             return Err(IrqError::NoSuchHandler(irq));
         };
-        // Each wake that set the flag was counted in `threads_active` once;
+        let me = self.platform.current_cpu();
+        // Each wake that set the flag was counted in `threads_pending` once;
         // count the ones this call consumes so exactly those are undone.
         let mut consumed = 0u32;
-        while a.run_thread.swap(false, crate::sync::Ordering::AcqRel) {
+        let mut handled = 0u32;
+        a.thread_cpu
+            .store(me.0.wrapping_add(1), crate::sync::Ordering::Release);
+        while !a.removed.load(crate::sync::Ordering::Acquire)
+            && a.run_thread.swap(false, crate::sync::Ordering::AcqRel)
+        {
             consumed += 1;
-            let _ = a.handler.thread(irq);
+            if a.handler.thread(irq).handled() {
+                handled += 1;
+            }
         }
-        // Finalise: never unmask while a hard handler runs on some CPU (it
-        // could be about to mask again).
+        a.thread_cpu.store(0, crate::sync::Ordering::Release);
+        // Finalise. The descriptor is looked up again: it may have gone
+        // while the thread function ran (freed after `free_irq` unlinked
+        // this action), and then there is nothing left to finalise.
         loop {
+            let s = self.section()?;
+            let Ok(desc) = self.desc(&s, irq) else {
+                return Ok(());
+            };
+            if handled != 0 {
+                desc.threads_handled
+                    .fetch_add(handled, crate::sync::Ordering::AcqRel);
+                handled = 0;
+            }
             let mut g = self.lock_desc(desc);
+            // Never finalise while a hard handler runs on some CPU: it may
+            // be about to record this wake's oneshot bit.
             if g.state.contains(IrqState::IN_PROGRESS) {
                 drop(g);
+                drop(s);
                 self.platform.cpu_relax();
                 continue;
             }
-            g.threads_active = g.threads_active.saturating_sub(consumed);
+            if !g.actions.iter().any(|x| Arc::ptr_eq(x, &a)) {
+                // Unlinked by free_irq, which cleared its oneshot bit.
+                return Ok(());
+            }
+            a.threads_pending
+                .fetch_sub(consumed, crate::sync::Ordering::AcqRel);
             if a.run_thread.load(crate::sync::Ordering::Acquire) {
                 // Woken again meanwhile: that wake's own run finalises.
                 break;
@@ -545,31 +628,63 @@ impl<P: Platform> IrqCore<P> {
         g.status.remove(IrqStatus::PENDING);
         let hw = g.data(irq).is_some_and(|d| d.retrigger_hierarchy());
         if !hw {
-            self.platform.schedule_resend(irq);
+            // The platform hears of it once the locks are dropped
+            // (`kick_resends`); the dispatcher drains the queue itself.
+            self.queue_sw_resend(irq, g);
         }
         g.status.insert(IrqStatus::REPLAY);
     }
 
-    /// The unhandled-interrupt detector: over every window of 100,000
-    /// interrupts, if at least 99,900 were unhandled the line is stuck
-    /// ("nobody cared"): disable it and report.
-    fn note_interrupt(&self, irq: IrqNumber, g: &mut DescInner, ret: IrqReturn) {
+    /// The unhandled-interrupt detector (Linux's `note_interrupt`): over
+    /// every window of 100,000 interrupts, if more than 99,900 were
+    /// unhandled the line is stuck ("nobody cared"): disable it and report
+    /// (the report is made by `handle_irq` once the lock is dropped).
+    ///
+    /// An interrupt whose handlers only woke threads is judged by the
+    /// threads instead, one interrupt late (the threads have not run yet):
+    /// it counts as handled if some thread function returned handled since
+    /// the previous such interrupt. With a platform clock, an unhandled
+    /// interrupt more than 100 ms after the previous one restarts the
+    /// unhandled count, so a slow line that is mostly unhandled survives.
+    fn note_interrupt(&self, desc: &IrqDesc, g: &mut DescInner, mut ret: IrqReturn) {
         if g.state.contains(IrqState::PER_CPU) {
             return;
         }
+        if ret == IrqReturn::WAKE_THREAD {
+            let now = desc.threads_handled.load(crate::sync::Ordering::Acquire);
+            if !g.status.contains(IrqStatus::SPURIOUS_DEFERRED) {
+                // First threaded-only interrupt: arm, judge from the next.
+                g.status.insert(IrqStatus::SPURIOUS_DEFERRED);
+                g.threads_handled_last = now;
+                return;
+            }
+            if now == g.threads_handled_last {
+                ret = IrqReturn::NONE;
+            } else {
+                g.threads_handled_last = now;
+                ret = IrqReturn::HANDLED;
+            }
+        }
         if !ret.handled() {
-            g.irqs_unhandled += 1;
+            let now = self.platform.now_ns();
+            let fresh = match (now, g.last_unhandled_ns) {
+                (Some(now), Some(last)) => now.wrapping_sub(last) > SPURIOUS_GAP_NS,
+                _ => false,
+            };
+            g.irqs_unhandled = if fresh { 1 } else { g.irqs_unhandled + 1 };
+            g.last_unhandled_ns = now;
         }
         g.irq_count += 1;
         if g.irq_count < SPURIOUS_WINDOW {
             return;
         }
-        if g.irqs_unhandled >= SPURIOUS_THRESHOLD {
+        if g.irqs_unhandled > SPURIOUS_THRESHOLD {
             g.status.insert(IrqStatus::SPURIOUS_DISABLED);
             g.depth = g.depth.saturating_add(1);
-            Self::irq_disable_masked(irq, g);
+            Self::irq_disable_masked(desc.irq, g);
             g.spurious_reports += 1;
-            self.platform.report(IrqEvent::SpuriousDisabled(irq));
+            desc.exit_work
+                .fetch_or(EXIT_REPORT_SPURIOUS, Ordering::AcqRel);
         }
         g.irq_count = 0;
         g.irqs_unhandled = 0;

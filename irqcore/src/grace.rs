@@ -54,6 +54,11 @@ fn loom_fence() {
     loom::sync::atomic::fence(Ordering::SeqCst);
 }
 
+/// Depth units of one interrupt-context section: process-context sections
+/// count 1 each, so the depth says both whether the CPU is in a section and
+/// whether it is inside the dispatcher, with the same single load.
+const IRQ_UNIT: u32 = 1 << 16;
+
 /// One CPU's read-side state, padded to a cache line so that CPUs never
 /// share a line on the dispatch path.
 #[repr(align(64))]
@@ -93,20 +98,49 @@ impl CpuEpoch {
 
     /// Leaves a read-side section on the owning CPU.
     pub fn exit(&self) {
+        self.leave(1);
+    }
+
+    /// Enters a read-side section that is also *interrupt context*: the
+    /// dispatcher's. Counted apart from process-context sections so that an
+    /// API call can tell it was made from a handler (see
+    /// [`CpuEpoch::in_irq`]).
+    pub fn enter_irq(&self) {
         let d = self.depth.load(Ordering::Relaxed);
-        if d == 1 {
+        self.depth.store(d + IRQ_UNIT, Ordering::Relaxed);
+        if d == 0 {
+            self.seq.fetch_add(1, Ordering::SeqCst);
+            loom_fence();
+        }
+    }
+
+    /// Leaves a section entered with [`CpuEpoch::enter_irq`].
+    pub fn exit_irq(&self) {
+        self.leave(IRQ_UNIT);
+    }
+
+    fn leave(&self, unit: u32) {
+        let d = self.depth.load(Ordering::Relaxed);
+        if d == unit {
             // Only this CPU writes `seq`: a release store is enough to end
             // the section (no locked instruction on the dispatch path).
             let s = self.seq.load(Ordering::Relaxed);
             self.seq.store(s.wrapping_add(1), Ordering::Release);
         }
-        self.depth.store(d.saturating_sub(1), Ordering::Relaxed);
+        self.depth.store(d.saturating_sub(unit), Ordering::Relaxed);
     }
 
     /// Whether the owning CPU is inside a section (only meaningful when
     /// called on the owning CPU).
     pub fn in_section(&self) -> bool {
         self.depth.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether the owning CPU is running the dispatcher (an interrupt
+    /// handler, a flow, a chip callback of a flow), however deeply nested
+    /// (only meaningful when called on the owning CPU).
+    pub fn in_irq(&self) -> bool {
+        self.depth.load(Ordering::Relaxed) >= IRQ_UNIT
     }
 
     /// Waits until the section that was running at the time of the call (if

@@ -40,6 +40,7 @@ use crate::instance::IrqCore;
 use crate::lockdep::LockClass;
 use crate::platform::{IrqEvent, Platform};
 use crate::stop_machine::CpuDownError;
+use crate::store::SparseGuard;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
@@ -155,6 +156,7 @@ impl<P: Platform> IrqCore<P> {
         phase: CpuPhase,
         cb: Arc<dyn HotplugCallback<P>>,
     ) -> Result<(), IrqError> {
+        self.check_may_wait()?;
         let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
         self.hotplug.callbacks.lock().push(Registered { phase, cb });
         Ok(())
@@ -213,9 +215,13 @@ impl<P: Platform> IrqCore<P> {
         if cpu.0 >= self.nr_cpus {
             return Err(IrqError::BadCpu(cpu));
         }
+        self.check_may_wait()?;
         let me = self.platform.current_cpu();
-        let _order = self.lock_order.acquire(me, LockClass::Hotplug);
+        // Busy first: a nested call from a hotplug callback is refused the
+        // same way in every build, before the lock-order record (which
+        // would flag the nesting as an inversion).
         let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
+        let _order = self.lock_order.acquire(me, LockClass::Hotplug);
         if self.cpu_online(cpu) {
             return Err(IrqError::BadCpu(cpu));
         }
@@ -250,6 +256,7 @@ impl<P: Platform> IrqCore<P> {
             return Err(IrqError::BadCpu(cpu));
         }
         self.restore_managed_irqs(cpu);
+        self.kick_resends();
         self.run_up(cpu, CpuPhase::Online)
     }
 
@@ -268,29 +275,37 @@ impl<P: Platform> IrqCore<P> {
     /// Takes `cpu` offline through every phase; its interrupts move to other
     /// online CPUs inside stop-machine. Call from process context on another
     /// online CPU.
+    ///
+    /// The sparse lock is never held while this waits for other CPUs to
+    /// reach stop-machine (a CPU spinning for it could never get there): the
+    /// dying CPU takes it itself once every online CPU is in stop-machine
+    /// with interrupts off. No CPU can hold it then (it is held only with
+    /// interrupts off and never across a wait for another CPU), so it is
+    /// taken with a try-lock, and a holder outside the machine (a platform
+    /// thread that is not a CPU) makes the call fail with
+    /// [`IrqError::Busy`], the CPU still online, instead of deadlocking.
     pub fn cpu_down(&self, cpu: CpuId, control: &dyn CpuControl) -> Result<(), IrqError> {
+        self.check_may_wait()?;
         let me = self.platform.current_cpu();
         if me == cpu || cpu.0 >= self.nr_cpus {
             return Err(IrqError::BadCpu(cpu));
         }
-        let _order = self.lock_order.acquire(me, LockClass::Hotplug);
         let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
+        let _order = self.lock_order.acquire(me, LockClass::Hotplug);
         let online = self.online_cpus();
         if !online.contains(cpu) || online.weight() < 2 {
             return Err(IrqError::BadCpu(cpu));
         }
         self.run_down(cpu, CpuPhase::Online);
-        let sparse = match self.lock_sparse() {
-            Ok(g) => g,
-            Err(e) => {
-                let _ = self.run_up(cpu, CpuPhase::Online);
-                return Err(e);
-            }
-        };
-        self.store.hotplug_cpu.store(cpu.0 + 1, Ordering::Release);
         let dying = || -> Result<(), IrqError> {
+            let sparse = self.try_lock_sparse_dying(cpu)?;
+            // Offline for the core before anything moves (as Linux clears
+            // the online bit before migrating): an affinity change racing
+            // with us either sees the CPU offline or is migrated below.
+            self.set_cpu_online(cpu, false)?;
             self.migrate_irqs_off(cpu);
             self.run_down(cpu, CpuPhase::Starting);
+            drop(sparse);
             Ok(())
         };
         let mark_offline = || {
@@ -300,20 +315,37 @@ impl<P: Platform> IrqCore<P> {
             .stop
             .take_cpu_down(&self.platform, &online, cpu, &dying, &mark_offline);
         if let Err(e) = r {
-            self.store.hotplug_cpu.store(0, Ordering::Release);
-            drop(sparse);
             let _ = self.run_up(cpu, CpuPhase::Online);
             return Err(match e {
                 CpuDownError::Dying(e) => e,
                 CpuDownError::Stop(e) => IrqError::StopMachine(e),
             });
         }
+        // Replays queued by the migration: the kernel may hear now.
+        self.kick_resends();
         let killed = control.kill_cpu(cpu);
+        // The "dead" phase walks descriptors too: sparse lock held, taken
+        // normally (no CPU waits for us now).
+        let sparse = self.lock_sparse();
+        self.store.hotplug_cpu.store(cpu.0 + 1, Ordering::Release);
         self.run_down(cpu, CpuPhase::BringUp);
         self.store.hotplug_cpu.store(0, Ordering::Release);
         drop(sparse);
         self.run_down(cpu, CpuPhase::Prepare);
         killed
+    }
+
+    /// The sparse lock for the dying step, on the dying CPU inside
+    /// stop-machine: a try-lock, because a holder could only be something
+    /// that is not a stopped CPU and waiting for it there would hang the
+    /// machine.
+    fn try_lock_sparse_dying(&self, cpu: CpuId) -> Result<SparseGuard<'_>, IrqError> {
+        let mut g = self
+            .store
+            .try_lock_sparse(cpu.index())
+            .ok_or(IrqError::Busy)?;
+        g.held = Some(self.lock_order.acquire(cpu, LockClass::Sparse));
+        Ok(g)
     }
 
     /// Walks all irqs; the caller guarantees the sparse lock is held.
@@ -338,12 +370,17 @@ impl<P: Platform> IrqCore<P> {
         let Ok(s) = self.section() else { return };
         self.store.for_each_unlocked(&mut |desc| {
             let mut g = self.lock_desc(desc);
-            self.migrate_one(desc.irq, &mut g, cpu, &after);
+            let broken = self.migrate_one(desc.irq, &mut g, cpu, &after);
+            drop(g);
+            if broken {
+                self.platform.report(IrqEvent::AffinityBroken(desc.irq));
+            }
         });
         drop(s);
     }
 
-    fn migrate_one(&self, irq: IrqNumber, g: &mut DescInner, cpu: CpuId, after: &CpuMask) {
+    /// Moves one irq off `cpu`; returns whether its affinity was broken.
+    fn migrate_one(&self, irq: IrqNumber, g: &mut DescInner, cpu: CpuId, after: &CpuMask) -> bool {
         if g.state.contains(IrqState::PER_CPU) {
             if g.percpu_enabled.contains(cpu) {
                 if let Some(d) = g.data(irq) {
@@ -354,7 +391,7 @@ impl<P: Platform> IrqCore<P> {
                 }
                 g.percpu_enabled.clear(cpu);
             }
-            return;
+            return false;
         }
         let targets = if g.effective.is_empty() {
             g.affinity
@@ -365,7 +402,7 @@ impl<P: Platform> IrqCore<P> {
             if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask.and(after).is_empty() {
                 g.state.remove(IrqState::MOVE_PENDING);
             }
-            return;
+            return false;
         }
         let mut wanted = g.affinity;
         if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask.intersects(after) {
@@ -373,16 +410,17 @@ impl<P: Platform> IrqCore<P> {
         }
         g.state.remove(IrqState::MOVE_PENDING);
         let mut target = wanted.and(after);
+        let mut broken = false;
         if target.is_empty() {
             if g.state.contains(IrqState::AFFINITY_MANAGED) {
                 self.managed_shutdown(irq, g);
-                return;
+                return false;
             }
             target = *after;
             wanted = *after;
-            self.platform.report(IrqEvent::AffinityBroken(irq));
+            broken = true;
         }
-        let Some(d) = g.data(irq) else { return };
+        let Some(d) = g.data(irq) else { return broken };
         let masked_here = !g.state.contains(IrqState::MASKED);
         let chip = g.levels[0].chip.clone();
         if masked_here {
@@ -405,6 +443,7 @@ impl<P: Platform> IrqCore<P> {
         if g.status.contains(IrqStatus::PENDING) {
             self.check_irq_resend(irq, g, false);
         }
+        broken
     }
 
     /// Shuts a managed irq down because no CPU of its mask is online; the
@@ -462,6 +501,9 @@ impl<P: Platform> IrqCore<P> {
         g.status.insert(IrqStatus::PENDING);
         g.status.remove(IrqStatus::REPLAY);
         self.check_irq_resend(irq, &mut g, false);
+        drop(g);
+        drop(s);
+        self.kick_resends();
         Ok(())
     }
 }

@@ -49,9 +49,6 @@ impl CoreConfig {
 ///     fn local_irq_save(&self) -> IrqFlags { IrqFlags(0) }
 ///     fn local_irq_restore(&self, _: IrqFlags) {}
 ///     fn local_irq_enabled(&self) -> bool { false }
-///     fn run_on_cpus(&self, c: &CpuMask, w: &(dyn Fn(CpuId) + Sync)) { c.iter().for_each(|c| w(c)) }
-///     fn schedule_resend(&self, _: IrqNumber) {}
-///     fn wake_thread(&self, _: IrqNumber, _: ActionId) {}
 /// }
 /// struct Line;
 /// impl IrqChip for Line {
@@ -97,6 +94,11 @@ pub struct IrqCore<P: Platform> {
     pub(crate) stop: crate::stop_machine::StopMachine,
     pub(crate) lock_order: LockOrder,
     pub(crate) hotplug: crate::hotplug::HotplugState<P>,
+    pub(crate) resend: crate::resend::ResendQueue,
+    /// Action lists replaced while the replacing CPU was itself inside a
+    /// read-side section (so it could not wait for its own): dropped by a
+    /// later replacement, after a full grace period.
+    retired_actions: spin::Mutex<Vec<ActionList>>,
 }
 
 /// Restores the saved local interrupt state on drop.
@@ -169,6 +171,8 @@ impl<P: Platform> IrqCore<P> {
             stop: crate::stop_machine::StopMachine::new(),
             lock_order: LockOrder::new(),
             hotplug: crate::hotplug::HotplugState::new(),
+            resend: crate::resend::ResendQueue::new(),
+            retired_actions: spin::Mutex::new(Vec::new()),
         }
     }
 
@@ -264,6 +268,26 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
+    /// Whether the calling CPU is in interrupt context: inside
+    /// [`IrqCore::handle_irq`] (a handler, a flow) or a software resend.
+    pub fn in_interrupt(&self) -> bool {
+        self.epochs
+            .get(self.platform.current_cpu().index())
+            .is_some_and(|e| e.in_irq())
+    }
+
+    /// Refuses calls that wait for other CPUs, threads or grace periods, or
+    /// allocate, where that could deadlock: in interrupt context (the
+    /// interrupted code on this CPU may hold what we would wait for, and the
+    /// dispatcher up the stack still reads the action list) and inside
+    /// stop-machine (every other CPU spins with interrupts off).
+    pub(crate) fn check_may_wait(&self) -> Result<(), IrqError> {
+        if self.in_interrupt() || self.stop.is_participant(self.platform.current_cpu()) {
+            return Err(IrqError::InInterrupt);
+        }
+        Ok(())
+    }
+
     pub(crate) fn section(&self) -> Result<Section<'_>, IrqError> {
         let epoch = &self.epochs[self.cpu_index()?];
         epoch.enter();
@@ -306,6 +330,8 @@ impl<P: Platform> IrqCore<P> {
     /// Allocates `count` consecutive irq numbers, first fit at or above
     /// `from`, each with a fresh descriptor (bad flow, no chip, disabled).
     pub fn alloc_descs(&self, from: IrqNumber, count: u32) -> Result<IrqNumber, IrqError> {
+        Self::check_range(from, count)?;
+        self.check_may_wait()?;
         let mut g = self.lock_sparse()?;
         let r = self
             .store
@@ -317,6 +343,7 @@ impl<P: Platform> IrqCore<P> {
 
     /// Allocates exactly `irq`.
     pub fn alloc_desc_at(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        self.check_may_wait()?;
         let mut g = self.lock_sparse()?;
         let r = self
             .store
@@ -329,6 +356,8 @@ impl<P: Platform> IrqCore<P> {
     /// no handler installed; otherwise nothing is freed. Their memory is
     /// reclaimed after a grace period (see [`crate::grace`]).
     pub fn free_descs(&self, first: IrqNumber, count: u32) -> Result<(), IrqError> {
+        Self::check_range(first, count)?;
+        self.check_may_wait()?;
         let mut g = self.lock_sparse()?;
         let descs = {
             let _s = self.section()?;
@@ -342,6 +371,14 @@ impl<P: Platform> IrqCore<P> {
         };
         drop(g);
         self.reclaim(descs);
+        Ok(())
+    }
+
+    /// A zero count, or a range running past the last irq number.
+    fn check_range(first: IrqNumber, count: u32) -> Result<(), IrqError> {
+        if count == 0 || u64::from(first.0) + u64::from(count) > 1 << 32 {
+            return Err(IrqError::InvalidRange);
+        }
         Ok(())
     }
 
@@ -592,6 +629,7 @@ impl<P: Platform> IrqCore<P> {
     /// the same device id, which is required).
     pub fn request_irq_raw(&self, irq: IrqNumber, mut req: IrqRequest) -> Result<(), IrqError> {
         let dev_id = req.dev_id.ok_or(IrqError::InvalidArgument)?;
+        self.check_may_wait()?;
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         let id = ActionId(self.next_action_id.fetch_add(1, Ordering::Relaxed));
@@ -654,15 +692,7 @@ impl<P: Platform> IrqCore<P> {
                 Self::apply_trigger(irq, g, req.trigger)?;
             }
             // Nothing can fail from here on.
-            let action = Arc::new(Action {
-                id,
-                name: req.name,
-                dev_id,
-                handler: req.handler.clone(),
-                flags: req.flags,
-                thread_mask,
-                run_thread: crate::sync::AtomicBool::new(false),
-            });
+            let action = Arc::new(Action::new(id, &req, dev_id, thread_mask));
             let old = core::mem::replace(&mut g.actions, ActionList::empty());
             g.actions = old.with(action);
             if first {
@@ -698,62 +728,81 @@ impl<P: Platform> IrqCore<P> {
                 }
             }
             Ok(old)
-        })?;
+        });
+        // Never wait for a grace period inside a section of our own.
+        drop(s);
+        let old = old?;
         self.retire_actions(old);
+        self.kick_resends();
         Ok(())
     }
 
     /// Frees the handler of `dev_id` on `irq`. Waits until no CPU and no
     /// interrupt thread is still running it: when this returns the handler
-    /// is never called again. Must not be called from that handler.
+    /// is never called again. Called from that handler's own thread
+    /// function, it returns without waiting for that one call to end.
+    ///
+    /// Refused with [`IrqError::InInterrupt`] from interrupt context (a
+    /// handler of any irq on this CPU: the dispatcher up the stack may still
+    /// be reading the list the handler is in) and inside stop-machine.
     pub fn free_irq(&self, irq: IrqNumber, dev_id: DevId) -> Result<(), IrqError> {
-        let s = self.section()?;
-        let desc = self.desc(&s, irq)?;
-        let removed = self.with_bus_lock(desc, |g| {
-            let Some(action) = g.actions.iter().find(|a| a.dev_id == dev_id).cloned() else {
-                return Err(IrqError::NoSuchHandler(irq));
-            };
-            let old = core::mem::replace(&mut g.actions, ActionList::empty());
-            g.actions = old.without(action.id);
-            g.threads_oneshot &= !action.thread_mask;
-            if g.actions.is_empty() {
-                self.shutdown(irq, g);
-                g.status
-                    .remove(IrqStatus::ONESHOT | IrqStatus::PENDING | IrqStatus::REPLAY);
-                g.percpu_enabled = CpuMask::new();
-                g.name = "";
-            }
-            Ok((action, old))
-        })?;
-        let (removed, old) = removed;
+        self.check_may_wait()?;
+        let (removed, old) = {
+            let s = self.section()?;
+            let desc = self.desc(&s, irq)?;
+            self.with_bus_lock(desc, |g| {
+                let Some(action) = g.actions.iter().find(|a| a.dev_id == dev_id).cloned() else {
+                    return Err(IrqError::NoSuchHandler(irq));
+                };
+                let old = core::mem::replace(&mut g.actions, ActionList::empty());
+                g.actions = old.without(action.id);
+                action.removed.store(true, crate::sync::Ordering::Release);
+                g.threads_oneshot &= !action.thread_mask;
+                if g.actions.is_empty() {
+                    self.shutdown(irq, g);
+                    g.status
+                        .remove(IrqStatus::ONESHOT | IrqStatus::PENDING | IrqStatus::REPLAY);
+                    g.percpu_enabled = CpuMask::new();
+                    g.name = "";
+                }
+                Ok((action, old))
+            })?
+            // The section ends here: never wait for a grace period inside
+            // one (two CPUs freeing at once would wait for each other).
+        };
         // After the grace period no CPU iterates the old list any more.
         self.retire_actions(old);
-        // The remaining clones are held by interrupt threads running it.
-        while Arc::strong_count(&removed) > 1 {
+        // The remaining clones are held by interrupt threads running it;
+        // if this is one of them, it is the caller and is not waited for.
+        let me = self.platform.current_cpu().0.wrapping_add(1);
+        let own_thread = removed.thread_cpu.load(crate::sync::Ordering::Acquire) == me;
+        let others = if own_thread { 2 } else { 1 };
+        while Arc::strong_count(&removed) > others {
             self.platform.cpu_relax();
-        }
-        // A thread woken for this handler that never ran: its wake was
-        // counted as active and will not be finalised by run_thread.
-        if removed
-            .run_thread
-            .swap(false, crate::sync::Ordering::AcqRel)
-        {
-            let mut g = self.lock_desc(desc);
-            g.threads_active = g.threads_active.saturating_sub(1);
         }
         Ok(())
     }
 
     /// Drops a replaced action list once no CPU can still be iterating it:
     /// dispatchers read lists without the descriptor lock, inside their
-    /// read-side section ([`crate::grace`]). The caller's own section is
-    /// skipped: it is this API call, not a dispatcher. (So these calls must
-    /// not be made from the handler of the same irq, as documented.)
+    /// read-side section ([`crate::grace`]). Callers hold no section of
+    /// their own; should the CPU still be inside one further up (an API
+    /// called from a callback), the list is parked and dropped by a later
+    /// call after a full grace period instead.
     pub(crate) fn retire_actions(&self, old: ActionList) {
         let me = self.cpu_index().ok();
         let relax = || self.platform.cpu_relax();
         grace::synchronize(&self.epochs[..self.nr_cpus as usize], me, &relax);
+        if me.is_some_and(|c| self.epochs[c].in_section()) {
+            self.retired_actions.lock().push(old);
+            return;
+        }
         drop(old);
+        let parked = core::mem::take(&mut *self.retired_actions.lock());
+        if !parked.is_empty() {
+            grace::synchronize(&self.epochs[..self.nr_cpus as usize], me, &relax);
+            drop(parked);
+        }
     }
 
     // ----- enable / disable -------------------------------------------------
@@ -850,6 +899,9 @@ impl<P: Platform> IrqCore<P> {
         }
         g.depth = 1;
         g.state.insert(IrqState::DISABLED | IrqState::MASKED);
+        // A replay queued for the handler being freed must not reach the
+        // next owner of the line.
+        self.cancel_sw_resend(irq, g);
         // A managed shutdown ends with the last handler: the next request
         // starts afresh (otherwise a CPU coming back would start a line a
         // NO_AUTOEN requester has not enabled yet).
@@ -894,9 +946,30 @@ impl<P: Platform> IrqCore<P> {
     }
 
     /// Disables `irq` and waits for a handler running on another CPU.
+    ///
+    /// Refused with [`IrqError::InInterrupt`] from a handler and with
+    /// [`IrqError::InOwnThread`] from the irq's own thread function (it
+    /// would wait for itself): use [`IrqCore::disable_irq_nosync`] there.
     pub fn disable_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        self.check_may_wait()?;
+        self.check_not_own_thread(irq)?;
         self.disable_irq_nosync(irq)?;
         self.synchronize_irq(irq)
+    }
+
+    /// Refuses a wait for the threads of `irq` from one of those threads.
+    fn check_not_own_thread(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        let me = self.platform.current_cpu().0.wrapping_add(1);
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let g = self.lock_desc(desc);
+        if g.actions
+            .iter()
+            .any(|a| a.thread_cpu.load(crate::sync::Ordering::Acquire) == me)
+        {
+            return Err(IrqError::InOwnThread(irq));
+        }
+        Ok(())
     }
 
     /// Undoes one [`IrqCore::disable_irq`]; at depth zero the line is
@@ -904,42 +977,58 @@ impl<P: Platform> IrqCore<P> {
     pub fn enable_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
-        self.with_bus_lock(desc, |g| {
+        let r = self.with_bus_lock(desc, |g| {
             if g.state.contains(IrqState::PER_CPU) {
                 return Err(IrqError::IsPerCpu(irq));
             }
-            match g.depth {
-                0 => Err(IrqError::UnbalancedEnable(irq)),
-                1 => {
-                    if g.actions.is_empty() {
-                        // Nothing to start: Linux warns; we refuse.
-                        return Err(IrqError::NoSuchHandler(irq));
-                    }
-                    if g.state.contains(IrqState::MANAGED_SHUTDOWN) {
-                        // Restarted when a CPU of its mask comes back.
-                        g.depth = 0;
-                        return Ok(());
-                    }
-                    self.startup(irq, g, true);
-                    Ok(())
-                }
-                _ => {
-                    g.depth -= 1;
-                    Ok(())
-                }
+            // The depth counts the drivers' disables plus one for each
+            // disable the core made on its own: a managed shutdown and the
+            // spurious detector. Those are undone by a CPU coming back and
+            // by `reenable_spurious`, never by a driver's enable.
+            let reserved = u32::from(g.state.contains(IrqState::MANAGED_SHUTDOWN))
+                + u32::from(g.status.contains(IrqStatus::SPURIOUS_DISABLED));
+            if g.depth <= reserved {
+                return Err(IrqError::UnbalancedEnable(irq));
             }
-        })
+            if g.depth > 1 {
+                g.depth -= 1;
+                return Ok(());
+            }
+            if g.actions.is_empty() {
+                // Nothing to start: Linux warns; we refuse.
+                return Err(IrqError::NoSuchHandler(irq));
+            }
+            self.startup(irq, g, true);
+            Ok(())
+        });
+        drop(s);
+        self.kick_resends();
+        r
     }
 
     /// Waits until no CPU runs the handlers of `irq` and no thread of it is
     /// active.
+    ///
+    /// Refused with [`IrqError::InInterrupt`] from a handler and with
+    /// [`IrqError::InOwnThread`] from the irq's own thread function. No
+    /// read-side section is held while waiting (a CPU waiting for a grace
+    /// period may be the one the awaited thread needs).
     pub fn synchronize_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
-        let s = self.section()?;
-        let desc = self.desc(&s, irq)?;
+        self.check_may_wait()?;
+        self.check_not_own_thread(irq)?;
         loop {
             {
+                let s = self.section()?;
+                let Ok(desc) = self.desc(&s, irq) else {
+                    // Freed while we waited: nothing of it runs any more.
+                    return Ok(());
+                };
                 let g = self.lock_desc(desc);
-                if !g.state.contains(IrqState::IN_PROGRESS) && g.threads_active == 0 {
+                let threads_busy = g
+                    .actions
+                    .iter()
+                    .any(|a| a.threads_pending.load(crate::sync::Ordering::Acquire) != 0);
+                if !g.state.contains(IrqState::IN_PROGRESS) && !threads_busy {
                     return Ok(());
                 }
             }
@@ -991,7 +1080,7 @@ impl<P: Platform> IrqCore<P> {
     pub fn reenable_spurious(&self, irq: IrqNumber) -> Result<(), IrqError> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
-        self.with_bus_lock(desc, |g| {
+        let r = self.with_bus_lock(desc, |g| {
             if !g.status.contains(IrqStatus::SPURIOUS_DISABLED) {
                 return Err(IrqError::InvalidArgument);
             }
@@ -1003,7 +1092,10 @@ impl<P: Platform> IrqCore<P> {
                 self.startup(irq, g, false);
             }
             Ok(())
-        })
+        });
+        drop(s);
+        self.kick_resends();
+        r
     }
 
     // ----- queries ----------------------------------------------------------
@@ -1040,13 +1132,20 @@ impl<P: Platform> IrqCore<P> {
         if mask.is_empty() || !mask.is_subset_of(&possible) {
             return Err(IrqError::InvalidArgument);
         }
-        let target = mask.and(&self.online_cpus());
-        if target.is_empty() {
+        if !mask.intersects(&self.online_cpus()) {
             return Err(IrqError::NoOnlineCpu);
         }
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         self.with_bus_lock(desc, |g| {
+            // Intersected with the online mask (again) under the descriptor lock: a
+            // CPU going down clears its online bit before it migrates each
+            // irq under this same lock, so either we see it offline or its
+            // migration sees (and moves) what we program.
+            let target = mask.and(&self.online_cpus());
+            if target.is_empty() {
+                return Err(IrqError::NoOnlineCpu);
+            }
             if g.state.contains(IrqState::PER_CPU) {
                 return Err(IrqError::IsPerCpu(irq));
             }
@@ -1130,8 +1229,12 @@ impl<P: Platform> Registration<'_, P> {
 
 impl<P: Platform> Drop for Registration<'_, P> {
     fn drop(&mut self) {
-        if self.live {
-            let _ = self.core.free_irq(self.irq, self.dev_id);
+        if self.live && self.core.free_irq(self.irq, self.dev_id) == Err(IrqError::InInterrupt) {
+            // Freeing from a handler would free what the dispatcher up the
+            // stack still reads: the handler stays, and the kernel hears.
+            self.core
+                .platform
+                .report(crate::platform::IrqEvent::FreeRefused(self.irq));
         }
     }
 }

@@ -20,11 +20,8 @@
 //!     fn local_irq_save(&self) -> IrqFlags { IrqFlags(0) }
 //!     fn local_irq_restore(&self, _: IrqFlags) {}
 //!     fn local_irq_enabled(&self) -> bool { false }
-//!     fn run_on_cpus(&self, cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync)) {
-//!         cpus.iter().for_each(|c| work(c))
-//!     }
-//!     fn schedule_resend(&self, _irq: IrqNumber) {}
-//!     fn wake_thread(&self, _irq: IrqNumber, _action: ActionId) {}
+//!     // run_on_cpus, schedule_resend and wake_thread keep their one-CPU
+//!     // defaults (see `Platform`).
 //! }
 //!
 //! // An interrupt controller with nothing but a mask bit.
@@ -106,6 +103,8 @@ pub mod ids;
 mod instance;
 pub mod lockdep;
 pub mod platform;
+#[cfg(not(loom))]
+pub mod resend;
 #[cfg(feature = "sim")]
 pub mod sim;
 #[cfg(not(loom))]
@@ -134,7 +133,7 @@ pub use ids::{CpuId, HwIrq, IrqNumber};
 pub use instance::{CoreConfig, IrqCore, Registration};
 pub use lockdep::{LockClass, LockOrder};
 pub use platform::IrqEvent;
-pub use platform::{ActionId, IrqFlags, Platform};
+pub use platform::{ActionId, IrqFlags, Platform, ThreadWake};
 #[cfg(not(loom))]
 pub use stats::InterruptTable;
 #[cfg(not(loom))]

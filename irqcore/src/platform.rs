@@ -20,11 +20,33 @@ pub struct IrqFlags(pub usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ActionId(pub u32);
 
+/// How [`Platform::wake_thread`] handled a wake-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadWake {
+    /// The kernel woke (or queued) an interrupt thread, which will call
+    /// [`IrqCore::run_thread`](crate::IrqCore::run_thread).
+    Queued,
+    /// The kernel has no interrupt threads: the core runs the thread
+    /// function itself, on this CPU, right after the hard handlers, before
+    /// [`IrqCore::handle_irq`](crate::IrqCore::handle_irq) returns (with
+    /// the descriptor lock dropped and local interrupts still off). This is
+    /// the one-CPU fallback: a thread function must then not sleep.
+    RunInline,
+}
+
 /// What the kernel provides to irqcore.
+///
+/// A one-CPU kernel without interrupt threads implements only
+/// [`current_cpu`](Platform::current_cpu) and the three interrupt-flag
+/// methods; every other method has a default that is correct there (see
+/// each). An SMP kernel must implement [`run_on_cpus`](Platform::run_on_cpus).
 ///
 /// Contexts: every method may be called with local interrupts disabled and
 /// from interrupt context, except [`Platform::run_on_cpus`], which is called
-/// from process context only (stop-machine).
+/// from process context only (stop-machine). No method is called with a
+/// core lock held, except [`Platform::report`] and
+/// [`Platform::cpu_relax`]: those must not call back into the core (the
+/// lock-order checker catches it in debug builds).
 pub trait Platform: Sync {
     /// The logical id of the CPU executing this call.
     fn current_cpu(&self) -> CpuId;
@@ -50,7 +72,18 @@ pub trait Platform: Sync {
     ///
     /// This is the only way irqcore reaches another CPU (stop-machine). It
     /// must not be called for offline CPUs; irqcore never does.
-    fn run_on_cpus(&self, cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync));
+    ///
+    /// The default runs the caller's own share inline and nothing else:
+    /// right for a one-CPU kernel. With other CPUs in `cpus` the work does
+    /// not run there, and stop-machine reports
+    /// [`StopMachineError::Incomplete`](crate::stop_machine::StopMachineError::Incomplete)
+    /// instead of hanging: an SMP kernel must implement this.
+    fn run_on_cpus(&self, cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync)) {
+        let me = self.current_cpu();
+        if cpus.contains(me) {
+            work(me);
+        }
+    }
 
     /// Runs every cross-CPU function call (IPI callback) still queued for the
     /// calling CPU. Called on a dying CPU with interrupts off, inside
@@ -58,19 +91,48 @@ pub trait Platform: Sync {
     /// is stranded. Kernels without a cross-call queue keep the default.
     fn flush_cross_calls(&self) {}
 
-    /// Arranges for [`IrqCore::handle_sw_resend`](crate::IrqCore::handle_sw_resend)
-    /// to be called soon for `irq`, from a context with interrupts disabled
-    /// (a softirq/tasklet or a self-IPI), on any CPU. Used when an interrupt
-    /// must be replayed and its chip cannot retrigger it in hardware.
-    fn schedule_resend(&self, irq: IrqNumber);
+    /// Tells the kernel that `irq` was queued for a software resend (its chip
+    /// cannot retrigger it in hardware). Called with no core lock held.
+    ///
+    /// The core keeps the queue itself and replays it at the end of the next
+    /// [`IrqCore::handle_irq`](crate::IrqCore::handle_irq) on any CPU, so the
+    /// default (do nothing) is correct: the replay then waits for the next
+    /// interrupt (a timer tick). For a prompt replay, raise a softirq or a
+    /// self-IPI here and call
+    /// [`IrqCore::handle_sw_resend`](crate::IrqCore::handle_sw_resend) (or
+    /// [`IrqCore::run_resends`](crate::IrqCore::run_resends)) from it, or
+    /// call it right here: each queued resend is delivered exactly once,
+    /// whoever gets to it first.
+    fn schedule_resend(&self, irq: IrqNumber) {
+        let _ = irq;
+    }
 
     /// Wakes the interrupt thread of `action` on `irq`; the thread then calls
-    /// [`IrqCore::run_thread`](crate::IrqCore::run_thread) once per wake-up.
-    fn wake_thread(&self, irq: IrqNumber, action: ActionId);
+    /// [`IrqCore::run_thread`](crate::IrqCore::run_thread) once per wake-up,
+    /// and the wake-up returns [`ThreadWake::Queued`]. Called from the
+    /// dispatcher with the descriptor lock dropped.
+    ///
+    /// The default returns [`ThreadWake::RunInline`]: the core runs the
+    /// thread function itself at the end of the interrupt (the fallback for
+    /// kernels without threads).
+    fn wake_thread(&self, irq: IrqNumber, action: ActionId) -> ThreadWake {
+        let _ = (irq, action);
+        ThreadWake::RunInline
+    }
+
+    /// A monotonic clock in nanoseconds, if the kernel has one. The spurious
+    /// detector uses it for Linux's rule that an unhandled interrupt more
+    /// than 100 ms after the previous one starts the unhandled count afresh,
+    /// so a slow, mostly unhandled line is not disabled. The default (no
+    /// clock) counts every unhandled interrupt.
+    fn now_ns(&self) -> Option<u64> {
+        None
+    }
 
     /// Receives notable events (a line disabled as spurious, broken
     /// affinity, an interrupt on a line without a handler). The default
-    /// ignores them; a kernel typically logs them.
+    /// ignores them; a kernel typically logs them. May be called with a
+    /// descriptor lock held: it must not call back into the core.
     fn report(&self, event: IrqEvent) {
         let _ = event;
     }
@@ -79,7 +141,7 @@ pub trait Platform: Sync {
 /// Events the core reports through [`Platform::report`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IrqEvent {
-    /// The spurious detector disabled the line ("nobody cared"): at least
+    /// The spurious detector disabled the line ("nobody cared"): more than
     /// 99,900 of the last 100,000 interrupts were unhandled. Recover with
     /// [`IrqCore::reenable_spurious`](crate::IrqCore::reenable_spurious) once
     /// the cause is fixed, or by installing another shared handler.
@@ -92,4 +154,10 @@ pub enum IrqEvent {
     /// A CPU went down and no CPU of the irq's affinity was left online: it
     /// was moved to any online CPU.
     AffinityBroken(IrqNumber),
+    /// A [`Registration`](crate::Registration) was dropped where the handler
+    /// cannot be freed (in interrupt context, see
+    /// [`IrqError::InInterrupt`](crate::IrqError::InInterrupt)): the handler
+    /// stays installed. Free it with
+    /// [`IrqCore::free_irq`](crate::IrqCore::free_irq) from process context.
+    FreeRefused(IrqNumber),
 }

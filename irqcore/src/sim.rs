@@ -900,12 +900,13 @@ impl Platform for SimPlatform {
         }
     }
 
-    fn wake_thread(&self, irq: IrqNumber, action: ActionId) {
+    fn wake_thread(&self, irq: IrqNumber, action: ActionId) -> crate::platform::ThreadWake {
         let hook = self.shared.hooks().wake_thread.clone();
         match hook {
             Some(h) => h(irq, action),
             None => lock(&self.shared.logs).wakes.push((irq, action)),
         }
+        crate::platform::ThreadWake::Queued
     }
 
     fn report(&self, event: IrqEvent) {

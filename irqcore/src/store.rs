@@ -218,6 +218,18 @@ impl DescStore {
         })
     }
 
+    /// Takes the sparse lock for CPU `cpu` if it is free, without waiting.
+    pub(crate) fn try_lock_sparse(&self, cpu: usize) -> Option<SparseGuard<'_>> {
+        let mut state = self.sparse.try_lock()?;
+        self.sparse_owner.store(cpu as u32 + 1, Ordering::Release);
+        state.init(self.capacity);
+        Some(SparseGuard {
+            state,
+            owner: &self.sparse_owner,
+            held: None,
+        })
+    }
+
     /// Whether CPU `cpu` holds the sparse lock.
     pub(crate) fn sparse_held_by(&self, cpu: usize) -> bool {
         self.sparse_owner.load(Ordering::Acquire) == cpu as u32 + 1

@@ -191,7 +191,6 @@ impl Platform for LoomPlatform {
     }
 
     fn schedule_resend(&self, _: IrqNumber) {}
-    fn wake_thread(&self, _: IrqNumber, _: ActionId) {}
 }
 
 fn model(ncpus: usize, active: CpuId, variant: Variant) {

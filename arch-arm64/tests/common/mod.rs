@@ -5,8 +5,8 @@
 use arch_arm64::model::{self, GicModel, ModelMmio, ModelSysRegs};
 use arch_arm64::{Gic, GicOptions, GicV2, GicV3, IntId};
 use irqcore::{
-    ActionId, CpuId, CpuMask, IrqCore, IrqFlags, IrqNumber, IrqRequest, IrqReturn, Platform,
-    RequestFlags, TriggerType,
+    CpuId, CpuMask, IrqCore, IrqFlags, IrqNumber, IrqRequest, IrqReturn, Platform, RequestFlags,
+    TriggerType,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +43,6 @@ impl Platform for ModelPlatform {
     fn schedule_resend(&self, irq: IrqNumber) {
         self.resends.lock().unwrap().push(irq);
     }
-    fn wake_thread(&self, _irq: IrqNumber, _action: ActionId) {}
 }
 
 /// Which GIC to build.

@@ -4,7 +4,7 @@
 
 use arch_x86::model::{Machine, ModelApicOps};
 use arch_x86::{MsiDestFormat, VectorDomain};
-use irqcore::{ActionId, CoreConfig, CpuId, CpuMask, IrqCore, IrqFlags, IrqNumber, Platform};
+use irqcore::{CoreConfig, CpuId, CpuMask, IrqCore, IrqFlags, IrqNumber, Platform};
 use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 
@@ -55,7 +55,6 @@ impl Platform for TestPlatform {
     fn schedule_resend(&self, irq: IrqNumber) {
         self.resends.lock().unwrap().push(irq);
     }
-    fn wake_thread(&self, _irq: IrqNumber, _action: ActionId) {}
 }
 
 pub struct Rig {

@@ -301,8 +301,9 @@ impl Platform for KernelPlatform {
         send_sgi(sgi::RESEND, &CpuMask::of(cpu::current()));
     }
 
-    fn wake_thread(&self, _irq: IrqNumber, _action: ActionId) {
+    fn wake_thread(&self, _irq: IrqNumber, _action: ActionId) -> irqcore::ThreadWake {
         THREAD_WAKEUPS.fetch_add(1, Ordering::Relaxed);
+        irqcore::ThreadWake::Queued
     }
 
     fn report(&self, event: IrqEvent) {

@@ -170,10 +170,11 @@ impl Platform for KernelPlatform {
         lapic::send_self_ipi(vectors::RESEND);
     }
 
-    fn wake_thread(&self, irq: IrqNumber, action: ActionId) {
+    fn wake_thread(&self, irq: IrqNumber, action: ActionId) -> irqcore::ThreadWake {
         if THREAD_QUEUE.lock().try_push((irq, action)).is_err() {
             REPORTED_EVENTS.fetch_add(1, Ordering::Relaxed);
         }
+        irqcore::ThreadWake::Queued
     }
 
     fn report(&self, event: IrqEvent) {

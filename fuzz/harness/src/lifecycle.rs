@@ -162,6 +162,9 @@ struct MDesc {
     started: bool,
     /// Managed and shut down because no CPU of its mask is online.
     mshut: bool,
+    /// A software resend is queued in the core (the platform was told and
+    /// nothing has run it yet).
+    sw_queued: bool,
 }
 
 impl MDesc {
@@ -196,6 +199,7 @@ impl MDesc {
             managed: None,
             started: false,
             mshut: false,
+            sw_queued: false,
         }
     }
 }
@@ -420,27 +424,77 @@ impl<'c> Harness<'c> {
     }
 
     /// Delivers one arrival of `irq` on `cpu` and checks which handlers ran.
+    /// The dispatcher then runs every queued software resend: modelled too.
     fn arrive(&mut self, irq: IrqNumber, cpu: CpuId) {
-        let before: Vec<u64> = self
+        let queued: Vec<u32> = self
             .descs
-            .get(&irq.0)
+            .iter()
+            .filter(|(_, d)| d.sw_queued)
+            .map(|(&n, _)| n)
+            .collect();
+        let mut before = vec![(irq.0, self.counters(irq.0))];
+        for &n in &queued {
+            if n != irq.0 {
+                before.push((n, self.counters(n)));
+            }
+        }
+        let r = as_cpu(cpu, || self.core.handle_irq(irq));
+        let step = self.step;
+        if self.descs.contains_key(&irq.0) {
+            check!(
+                r.is_ok(),
+                "step {step}: handle_irq({irq:?}) on {cpu:?}: {r:?}"
+            );
+            self.model_arrival(irq.0, cpu);
+        } else {
+            self.expect("handle_irq", r, Err(IrqError::UnknownIrq(irq)));
+        }
+        for &n in &queued {
+            if let Some(d) = self.descs.get_mut(&n) {
+                d.sw_queued = false;
+            }
+            self.model_arrival(n, cpu);
+        }
+        for (n, b) in before {
+            self.check_handlers(n, cpu, &b);
+        }
+    }
+
+    /// The software resend of `irq` that the kernel was told about, as its
+    /// softirq delivers it: runs the flow only if still queued.
+    fn sw_resend(&mut self, irq: IrqNumber, cpu: CpuId) {
+        let before = self.counters(irq.0);
+        let r = as_cpu(cpu, || self.core.handle_sw_resend(irq));
+        let Some(d) = self.descs.get_mut(&irq.0) else {
+            self.expect("handle_sw_resend", r, Err(IrqError::UnknownIrq(irq)));
+            return;
+        };
+        let queued = core::mem::replace(&mut d.sw_queued, false);
+        self.expect("handle_sw_resend", r, Ok(()));
+        if queued {
+            self.model_arrival(irq.0, cpu);
+        }
+        self.check_handlers(irq.0, cpu, &before);
+    }
+
+    /// The handlers' call counters of descriptor `n`.
+    fn counters(&self, n: u32) -> Vec<u64> {
+        self.descs
+            .get(&n)
             .map(|d| {
                 d.handlers
                     .iter()
                     .map(|h| h.counter.load(Ordering::SeqCst))
                     .collect()
             })
-            .unwrap_or_default();
-        let r = as_cpu(cpu, || self.core.handle_irq(irq));
-        let step = self.step;
-        let Some(d) = self.descs.get_mut(&irq.0) else {
-            self.expect("handle_irq", r, Err(IrqError::UnknownIrq(irq)));
+            .unwrap_or_default()
+    }
+
+    /// The model's side of one run of the flow of `n` on `cpu`.
+    fn model_arrival(&mut self, n: u32, cpu: CpuId) {
+        let Some(d) = self.descs.get_mut(&n) else {
             return;
         };
-        check!(
-            r.is_ok(),
-            "step {step}: handle_irq({irq:?}) on {cpu:?}: {r:?}"
-        );
         let ci = cpu.index();
         let ran: Vec<bool> = match d.flow {
             FlowSel::Bad => {
@@ -474,37 +528,72 @@ impl<'c> Harness<'c> {
             if ran[i] {
                 h.expected += 1;
             }
+        }
+    }
+
+    /// Checks the handlers of `n` ran as the model expects since `before`,
+    /// and its count on `cpu`.
+    fn check_handlers(&self, n: u32, cpu: CpuId, before: &[u64]) {
+        let step = self.step;
+        let irq = IrqNumber(n);
+        let Some(d) = self.descs.get(&n) else {
+            return;
+        };
+        for (i, h) in d.handlers.iter().enumerate() {
             let now = h.counter.load(Ordering::SeqCst);
+            let b = before.get(i).copied().unwrap_or(0);
             check!(
                 now == h.expected,
-                "step {step}: {irq:?} ({:?}, depth {}) on {cpu:?}: handler {:?} ran {} time(s), expected {}",
+                "step {step}: {irq:?} ({:?}, depth {}) on {cpu:?}: handler {:?} ran {} time(s) now, {} in all, model {}",
                 d.flow,
                 d.depth,
                 h.dev,
-                now - before[i],
-                u64::from(ran[i])
+                now - b,
+                now,
+                h.expected
             );
         }
         let got = self.core.irq_count(irq, cpu);
         check!(
-            got == d.counts[ci],
+            got == d.counts[cpu.index()],
             "step {step}: irq_count({irq:?}, {cpu:?}) = {got}, model {}",
-            d.counts[ci]
+            d.counts[cpu.index()]
         );
+    }
+
+    /// Records the software resends the core told the platform about: each
+    /// is queued in the core until a dispatch or `handle_sw_resend` runs it,
+    /// or the line shuts down.
+    fn note_kicks(&mut self) {
+        for irq in self.core.platform().take_resends() {
+            if let Some(d) = self.descs.get_mut(&irq.0) {
+                d.sw_queued = true;
+            }
+        }
     }
 
     /// Delivers every queued replay (software resends and hardware
     /// retriggers) on `cpu`, until none is left.
     fn replays(&mut self, cpu: CpuId) {
         for _ in 0..64 {
-            let mut q = self.core.platform().take_resends();
+            self.note_kicks();
+            let sw: Vec<u32> = self
+                .descs
+                .iter()
+                .filter(|(_, d)| d.sw_queued)
+                .map(|(&n, _)| n)
+                .collect();
+            let mut hw = Vec::new();
             for c in &self.chips {
-                q.extend(c.take_retriggered());
+                hw.extend(c.take_retriggered());
             }
-            if q.is_empty() {
+            if sw.is_empty() && hw.is_empty() {
                 return;
             }
-            for irq in q {
+            for n in sw {
+                self.sw_resend(IrqNumber(n), cpu);
+            }
+            for irq in hw {
                 self.arrive(irq, cpu);
             }
         }
@@ -512,6 +601,11 @@ impl<'c> Harness<'c> {
     }
 
     fn op(&mut self, op: &Op) {
+        self.op_inner(op);
+        self.note_kicks();
+    }
+
+    fn op_inner(&mut self, op: &Op) {
         let core = self.core;
         match *op {
             Op::Alloc { from, count } => {
@@ -667,6 +761,8 @@ impl<'c> Harness<'c> {
                                 // whether a CPU of its mask is online.
                                 d.mshut = false;
                                 d.owed = false;
+                                // Shutdown cancels a queued resend.
+                                d.sw_queued = false;
                                 d.percpu_enabled = CpuMask::new();
                             }
                             Ok(())
@@ -699,23 +795,21 @@ impl<'c> Harness<'c> {
                 let want = match self.descs.get_mut(&irq.0) {
                     None => Err(IrqError::UnknownIrq(irq)),
                     Some(d) if d.flow.percpu() => Err(IrqError::IsPerCpu(irq)),
-                    Some(d) => match d.depth {
-                        0 => Err(IrqError::UnbalancedEnable(irq)),
-                        1 if d.handlers.is_empty() => Err(IrqError::NoSuchHandler(irq)),
-                        1 if d.mshut => {
-                            // Restarted when a CPU of its mask comes back.
-                            d.depth = 0;
-                            Ok(())
-                        }
-                        1 => {
-                            d.startup(&online);
-                            Ok(())
-                        }
-                        _ => {
-                            d.depth -= 1;
-                            Ok(())
-                        }
-                    },
+                    // A managed shutdown holds one unit of the depth that
+                    // only a CPU coming back undoes: a driver's enable
+                    // cannot take it.
+                    Some(d) if d.depth <= u32::from(d.mshut) => {
+                        Err(IrqError::UnbalancedEnable(irq))
+                    }
+                    Some(d) if d.depth > 1 => {
+                        d.depth -= 1;
+                        Ok(())
+                    }
+                    Some(d) if d.handlers.is_empty() => Err(IrqError::NoSuchHandler(irq)),
+                    Some(d) => {
+                        d.startup(&online);
+                        Ok(())
+                    }
                 };
                 self.expect("enable_irq", got, want);
             }

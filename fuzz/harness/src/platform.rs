@@ -102,11 +102,12 @@ impl Platform for FuzzPlatform {
             .unwrap_or_else(|e| e.into_inner())
             .push(irq);
     }
-    fn wake_thread(&self, irq: IrqNumber, action: ActionId) {
+    fn wake_thread(&self, irq: IrqNumber, action: ActionId) -> irqcore::ThreadWake {
         self.wakes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((irq, action));
+        irqcore::ThreadWake::Queued
     }
     fn report(&self, event: IrqEvent) {
         self.events

@@ -220,8 +220,13 @@ impl<'c, P: Platform> DomainRegistry<'c, P> {
 
     /// Takes the mapping lock, recording it in the core's lock-order
     /// checker. Refused if the calling CPU holds the sparse lock (a hotplug
-    /// phase): the mapping lock comes first in the lock order.
+    /// phase): the mapping lock comes first in the lock order. Refused in
+    /// interrupt context and inside stop-machine
+    /// ([`IrqError::InInterrupt`]): the lock is held with interrupts on, so
+    /// the interrupted code on this CPU may hold it, and every change
+    /// allocates or frees descriptors.
     fn lock_mapping(&self) -> Result<MappingLock<'_>, DomainError> {
+        self.core.check_may_wait().map_err(DomainError::Core)?;
         if self.core.sparse_lock_held() {
             return Err(DomainError::Core(IrqError::SparseLockHeldByCaller));
         }
@@ -856,7 +861,6 @@ mod tests {
     use super::*;
     use crate::cpumask::CpuMask;
     use crate::ids::CpuId;
-    use crate::platform::ActionId;
 
     struct StaticPlatform;
     impl Platform for StaticPlatform {
@@ -872,7 +876,6 @@ mod tests {
         }
         fn run_on_cpus(&self, _c: &CpuMask, _w: &(dyn Fn(CpuId) + Sync)) {}
         fn schedule_resend(&self, _irq: IrqNumber) {}
-        fn wake_thread(&self, _irq: IrqNumber, _a: ActionId) {}
     }
 
     // A kernel keeps both in statics.

@@ -55,8 +55,9 @@ impl Platform for TestPlatform {
     fn schedule_resend(&self, irq: IrqNumber) {
         self.resends.lock().unwrap().push(irq);
     }
-    fn wake_thread(&self, irq: IrqNumber, action: ActionId) {
+    fn wake_thread(&self, irq: IrqNumber, action: ActionId) -> ThreadWake {
         self.wakes.lock().unwrap().push((irq, action));
+        ThreadWake::Queued
     }
     fn report(&self, event: IrqEvent) {
         self.events.lock().unwrap().push(event);

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use irqcore::{
-    ActionId, CoreConfig, CpuControl, CpuId, CpuMask, DevId, IrqCore, IrqError, IrqFlags,
-    IrqNumber, IrqRequest, IrqReturn, Platform, RequestFlags,
+    CoreConfig, CpuControl, CpuId, CpuMask, DevId, IrqCore, IrqError, IrqFlags, IrqNumber,
+    IrqRequest, IrqReturn, Platform, RequestFlags,
 };
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -68,7 +68,6 @@ impl Platform for TestPlatform {
     fn schedule_resend(&self, irq: IrqNumber) {
         self.resends.lock().unwrap().push(irq);
     }
-    fn wake_thread(&self, _irq: IrqNumber, _action: ActionId) {}
 }
 
 pub const GUEST: DomId = DomId(1);

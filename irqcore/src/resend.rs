@@ -1,0 +1,242 @@
+//! Software resend: replaying an interrupt that arrived while its line was
+//! disabled (lazy disable) or busy, when no chip of its stack can retrigger
+//! it in hardware.
+//!
+//! # Exactly once, and only for the request that caused it
+//!
+//! A resend is *queued* by setting [`IrqStatus::SW_RESEND`] on the
+//! descriptor, under its lock, and pushing the irq number into the core's
+//! [`ResendQueue`]. It is *consumed* by whoever clears that bit first, again
+//! under the lock: the core's own drain at the end of
+//! [`IrqCore::handle_irq`], or the kernel calling
+//! [`IrqCore::handle_sw_resend`] from the softirq or self-IPI it raised in
+//! [`Platform::schedule_resend`]. So each queued resend runs the flow once,
+//! however many paths try.
+//!
+//! When the last handler of the line is freed, the line shuts down and a
+//! resend still queued is cancelled (the bit is cleared and the cancellation
+//! counted in [`IrqCore::dropped_resends`]), as Linux's shutdown removes the
+//! descriptor from its resend list. A resend therefore never reaches the next
+//! owner of the number: the queue entry finds the bit clear and does nothing.
+//!
+//! # Locks
+//!
+//! [`Platform::schedule_resend`] is called only after every core lock is
+//! dropped, so a kernel may call back into the core from it.
+
+use crate::desc::{IrqDesc, IrqStatus};
+use crate::error::IrqError;
+use crate::ids::{CpuId, IrqNumber};
+use crate::instance::IrqCore;
+use crate::platform::Platform;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// Slots of the resend queue. More resends in flight at once than this fall
+/// back to a walk of every descriptor (correct, slower).
+pub const RESEND_SLOTS: usize = 32;
+
+/// A lock-free, allocation-free set of irq numbers waiting for a software
+/// resend (the core keeps one; see the module docs).
+pub struct ResendQueue {
+    /// irq number + 1, or 0 for a free slot.
+    slots: [AtomicU32; RESEND_SLOTS],
+    /// Slots in use, or more: a hint that lets the dispatcher skip the
+    /// queue with one load.
+    queued: AtomicU32,
+    /// A resend did not fit: the next drain walks every descriptor.
+    overflow: AtomicBool,
+    /// Resends cancelled because their line was shut down.
+    dropped: AtomicU64,
+}
+
+impl Default for ResendQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ResendQueue {
+    /// An empty queue.
+    pub const fn new() -> Self {
+        Self {
+            slots: [const { AtomicU32::new(0) }; RESEND_SLOTS],
+            queued: AtomicU32::new(0),
+            overflow: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `irq` (any context, no allocation).
+    pub fn mark(&self, irq: IrqNumber) {
+        let v = irq.0.wrapping_add(1);
+        if v == 0 {
+            // u32::MAX cannot be stored; the store never holds it anyway.
+            self.overflow.store(true, Ordering::Release);
+            return;
+        }
+        // Counted before the slot is filled, so a drain that takes the slot
+        // always finds the count to decrement.
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        for slot in &self.slots {
+            if slot
+                .compare_exchange(0, v, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.overflow.store(true, Ordering::Release);
+    }
+
+    /// Whether nothing is queued (the dispatcher's fast check).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == 0 && !self.overflow.load(Ordering::Acquire)
+    }
+
+    /// Takes every queued irq, calling `f` for each; returns whether the
+    /// queue had overflowed (the caller must then look at every descriptor).
+    fn take(&self, f: &mut dyn FnMut(IrqNumber)) -> bool {
+        for slot in &self.slots {
+            let v = slot.swap(0, Ordering::AcqRel);
+            if v != 0 {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                f(IrqNumber(v - 1));
+            }
+        }
+        self.overflow.swap(false, Ordering::AcqRel)
+    }
+
+    /// Removes `irq` from the queue (a cancelled resend), so that the
+    /// platform is not told about it again.
+    fn remove(&self, irq: IrqNumber) {
+        let v = irq.0.wrapping_add(1);
+        for slot in &self.slots {
+            if slot
+                .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Calls `f` for each irq currently queued, without taking it.
+    fn peek(&self, f: &mut dyn FnMut(IrqNumber)) {
+        for slot in &self.slots {
+            let v = slot.load(Ordering::Acquire);
+            if v != 0 {
+                f(IrqNumber(v - 1));
+            }
+        }
+    }
+}
+
+impl<P: Platform> IrqCore<P> {
+    /// Queues a software resend of `irq` (descriptor lock held). The kernel
+    /// is told afterwards, outside the lock ([`IrqCore::kick_resends`]).
+    pub(crate) fn queue_sw_resend(&self, irq: IrqNumber, g: &mut crate::desc::DescInner) {
+        if !g.status.contains(IrqStatus::SW_RESEND) {
+            g.status.insert(IrqStatus::SW_RESEND);
+            self.resend.mark(irq);
+        }
+    }
+
+    /// Cancels a queued software resend of a line being shut down
+    /// (descriptor lock held).
+    pub(crate) fn cancel_sw_resend(&self, irq: IrqNumber, g: &mut crate::desc::DescInner) {
+        if g.status.contains(IrqStatus::SW_RESEND) {
+            g.status.remove(IrqStatus::SW_RESEND);
+            self.resend.remove(irq);
+            self.resend.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Tells the platform about queued resends. Called with no core lock
+    /// held, at the end of the calls that can queue one. (Resends that
+    /// overflowed the queue are not announced; the next `handle_irq` runs
+    /// them.)
+    pub(crate) fn kick_resends(&self) {
+        if !self.resend.is_empty() {
+            self.resend
+                .peek(&mut |irq| self.platform.schedule_resend(irq));
+        }
+    }
+
+    /// Software resends cancelled because their line was shut down before
+    /// they ran (the handler that caused them was freed).
+    pub fn dropped_resends(&self) -> u64 {
+        self.resend.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Replays `irq` if a software resend of it is queued, after
+    /// [`Platform::schedule_resend`]; does nothing if it already ran or was
+    /// cancelled. Same context rules as [`IrqCore::handle_irq`] (interrupts
+    /// off; a softirq, a self-IPI, or `schedule_resend` itself).
+    pub fn handle_sw_resend(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        let cpu = self.platform.current_cpu();
+        let epoch = self
+            .epochs
+            .get(cpu.index())
+            .filter(|_| cpu.0 < self.nr_cpus)
+            .ok_or(IrqError::BadCpu(cpu))?;
+        epoch.enter_irq();
+        let r = match self.store.lookup(irq) {
+            Some(desc) => {
+                self.resend_one(desc, cpu);
+                Ok(())
+            }
+            None => Err(IrqError::UnknownIrq(irq)),
+        };
+        epoch.exit_irq();
+        r
+    }
+
+    /// Runs every queued software resend (same context as
+    /// [`IrqCore::handle_sw_resend`]). The core calls this at the end of
+    /// [`IrqCore::handle_irq`]; a kernel may call it from its softirq.
+    pub fn run_resends(&self) -> Result<(), IrqError> {
+        let cpu = self.platform.current_cpu();
+        let epoch = self
+            .epochs
+            .get(cpu.index())
+            .filter(|_| cpu.0 < self.nr_cpus)
+            .ok_or(IrqError::BadCpu(cpu))?;
+        epoch.enter_irq();
+        self.drain_resends(cpu);
+        epoch.exit_irq();
+        Ok(())
+    }
+
+    /// Takes the queue once (the caller is in an interrupt-context
+    /// section). Resends queued while draining wait for the next drain.
+    pub(crate) fn drain_resends(&self, cpu: CpuId) {
+        let overflowed = self.resend.take(&mut |irq| {
+            if let Some(desc) = self.store.lookup(irq) {
+                self.resend_one(desc, cpu);
+            }
+        });
+        if overflowed {
+            self.store.for_each_unlocked(&mut |desc| {
+                let queued = desc.inner.lock().status.contains(IrqStatus::SW_RESEND);
+                if queued {
+                    self.resend_one(desc, cpu);
+                }
+            });
+        }
+    }
+
+    /// Consumes the queued resend of `desc`, if any, and runs its flow.
+    fn resend_one(&self, desc: &IrqDesc, cpu: CpuId) {
+        let queued = {
+            let mut g = desc.inner.lock();
+            let q = g.status.contains(IrqStatus::SW_RESEND);
+            g.status.remove(IrqStatus::SW_RESEND);
+            q
+        };
+        if queued {
+            self.run_flow(desc, cpu);
+        }
+    }
+}

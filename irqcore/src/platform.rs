@@ -73,14 +73,15 @@ pub trait Platform: Sync {
     /// This is the only way irqcore reaches another CPU (stop-machine). It
     /// must not be called for offline CPUs; irqcore never does.
     ///
-    /// The default runs the caller's own share inline and nothing else:
-    /// right for a one-CPU kernel. With other CPUs in `cpus` the work does
-    /// not run there, and stop-machine reports
-    /// [`StopMachineError::Incomplete`](crate::stop_machine::StopMachineError::Incomplete)
-    /// instead of hanging: an SMP kernel must implement this.
+    /// The default runs `work` inline when `cpus` is exactly the calling
+    /// CPU: right for a one-CPU kernel. It cannot reach another CPU, so for
+    /// any other mask it runs nothing at all (a partial rendezvous would
+    /// wait forever for the CPUs it cannot reach), and stop-machine reports
+    /// [`StopMachineError::Incomplete`](crate::stop_machine::StopMachineError::Incomplete):
+    /// an SMP kernel must implement this.
     fn run_on_cpus(&self, cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync)) {
         let me = self.current_cpu();
-        if cpus.contains(me) {
+        if *cpus == CpuMask::of(me) {
             work(me);
         }
     }

@@ -85,10 +85,15 @@ impl<'r, P: Platform> Mapping<'r, P> {
 impl<P: Platform> Drop for Mapping<'_, P> {
     fn drop(&mut self) {
         if self.registry.put(self.irq, RefKind::Handle).is_err() {
-            // Not released (handlers still installed, or the mapping lock
-            // cannot be taken here): keep the mapping valid under a raw
-            // reference rather than leave a count nobody owns.
-            self.registry.handle_to_raw(self.irq);
+            // Not released (handlers still installed, or dropped in
+            // interrupt context, where the mapping lock is refused): keep
+            // the mapping valid under a raw reference rather than leave a
+            // count nobody owns. In interrupt context not even that: the
+            // tables' write lock could be held by the code this interrupt
+            // interrupted; the reference is leaked and the mapping stays.
+            if !self.registry.core().in_interrupt() {
+                self.registry.handle_to_raw(self.irq);
+            }
         }
     }
 }

@@ -276,7 +276,8 @@ fn as_root(line: &str, host: &Host) -> String {
 }
 
 /// Makes `needs` present as far as this machine allows (see the module
-/// docs). Returns the needs still missing afterwards, each with what to run.
+/// docs). Returns the needs still missing afterwards, each with the exact
+/// commands that install it (for [`describe_missing`]).
 pub fn ensure(needs: &[Need], host: &Host) -> Vec<(Need, Vec<String>)> {
     let missing: Vec<&Need> = needs.iter().filter(|n| !present(n)).collect();
     if missing.is_empty() {
@@ -338,10 +339,7 @@ pub fn ensure(needs: &[Need], host: &Host) -> Vec<(Need, Vec<String>)> {
             } else {
                 "IRQCORE_NO_INSTALL=1"
             };
-            eprintln!("cargo qemu: not installing ({why}); run:");
-            for line in &root_lines {
-                eprintln!("    {}", as_root(line, host));
-            }
+            eprintln!("cargo qemu: not installing ({why})");
         }
     }
 

@@ -258,6 +258,24 @@ impl<M: Mmio> Bank<'_, M> {
         self.mmio.write32(off, new);
     }
 
+    /// Whether `id` is configured edge-triggered (its `ICFGR` bit).
+    pub(crate) fn is_edge(&self, id: IntId) -> bool {
+        let off = self.base + gicd::ICFGR + 4 * (id.get() as usize / 16);
+        self.mmio.read32(off) & (1u32 << (2 * (id.get() % 16) + 1)) != 0
+    }
+
+    /// The trigger `id` is configured with, as `IrqChip::read_trigger`
+    /// reports it: the GIC has no polarity, so edge reads as rising and
+    /// level as high (the types `set_type` programs for SPIs; SGIs always
+    /// read edge).
+    pub(crate) fn trigger(&self, id: IntId) -> TriggerType {
+        if self.is_edge(id) {
+            TriggerType::EdgeRising
+        } else {
+            TriggerType::LevelHigh
+        }
+    }
+
     /// Writes a whole word of a per-INTID bank (initialisation).
     pub(crate) fn write_word(&self, reg: usize, index: usize, value: u32) {
         self.mmio.write32(self.base + reg + 4 * index, value);

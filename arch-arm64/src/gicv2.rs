@@ -341,6 +341,12 @@ impl<M: Mmio> IrqChip for GicV2<M> {
         Ok(())
     }
 
+    fn read_trigger(&self, d: &IrqData<'_>) -> TriggerType {
+        // SGIs and PPIs: the calling CPU's banked copy.
+        self.intid(d)
+            .map_or(TriggerType::None, |id| self.bank().trigger(id))
+    }
+
     fn set_affinity(
         &self,
         d: &IrqData<'_>,

@@ -474,6 +474,13 @@ impl<M: Mmio, S: GicSysRegs> IrqChip for GicV3<M, S> {
         Ok(())
     }
 
+    fn read_trigger(&self, d: &IrqData<'_>) -> TriggerType {
+        // SGIs and PPIs from the calling CPU's redistributor.
+        self.intid(d)
+            .and_then(|id| Some(self.bank_for(id)?.trigger(id)))
+            .unwrap_or(TriggerType::None)
+    }
+
     fn set_affinity(
         &self,
         d: &IrqData<'_>,

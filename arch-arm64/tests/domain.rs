@@ -6,7 +6,7 @@ mod common;
 use arch_arm64::model::{self, default_mpidr};
 use common::{Rig, Version};
 use irqcore::domain::{DomainError, DomainRegistry, FwSpec, SpecError};
-use irqcore::{CpuId, FlowKind, HwIrq, IrqRequest, IrqReturn};
+use irqcore::{CpuId, FlowKind, HwIrq, IrqRequest, IrqReturn, TriggerType};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -113,4 +113,38 @@ fn dispatch_through_the_domain_reverse_map() {
     assert_eq!((n, hits.load(Ordering::SeqCst)), (1, 1));
     assert_eq!(rig.core.irq_count(m.irq(), CpuId(1)), 1);
     rig.assert_clean();
+}
+
+#[test]
+fn triggers_the_core_was_not_told_are_read_back_from_the_gic() {
+    for v in [Version::V2, Version::V3] {
+        let rig = Rig::boot(v, 2, false);
+        let reg = DomainRegistry::new(&rig.core);
+        let dom = arch_arm64::add_gic_domain(&reg, rig.gic.clone()).unwrap();
+        // An SGI mapped without a trigger (as the kernels map their IPIs):
+        // SGIs are always edge.
+        let ipi = reg.map(dom, HwIrq(1)).unwrap();
+        assert_eq!(
+            rig.core.snapshot(ipi.irq()).unwrap().trigger,
+            TriggerType::EdgeRising,
+            "{v:?}"
+        );
+        // An SPI left as the distributor initialised it (level).
+        let spi = reg.map(dom, HwIrq(40)).unwrap();
+        assert_eq!(
+            rig.core.snapshot(spi.irq()).unwrap().trigger,
+            TriggerType::LevelHigh,
+            "{v:?}"
+        );
+        // A trigger the core programmed is the one reported.
+        let rtc = reg
+            .map_fwspec(dom, &FwSpec::new(&[0, 2, 1]).unwrap())
+            .unwrap();
+        assert_eq!(
+            rig.core.snapshot(rtc.irq()).unwrap().trigger,
+            TriggerType::EdgeRising,
+            "{v:?}"
+        );
+        drop((ipi, spi, rtc));
+    }
 }

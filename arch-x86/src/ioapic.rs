@@ -498,6 +498,16 @@ impl<M: Mmio32 + 'static> IrqChip for IoApic<M> {
         Ok(())
     }
 
+    fn read_trigger(&self, d: &IrqData<'_>) -> TriggerType {
+        // The shadow holds what was last written (alloc_pin, set_type):
+        // trigger mode and polarity are read-write bits the IOAPIC keeps.
+        let pin = Self::pin(d);
+        if self.check(pin).is_err() {
+            return TriggerType::None;
+        }
+        self.inner.lock().shadow[pin as usize].trigger()
+    }
+
     fn set_affinity(
         &self,
         d: &IrqData<'_>,

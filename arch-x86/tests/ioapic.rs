@@ -471,3 +471,29 @@ fn bad_input_to_the_chips_is_refused_without_panic_or_change() {
         Some(IoApicError::NoDevice)
     );
 }
+
+#[test]
+fn a_pin_allocated_edge_rising_shows_its_trigger_in_the_table() {
+    let r = rig(&[0, 1]);
+    let (_idx, io) = ioapic(&r, 0, 24, 0);
+    let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
+    let v = r.vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
+    // The trigger goes to the hardware only: the core is never told.
+    let pin = io
+        .alloc_pin(irq, 0x13, TriggerType::EdgeRising, &v)
+        .unwrap();
+    r.core.set_chip(irq, vec![pin, v], FlowKind::Edge).unwrap();
+    let (_n, req) = counter();
+    let _reg = r.core.request_irq(irq, req).unwrap();
+    assert_eq!(
+        r.core.snapshot(irq).unwrap().trigger,
+        TriggerType::EdgeRising,
+        "read back from the redirection entry"
+    );
+    let t = r.core.interrupt_table().to_string();
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("   32:") && l.ends_with("IO-APIC  0x13  edge  edge-r  dev")),
+        "\n{t}"
+    );
+}

@@ -13,6 +13,7 @@
 //! | `mask_ack` | `mask` then `ack`                         |
 //! | `ack`, `eoi`, `bus_lock`, `bus_sync_unlock` | nothing  |
 //! | `set_type` | accepted without hardware change          |
+//! | `read_trigger` | [`TriggerType::None`] (cannot tell)   |
 //! | `set_affinity` | [`ChipError::Unsupported`]            |
 //! | `retrigger` | absent (returns `false`): software resend |
 
@@ -385,6 +386,18 @@ pub trait IrqChip: Send + Sync {
     fn set_type(&self, d: &IrqData<'_>, trigger: TriggerType) -> Result<(), ChipError> {
         let _ = (d, trigger);
         Ok(())
+    }
+
+    /// The trigger type the hardware is programmed with, read back, for a
+    /// line whose trigger was programmed without the core (for example an
+    /// IOAPIC pin set up by `alloc_pin`); shown by
+    /// [`IrqCore::snapshot`](crate::IrqCore::snapshot) and the interrupt
+    /// table when the core was never told. Called with the descriptor lock
+    /// held, like the other callbacks: read a cached copy, do not wait for a
+    /// slow bus. The default, [`TriggerType::None`], means "cannot tell".
+    fn read_trigger(&self, d: &IrqData<'_>) -> TriggerType {
+        let _ = d;
+        TriggerType::None
     }
 
     /// Routes the interrupt to (a subset of) `mask`. `force` allows offline

@@ -228,7 +228,13 @@ impl IrqDesc {
             flow: g.flow,
             state: g.state,
             status: g.status,
-            trigger: g.trigger,
+            trigger: match g.trigger {
+                TriggerType::None => g
+                    .data(self.irq)
+                    .and_then(|d| d.chip().map(|c| c.read_trigger(&d)))
+                    .unwrap_or(TriggerType::None),
+                t => t,
+            },
             depth: g.depth,
             handlers: g.actions.iter().map(|a| (a.name, a.dev_id)).collect(),
             affinity: g.affinity,
@@ -277,7 +283,11 @@ pub struct DescSnapshot {
     pub state: IrqState,
     /// Event status bits.
     pub status: IrqStatus,
-    /// Trigger type.
+    /// Trigger type: the one the core programmed (`set_trigger`, a
+    /// request's or a domain mapping's trigger) or, if it never did, what
+    /// the outermost chip reads back from the hardware
+    /// ([`IrqChip::read_trigger`](crate::IrqChip::read_trigger));
+    /// [`TriggerType::None`] if neither knows.
     pub trigger: TriggerType,
     /// Disable depth.
     pub depth: u32,

@@ -40,7 +40,7 @@
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-// Public so that its loom model (tests/loom_store.rs) can drive it and so
+// Public so that its loom model (loom-models/tests/loom_store.rs) can drive it and so
 // layers built on irqcore (domains' reverse maps) can reuse it.
 
 /// Loom models `SeqCst` accesses as acquire/release, which cannot express
@@ -50,7 +50,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// which costs no extra barrier on the dispatch path.
 #[inline(always)]
 fn loom_fence() {
-    #[cfg(loom)]
+    #[cfg(irqcore_loom)]
     loom::sync::atomic::fence(Ordering::SeqCst);
 }
 
@@ -69,7 +69,7 @@ pub struct CpuEpoch {
 
 impl CpuEpoch {
     /// A fresh slot (outside any section).
-    #[cfg(not(loom))]
+    #[cfg(not(irqcore_loom))]
     pub const fn new() -> Self {
         Self {
             seq: AtomicU64::new(0),
@@ -78,7 +78,7 @@ impl CpuEpoch {
     }
 
     /// A fresh slot (outside any section).
-    #[cfg(loom)]
+    #[cfg(irqcore_loom)]
     pub fn new() -> Self {
         Self {
             seq: AtomicU64::new(0),
@@ -155,7 +155,7 @@ impl CpuEpoch {
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(not(irqcore_loom))]
 impl Default for CpuEpoch {
     fn default() -> Self {
         Self::new()

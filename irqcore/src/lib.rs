@@ -88,53 +88,38 @@ extern crate std;
 pub mod action;
 pub mod chip;
 pub mod cpumask;
-#[cfg(not(loom))]
 pub mod desc;
-#[cfg(not(loom))]
 pub mod domain;
 pub mod error;
-#[cfg(not(loom))]
 pub mod flow;
 pub mod grace;
-#[cfg(not(loom))]
 pub mod hotplug;
 pub mod ids;
-#[cfg(not(loom))]
 mod instance;
 pub mod lockdep;
 pub mod platform;
-#[cfg(not(loom))]
 pub mod resend;
 #[cfg(feature = "sim")]
 pub mod sim;
-#[cfg(not(loom))]
 pub mod stats;
 pub mod stop_machine;
-#[cfg(not(loom))]
 pub mod store;
 pub(crate) mod sync;
 
 pub use action::{DevId, IrqHandler, IrqRequest, IrqReturn, RequestFlags};
 pub use chip::{AffinitySet, ChipFlags, ChipLevel, IrqChip, IrqData, MsiMsg, TriggerType};
 pub use cpumask::{CpuMask, MAX_CPUS};
-#[cfg(not(loom))]
 pub use desc::{DescSnapshot, IrqState, IrqStatus};
-#[cfg(not(loom))]
 pub use domain::{
     DomainConfig, DomainError, DomainId, DomainKind, DomainOps, DomainRegistry, FwSpec, Mapping,
 };
 pub use error::{ChipError, IrqError};
-#[cfg(not(loom))]
 pub use flow::FlowKind;
-#[cfg(not(loom))]
 pub use hotplug::{CpuControl, CpuPhase, HotplugCallback};
 pub use ids::{CpuId, HwIrq, IrqNumber};
-#[cfg(not(loom))]
 pub use instance::{CoreConfig, IrqCore, Registration};
 pub use lockdep::{LockClass, LockOrder};
 pub use platform::IrqEvent;
 pub use platform::{ActionId, IrqFlags, Platform, ThreadWake};
-#[cfg(not(loom))]
 pub use stats::InterruptTable;
-#[cfg(not(loom))]
 pub use store::SparseGuard;

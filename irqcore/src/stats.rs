@@ -1,14 +1,33 @@
 //! Per-CPU statistics and a `/proc/interrupts`-style table.
 
+use crate::chip::TriggerType;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
 use crate::platform::Platform;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 /// A `/proc/interrupts`-style table of every allocated irq, printable with
-/// `{}`. Columns: irq number, one count per CPU (online CPUs, and any CPU
-/// that has counted something), chip name(s), hwirq, flow, trigger and
-/// handler name.
+/// `{}`.
+///
+/// A header names the CPU columns; then one line per irq:
+///
+/// ```text
+///              CPU0       CPU1
+///    32:          1          2  IO-APIC   0x1f  edge          edge-r   uart
+///    33:          0         17  GICv3     0x1e  percpu_devid  level-h  timer
+///    34:          0          0  PIC      0x2a0  level         -        ata0, ata1
+/// ```
+///
+/// irq number; one count per CPU (online CPUs, and any CPU that has
+/// counted something); the outermost chip's name and the hwirq at that
+/// level, in hex as in Linux's debugfs; the flow; the trigger (`edge-r`,
+/// `edge-f`, `edge-b`, `level-h`, `level-l`, or `-` when neither the core
+/// nor the chip knows it, see [`DescSnapshot::trigger`](crate::DescSnapshot::trigger));
+/// the handler names. The chip, hwirq, flow and trigger columns are as wide
+/// as their widest entry, so no value pushes the ones after it out of line.
 pub struct InterruptTable<'a, P: Platform> {
     core: &'a IrqCore<P>,
     /// Skip irqs that have no handler and never fired.
@@ -32,10 +51,21 @@ impl<P: Platform> IrqCore<P> {
     }
 }
 
+/// One line of the table before padding.
+struct Row {
+    irq: IrqNumber,
+    counts: Vec<u64>,
+    chip: String,
+    hwirq: String,
+    flow: &'static str,
+    trigger: &'static str,
+    handlers: String,
+}
+
 impl<P: Platform> fmt::Display for InterruptTable<'_, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let core = self.core;
-        let mut irqs = alloc::vec::Vec::new();
+        let mut irqs = Vec::new();
         // Walking needs the sparse lock; if the caller holds it (inside a
         // hotplug phase) print nothing rather than deadlock.
         if core.for_each_irq(|irq| irqs.push(irq)).is_err() {
@@ -44,8 +74,7 @@ impl<P: Platform> fmt::Display for InterruptTable<'_, P> {
                 "(interrupt table unavailable: sparse lock held by caller)"
             );
         }
-        let online = core.online_cpus();
-        let mut cols = online;
+        let mut cols = core.online_cpus();
         for &irq in &irqs {
             for c in 0..core.nr_cpus {
                 if core.irq_count(irq, CpuId(c)) != 0 {
@@ -53,48 +82,64 @@ impl<P: Platform> fmt::Display for InterruptTable<'_, P> {
                 }
             }
         }
-        write!(f, "{:>6}", "")?;
-        for c in cols.iter() {
-            write!(f, " {:>10}", alloc::format!("CPU{}", c.0))?;
-        }
-        writeln!(f)?;
+        let mut rows = Vec::new();
         for irq in irqs {
             let Ok(s) = core.snapshot(irq) else { continue };
             let total: u64 = s.counts.iter().sum();
             if self.only_active && s.handlers.is_empty() && total == 0 {
                 continue;
             }
-            write!(f, "{:>5}:", irq.0)?;
-            for c in cols.iter() {
-                write!(f, " {:>10}", s.counts.get(c.index()).copied().unwrap_or(0))?;
+            let (chip, hwirq) = match s.chips.first() {
+                Some((c, h)) => (format!("{c:?}"), format!("{:#x}", h.0)),
+                None => ("-".into(), "-".into()),
+            };
+            let names: Vec<&str> = s.handlers.iter().map(|(n, _)| *n).collect();
+            rows.push(Row {
+                irq,
+                counts: cols
+                    .iter()
+                    .map(|c| s.counts.get(c.index()).copied().unwrap_or(0))
+                    .collect(),
+                chip,
+                hwirq,
+                flow: s.flow.name(),
+                trigger: trigger_name(s.trigger),
+                handlers: names.join(", "),
+            });
+        }
+        let width = |field: fn(&Row) -> usize| rows.iter().map(field).max().unwrap_or(0);
+        let chip_w = width(|r| r.chip.len());
+        let hw_w = width(|r| r.hwirq.len());
+        let flow_w = width(|r| r.flow.len());
+        let trig_w = width(|r| r.trigger.len());
+
+        write!(f, "{:>6}", "")?;
+        for c in cols.iter() {
+            write!(f, " {:>10}", format!("CPU{}", c.0))?;
+        }
+        writeln!(f)?;
+        for r in &rows {
+            let mut line = format!("{:>5}:", r.irq.0);
+            for n in &r.counts {
+                line.push_str(&format!(" {n:>10}"));
             }
-            let chip = s
-                .chips
-                .first()
-                .map(|(c, _)| alloc::format!("{c:?}"))
-                .unwrap_or_else(|| "-".into());
-            let hw = s.chips.first().map(|(_, h)| h.0).unwrap_or(0);
-            write!(
-                f,
-                "  {chip:<10} {hw:>6}  {:<12} {:<8}",
-                s.flow.name(),
-                trigger_name(s.trigger)
-            )?;
-            let names: alloc::vec::Vec<&str> = s.handlers.iter().map(|(n, _)| *n).collect();
-            writeln!(f, " {}", names.join(", "))?;
+            line.push_str(&format!(
+                "  {:<chip_w$}  {:>hw_w$}  {:<flow_w$}  {:<trig_w$}  {}",
+                r.chip, r.hwirq, r.flow, r.trigger, r.handlers
+            ));
+            writeln!(f, "{}", line.trim_end())?;
         }
         Ok(())
     }
 }
 
-fn trigger_name(t: crate::chip::TriggerType) -> &'static str {
-    use crate::chip::TriggerType::*;
+fn trigger_name(t: TriggerType) -> &'static str {
     match t {
-        None => "-",
-        EdgeRising => "edge-r",
-        EdgeFalling => "edge-f",
-        EdgeBoth => "edge-b",
-        LevelHigh => "level-h",
-        LevelLow => "level-l",
+        TriggerType::None => "-",
+        TriggerType::EdgeRising => "edge-r",
+        TriggerType::EdgeFalling => "edge-f",
+        TriggerType::EdgeBoth => "edge-b",
+        TriggerType::LevelHigh => "level-h",
+        TriggerType::LevelLow => "level-l",
     }
 }

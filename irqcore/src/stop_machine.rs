@@ -22,7 +22,7 @@
 //! that brings it to zero publishes the next state. So no CPU acts on state
 //! N+1 before every CPU has finished acting on state N, and every CPU sees
 //! every state, in order (model-checked with loom in
-//! `tests/loom_stop_machine.rs`).
+//! `loom-models/tests/loom_stop_machine.rs`).
 //!
 //! Until it disables its interrupts, a participant spins calling
 //! [`Platform::cpu_relax`] with interrupts enabled, so it keeps taking device
@@ -64,16 +64,17 @@ use alloc::sync::Arc;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// The atomics of the rendezvous protocol: loom's under `cfg(loom)` so the
-/// state machine can be model-checked unchanged, `core`'s otherwise. (The
-/// instance-level busy flag and participant mask are not part of the
-/// protocol under test and stay on `core` atomics, which keeps
-/// [`StopMachine::new`] a `const fn` in every configuration.)
+/// The atomics of the rendezvous protocol: loom's under `cfg(irqcore_loom)`
+/// (set only by the loom models in `loom-models/`) so the state machine can
+/// be model-checked unchanged, `core`'s otherwise. (The instance-level busy
+/// flag and participant mask are not part of the protocol under test and stay
+/// on `core` atomics, which keeps [`StopMachine::new`] a `const fn` in every
+/// configuration.)
 mod sync {
-    #[cfg(loom)]
+    #[cfg(irqcore_loom)]
     pub(super) use loom::sync::atomic::{AtomicU8, AtomicUsize};
 
-    #[cfg(not(loom))]
+    #[cfg(not(irqcore_loom))]
     pub(super) use core::sync::atomic::{AtomicU8, AtomicUsize};
 }
 
@@ -235,7 +236,7 @@ impl StopMachine {
     /// phase (every CPU disables in `DisableIrqInactive`), which has the
     /// `seeds/001` race. Exists so a test can show that race and therefore
     /// that the test of the fix can fail.
-    #[cfg(any(test, feature = "sim", loom))]
+    #[cfg(any(test, feature = "sim", irqcore_loom))]
     pub const fn with_one_phase_disable() -> Self {
         Self::with_mode(IrqDisableMode::OnePhase)
     }
@@ -250,7 +251,9 @@ impl StopMachine {
     }
 
     /// Whether this instance disables interrupts in two phases (always, except
-    /// for [`StopMachine::with_one_phase_disable`]).
+    /// for the single-phase instance that tests build with
+    /// `StopMachine::with_one_phase_disable`, which exists only with the `sim`
+    /// feature).
     pub fn is_two_phase(&self) -> bool {
         self.mode == IrqDisableMode::TwoPhase
     }

@@ -1,12 +1,15 @@
-//! Atomics shim: `loom`'s model-checked atomics under `cfg(loom)`, `core`'s
-//! otherwise, so the lock-free protocols can be model-checked unchanged.
+//! Atomics shim: `core`'s atomics, or `loom`'s model-checked ones when this
+//! file is compiled with `cfg(irqcore_loom)` by the loom models
+//! (`loom-models/`, which include irqcore's protocol modules by path), so the
+//! lock-free protocols are model-checked unchanged. irqcore itself never sets
+//! that cfg and has no loom dependency.
 
-#[cfg(loom)]
+#[cfg(irqcore_loom)]
 pub(crate) use loom::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 
-#[cfg(not(loom))]
+#[cfg(not(irqcore_loom))]
 pub(crate) use core::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };

@@ -171,11 +171,7 @@ impl Boot for Aarch64 {
     }
 
     fn qemu_binary(&self) -> &'static str {
-        "qemu-system-aarch64"
-    }
-
-    fn qemu_install_hint(&self) -> &'static str {
-        "apt-get install qemu-system-arm"
+        crate::setup::qemu_program(crate::options::Arch::Aarch64).0
     }
 
     fn qemu_command(&self, kernel: &Path, opts: &Options) -> Command {

@@ -27,8 +27,6 @@ pub trait Boot {
     fn build(&self, root: &Path, opts: &Options) -> Result<PathBuf, String>;
     /// The QEMU binary name.
     fn qemu_binary(&self) -> &'static str;
-    /// What to install when the QEMU binary is missing.
-    fn qemu_install_hint(&self) -> &'static str;
     /// The QEMU command line (stdout piped: it carries the serial port).
     fn qemu_command(&self, kernel: &Path, opts: &Options) -> Command;
     /// Judges QEMU's exit status together with the last `RESULT:` line.
@@ -94,11 +92,7 @@ impl Boot for X86_64 {
     }
 
     fn qemu_binary(&self) -> &'static str {
-        "qemu-system-x86_64"
-    }
-
-    fn qemu_install_hint(&self) -> &'static str {
-        "apt-get install qemu-system-x86"
+        crate::setup::qemu_program(crate::options::Arch::X86_64).0
     }
 
     fn qemu_command(&self, kernel: &Path, opts: &Options) -> Command {

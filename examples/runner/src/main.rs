@@ -3,7 +3,11 @@
 //! ```text
 //! cargo qemu [--arch x86_64|aarch64] [--smp N] [--machine q35|pc]
 //!            [--timeout SECONDS] [--features F]
+//! cargo qemu --setup [--no-qemu]
 //! ```
+//!
+//! Before it builds, the runner sets up what the boot needs on a fresh
+//! machine (the bare-metal Rust target, QEMU): see [`setup`].
 //!
 //! The kernel reports its verdict twice: a last serial line
 //! `RESULT: PASS <n> checks` / `RESULT: FAIL <what>`, and the exit status of
@@ -14,6 +18,7 @@
 mod aarch64;
 mod boot;
 mod options;
+mod setup;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -37,7 +42,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&opts) {
+    let result = if opts.setup {
+        setup_all(&opts)
+    } else {
+        run(&opts)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cargo qemu: {e}");
@@ -57,6 +67,40 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| manifest.to_path_buf())
 }
 
+/// `cargo qemu --setup`: what every architecture's boot needs.
+fn setup_all(opts: &Options) -> Result<(), String> {
+    let wants = setup::Wants {
+        qemu: !opts.no_qemu,
+        xen: false,
+    };
+    let needs = setup::needs(&[Arch::X86_64, Arch::Aarch64], wants, &workspace_root());
+    let missing = setup::ensure(&needs, &setup::Host::detect());
+    if missing.is_empty() {
+        eprintln!("cargo qemu: set-up complete: {}", what_list(&needs));
+        return Ok(());
+    }
+    for (n, _) in &missing {
+        if matches!(n.check, setup::Check::RustTarget(_)) {
+            setup::loud(&format!(
+                "{} is NOT installed: its bare-metal builds and QEMU boots will be SKIPPED",
+                n.what
+            ));
+        }
+    }
+    Err(format!(
+        "set-up incomplete:\n{}",
+        setup::describe_missing(&missing)
+    ))
+}
+
+fn what_list(needs: &[setup::Need]) -> String {
+    needs
+        .iter()
+        .map(|n| n.what.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn run(opts: &Options) -> Result<(), String> {
     let boot: Box<dyn Boot> = match opts.arch {
         Arch::X86_64 => Box::new(boot::X86_64),
@@ -64,6 +108,21 @@ fn run(opts: &Options) -> Result<(), String> {
     };
     boot.check_options(opts)?;
     let root = workspace_root();
+
+    let wants = setup::Wants {
+        qemu: true,
+        xen: false,
+    };
+    let missing = setup::ensure(
+        &setup::needs(&[opts.arch], wants, &root),
+        &setup::Host::detect(),
+    );
+    if !missing.is_empty() {
+        return Err(format!(
+            "cannot boot: set-up incomplete:\n{}",
+            setup::describe_missing(&missing)
+        ));
+    }
 
     let t_build = Instant::now();
     let kernel = boot.build(&root, opts)?;
@@ -80,9 +139,8 @@ fn run(opts: &Options) -> Result<(), String> {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!(
-                "{} not found: install QEMU with `{}`",
-                boot.qemu_binary(),
-                boot.qemu_install_hint()
+                "{} not found (set-up found it on PATH a moment ago)",
+                boot.qemu_binary()
             ));
         }
         Err(e) => return Err(format!("cannot start {}: {e}", boot.qemu_binary())),

@@ -3,11 +3,19 @@
 /// Usage text printed by `--help` and after a bad option.
 pub const USAGE: &str = "usage: cargo qemu [--arch x86_64|aarch64] [--smp N] [--machine q35|pc] \
 [--timeout SECONDS] [--features F]
+       cargo qemu --setup [--no-qemu]
   --arch      architecture to boot (default x86_64)
   --smp       number of CPUs, 1 to 8 (default 2)
   --machine   QEMU machine for x86_64: q35 (default) or pc
   --timeout   kill QEMU and fail after this many seconds (default 60)
-  --features  cargo features for the kernel build (e.g. drop-edu-irqs, which must FAIL)";
+  --features  cargo features for the kernel build (e.g. drop-edu-irqs, which must FAIL)
+  --setup     boot nothing: set up what every architecture's boot needs (both
+              bare-metal Rust targets and both QEMUs; --no-qemu: the targets only)
+A boot first sets up what it needs: a missing Rust target is added with
+`rustup target add`, missing QEMU is installed with apt-get when run as root
+(each command is printed first); otherwise the exact commands are printed and
+cargo qemu fails. IRQCORE_NO_INSTALL=1 prints the commands instead of running
+them.";
 
 /// The architecture to build and boot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +39,10 @@ pub struct Options {
     pub timeout_secs: u64,
     /// Features passed to the kernel build.
     pub features: Option<String>,
+    /// `--setup`: set up every architecture's needs and boot nothing.
+    pub setup: bool,
+    /// `--no-qemu` (with `--setup`): only the Rust targets.
+    pub no_qemu: bool,
 }
 
 impl Options {
@@ -42,6 +54,8 @@ impl Options {
             machine: None,
             timeout_secs: 60,
             features: None,
+            setup: false,
+            no_qemu: false,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -81,8 +95,13 @@ impl Options {
                         })?;
                 }
                 "--features" => o.features = Some(value()?),
+                "--setup" => o.setup = true,
+                "--no-qemu" => o.no_qemu = true,
                 other => return Err(format!("unknown option {other:?}")),
             }
+        }
+        if o.no_qemu && !o.setup {
+            return Err("--no-qemu goes with --setup".into());
         }
         Ok(Some(o))
     }
@@ -130,5 +149,14 @@ mod tests {
         assert!(parse(&["--arch", "riscv"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
         assert!(parse(&["--help"]).unwrap().is_none());
+        assert!(parse(&["--no-qemu"]).is_err());
+    }
+
+    #[test]
+    fn setup_options() {
+        let o = parse(&["--setup"]).unwrap().unwrap();
+        assert!(o.setup && !o.no_qemu);
+        let o = parse(&["--setup", "--no-qemu"]).unwrap().unwrap();
+        assert!(o.setup && o.no_qemu);
     }
 }

@@ -112,7 +112,7 @@ pub unsafe fn gs_read_u64<const OFFSET: usize>() -> u64 {
     v
 }
 
-/// `cpuid` leaf 1 EBX[31:24]: the initial APIC id of this CPU.
+/// `cpuid` leaf 1 EBX\[31:24\]: the initial APIC id of this CPU.
 pub fn initial_apic_id() -> u32 {
     #[allow(unused_unsafe)]
     // SAFETY: CPUID is available on every x86-64 CPU.

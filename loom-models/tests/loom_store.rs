@@ -2,10 +2,10 @@
 //! looked a descriptor up never sees it freed while it uses it, and a
 //! hotplug walk under the sparse lock sees a stable set.
 //!
-//! Run: RUSTFLAGS="--cfg loom" cargo test -p irqcore --release --test loom_store
+//! Run: RUSTFLAGS="--cfg loom" cargo test -p irqcore-loom-models --release --test loom_store
 #![cfg(loom)]
 
-use irqcore::grace::{CpuEpoch, synchronize};
+use irqcore_loom_models::grace::{CpuEpoch, synchronize};
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 

@@ -1,12 +1,12 @@
 //! Loom model of the stop-machine state machine with two and three CPUs.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test -p irqcore --release --test
-//! loom_stop_machine`. Loom threads play the CPUs; loom explores the
-//! interleavings (and weak-memory outcomes) of the rendezvous atomics (the
-//! state and the acknowledgement counter) together with the CPUs' local
-//! interrupt flags, which are loom atomics so that loom sees the assertions'
-//! reads of other CPUs' flags conflict with the flag changes. Checked in
-//! every explored interleaving:
+//! Run with `RUSTFLAGS="--cfg loom" cargo test -p irqcore-loom-models --release
+//! --test loom_stop_machine` (or `scripts/loom-all`). Loom threads play the
+//! CPUs; loom explores the interleavings (and weak-memory outcomes) of the
+//! rendezvous atomics (the state and the acknowledgement counter) together
+//! with the CPUs' local interrupt flags, which are loom atomics so that loom
+//! sees the assertions' reads of other CPUs' flags conflict with the flag
+//! changes. Checked in every explored interleaving:
 //! * every CPU acts on every state exactly once, in order;
 //! * in the Run state no participating CPU has interrupts enabled;
 //! * with the two-phase disable, when a CPU that runs the function disables
@@ -29,8 +29,8 @@
 //! a change that read missed always produces a later wake-up.)
 #![cfg(loom)]
 
-use irqcore::stop_machine::{StopMachine, StopState};
-use irqcore::{ActionId, CpuId, CpuMask, IrqFlags, IrqNumber, Platform};
+use irqcore_loom_models::stop_machine::{StopMachine, StopState};
+use irqcore_loom_models::{ActionId, CpuId, CpuMask, IrqFlags, IrqNumber, Platform};
 use loom::sync::Arc;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};

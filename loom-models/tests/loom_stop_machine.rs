@@ -30,7 +30,7 @@
 #![cfg(loom)]
 
 use irqcore_loom_models::stop_machine::{StopMachine, StopState};
-use irqcore_loom_models::{ActionId, CpuId, CpuMask, IrqFlags, IrqNumber, Platform};
+use irqcore_loom_models::{CpuId, CpuMask, IrqFlags, IrqNumber, Platform};
 use loom::sync::Arc;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};

@@ -103,6 +103,7 @@ pub fn setup_timer() -> Result<(), &'static str> {
         if me == CpuId(0) {
             RTC.generator_tick();
         }
+        crate::watchdog::tick();
         IrqReturn::HANDLED
     });
     CORE.request_irq_raw(

@@ -9,6 +9,7 @@
 //! `CPU_ON` through irqcore's hotplug phases, moves the SPI's affinity,
 //! takes every secondary CPU offline (irqcore's `cpu_down`: stop-machine,
 //! migration, the GIC's dying step, then PSCI `CPU_OFF`) and online again,
+//! does that again while another CPU allocates and frees descriptors,
 //! then checks that every interrupt it caused was handled exactly once on an
 //! allowed CPU, prints irqcore's interrupt table and a `RESULT:` line, and
 //! exits through semihosting.
@@ -30,6 +31,7 @@ mod scenario;
 mod smp;
 mod sync;
 mod time;
+mod watchdog;
 
 use core::sync::atomic::AtomicU64;
 

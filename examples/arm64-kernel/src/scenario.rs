@@ -1,16 +1,17 @@
 //! The test scenario the boot CPU runs, phase by phase, and the final checks.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use irqcore::{CpuId, CpuMask, IrqNumber, IrqState};
+use irqcore::{CpuId, CpuMask, IrqError, IrqNumber, IrqState};
 
 use crate::cpu::{self, MAX_CPUS};
 use crate::devices::{self, RTC, Source, TIMER};
 use crate::exit::{ExitCode, exit};
 use crate::irq::{self, CORE};
 use crate::smp::{self, CrossCall, KernelCpuControl};
-use crate::{check, checks, heap, kprintln, time};
+use crate::sync::IrqLock;
+use crate::{check, checks, heap, kprintln, time, watchdog};
 
 unsafe extern "C" {
     static __kernel_end: u8;
@@ -235,6 +236,9 @@ pub fn run() -> ! {
         kprintln!("hotplug: single CPU, no CPU to take offline");
     }
 
+    // ----- descriptor allocation during hotplug --------------------------------
+    alloc_free_during_hotplug(n);
+
     // ----- quiesce and final checks -------------------------------------------
     RTC.paused.store(true, Ordering::Release);
     let quiet = wait_until(PATIENCE_US, || RTC.idle() && ipis_done());
@@ -431,6 +435,174 @@ fn hotplug_cycle(cpu: CpuId) {
     if devices::move_rtc(&CORE.online_cpus()).is_err() {
         check!(false, "rtc: set_affinity(all)");
     }
+}
+
+// ----- descriptor allocation during hotplug (issue #16 item 4) --------------
+
+/// Allocation/free pairs the job on cpu1 completes at least.
+const ALLOC_FREE_ITERATIONS: u64 = 500;
+/// Rounds of taking cpus 2.. offline and online again.
+const HOTPLUG_ROUNDS: u32 = 5;
+/// Bound on the whole phase (the watchdog ends the run past it).
+const ALLOC_HOTPLUG_BOUND_US: u64 = 20_000_000;
+/// Where the job allocates (first fit at or above; the GIC's irqs are
+/// below).
+const JOB_IRQ_FROM: IrqNumber = IrqNumber(256);
+/// Descriptors per allocation.
+const JOB_IRQ_COUNT: u32 = 4;
+
+/// Alloc/free pairs the job completed.
+static JOB_PAIRS: AtomicU64 = AtomicU64::new(0);
+/// Stopper calls the job served between its pairs.
+static JOB_STOPPERS: AtomicU64 = AtomicU64::new(0);
+/// Set by the boot CPU once its hotplug rounds are over: the job stops
+/// after its minimum number of pairs from then on.
+static HOTPLUG_OVER: AtomicBool = AtomicBool::new(false);
+/// The first error the job met (it stops there).
+static JOB_ERROR: IrqLock<Option<(&str, IrqError)>> = IrqLock::new(None);
+
+/// The background job on cpu1: allocates and frees `JOB_IRQ_COUNT`
+/// descriptors over and over, at least `ALLOC_FREE_ITERATIONS` times and
+/// until the boot CPU's hotplug is over, so that allocation really overlaps
+/// every hot-unplug.
+///
+/// Between two pairs it serves pending stopper work (`smp::serve_stopper`):
+/// this non-preemptive kernel has no other way into cpu1's stopper while
+/// the job runs, so without it every `cpu_down` would simply wait for the
+/// job to end. That is sound here because between two pairs the job holds
+/// nothing (the sparse lock and irqcore's read-side section end inside
+/// `alloc_descs`/`free_descs`) and runs in process context with IRQs
+/// unmasked, as the idle loop does between two work items. The interleaving
+/// this gives is the one the issue is about: the boot CPU starts a
+/// stop-machine while cpu1 is inside `alloc_descs`/`free_descs`, possibly
+/// spinning for the sparse lock; cpu1 must get it, finish the pair and reach
+/// the stopper. When `cpu_down` held that lock across the rendezvous (the
+/// old deadlock) cpu1 spun forever and the machine hung.
+fn alloc_free_job() {
+    let me = cpu::current();
+    let mut pairs = 0u64;
+    while pairs < ALLOC_FREE_ITERATIONS || !HOTPLUG_OVER.load(Ordering::Acquire) {
+        let irq = match CORE.alloc_descs(JOB_IRQ_FROM, JOB_IRQ_COUNT) {
+            Ok(irq) => irq,
+            Err(e) => {
+                *JOB_ERROR.lock() = Some(("alloc_descs", e));
+                return;
+            }
+        };
+        if let Err(e) = CORE.free_descs(irq, JOB_IRQ_COUNT) {
+            *JOB_ERROR.lock() = Some(("free_descs", e));
+            return;
+        }
+        pairs += 1;
+        JOB_PAIRS.store(pairs, Ordering::Release);
+        if smp::serve_stopper() {
+            JOB_STOPPERS.fetch_add(1, Ordering::Relaxed);
+        }
+        if !CORE.cpu_online(me) {
+            *JOB_ERROR.lock() = Some(("cpu went offline", IrqError::BadCpu(me)));
+            return;
+        }
+    }
+}
+
+/// The scenario of issue #16 item 4: cpu1 loops `alloc_descs`/`free_descs`
+/// (in process context, `alloc_free_job`) while the boot CPU takes every
+/// other CPU offline and online again, several rounds. Everything must
+/// complete (a deadlock ends as a watchdog FAIL), every hotplug call must
+/// succeed and the descriptor count must be back where it was. The RTC
+/// keeps firing; its affinity (and allowed mask) is every CPU by now, so
+/// irqcore may move it to any online CPU.
+fn alloc_free_during_hotplug(n: u32) {
+    if n < 3 {
+        kprintln!("alloc/free during hotplug: skipped (needs 3 CPUs, {n} here)");
+        return;
+    }
+    let job_cpu = CpuId(1);
+    let descs_before = CORE.nr_descs();
+    watchdog::arm(
+        ALLOC_HOTPLUG_BOUND_US,
+        "alloc/free on cpu1 during hotplug of the other CPUs",
+    );
+    let t0 = time::now_us();
+    if !smp::start_job(job_cpu, alloc_free_job) {
+        check!(false, "alloc/free during hotplug: job started on cpu1");
+        watchdog::disarm();
+        return;
+    }
+    // Hotplug starts once the job is under way.
+    wait_until(PATIENCE_US, || {
+        JOB_PAIRS.load(Ordering::Acquire) > 0 || smp::job_done(job_cpu)
+    });
+    let (mut downs, mut ups) = (0u32, 0u32);
+    let mut first_error = None;
+    for _ in 0..HOTPLUG_ROUNDS {
+        for c in 2..n {
+            match CORE.cpu_down(CpuId(c), &KernelCpuControl) {
+                Ok(()) => downs += 1,
+                Err(e) => {
+                    first_error.get_or_insert((c, "cpu_down", e));
+                }
+            }
+        }
+        for c in 2..n {
+            if CORE.cpu_online(CpuId(c)) {
+                continue;
+            }
+            match CORE.cpu_up(CpuId(c), &KernelCpuControl) {
+                Ok(()) => ups += 1,
+                Err(e) => {
+                    first_error.get_or_insert((c, "cpu_up", e));
+                }
+            }
+        }
+    }
+    HOTPLUG_OVER.store(true, Ordering::Release);
+    let finished = wait_until(ALLOC_HOTPLUG_BOUND_US, || smp::job_done(job_cpu));
+    let elapsed = time::now_us() - t0;
+    watchdog::disarm();
+
+    let planned = HOTPLUG_ROUNDS * (n - 2);
+    let pairs = JOB_PAIRS.load(Ordering::Acquire);
+    let stoppers = JOB_STOPPERS.load(Ordering::Relaxed);
+    let job_error = *JOB_ERROR.lock();
+    let hotplugged: alloc::string::String = if n == 3 {
+        "cpu2".into()
+    } else {
+        alloc::format!("cpu2..cpu{}", n - 1)
+    };
+    kprintln!(
+        "alloc/free during hotplug: cpu1 ran {pairs} alloc_descs/free_descs pairs ({stoppers} stop-machine calls served between them) while cpu0 took {hotplugged} offline and online {HOTPLUG_ROUNDS} times ({downs} cpu_down, {ups} cpu_up) in {elapsed} us"
+    );
+    check!(
+        finished,
+        "alloc/free during hotplug: the job on cpu1 finished"
+    );
+    check!(
+        job_error.is_none() && pairs >= ALLOC_FREE_ITERATIONS,
+        "alloc/free during hotplug: {pairs} pairs (at least {ALLOC_FREE_ITERATIONS}) without error ({job_error:?})"
+    );
+    check!(
+        first_error.is_none() && downs == planned && ups == planned,
+        "alloc/free during hotplug: {downs} cpu_down and {ups} cpu_up of {planned} each returned Ok (first error: {first_error:?})"
+    );
+    check!(
+        stoppers >= u64::from(downs),
+        "alloc/free during hotplug: cpu1 served stop-machine between pairs ({stoppers} calls for {downs} cpu_down)"
+    );
+    check!(
+        CORE.online_cpus() == CpuMask::first_n(n as usize),
+        "alloc/free during hotplug: all {n} CPUs online again ({:?})",
+        CORE.online_cpus()
+    );
+    let descs_after = CORE.nr_descs();
+    check!(
+        descs_after == descs_before,
+        "alloc/free during hotplug: descriptor count back to {descs_before} ({descs_after})"
+    );
+    check!(
+        elapsed <= ALLOC_HOTPLUG_BOUND_US,
+        "alloc/free during hotplug: finished in {elapsed} us (bound {ALLOC_HOTPLUG_BOUND_US} us)"
+    );
 }
 
 fn final_checks(n: u32) {

@@ -3,7 +3,7 @@
 //! a CPU off once irqcore took it offline; [`KernelCpuControl`] gives these
 //! to irqcore's hotplug.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use arrayvec::ArrayVec;
 use irqcore::{CpuControl, CpuId, CpuMask, IrqError};
@@ -109,8 +109,8 @@ extern "C" fn secondary_main(index: u64) -> ! {
     idle_loop(me)
 }
 
-/// Idle loop of a secondary CPU: runs stopper work, sleeps otherwise, and
-/// powers off once stop-machine marked it offline.
+/// Idle loop of a secondary CPU: runs stopper work and background jobs,
+/// sleeps otherwise, and powers off once stop-machine marked it offline.
 fn idle_loop(me: CpuId) -> ! {
     loop {
         cpu::disable_irqs();
@@ -118,6 +118,9 @@ fn idle_loop(me: CpuId) -> ! {
             power_off();
         }
         if run_stopper_work(me) {
+            continue;
+        }
+        if run_job(me) {
             continue;
         }
         cpu::wait_for_interrupt_masked();
@@ -229,6 +232,87 @@ pub fn run_on_cpus(cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync)) {
         core::hint::spin_loop();
     }
     *STOPPER_WORK.lock() = None;
+}
+
+/// Runs this CPU's share of the current stopper work, if any, from a
+/// background job (see [`start_job`]) between two of its steps; returns
+/// whether there was some. Lets stop-machine (CPU hotplug) proceed while a
+/// long job runs instead of waiting for the job to end.
+///
+/// Sound only where the idle loop itself could run the stopper: in process
+/// context with IRQs unmasked (the stopper work unmasks them, which an
+/// interrupt handler or an `IrqLock` holder must never see: both run with
+/// IRQs masked, so that case is refused here), with no lock held and
+/// outside any irqcore call (a stopped CPU must hold nothing another
+/// participant may need: the dying CPU try-locks irqcore's sparse lock and
+/// fails the hot-unplug if it is held). A job between two of its steps is
+/// in exactly the idle loop's situation between two work items. The
+/// stopper is not re-entered: jobs start from the idle loop, never from
+/// inside `run_stopper_work`. If the stopper work takes this CPU offline,
+/// the job must return at once (check `CORE.cpu_online`): the idle loop
+/// then powers the CPU off.
+pub fn serve_stopper() -> bool {
+    if !cpu::irqs_enabled() || CORE.in_interrupt() {
+        return false;
+    }
+    // Same entry and exit state as in the idle loop: IRQs masked (the
+    // stopper work runs with them unmasked).
+    cpu::disable_irqs();
+    let ran = run_stopper_work(cpu::current());
+    cpu::enable_irqs();
+    ran
+}
+
+// ----- background jobs --------------------------------------------------------
+
+/// A background job (see [`start_job`]).
+pub type Job = fn();
+
+/// The job posted for each CPU, taken by its idle loop.
+static JOBS: [IrqLock<Option<Job>>; MAX_CPUS] = [const { IrqLock::new(None) }; MAX_CPUS];
+/// Set while a job is posted for or running on a CPU.
+static JOB_BUSY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Starts `job` on `cpu` without waiting for it: the CPU's idle loop runs
+/// it in process context with IRQs unmasked, like a kernel thread (so it
+/// may call irqcore functions that refuse interrupt context). The CPU does
+/// nothing else until it returns, except serving interrupts and, if the job
+/// calls [`serve_stopper`], stopper work. Returns false (nothing posted) if
+/// `cpu` is the caller, not an online secondary CPU, or still busy with a
+/// job; [`job_done`] says when it has returned.
+pub fn start_job(cpu: CpuId, job: Job) -> bool {
+    if cpu.index() >= MAX_CPUS
+        || cpu == cpu::current()
+        || cpu == CpuId(0)
+        || !CORE.cpu_online(cpu)
+        || JOB_BUSY[cpu.index()].swap(true, Ordering::AcqRel)
+    {
+        return false;
+    }
+    *JOBS[cpu.index()].lock() = Some(job);
+    // Wake it from WFI: its idle loop then sees the job.
+    irq::send_sgi(sgi::CALL_FUNCTION, &CpuMask::of(cpu));
+    true
+}
+
+/// Whether the last job started on `cpu` has returned.
+pub fn job_done(cpu: CpuId) -> bool {
+    JOB_BUSY
+        .get(cpu.index())
+        .is_none_or(|b| !b.load(Ordering::Acquire))
+}
+
+/// Runs the job posted for this CPU, if any (IRQs masked on entry and on
+/// return, like `run_stopper_work`).
+fn run_job(me: CpuId) -> bool {
+    let Some(job) = JOBS[me.index()].lock().take() else {
+        return false;
+    };
+    cpu::enable_irqs();
+    job();
+    cpu::disable_irqs();
+    JOB_BUSY[me.index()].store(false, Ordering::Release);
+    true
 }
 
 // ----- cross-CPU function calls ---------------------------------------------

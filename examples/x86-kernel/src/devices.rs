@@ -339,6 +339,7 @@ pub fn setup_percpu() -> Result<(), &'static str> {
     };
     let timer = mk(vectors::TIMER, FlowKind::PerCpuDevId, "lapic-timer", |_| {
         percpu::this().ticks.fetch_add(1, Ordering::Relaxed);
+        crate::watchdog::tick();
         IrqReturn::HANDLED
     })?;
     let call = mk(

@@ -5,7 +5,8 @@
 //! (percpu_devid), cross-call and resend IPIs (percpu), the PIT through the
 //! IOAPIC (edge), QEMU `edu` devices with level INTx (fasteoi) and MSI
 //! (edge); brings every CPU up, moves affinities, takes every AP offline and
-//! online again while the devices keep firing, then checks that every
+//! online again while the devices keep firing, does that again while
+//! another CPU allocates and frees descriptors, then checks that every
 //! interrupt it caused was handled exactly once on an allowed CPU.
 #![no_std]
 #![no_main]
@@ -30,6 +31,7 @@ mod smp;
 mod sync;
 mod table;
 mod time;
+mod watchdog;
 
 use core::sync::atomic::{AtomicU32, AtomicU64};
 

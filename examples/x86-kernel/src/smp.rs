@@ -111,6 +111,9 @@ fn idle_loop() -> ! {
         if run_stopper_work(me) {
             continue;
         }
+        if run_job(me) {
+            continue;
+        }
         cpu::sti();
         irq::run_deferred();
         cpu::cli();
@@ -121,7 +124,9 @@ fn idle_loop() -> ! {
 }
 
 fn has_work(me: CpuId) -> bool {
-    STOPPER_PENDING.load(Ordering::Acquire) & (1 << me.0) != 0 || !irq::CORE.cpu_online(me)
+    STOPPER_PENDING.load(Ordering::Acquire) & (1 << me.0) != 0
+        || JOBS[me.index()].lock().is_some()
+        || !irq::CORE.cpu_online(me)
 }
 
 /// Parks this CPU: LAPIC off, interrupts off; the BSP then sends INIT so
@@ -211,6 +216,89 @@ pub fn run_on_cpus(cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync)) {
         core::hint::spin_loop();
     }
     *STOPPER_WORK.lock() = None;
+}
+
+/// Runs this CPU's share of the current stopper work, if any, from a
+/// background job (see [`start_job`]) between two of its steps; returns
+/// whether there was some. Lets stop-machine (CPU hotplug) proceed while a
+/// long job runs instead of waiting for the job to end.
+///
+/// Sound only where the idle loop itself could run the stopper: in process
+/// context with interrupts enabled (the stopper work enables them, which
+/// an interrupt handler on its IST stack or an `IrqLock` holder must never
+/// see: both run with interrupts off, so that case is refused here), with
+/// no lock held and outside any irqcore call (a stopped CPU must hold
+/// nothing another participant may need: the dying CPU try-locks irqcore's
+/// sparse lock and fails the hot-unplug if it is held). A job between two
+/// of its steps is in exactly the idle loop's situation between two work
+/// items. The stopper is not re-entered: jobs start from the idle loop,
+/// never from inside `run_stopper_work`. If the stopper work takes this CPU
+/// offline, the job must return at once (check `CORE.cpu_online`): the idle
+/// loop then parks the CPU.
+pub fn serve_stopper() -> bool {
+    if !cpu::interrupts_enabled() || irq::CORE.in_interrupt() {
+        return false;
+    }
+    // Same entry and exit state as in the idle loop: interrupts off (the
+    // stopper work runs with them enabled).
+    cpu::cli();
+    let ran = run_stopper_work(percpu::current());
+    cpu::sti();
+    ran
+}
+
+// ----- background jobs --------------------------------------------------------
+
+/// A background job (see [`start_job`]).
+pub type Job = fn();
+
+/// The job posted for each CPU, taken by its idle loop.
+static JOBS: [IrqLock<Option<Job>>; percpu::MAX_CPUS] =
+    [const { IrqLock::new(None) }; percpu::MAX_CPUS];
+/// Set while a job is posted for or running on a CPU.
+static JOB_BUSY: [AtomicBool; percpu::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; percpu::MAX_CPUS];
+
+/// Starts `job` on `cpu` without waiting for it: the CPU's idle loop runs
+/// it in process context with interrupts enabled, like a kernel thread (so
+/// it may call irqcore functions that refuse interrupt context). The CPU
+/// does nothing else until it returns, except serving interrupts and, if
+/// the job calls [`serve_stopper`], stopper work. Returns false (nothing
+/// posted) if `cpu` is the caller, not an online AP, or still busy with a
+/// job; [`job_done`] says when it has returned.
+pub fn start_job(cpu: CpuId, job: Job) -> bool {
+    if cpu.index() >= percpu::MAX_CPUS
+        || cpu == percpu::current()
+        || cpu == CpuId(0)
+        || !irq::CORE.cpu_online(cpu)
+        || JOB_BUSY[cpu.index()].swap(true, Ordering::AcqRel)
+    {
+        return false;
+    }
+    *JOBS[cpu.index()].lock() = Some(job);
+    // Wake it from `hlt`: its idle loop then sees the job.
+    lapic::send_ipi(percpu::apic_id_of(cpu), vectors::CALL_FUNCTION);
+    true
+}
+
+/// Whether the last job started on `cpu` has returned.
+pub fn job_done(cpu: CpuId) -> bool {
+    JOB_BUSY
+        .get(cpu.index())
+        .is_none_or(|b| !b.load(Ordering::Acquire))
+}
+
+/// Runs the job posted for this CPU, if any (interrupts off on entry and on
+/// return, like `run_stopper_work`).
+fn run_job(me: CpuId) -> bool {
+    let Some(job) = JOBS[me.index()].lock().take() else {
+        return false;
+    };
+    cpu::sti();
+    job();
+    cpu::cli();
+    JOB_BUSY[me.index()].store(false, Ordering::Release);
+    true
 }
 
 // ----- cross-CPU function calls ---------------------------------------------

@@ -279,10 +279,11 @@ impl<P: Platform> IrqCore<P> {
     /// The sparse lock is never held while this waits for other CPUs to
     /// reach stop-machine (a CPU spinning for it could never get there): the
     /// dying CPU takes it itself once every online CPU is in stop-machine
-    /// with interrupts off. No CPU can hold it then (it is held only with
-    /// interrupts off and never across a wait for another CPU), so it is
-    /// taken with a try-lock, and a holder outside the machine (a platform
-    /// thread that is not a CPU) makes the call fail with
+    /// with interrupts off. A CPU enters its stopper between pieces of work,
+    /// never in the middle of an irqcore call, so no CPU holds the lock
+    /// then, and it is taken with a try-lock. Should it be held anyway (a
+    /// kernel whose stopper preempts a task inside `alloc_descs`, or a
+    /// platform thread that is not a CPU), the call fails with
     /// [`IrqError::Busy`], the CPU still online, instead of deadlocking.
     pub fn cpu_down(&self, cpu: CpuId, control: &dyn CpuControl) -> Result<(), IrqError> {
         self.check_may_wait()?;

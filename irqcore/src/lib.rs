@@ -114,6 +114,8 @@ pub mod stop_machine;
 #[cfg(not(loom))]
 pub mod store;
 pub(crate) mod sync;
+#[cfg(all(feature = "sim", not(loom)))]
+mod testing;
 
 pub use action::{DevId, IrqHandler, IrqRequest, IrqReturn, RequestFlags};
 pub use chip::{AffinitySet, ChipFlags, ChipLevel, IrqChip, IrqData, MsiMsg, TriggerType};

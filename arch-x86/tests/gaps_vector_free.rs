@@ -4,7 +4,6 @@
 
 mod common;
 
-use arch_x86::*;
 use common::rig;
 use irqcore::{CpuId, CpuMask, IrqChip, IrqData, IrqNumber};
 

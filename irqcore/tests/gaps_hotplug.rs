@@ -28,9 +28,12 @@ impl CpuControl for ThreadCpus {
 
 /// A backend that allocates (and frees again) a descriptor from its `down`
 /// callback, recording where it ran and what the allocation returned.
+/// (phase, CPU it ran on, what the allocation returned).
+type Seen = (CpuPhase, CpuId, Result<IrqNumber, IrqError>);
+
 #[derive(Default)]
 struct AllocOnDown {
-    seen: Mutex<Vec<(CpuPhase, CpuId, Result<IrqNumber, IrqError>)>>,
+    seen: Mutex<Vec<Seen>>,
 }
 impl HotplugCallback<TestPlatform> for AllocOnDown {
     fn name(&self) -> &str {
@@ -79,12 +82,12 @@ fn allocating_from_each_down_phase_fails_fast_where_the_sparse_lock_is_held() {
         assert_eq!((seen[0].0, seen[0].1), (CpuPhase::Online, CpuId(0)));
         assert!(seen[0].2.is_ok(), "pre-down runs without the lock");
         assert_eq!(
-            (seen[1].0, seen[1].1, seen[1].2.clone()),
-            (CpuPhase::Starting, CpuId(1), held.clone()),
+            (seen[1].0, seen[1].1, seen[1].2),
+            (CpuPhase::Starting, CpuId(1), held),
             "the dying CPU's own allocation must fail at once"
         );
         assert_eq!(
-            (seen[2].0, seen[2].1, seen[2].2.clone()),
+            (seen[2].0, seen[2].1, seen[2].2),
             (CpuPhase::BringUp, CpuId(0), held)
         );
         assert_eq!((seen[3].0, seen[3].1), (CpuPhase::Prepare, CpuId(0)));

@@ -387,3 +387,22 @@ fn per_cpu_counts_are_exact_for_every_flow() {
         assert_eq!((*c0, *c1), (1, 2), "{flow:?}");
     }
 }
+
+/// A dispatch on a CPU id the core was not configured for (`nr_cpus` is
+/// 16 in these tests) is a typed error; the last valid CPU works.
+#[test]
+fn dispatch_on_a_cpu_beyond_nr_cpus_is_refused() {
+    set_cpu(0);
+    let core = core_with_cpus(1);
+    let irq = irq_with(&core, RecordingChip::new(), FlowKind::Edge);
+    let (n, h) = counting();
+    let _reg = core.request_irq(irq, IrqRequest::new("dev", h)).unwrap();
+    assert_eq!(core.nr_cpus(), 16);
+    set_cpu(16);
+    assert_eq!(core.handle_irq(irq), Err(IrqError::BadCpu(CpuId(16))));
+    set_cpu(15);
+    assert_eq!(core.handle_irq(irq), Ok(()));
+    set_cpu(0);
+    assert_eq!(n.load(Ordering::SeqCst), 1);
+    assert_eq!(core.irq_count(irq, CpuId(15)), 1);
+}

@@ -406,3 +406,39 @@ fn dispatch_on_a_cpu_beyond_nr_cpus_is_refused() {
     assert_eq!(n.load(Ordering::SeqCst), 1);
     assert_eq!(core.irq_count(irq, CpuId(15)), 1);
 }
+
+/// Both per-CPU flows run the handler on the CPU that took the interrupt
+/// (and report nothing): their chip sequence alone (ack, eoi) is also the
+/// bad flow's.
+#[test]
+fn per_cpu_flows_run_their_handler_and_report_nothing() {
+    for flow in [FlowKind::PerCpu, FlowKind::PerCpuDevId] {
+        set_cpu(0);
+        let core = core_with_cpus(2);
+        let chip = RecordingChip::new();
+        let irq = irq_with(&core, chip.clone(), flow);
+        let (n, h) = counting();
+        let _reg = core
+            .request_irq(irq, IrqRequest::new("timer", h).flags(RequestFlags::PERCPU))
+            .unwrap();
+        for cpu in [0u32, 1] {
+            set_cpu(cpu);
+            core.enable_percpu_irq(irq, TriggerType::None).unwrap();
+        }
+        chip.take();
+        core.handle_irq(irq).unwrap();
+        set_cpu(0);
+        core.handle_irq(irq).unwrap();
+        assert_eq!(n.load(Ordering::SeqCst), 2, "{flow:?}");
+        assert_eq!(chip.take(), vec!["ack", "eoi", "ack", "eoi"], "{flow:?}");
+        assert_eq!(
+            (core.irq_count(irq, CpuId(0)), core.irq_count(irq, CpuId(1))),
+            (1, 1)
+        );
+        assert!(
+            core.platform().events.lock().unwrap().is_empty(),
+            "{flow:?}: {:?}",
+            core.platform().events.lock().unwrap()
+        );
+    }
+}

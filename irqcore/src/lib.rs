@@ -105,6 +105,8 @@ pub mod stats;
 pub mod stop_machine;
 pub mod store;
 pub(crate) mod sync;
+#[cfg(all(feature = "sim", not(loom)))]
+mod testing;
 
 pub use action::{DevId, IrqHandler, IrqRequest, IrqReturn, RequestFlags};
 pub use chip::{AffinitySet, ChipFlags, ChipLevel, IrqChip, IrqData, MsiMsg, TriggerType};

@@ -1,6 +1,7 @@
 //! Hotplug phases, the sparse lock (seed 000), migration off a dying CPU,
 //! affinity convergence (seed 003) and the lock-order check.
 mod common;
+mod watchdog;
 use common::*;
 use irqcore::hotplug::HotplugCtx;
 use irqcore::*;
@@ -354,8 +355,13 @@ fn seed_003_concurrent_retargeting_converges_to_the_last_request() {
             .unwrap();
         let stop = AtomicU64::new(0);
         let rounds = if deferred { 2_000 } else { 10_000 };
-        let barrier = std::sync::Barrier::new(2);
+        // A failed assertion on one side must not leave the other side
+        // waiting forever: the barrier gives up, and is broken at once when
+        // either side panics; the device thread stops whenever the scope
+        // body ends.
+        let barrier = watchdog::TimedBarrier::new(2, watchdog::TEST_LIMIT);
         std::thread::scope(|s| {
+            let _stop = watchdog::OnDrop(|| stop.store(1, Ordering::SeqCst));
             // A device that keeps firing on CPU 3.
             s.spawn(|| {
                 set_cpu(3);
@@ -366,6 +372,7 @@ fn seed_003_concurrent_retargeting_converges_to_the_last_request() {
             });
             let other = s.spawn(|| {
                 set_cpu(2);
+                let _broken_on_panic = barrier.guard();
                 for r in 0..rounds {
                     core.set_affinity(irq, &CpuMask::of(CpuId((r % 3) as u32)))
                         .unwrap();
@@ -374,6 +381,7 @@ fn seed_003_concurrent_retargeting_converges_to_the_last_request() {
                 }
             });
             set_cpu(1);
+            let _broken_on_panic = barrier.guard();
             for r in 0..rounds {
                 core.set_affinity(irq, &CpuMask::of(CpuId(((r + 1) % 3) as u32)))
                     .unwrap();

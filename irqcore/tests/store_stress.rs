@@ -66,6 +66,9 @@ fn dispatch_races_alloc_and_free() {
         }
         let (core, stop, chip) = (&core, &stop, &chip);
         s.spawn(move || {
+            // A failure here must stop the dispatchers, or the scope waits
+            // for them forever.
+            let _stop = StopOnDrop(stop);
             set_cpu(3);
             for round in 0..400u32 {
                 let n = 1 + round % 8;
@@ -106,4 +109,13 @@ fn dispatch_races_alloc_and_free() {
         churn_hits.load(Ordering::Relaxed) > 0,
         "the race was never exercised"
     );
+}
+
+/// Sets the flag when dropped, also while unwinding from a panic.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }

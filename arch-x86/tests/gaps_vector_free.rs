@@ -1,0 +1,98 @@
+//! Freeing an irq in the middle of a vector move (issue 17): every vector
+//! the irq held, including an old one that still awaits cleanup on its CPU,
+//! must go back to the matrix.
+
+mod common;
+
+use common::rig;
+use irqcore::{CpuId, CpuMask, IrqChip, IrqData, IrqNumber};
+
+fn allocated(r: &common::Rig) -> (u32, u32) {
+    r.vectors
+        .with_matrix_ref(|m| (m.allocated(CpuId(0)), m.allocated(CpuId(1))))
+}
+
+/// Allocates `irq` on CPU 0 and moves it to CPU 1 through the chip; returns
+/// the old (CPU 0) vector.
+fn moved(r: &common::Rig, irq: IrqNumber) -> (Vec<irqcore::ChipLevel>, u8) {
+    let lvl = r.vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
+    let old = r.vectors.target(irq).unwrap();
+    assert_eq!(old.cpu, CpuId(0));
+    let levels = vec![lvl];
+    let d = IrqData::new(irq, &levels);
+    r.vectors
+        .set_affinity(&d, &CpuMask::of(CpuId(1)), false)
+        .unwrap();
+    assert_eq!(r.vectors.target(irq).unwrap().cpu, CpuId(1));
+    (levels, old.vector)
+}
+
+#[test]
+fn freeing_before_the_first_arrival_on_the_new_vector_releases_both() {
+    let r = rig(&[0, 1]);
+    let base = allocated(&r);
+    let irq = IrqNumber(40);
+    let (_levels, old) = moved(&r, irq);
+    assert_eq!(allocated(&r), (base.0 + 1, base.1 + 1));
+    r.vectors.free(irq).unwrap();
+    assert_eq!(allocated(&r), base, "a vector leaked");
+    assert!(!r.vectors.with_matrix_ref(|m| m.is_allocated(CpuId(0), old)));
+    assert_eq!(r.vectors.irq_for_vector(CpuId(0), old), None);
+    assert!(!r.vectors.move_in_progress(irq));
+}
+
+#[test]
+#[ignore = "arch-x86 bug (issue 17): VectorDomain::free drops the old vector's queued cleanup without releasing the vector, so it leaks"]
+fn freeing_while_the_old_vector_awaits_cleanup_releases_it() {
+    let r = rig(&[0, 1]);
+    let base = allocated(&r);
+    let irq = IrqNumber(41);
+    let (levels, old) = moved(&r, irq);
+    // First arrival on the new CPU completes the move: the old vector is
+    // queued for CPU 0's cleanup.
+    r.machine.set_current_cpu(1);
+    r.vectors.ack(&IrqData::new(irq, &levels));
+    assert!(r.vectors.move_in_progress(irq), "cleanup queued on CPU 0");
+    assert!(r.vectors.with_matrix_ref(|m| m.is_allocated(CpuId(0), old)));
+    // The irq is freed before CPU 0 ran its cleanup.
+    r.vectors.free(irq).unwrap();
+    r.machine.set_current_cpu(0);
+    r.vectors.run_cleanup(CpuId(0));
+    assert!(
+        !r.vectors.with_matrix_ref(|m| m.is_allocated(CpuId(0), old)),
+        "the old vector {old:#x} on CPU 0 leaked"
+    );
+    assert_eq!(allocated(&r), base, "a vector leaked");
+    assert_eq!(r.vectors.irq_for_vector(CpuId(0), old), None);
+}
+
+#[test]
+#[ignore = "arch-x86 bug (issue 17): managed shutdown drops the old vector's queued cleanup without releasing the vector, so it leaks"]
+fn managed_shutdown_while_the_old_vector_awaits_cleanup_releases_it() {
+    let r = rig(&[0, 1]);
+    let irq = IrqNumber(42);
+    let lvl = r
+        .vectors
+        .alloc(irq, &CpuMask::from_cpus([CpuId(0), CpuId(1)]), true)
+        .unwrap();
+    let old = r.vectors.target(irq).unwrap();
+    let other = CpuId(1 - old.cpu.0);
+    let levels = vec![lvl];
+    let d = IrqData::new(irq, &levels);
+    r.vectors
+        .set_affinity(&d, &CpuMask::of(other), false)
+        .unwrap();
+    r.machine.set_current_cpu(other.index());
+    r.vectors.ack(&d);
+    assert!(r.vectors.move_in_progress(irq));
+    r.vectors.shutdown(&d);
+    r.machine.set_current_cpu(old.cpu.index());
+    r.vectors.run_cleanup(old.cpu);
+    assert!(
+        !r.vectors
+            .with_matrix_ref(|m| m.is_allocated(old.cpu, old.vector)),
+        "the old vector {:#x} on {:?} leaked",
+        old.vector,
+        old.cpu
+    );
+}

@@ -331,6 +331,7 @@ impl<P: Platform> IrqCore<P> {
     /// `from`, each with a fresh descriptor (bad flow, no chip, disabled).
     pub fn alloc_descs(&self, from: IrqNumber, count: u32) -> Result<IrqNumber, IrqError> {
         Self::check_range(from, count)?;
+        self.check_sparse_free()?;
         self.check_may_wait()?;
         let mut g = self.lock_sparse()?;
         let r = self
@@ -343,6 +344,7 @@ impl<P: Platform> IrqCore<P> {
 
     /// Allocates exactly `irq`.
     pub fn alloc_desc_at(&self, irq: IrqNumber) -> Result<(), IrqError> {
+        self.check_sparse_free()?;
         self.check_may_wait()?;
         let mut g = self.lock_sparse()?;
         let r = self
@@ -357,6 +359,7 @@ impl<P: Platform> IrqCore<P> {
     /// reclaimed after a grace period (see [`crate::grace`]).
     pub fn free_descs(&self, first: IrqNumber, count: u32) -> Result<(), IrqError> {
         Self::check_range(first, count)?;
+        self.check_sparse_free()?;
         self.check_may_wait()?;
         let mut g = self.lock_sparse()?;
         let descs = {
@@ -372,6 +375,14 @@ impl<P: Platform> IrqCore<P> {
         drop(g);
         self.reclaim(descs);
         Ok(())
+    }
+
+    /// The sparse-lock check comes first for allocation and free, so a
+    /// hotplug callback that allocates where the lock is held for its
+    /// transition (the dying CPU inside stop-machine included) gets the
+    /// error that names the mistake.
+    fn check_sparse_free(&self) -> Result<(), IrqError> {
+        self.store.check_not_held_by(self.cpu_index()?)
     }
 
     /// A zero count, or a range running past the last irq number.

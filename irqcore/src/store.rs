@@ -203,11 +203,7 @@ impl DescStore {
     /// Takes the sparse lock for CPU `cpu`.
     pub(crate) fn lock_sparse(&self, cpu: usize) -> Result<SparseGuard<'_>, IrqError> {
         let me = cpu as u32 + 1;
-        if self.sparse_owner.load(Ordering::Acquire) == me
-            || self.hotplug_cpu.load(Ordering::Acquire) == me
-        {
-            return Err(IrqError::SparseLockHeldByCaller);
-        }
+        self.check_not_held_by(cpu)?;
         let mut state = self.sparse.lock();
         self.sparse_owner.store(me, Ordering::Release);
         state.init(self.capacity);
@@ -216,6 +212,18 @@ impl DescStore {
             owner: &self.sparse_owner,
             held: None,
         })
+    }
+
+    /// Refuses when CPU `cpu` holds the sparse lock, or it is held on its
+    /// behalf (the CPU in a hotplug transition): waiting would deadlock.
+    pub(crate) fn check_not_held_by(&self, cpu: usize) -> Result<(), IrqError> {
+        let me = cpu as u32 + 1;
+        if self.sparse_owner.load(Ordering::Acquire) == me
+            || self.hotplug_cpu.load(Ordering::Acquire) == me
+        {
+            return Err(IrqError::SparseLockHeldByCaller);
+        }
+        Ok(())
     }
 
     /// Takes the sparse lock for CPU `cpu` if it is free, without waiting.

@@ -43,7 +43,7 @@ impl Platform for GatePlatform {
     fn schedule_resend(&self, irq: IrqNumber) {
         self.inner.schedule_resend(irq)
     }
-    fn wake_thread(&self, irq: IrqNumber, action: ActionId) {
+    fn wake_thread(&self, irq: IrqNumber, action: ActionId) -> ThreadWake {
         self.inner.wake_thread(irq, action)
     }
     fn report(&self, event: IrqEvent) {

@@ -339,11 +339,9 @@ fn the_dying_cpu_holds_the_sparse_lock_for_its_callbacks() {
     let seen = cb.0.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     assert!(seen[0].0, "sparse lock held in the dying phase");
-    assert!(
-        matches!(
-            seen[0].1,
-            Some(IrqError::SparseLockHeldByCaller) | Some(IrqError::InInterrupt)
-        ),
+    assert_eq!(
+        seen[0].1,
+        Some(IrqError::SparseLockHeldByCaller),
         "{seen:?}"
     );
     assert_eq!(core.nr_descs(), n);

@@ -393,9 +393,7 @@ impl<O: ApicOps> VectorDomain<O> {
         for (cpu, v) in e.cur.into_iter().chain(e.prev) {
             self.release(&mut st, irq, cpu, v);
         }
-        for q in st.cleanup.iter_mut() {
-            q.retain(|(i, _)| *i != irq);
-        }
+        self.release_queued(&mut st, irq);
         if let Some(mask) = e.managed {
             let _ = st.matrix.remove_managed(&mask);
         }
@@ -425,6 +423,22 @@ impl<O: ApicOps> VectorDomain<O> {
         let st = self.state.lock();
         st.irqs.get(&irq).is_some_and(|e| e.prev.is_some())
             || st.cleanup.iter().any(|q| q.iter().any(|(i, _)| *i == irq))
+    }
+
+    /// Releases the old vectors of `irq` still queued for cleanup: the irq
+    /// is going away (or shutting down), so nothing will be delivered
+    /// through them on purpose any more (Linux's `clear_irq_vector` frees
+    /// a move's previous vector the same way). Dropping the queue entries
+    /// without releasing them would leak the vectors.
+    fn release_queued(&self, st: &mut State, irq: IrqNumber) {
+        for ci in 0..st.cleanup.len() {
+            let queue = core::mem::take(&mut st.cleanup[ci]);
+            let (mine, rest): (Vec<_>, Vec<_>) = queue.into_iter().partition(|(i, _)| *i == irq);
+            st.cleanup[ci] = rest;
+            for (i, v) in mine {
+                self.release(st, i, CpuId(ci as u32), v);
+            }
+        }
     }
 
     /// Runs `cpu`'s queued cleanups (call on `cpu`, e.g. from the IPI or
@@ -557,9 +571,7 @@ impl<O: ApicOps> IrqChip for VectorDomain<O> {
         for (cpu, v) in e.cur.into_iter().chain(e.prev) {
             self.release(&mut st, irq, cpu, v);
         }
-        for q in st.cleanup.iter_mut() {
-            q.retain(|(i, _)| *i != irq);
-        }
+        self.release_queued(&mut st, irq);
         if let Some(e) = st.irqs.get_mut(&irq) {
             e.cur = None;
             e.prev = None;

@@ -42,7 +42,6 @@ fn freeing_before_the_first_arrival_on_the_new_vector_releases_both() {
 }
 
 #[test]
-#[ignore = "arch-x86 bug (issue 17): VectorDomain::free drops the old vector's queued cleanup without releasing the vector, so it leaks"]
 fn freeing_while_the_old_vector_awaits_cleanup_releases_it() {
     let r = rig(&[0, 1]);
     let base = allocated(&r);
@@ -67,7 +66,6 @@ fn freeing_while_the_old_vector_awaits_cleanup_releases_it() {
 }
 
 #[test]
-#[ignore = "arch-x86 bug (issue 17): managed shutdown drops the old vector's queued cleanup without releasing the vector, so it leaks"]
 fn managed_shutdown_while_the_old_vector_awaits_cleanup_releases_it() {
     let r = rig(&[0, 1]);
     let irq = IrqNumber(42);

@@ -113,12 +113,7 @@ impl<P: Platform> IrqCore<P> {
     /// [`IrqEvent::BadIrq`]): nothing ran, and the interrupt entry must
     /// acknowledge (EOI) the controller itself.
     pub fn handle_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
-        let cpu = self.platform.current_cpu();
-        let epoch = self
-            .epochs
-            .get(cpu.index())
-            .filter(|_| cpu.0 < self.nr_cpus)
-            .ok_or(IrqError::BadCpu(cpu))?;
+        let (cpu, epoch) = self.irq_epoch()?;
         epoch.enter_irq();
         let r = match self.store.lookup(irq) {
             Some(desc) => {
@@ -136,6 +131,18 @@ impl<P: Platform> IrqCore<P> {
         }
         epoch.exit_irq();
         r
+    }
+
+    /// The calling CPU and its read-side slot, for an interrupt-context
+    /// section (a CPU id beyond `nr_cpus` is refused).
+    #[inline]
+    pub(crate) fn irq_epoch(&self) -> Result<(CpuId, &crate::grace::CpuEpoch), IrqError> {
+        let cpu = self.platform.current_cpu();
+        self.epochs
+            .get(cpu.index())
+            .filter(|_| cpu.0 < self.nr_cpus)
+            .map(|e| (cpu, e))
+            .ok_or(IrqError::BadCpu(cpu))
     }
 
     /// Work a flow left for after its descriptor lock was dropped: inline

@@ -175,12 +175,7 @@ impl<P: Platform> IrqCore<P> {
     /// cancelled. Same context rules as [`IrqCore::handle_irq`] (interrupts
     /// off; a softirq, a self-IPI, or `schedule_resend` itself).
     pub fn handle_sw_resend(&self, irq: IrqNumber) -> Result<(), IrqError> {
-        let cpu = self.platform.current_cpu();
-        let epoch = self
-            .epochs
-            .get(cpu.index())
-            .filter(|_| cpu.0 < self.nr_cpus)
-            .ok_or(IrqError::BadCpu(cpu))?;
+        let (cpu, epoch) = self.irq_epoch()?;
         epoch.enter_irq();
         let r = match self.store.lookup(irq) {
             Some(desc) => {
@@ -197,12 +192,7 @@ impl<P: Platform> IrqCore<P> {
     /// [`IrqCore::handle_sw_resend`]). The core calls this at the end of
     /// [`IrqCore::handle_irq`]; a kernel may call it from its softirq.
     pub fn run_resends(&self) -> Result<(), IrqError> {
-        let cpu = self.platform.current_cpu();
-        let epoch = self
-            .epochs
-            .get(cpu.index())
-            .filter(|_| cpu.0 < self.nr_cpus)
-            .ok_or(IrqError::BadCpu(cpu))?;
+        let (cpu, epoch) = self.irq_epoch()?;
         epoch.enter_irq();
         self.drain_resends(cpu);
         epoch.exit_irq();

@@ -144,23 +144,6 @@ fn a_safe_point_that_finds_the_chip_busy_keeps_the_move_for_the_next_one() {
     assert_eq!(core.affinity(irq).unwrap(), CpuMask::of(CpuId(3)));
 }
 
-/// Boots a CPU by running `cpu_starting` on a thread that plays it.
-struct ThreadCpus(Arc<Core>);
-impl CpuControl for ThreadCpus {
-    fn boot_cpu(&self, cpu: CpuId) -> Result<(), IrqError> {
-        let core = self.0.clone();
-        std::thread::spawn(move || {
-            set_cpu(cpu.0);
-            core.cpu_starting()
-        })
-        .join()
-        .unwrap()
-    }
-    fn kill_cpu(&self, _cpu: CpuId) -> Result<(), IrqError> {
-        Ok(())
-    }
-}
-
 fn cpu_down(core: &Arc<Core>, cpu: u32) {
     let c = core.clone();
     within(DEADLINE, "cpu_down", move || {

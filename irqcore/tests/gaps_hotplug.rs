@@ -9,23 +9,6 @@ use irqcore::*;
 use std::sync::{Arc, Mutex};
 use watchdog::{DEADLINE, bounded, within};
 
-/// Boots a CPU by running `cpu_starting` on a thread that plays it.
-struct ThreadCpus(Arc<Core>);
-impl CpuControl for ThreadCpus {
-    fn boot_cpu(&self, cpu: CpuId) -> Result<(), IrqError> {
-        let core = self.0.clone();
-        std::thread::spawn(move || {
-            set_cpu(cpu.0);
-            core.cpu_starting()
-        })
-        .join()
-        .unwrap()
-    }
-    fn kill_cpu(&self, _cpu: CpuId) -> Result<(), IrqError> {
-        Ok(())
-    }
-}
-
 /// A backend that allocates (and frees again) a descriptor from its `down`
 /// callback, recording where it ran and what the allocation returned.
 /// (phase, CPU it ran on, what the allocation returned).

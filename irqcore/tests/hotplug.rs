@@ -9,23 +9,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Boots a CPU by running `cpu_starting` on a thread that plays it.
-struct ThreadCpus(Arc<Core>);
-impl CpuControl for ThreadCpus {
-    fn boot_cpu(&self, cpu: CpuId) -> Result<(), IrqError> {
-        let core = self.0.clone();
-        std::thread::spawn(move || {
-            set_cpu(cpu.0);
-            core.cpu_starting()
-        })
-        .join()
-        .unwrap()
-    }
-    fn kill_cpu(&self, _cpu: CpuId) -> Result<(), IrqError> {
-        Ok(())
-    }
-}
-
 /// Xen-like backend: binds a per-CPU descriptor in Prepare, frees it in
 /// post-dead.
 #[derive(Default)]

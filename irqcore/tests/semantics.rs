@@ -10,23 +10,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
-/// Boots a CPU by running `cpu_starting` on a thread that plays it.
-struct ThreadCpus(Arc<Core>);
-impl CpuControl for ThreadCpus {
-    fn boot_cpu(&self, cpu: CpuId) -> Result<(), IrqError> {
-        let core = self.0.clone();
-        std::thread::spawn(move || {
-            set_cpu(cpu.0);
-            core.cpu_starting()
-        })
-        .join()
-        .unwrap()
-    }
-    fn kill_cpu(&self, _cpu: CpuId) -> Result<(), IrqError> {
-        Ok(())
-    }
-}
-
 /// Runs `f` on its own thread and fails the test if it has not finished
 /// within `secs` (a deadlock must fail, not hang the suite). On a timeout
 /// the stuck thread is leaked.

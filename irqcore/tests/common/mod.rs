@@ -218,3 +218,22 @@ impl IrqChip for TargetChip {
         })
     }
 }
+
+/// Boots a CPU by running `cpu_starting` on a thread that plays it; kills
+/// nothing (a thread-CPU simply stops being used).
+pub struct ThreadCpus(pub Arc<Core>);
+
+impl CpuControl for ThreadCpus {
+    fn boot_cpu(&self, cpu: CpuId) -> Result<(), IrqError> {
+        let core = self.0.clone();
+        std::thread::spawn(move || {
+            set_cpu(cpu.0);
+            core.cpu_starting()
+        })
+        .join()
+        .unwrap()
+    }
+    fn kill_cpu(&self, _cpu: CpuId) -> Result<(), IrqError> {
+        Ok(())
+    }
+}

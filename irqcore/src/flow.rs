@@ -512,16 +512,28 @@ impl<P: Platform> IrqCore<P> {
     /// call to end). The interrupt thread must not migrate to another CPU
     /// while inside this call.
     pub fn run_thread(&self, irq: IrqNumber, action: ActionId) -> Result<(), IrqError> {
+        let me = self.platform.current_cpu();
         let a = {
             let s = self.section()?;
             let desc = self.desc(&s, irq)?;
             let g = self.lock_desc(desc);
+            if g.state.contains(IrqState::IN_PROGRESS)
+                && g.in_progress_cpu == me
+                && self.in_interrupt()
+            {
+                // Called from inside this irq's own flow on this CPU (a
+                // `wake_thread` that runs the thread at once): finishing
+                // here would wait for that very flow. Run it when the flow
+                // is done, before `handle_irq` returns.
+                desc.exit_work
+                    .fetch_or(EXIT_INLINE_THREADS, Ordering::AcqRel);
+                return Ok(());
+            }
             g.actions.iter().find(|a| a.id == action).cloned()
         };
         let Some(a) = a else {
             return Err(IrqError::NoSuchHandler(irq));
         };
-        let me = self.platform.current_cpu();
         // Each wake that set the flag was counted in `threads_pending` once;
         // count the ones this call consumes so exactly those are undone.
         let mut consumed = 0u32;

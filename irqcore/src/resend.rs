@@ -172,10 +172,15 @@ impl<P: Platform> IrqCore<P> {
 
     /// Replays `irq` if a software resend of it is queued, after
     /// [`Platform::schedule_resend`]; does nothing if it already ran or was
-    /// cancelled. Same context rules as [`IrqCore::handle_irq`] (interrupts
-    /// off; a softirq, a self-IPI, or `schedule_resend` itself).
+    /// cancelled. Callable from interrupt context (a softirq, a self-IPI)
+    /// or from `schedule_resend` itself; it disables local interrupts
+    /// around the flow.
     pub fn handle_sw_resend(&self, irq: IrqNumber) -> Result<(), IrqError> {
         let (cpu, epoch) = self.irq_epoch()?;
+        // Interrupts off whatever the caller's context (a kernel may call
+        // this straight from `schedule_resend` in process context): the
+        // flow takes the descriptor lock as the dispatcher does.
+        let _irqs_off = self.irq_save();
         epoch.enter_irq();
         let r = match self.store.lookup(irq) {
             Some(desc) => {
@@ -193,6 +198,7 @@ impl<P: Platform> IrqCore<P> {
     /// [`IrqCore::handle_irq`]; a kernel may call it from its softirq.
     pub fn run_resends(&self) -> Result<(), IrqError> {
         let (cpu, epoch) = self.irq_epoch()?;
+        let _irqs_off = self.irq_save();
         epoch.enter_irq();
         self.drain_resends(cpu);
         epoch.exit_irq();

@@ -247,3 +247,78 @@ fn a_schedule_resend_that_calls_back_into_the_core_does_not_hang() {
     assert_eq!(resent, 1);
     assert_eq!(handled, 1, "replayed from inside schedule_resend");
 }
+
+// ----- a naive wake_thread ----------------------------------------------------
+
+/// A platform whose `wake_thread` runs the thread at once by calling
+/// `run_thread` from inside the flow that woke it.
+struct EagerThreads {
+    inner: OneCpu,
+}
+
+static EAGER: IrqCore<EagerThreads> = IrqCore::new(EagerThreads {
+    inner: OneCpu {
+        irqs_on: AtomicBool::new(false),
+    },
+});
+
+impl Platform for EagerThreads {
+    fn current_cpu(&self) -> CpuId {
+        self.inner.current_cpu()
+    }
+    fn local_irq_save(&self) -> IrqFlags {
+        self.inner.local_irq_save()
+    }
+    fn local_irq_restore(&self, f: IrqFlags) {
+        self.inner.local_irq_restore(f)
+    }
+    fn local_irq_enabled(&self) -> bool {
+        self.inner.local_irq_enabled()
+    }
+    fn wake_thread(&self, irq: IrqNumber, action: ActionId) -> ThreadWake {
+        EAGER.run_thread(irq, action).unwrap();
+        ThreadWake::Queued
+    }
+}
+
+#[test]
+fn a_wake_thread_that_runs_the_thread_at_once_does_not_hang() {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        EAGER.set_cpu_online(CpuId(0), true).unwrap();
+        let pic = Arc::new(Pic::default());
+        let irq = EAGER.alloc_descs(IrqNumber(40), 1).unwrap();
+        EAGER
+            .set_chip(
+                irq,
+                vec![ChipLevel::new(pic.clone(), HwIrq(5))],
+                FlowKind::Level,
+            )
+            .unwrap();
+        let runs = Arc::new(AtomicU64::new(0));
+        let r2 = runs.clone();
+        let _r = EAGER
+            .request_irq(
+                irq,
+                IrqRequest::threaded("disk", move |_| {
+                    r2.fetch_add(1, Ordering::SeqCst);
+                    IrqReturn::HANDLED
+                })
+                .flags(RequestFlags::ONESHOT),
+            )
+            .unwrap();
+        for _ in 0..3 {
+            EAGER.handle_irq(irq).unwrap();
+        }
+        EAGER.synchronize_irq(irq).unwrap();
+        let _ = tx.send((
+            runs.load(Ordering::SeqCst),
+            pic.masked.load(Ordering::SeqCst) & (1 << 5),
+        ));
+    });
+    let (runs, masked) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("handle_irq hung in a wake_thread that runs the thread");
+    assert_eq!(runs, 3, "each interrupt ran the thread once");
+    assert_eq!(masked, 0, "oneshot line unmasked after each thread");
+}

@@ -3,11 +3,13 @@
 //! Layers, bottom up:
 //!
 //! - [`abi`]: the 2-level ABI's shared-memory layouts (`shared_info`,
-//!   `vcpu_info`, 64-bit guest) and hypercall argument structures, checked
-//!   at compile time against Xen's public headers.
+//!   `vcpu_info`, 64-bit guest; x86-64 and arm differ) and hypercall
+//!   argument structures, checked at compile time against Xen's public
+//!   headers.
 //! - [`ops`]: the event-channel hypercalls behind [`EventChannelOps`]; the
-//!   real x86-64 hypercall page is in `hypercall_x86` (only on x86-64), the
-//!   hypervisor model in `model` (feature `model`).
+//!   real x86-64 hypercall page is in `hypercall_x86` (only on x86-64), arm's
+//!   `hvc #0xEA1` in `hypercall_arm` (only on aarch64), the hypervisor model
+//!   in `model` (feature `model`).
 //! - [`port_layer`]: pending/mask/scan operations of one ABI behind
 //!   [`PortLayer`], implemented by [`TwoLevel`] (FIFO can be added later).
 //! - [`channels`]: [`EventChannels`], the guest's bookkeeping (bindings,
@@ -23,8 +25,9 @@
 //! # Features
 //!
 //! - `model`: a behavioural model of Xen's event-channel hypercalls (2-level
-//!   ABI) for host tests of this crate and of kernels using it. The real
-//!   hypercall-page accessor is compiled for `x86_64` only.
+//!   ABI, either `shared_info` layout, `VCPUOP_register_vcpu_info`) for host
+//!   tests of this crate and of kernels using it. The real hypercall
+//!   accessors are compiled for their architecture only.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -34,6 +37,8 @@ pub mod abi;
 pub mod channels;
 pub mod chip;
 pub mod error;
+#[cfg(target_arch = "aarch64")]
+pub mod hypercall_arm;
 #[cfg(target_arch = "x86_64")]
 pub mod hypercall_x86;
 pub mod ids;

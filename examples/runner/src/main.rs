@@ -4,7 +4,7 @@
 //! cargo qemu [--arch x86_64|aarch64] [--smp N] [--machine q35|pc]
 //!            [--timeout SECONDS] [--features F]
 //! cargo qemu --arch aarch64 [--gic 2|3] [--xen] ...
-//! cargo qemu --setup [--no-qemu]
+//! cargo qemu --setup [--no-qemu] [--xen]
 //! ```
 //!
 //! Before it builds, the runner sets up what the boot needs on a fresh
@@ -71,9 +71,11 @@ pub(crate) fn workspace_root() -> PathBuf {
 
 /// `cargo qemu --setup`: what every architecture's boot needs.
 fn setup_all(opts: &Options) -> Result<(), String> {
+    // `--setup --xen`: also what Xen boots need (dtc, Xen's hypervisor).
+    let xen = aarch64::Aarch64::from_args(std::env::args().skip(1)).wants_xen();
     let wants = setup::Wants {
         qemu: !opts.no_qemu,
-        xen: false,
+        xen: xen && !opts.no_qemu,
     };
     let needs = setup::needs(&[Arch::X86_64, Arch::Aarch64], wants, &workspace_root());
     let missing = setup::ensure(&needs, &setup::Host::detect());

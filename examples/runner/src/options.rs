@@ -4,7 +4,7 @@
 pub const USAGE: &str = "usage: cargo qemu [--arch x86_64|aarch64] [--smp N] [--machine q35|pc] \
 [--timeout SECONDS] [--features F]
        cargo qemu --arch aarch64 [--gic 2|3] [--xen] [--smp N] [--features F]
-       cargo qemu --setup [--no-qemu]
+       cargo qemu --setup [--no-qemu] [--xen]
   --arch      architecture to boot (default x86_64)
   --smp       number of CPUs, 1 to 8 (default 2)
   --machine   QEMU machine for x86_64: q35 (default) or pc
@@ -15,7 +15,8 @@ pub const USAGE: &str = "usage: cargo qemu [--arch x86_64|aarch64] [--smp N] [--
               (needs dtc and Xen's arm64 hypervisor: installed like QEMU, or the
               commands are printed)
   --setup     boot nothing: set up what every architecture's boot needs (both
-              bare-metal Rust targets and both QEMUs; --no-qemu: the targets only)
+              bare-metal Rust targets and both QEMUs; --no-qemu: the targets only;
+              --xen: also dtc and Xen's arm64 hypervisor)
 A boot first sets up what it needs: a missing Rust target is added with
 `rustup target add`, missing QEMU is installed with apt-get when run as root
 (each command is printed first); otherwise the exact commands are printed and

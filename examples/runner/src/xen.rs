@@ -28,7 +28,7 @@ pub const HOST_MEM: &str = "1G";
 pub const DOMU_MEM_KIB: u64 = 128 * 1024;
 /// Xen's command line: its console on the device tree's UART, no scrubbing
 /// (speed), and every guest message shown (the default shows none).
-pub const XEN_BOOTARGS: &str = "console=dtuart bootscrub=0 guest_loglvl=all";
+pub const XEN_BOOTARGS: &str = "console=dtuart bootscrub=0 guest_loglvl=all vwfi=native";
 
 /// The hypervisor binary inside the unpacked package.
 pub fn hypervisor(root: &Path) -> PathBuf {

@@ -58,6 +58,8 @@ pub struct DtInfo {
     pub cpus: u32,
     /// The `sbsa-uart@...` node's base (Xen's vpl011).
     pub sbsa_uart: Option<u64>,
+    /// Its interrupt as an INTID (an SPI: 32 + n).
+    pub sbsa_uart_intid: Option<u32>,
 }
 
 impl DtInfo {
@@ -188,6 +190,10 @@ pub fn read() -> DtInfo {
                                 (cells(v, 6) << 32) | cells(v, 7),
                             ),
                         ];
+                    }
+                    (2, "interrupts") if top.starts_with("sbsa-uart") && v.len() >= 12 => {
+                        let (kind, n) = (cells(v, 0), cells(v, 1));
+                        info.sbsa_uart_intid = Some(n as u32 + if kind == 1 { 16 } else { 32 });
                     }
                     (2, "reg") if top.starts_with("sbsa-uart") => {
                         info.sbsa_uart = Some((cells(v, 0) << 32) | cells(v, 1));

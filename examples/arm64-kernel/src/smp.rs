@@ -63,6 +63,11 @@ pub fn discover_up_to(max: u32) -> u32 {
     n as u32
 }
 
+/// The MPIDR affinity of logical CPU `cpu` (as discovered).
+pub fn mpidr_of_cpu(cpu: CpuId) -> u64 {
+    mpidr_of(cpu)
+}
+
 fn mpidr_of(cpu: CpuId) -> u64 {
     MPIDR[cpu.index()].load(Ordering::Relaxed)
 }

@@ -1,6 +1,6 @@
 //! The real hypercall path on x86-64 HVM/PVH guests: finding Xen through
 //! CPUID, installing the hypercall page, and [`XenHypercalls`], the
-//! [`EventChannelOps`] that marshals each operation into Xen's argument
+//! [`EventChannelOps`](crate::EventChannelOps) that marshals each operation into Xen's argument
 //! structure and calls the page's stub.
 //!
 //! All `unsafe` of the crate that touches the CPU lives here.
@@ -124,7 +124,7 @@ impl HypercallPage {
     }
 }
 
-/// [`EventChannelOps`] through the hypercall page.
+/// [`EventChannelOps`](crate::EventChannelOps) through the hypercall page.
 #[derive(Clone, Copy, Debug)]
 pub struct XenHypercalls {
     page: HypercallPage,

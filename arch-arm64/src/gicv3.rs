@@ -303,9 +303,15 @@ impl<M: Mmio, S: GicSysRegs> GicV3<M, S> {
         }
         let waker = rd.read32(off + gicr::WAKER);
         rd.write32(off + gicr::WAKER, waker | gicr::WAKER_PROCESSOR_SLEEP);
-        poll(self.opts.poll_limit, || {
-            rd.read32(off + gicr::WAKER) & gicr::WAKER_CHILDREN_ASLEEP != 0
-        })?;
+        // A redistributor without power management ignores the write
+        // (Xen's vGICv3 reads GICR_WAKER as zero): it never reports
+        // ChildrenAsleep, so there is nothing to wait for (polling would
+        // only time out, each read a trap to the hypervisor).
+        if rd.read32(off + gicr::WAKER) & gicr::WAKER_PROCESSOR_SLEEP != 0 {
+            poll(self.opts.poll_limit, || {
+                rd.read32(off + gicr::WAKER) & gicr::WAKER_CHILDREN_ASLEEP != 0
+            })?;
+        }
         Ok(moved)
     }
 

@@ -37,6 +37,7 @@ fn raise_selector(shared: &SharedInfo) {
         }
     }
     shared.vcpu_info[0]
+        .events
         .evtchn_pending_sel
         .store(sel, Ordering::Relaxed);
 }

@@ -1,8 +1,9 @@
 //! The Xen 2-level event-channel ABI for 64-bit guests: shared-memory
-//! layouts, hypercall numbers, commands, argument structures and constants.
+//! layouts (x86-64 in [`x86`], arm in [`arm`]; [`SharedPage`] is either),
+//! hypercall numbers, commands, argument structures and constants.
 //!
 //! Everything here is a fact from Xen's public headers (`xen.h`,
-//! `arch-x86/xen.h`, `event_channel.h`, `physdev.h`, `errno.h`), which are
+//! `arch-x86/xen.h`, `arch-arm.h`, `event_channel.h`, `vcpu.h`, `memory.h`, `physdev.h`, `errno.h`), which are
 //! MIT-licensed. Layouts are checked at compile time with
 //! `static_assertions` so a wrong field order cannot build.
 //!
@@ -12,7 +13,8 @@
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicI8, AtomicU8, AtomicU32, AtomicU64};
-use static_assertions::{const_assert, const_assert_eq};
+
+use static_assertions::const_assert_eq;
 
 /// Bits in one `xen_ulong_t` word of the pending/mask bitmaps (64-bit guest).
 pub const BITS_PER_WORD: u32 = 64;
@@ -20,21 +22,51 @@ pub const BITS_PER_WORD: u32 = 64;
 pub const NR_WORDS: usize = 64;
 /// Number of 2-level ports for a 64-bit guest (`EVTCHN_2L_NR_CHANNELS`).
 pub const EVTCHN_2L_NR_CHANNELS: u32 = BITS_PER_WORD * NR_WORDS as u32;
-/// vCPUs whose `vcpu_info` lives in `shared_info` (`XEN_LEGACY_MAX_VCPUS`).
-pub const XEN_LEGACY_MAX_VCPUS: usize = 32;
 /// Number of VIRQs (`NR_VIRQS`).
 pub const NR_VIRQS: u32 = 24;
 /// `DOMID_SELF`: "the calling domain".
 pub const DOMID_SELF: u16 = 0x7FF0;
 
-/// Hypercall numbers (`__HYPERVISOR_*`), x86.
+/// Hypercall numbers (`__HYPERVISOR_*`, the same on x86 and arm).
 pub mod hypercall {
+    /// `__HYPERVISOR_memory_op`.
+    pub const MEMORY_OP: u32 = 12;
+    /// `__HYPERVISOR_xen_version`.
+    pub const XEN_VERSION: u32 = 17;
+    /// `__HYPERVISOR_console_io`.
+    pub const CONSOLE_IO: u32 = 18;
+    /// `__HYPERVISOR_vcpu_op`.
+    pub const VCPU_OP: u32 = 24;
     /// `__HYPERVISOR_event_channel_op`.
     pub const EVENT_CHANNEL_OP: u32 = 32;
     /// `__HYPERVISOR_physdev_op`.
     pub const PHYSDEV_OP: u32 = 33;
-    /// Size of one stub in the hypercall page.
+    /// Size of one stub in the hypercall page (x86).
     pub const STUB_SIZE: usize = 32;
+    /// The immediate of arm's `hvc` for hypercalls (`XEN_HYPERCALL_TAG`).
+    pub const ARM_HVC_TAG: u16 = 0xEA1;
+}
+
+/// `VCPUOP_*` commands of `vcpu_op`.
+pub mod vcpuop {
+    /// Moves a vCPU's `vcpu_info` to guest memory.
+    pub const REGISTER_VCPU_INFO: u32 = 10;
+}
+
+/// `XENMEM_*` commands of `memory_op` and their constants.
+pub mod xenmem {
+    /// Maps a Xen-owned page into the guest physical map.
+    pub const ADD_TO_PHYSMAP: u32 = 7;
+    /// `XENMAPSPACE_shared_info`.
+    pub const MAPSPACE_SHARED_INFO: u32 = 0;
+}
+
+/// Other commands: `XENVER_version` and `CONSOLEIO_write`.
+pub mod misc {
+    /// `XENVER_version`: returns `major << 16 | minor`.
+    pub const XENVER_VERSION: u32 = 0;
+    /// `CONSOLEIO_write`.
+    pub const CONSOLEIO_WRITE: u32 = 0;
 }
 
 /// `EVTCHNOP_*` commands of `event_channel_op`.
@@ -118,17 +150,8 @@ pub mod errno {
     pub const ENOSYS: i32 = 38;
 }
 
-/// `struct arch_vcpu_info` (x86-64).
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct ArchVcpuInfo {
-    /// Faulting address of the last page fault (PV).
-    pub cr2: AtomicU64,
-    /// Padding.
-    pub pad: AtomicU64,
-}
-
-/// `struct vcpu_time_info`: written by Xen under a version protocol.
+/// `struct vcpu_time_info`: written by Xen under a version protocol (the
+/// same on x86 and arm).
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct VcpuTimeInfo {
@@ -136,7 +159,7 @@ pub struct VcpuTimeInfo {
     pub version: AtomicU32,
     /// Padding.
     pub pad0: AtomicU32,
-    /// TSC at the last update.
+    /// TSC (x86) or virtual counter (arm) at the last update.
     pub tsc_timestamp: AtomicU64,
     /// System time (ns) at the last update.
     pub system_time: AtomicU64,
@@ -150,105 +173,322 @@ pub struct VcpuTimeInfo {
     pub pad1: [AtomicU8; 2],
 }
 
-/// `struct vcpu_info`: per-vCPU event state (64 bytes).
+/// The first 16 bytes of `struct vcpu_info`, identical on every
+/// architecture: the event fields the 2-level ABI uses. Each layout's
+/// [`x86::VcpuInfo`] / [`arm::VcpuInfo`] starts with it, so the port layer
+/// reads either through a `&VcpuEvents`.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub struct VcpuInfo {
+pub struct VcpuEvents {
     /// Set to 1 by Xen when an event is waiting; cleared by the guest
     /// before it scans.
     pub evtchn_upcall_pending: AtomicU8,
-    /// PV-only upcall mask (HVM/PVH delivery ignores it).
+    /// Upcall mask: PV x86 only (HVM/PVH delivery and arm ignore it).
     pub evtchn_upcall_mask: AtomicU8,
     /// Padding to the selector.
     pub pad: [AtomicU8; 6],
     /// Selector: bit `w` means word `w` of the pending bitmap may hold
     /// pending, unmasked ports for this vCPU.
     pub evtchn_pending_sel: AtomicU64,
-    /// Architecture-specific state.
-    pub arch: ArchVcpuInfo,
-    /// Time record.
-    pub time: VcpuTimeInfo,
-}
-
-/// `struct arch_shared_info` (x86-64).
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct ArchSharedInfo {
-    /// Highest guest frame (PV).
-    pub max_pfn: AtomicU64,
-    /// Frame list for the p2m (PV).
-    pub pfn_to_mfn_frame_list_list: AtomicU64,
-    /// NMI reason bits.
-    pub nmi_reason: AtomicU64,
-    /// p2m CR3 (PV).
-    pub p2m_cr3: AtomicU64,
-    /// p2m virtual address (PV).
-    pub p2m_vaddr: AtomicU64,
-    /// p2m generation count (PV).
-    pub p2m_generation: AtomicU64,
-}
-
-/// `struct shared_info`: the domain-wide page (only the prefix the guest
-/// uses; Xen says the structure may grow, never depend on its total size).
-#[repr(C)]
-#[derive(Debug)]
-pub struct SharedInfo {
-    /// Per-vCPU records for vCPUs 0..32.
-    pub vcpu_info: [VcpuInfo; XEN_LEGACY_MAX_VCPUS],
-    /// Pending bitmap, one bit per port, shared by all vCPUs.
-    pub evtchn_pending: [AtomicU64; NR_WORDS],
-    /// Mask bitmap; Xen only reads it.
-    pub evtchn_mask: [AtomicU64; NR_WORDS],
-    /// Wall-clock version.
-    pub wc_version: AtomicU32,
-    /// Wall-clock seconds.
-    pub wc_sec: AtomicU32,
-    /// Wall-clock nanoseconds.
-    pub wc_nsec: AtomicU32,
-    /// Upper 32 bits of the wall-clock seconds.
-    pub wc_sec_hi: AtomicU32,
-    /// Architecture-specific state.
-    pub arch: ArchSharedInfo,
-}
-
-impl SharedInfo {
-    /// An all-zero page, as Xen hands it to a new domain (models and tests;
-    /// a kernel maps the real page instead).
-    pub fn new_zeroed() -> Self {
-        Self {
-            vcpu_info: core::array::from_fn(|_| VcpuInfo::default()),
-            evtchn_pending: [const { AtomicU64::new(0) }; NR_WORDS],
-            evtchn_mask: [const { AtomicU64::new(0) }; NR_WORDS],
-            wc_version: AtomicU32::new(0),
-            wc_sec: AtomicU32::new(0),
-            wc_nsec: AtomicU32::new(0),
-            wc_sec_hi: AtomicU32::new(0),
-            arch: ArchSharedInfo::default(),
-        }
-    }
 }
 
 const_assert_eq!(size_of::<VcpuTimeInfo>(), 32);
-const_assert_eq!(size_of::<ArchVcpuInfo>(), 16);
-const_assert_eq!(size_of::<VcpuInfo>(), 64);
-const_assert_eq!(offset_of!(VcpuInfo, evtchn_upcall_pending), 0);
-const_assert_eq!(offset_of!(VcpuInfo, evtchn_upcall_mask), 1);
-const_assert_eq!(offset_of!(VcpuInfo, evtchn_pending_sel), 8);
-const_assert_eq!(offset_of!(VcpuInfo, arch), 16);
-const_assert_eq!(offset_of!(VcpuInfo, time), 32);
 const_assert_eq!(offset_of!(VcpuTimeInfo, tsc_timestamp), 8);
 const_assert_eq!(offset_of!(VcpuTimeInfo, system_time), 16);
 const_assert_eq!(offset_of!(VcpuTimeInfo, tsc_to_system_mul), 24);
 const_assert_eq!(offset_of!(VcpuTimeInfo, tsc_shift), 28);
 const_assert_eq!(offset_of!(VcpuTimeInfo, flags), 29);
-const_assert_eq!(offset_of!(SharedInfo, vcpu_info), 0);
-const_assert_eq!(offset_of!(SharedInfo, evtchn_pending), 2048);
-const_assert_eq!(offset_of!(SharedInfo, evtchn_mask), 2560);
-const_assert_eq!(offset_of!(SharedInfo, wc_version), 3072);
-const_assert_eq!(offset_of!(SharedInfo, wc_sec_hi), 3084);
-const_assert_eq!(offset_of!(SharedInfo, arch), 3088);
-const_assert_eq!(size_of::<ArchSharedInfo>(), 48);
-const_assert!(size_of::<SharedInfo>() <= 4096);
+const_assert_eq!(size_of::<VcpuEvents>(), 16);
+const_assert_eq!(offset_of!(VcpuEvents, evtchn_upcall_pending), 0);
+const_assert_eq!(offset_of!(VcpuEvents, evtchn_upcall_mask), 1);
+const_assert_eq!(offset_of!(VcpuEvents, evtchn_pending_sel), 8);
+
+/// The x86-64 layouts (`arch-x86/xen.h`, `arch-x86/xen-x86_64.h`).
+pub mod x86 {
+    use super::{NR_WORDS, VcpuEvents, VcpuTimeInfo};
+    use core::mem::{offset_of, size_of};
+    use core::sync::atomic::{AtomicU32, AtomicU64};
+    use static_assertions::{const_assert, const_assert_eq};
+
+    /// `XEN_LEGACY_MAX_VCPUS` on x86: vCPUs whose `vcpu_info` is in
+    /// `shared_info`.
+    pub const LEGACY_MAX_VCPUS: usize = 32;
+
+    /// `struct arch_vcpu_info` (x86-64).
+    #[repr(C)]
+    #[derive(Debug, Default)]
+    pub struct ArchVcpuInfo {
+        /// Faulting address of the last page fault (PV).
+        pub cr2: AtomicU64,
+        /// Padding.
+        pub pad: AtomicU64,
+    }
+
+    /// `struct vcpu_info` (x86-64): 64 bytes.
+    #[repr(C)]
+    #[derive(Debug, Default)]
+    pub struct VcpuInfo {
+        /// Upcall flag, mask and selector.
+        pub events: VcpuEvents,
+        /// Architecture-specific state.
+        pub arch: ArchVcpuInfo,
+        /// Time record.
+        pub time: VcpuTimeInfo,
+    }
+
+    /// `struct arch_shared_info` (x86-64).
+    #[repr(C)]
+    #[derive(Debug, Default)]
+    pub struct ArchSharedInfo {
+        /// Highest guest frame (PV).
+        pub max_pfn: AtomicU64,
+        /// Frame list for the p2m (PV).
+        pub pfn_to_mfn_frame_list_list: AtomicU64,
+        /// NMI reason bits.
+        pub nmi_reason: AtomicU64,
+        /// p2m CR3 (PV).
+        pub p2m_cr3: AtomicU64,
+        /// p2m virtual address (PV).
+        pub p2m_vaddr: AtomicU64,
+        /// p2m generation count (PV).
+        pub p2m_generation: AtomicU64,
+    }
+
+    /// `struct shared_info` (x86-64): the domain-wide page (only the prefix
+    /// the guest uses; Xen says the structure may grow, never depend on its
+    /// total size).
+    #[repr(C)]
+    #[derive(Debug)]
+    pub struct SharedInfo {
+        /// Per-vCPU records for vCPUs 0..32.
+        pub vcpu_info: [VcpuInfo; LEGACY_MAX_VCPUS],
+        /// Pending bitmap, one bit per port, shared by all vCPUs.
+        pub evtchn_pending: [AtomicU64; NR_WORDS],
+        /// Mask bitmap; Xen only reads it.
+        pub evtchn_mask: [AtomicU64; NR_WORDS],
+        /// Wall-clock version.
+        pub wc_version: AtomicU32,
+        /// Wall-clock seconds.
+        pub wc_sec: AtomicU32,
+        /// Wall-clock nanoseconds.
+        pub wc_nsec: AtomicU32,
+        /// Upper 32 bits of the wall-clock seconds.
+        pub wc_sec_hi: AtomicU32,
+        /// Architecture-specific state.
+        pub arch: ArchSharedInfo,
+    }
+
+    impl SharedInfo {
+        /// An all-zero page, as Xen hands it to a new domain (models and
+        /// tests; a kernel maps the real page instead).
+        pub fn new_zeroed() -> Self {
+            Self {
+                vcpu_info: core::array::from_fn(|_| VcpuInfo::default()),
+                evtchn_pending: [const { AtomicU64::new(0) }; NR_WORDS],
+                evtchn_mask: [const { AtomicU64::new(0) }; NR_WORDS],
+                wc_version: AtomicU32::new(0),
+                wc_sec: AtomicU32::new(0),
+                wc_nsec: AtomicU32::new(0),
+                wc_sec_hi: AtomicU32::new(0),
+                arch: ArchSharedInfo::default(),
+            }
+        }
+    }
+
+    const_assert_eq!(size_of::<ArchVcpuInfo>(), 16);
+    const_assert_eq!(size_of::<VcpuInfo>(), 64);
+    const_assert_eq!(offset_of!(VcpuInfo, events), 0);
+    const_assert_eq!(offset_of!(VcpuInfo, arch), 16);
+    const_assert_eq!(offset_of!(VcpuInfo, time), 32);
+    const_assert_eq!(offset_of!(SharedInfo, vcpu_info), 0);
+    const_assert_eq!(offset_of!(SharedInfo, evtchn_pending), 2048);
+    const_assert_eq!(offset_of!(SharedInfo, evtchn_mask), 2560);
+    const_assert_eq!(offset_of!(SharedInfo, wc_version), 3072);
+    const_assert_eq!(offset_of!(SharedInfo, wc_sec_hi), 3084);
+    const_assert_eq!(offset_of!(SharedInfo, arch), 3088);
+    const_assert_eq!(size_of::<ArchSharedInfo>(), 48);
+    const_assert!(size_of::<SharedInfo>() <= 4096);
+}
+
+/// The arm (aarch64) layouts (`arch-arm.h`): `xen_ulong_t` is 64 bits,
+/// `arch_vcpu_info` and `arch_shared_info` are empty, and only vCPU 0 has a
+/// `vcpu_info` in `shared_info` (`XEN_LEGACY_MAX_VCPUS` = 1); every other
+/// vCPU must register one with `VCPUOP_register_vcpu_info`.
+pub mod arm {
+    use super::{NR_WORDS, VcpuEvents, VcpuTimeInfo};
+    use core::mem::{offset_of, size_of};
+    use core::sync::atomic::{AtomicU32, AtomicU64};
+    use static_assertions::{const_assert, const_assert_eq};
+
+    /// `XEN_LEGACY_MAX_VCPUS` on arm.
+    pub const LEGACY_MAX_VCPUS: usize = 1;
+
+    /// `struct vcpu_info` (arm): 48 bytes, no architecture part.
+    #[repr(C)]
+    #[derive(Debug, Default)]
+    pub struct VcpuInfo {
+        /// Upcall flag, mask (unused on arm) and selector.
+        pub events: VcpuEvents,
+        /// Time record.
+        pub time: VcpuTimeInfo,
+    }
+
+    /// `struct shared_info` (arm): the prefix the guest uses.
+    #[repr(C)]
+    #[derive(Debug)]
+    pub struct SharedInfo {
+        /// vCPU 0's record (until it registers another one).
+        pub vcpu_info: [VcpuInfo; LEGACY_MAX_VCPUS],
+        /// Pending bitmap, one bit per port, shared by all vCPUs.
+        pub evtchn_pending: [AtomicU64; NR_WORDS],
+        /// Mask bitmap; Xen only reads it.
+        pub evtchn_mask: [AtomicU64; NR_WORDS],
+        /// Wall-clock version.
+        pub wc_version: AtomicU32,
+        /// Wall-clock seconds.
+        pub wc_sec: AtomicU32,
+        /// Wall-clock nanoseconds.
+        pub wc_nsec: AtomicU32,
+        /// Upper 32 bits of the wall-clock seconds.
+        pub wc_sec_hi: AtomicU32,
+    }
+
+    impl SharedInfo {
+        /// An all-zero page (models and tests).
+        pub fn new_zeroed() -> Self {
+            Self {
+                vcpu_info: core::array::from_fn(|_| VcpuInfo::default()),
+                evtchn_pending: [const { AtomicU64::new(0) }; NR_WORDS],
+                evtchn_mask: [const { AtomicU64::new(0) }; NR_WORDS],
+                wc_version: AtomicU32::new(0),
+                wc_sec: AtomicU32::new(0),
+                wc_nsec: AtomicU32::new(0),
+                wc_sec_hi: AtomicU32::new(0),
+            }
+        }
+    }
+
+    const_assert_eq!(size_of::<VcpuInfo>(), 48);
+    const_assert_eq!(offset_of!(VcpuInfo, events), 0);
+    const_assert_eq!(offset_of!(VcpuInfo, time), 16);
+    const_assert_eq!(offset_of!(SharedInfo, vcpu_info), 0);
+    const_assert_eq!(offset_of!(SharedInfo, evtchn_pending), 48);
+    const_assert_eq!(offset_of!(SharedInfo, evtchn_mask), 560);
+    const_assert_eq!(offset_of!(SharedInfo, wc_version), 1072);
+    const_assert_eq!(offset_of!(SharedInfo, wc_sec_hi), 1084);
+    const_assert!(size_of::<SharedInfo>() <= 4096);
+}
+
+/// The layouts of the architecture this crate is built for.
+#[cfg(target_arch = "aarch64")]
+pub use arm::{SharedInfo, VcpuInfo};
+/// The layouts of the architecture this crate is built for.
+#[cfg(not(target_arch = "aarch64"))]
+pub use x86::{SharedInfo, VcpuInfo};
+
+/// `XEN_LEGACY_MAX_VCPUS` of the architecture this crate is built for.
+pub const XEN_LEGACY_MAX_VCPUS: usize = Layout::NATIVE.legacy_vcpus();
+
+/// Which architecture's `shared_info`/`vcpu_info` layout a page has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// x86-64: 32 legacy 64-byte `vcpu_info`s, pending bits at 2048.
+    X86,
+    /// arm/aarch64: one legacy 48-byte `vcpu_info`, pending bits at 48.
+    Arm,
+}
+
+impl Layout {
+    /// The layout of the architecture this crate is built for.
+    #[cfg(not(target_arch = "aarch64"))]
+    pub const NATIVE: Layout = Layout::X86;
+    /// The layout of the architecture this crate is built for.
+    #[cfg(target_arch = "aarch64")]
+    pub const NATIVE: Layout = Layout::Arm;
+
+    /// vCPUs whose `vcpu_info` is in `shared_info`.
+    pub const fn legacy_vcpus(self) -> usize {
+        match self {
+            Layout::X86 => x86::LEGACY_MAX_VCPUS,
+            Layout::Arm => arm::LEGACY_MAX_VCPUS,
+        }
+    }
+
+    /// Size of one `vcpu_info`.
+    pub const fn vcpu_info_size(self) -> usize {
+        match self {
+            Layout::X86 => size_of::<x86::VcpuInfo>(),
+            Layout::Arm => size_of::<arm::VcpuInfo>(),
+        }
+    }
+}
+
+/// A mapped `shared_info` page of either layout: what the port layer and
+/// the model need from it.
+#[derive(Clone, Copy, Debug)]
+pub enum SharedPage {
+    /// An x86-64 page.
+    X86(&'static x86::SharedInfo),
+    /// An arm page.
+    Arm(&'static arm::SharedInfo),
+}
+
+impl SharedPage {
+    /// A zeroed page of `layout`, leaked (models and tests).
+    #[cfg(feature = "model")]
+    pub fn leak_zeroed(layout: Layout) -> Self {
+        use alloc::boxed::Box;
+        match layout {
+            Layout::X86 => SharedPage::X86(Box::leak(Box::new(x86::SharedInfo::new_zeroed()))),
+            Layout::Arm => SharedPage::Arm(Box::leak(Box::new(arm::SharedInfo::new_zeroed()))),
+        }
+    }
+
+    /// The page's layout.
+    pub fn layout(self) -> Layout {
+        match self {
+            SharedPage::X86(_) => Layout::X86,
+            SharedPage::Arm(_) => Layout::Arm,
+        }
+    }
+
+    /// The pending bitmap.
+    pub fn pending(self) -> &'static [AtomicU64; NR_WORDS] {
+        match self {
+            SharedPage::X86(s) => &s.evtchn_pending,
+            SharedPage::Arm(s) => &s.evtchn_pending,
+        }
+    }
+
+    /// The mask bitmap.
+    pub fn mask(self) -> &'static [AtomicU64; NR_WORDS] {
+        match self {
+            SharedPage::X86(s) => &s.evtchn_mask,
+            SharedPage::Arm(s) => &s.evtchn_mask,
+        }
+    }
+
+    /// The event fields of legacy `vcpu_info[v]` (in the page), if `v` has one.
+    pub fn legacy_vcpu(self, v: usize) -> Option<&'static VcpuEvents> {
+        match self {
+            SharedPage::X86(s) => s.vcpu_info.get(v).map(|i| &i.events),
+            SharedPage::Arm(s) => s.vcpu_info.get(v).map(|i| &i.events),
+        }
+    }
+}
+
+impl From<&'static x86::SharedInfo> for SharedPage {
+    fn from(s: &'static x86::SharedInfo) -> Self {
+        SharedPage::X86(s)
+    }
+}
+
+impl From<&'static arm::SharedInfo> for SharedPage {
+    fn from(s: &'static arm::SharedInfo) -> Self {
+        SharedPage::Arm(s)
+    }
+}
+
 const_assert_eq!(EVTCHN_2L_NR_CHANNELS, 4096);
 
 /// `struct evtchn_alloc_unbound`.
@@ -369,3 +609,36 @@ const_assert_eq!(size_of::<EvtchnBindVcpu>(), 8);
 const_assert_eq!(size_of::<EvtchnStatus>(), 24);
 const_assert_eq!(offset_of!(EvtchnStatus, u), 16);
 const_assert_eq!(size_of::<PhysdevIrqStatusQuery>(), 8);
+
+/// `struct vcpu_register_vcpu_info`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuRegisterVcpuInfo {
+    /// IN: guest frame of the new `vcpu_info`.
+    pub mfn: u64,
+    /// IN: its offset in that frame (it must not cross the frame's end).
+    pub offset: u32,
+    /// Reserved, zero.
+    pub rsvd: u32,
+}
+
+/// `struct xen_add_to_physmap`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XenAddToPhysmap {
+    /// IN: `DOMID_SELF`.
+    pub domid: u16,
+    /// IN: number of pages for `XENMAPSPACE_gmfn_range` (else 0).
+    pub size: u16,
+    /// IN: `XENMAPSPACE_*`.
+    pub space: u32,
+    /// IN: index in the space (0 for `shared_info`).
+    pub idx: u64,
+    /// IN: the guest frame to map it at.
+    pub gpfn: u64,
+}
+
+const_assert_eq!(size_of::<VcpuRegisterVcpuInfo>(), 16);
+const_assert_eq!(size_of::<XenAddToPhysmap>(), 24);
+const_assert_eq!(offset_of!(XenAddToPhysmap, space), 4);
+const_assert_eq!(offset_of!(XenAddToPhysmap, gpfn), 16);

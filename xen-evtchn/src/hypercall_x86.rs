@@ -1,14 +1,12 @@
 //! The real hypercall path on x86-64 HVM/PVH guests: finding Xen through
 //! CPUID, installing the hypercall page, and [`XenHypercalls`], the
-//! [`EventChannelOps`] that marshals each operation into Xen's argument
+//! [`EventChannelOps`](crate::EventChannelOps) that marshals each operation into Xen's argument
 //! structure and calls the page's stub.
 //!
 //! All `unsafe` of the crate that touches the CPU lives here.
 
-use crate::abi::{self, evtchnop, evtchnstat, hypercall, physdevop};
+use crate::abi::hypercall;
 use crate::error::XenError;
-use crate::ids::{DomId, Pirq, Port, VcpuId, Virq};
-use crate::ops::{ChannelState, ChannelStatus, EventChannelOps};
 use core::arch::x86_64::{__cpuid, CpuidResult};
 use core::ptr::NonNull;
 
@@ -126,7 +124,7 @@ impl HypercallPage {
     }
 }
 
-/// [`EventChannelOps`] through the hypercall page.
+/// [`EventChannelOps`](crate::EventChannelOps) through the hypercall page.
 #[derive(Clone, Copy, Debug)]
 pub struct XenHypercalls {
     page: HypercallPage,
@@ -137,154 +135,14 @@ impl XenHypercalls {
     pub const fn new(page: HypercallPage) -> Self {
         Self { page }
     }
-}
 
-impl EventChannelOps for XenHypercalls {
-    fn alloc_unbound(&self, remote_dom: DomId) -> Result<Port, XenError> {
-        let mut a = abi::EvtchnAllocUnbound {
-            dom: abi::DOMID_SELF,
-            remote_dom: remote_dom.0,
-            port: 0,
-        };
-        self.page.evtchn_op(evtchnop::ALLOC_UNBOUND, &mut a)?;
-        Ok(Port(a.port))
+    fn evtchn_op<T>(&self, cmd: u32, arg: &mut T) -> Result<(), XenError> {
+        self.page.evtchn_op(cmd, arg)
     }
-    fn bind_interdomain(&self, remote_dom: DomId, remote_port: Port) -> Result<Port, XenError> {
-        let mut a = abi::EvtchnBindInterdomain {
-            remote_dom: remote_dom.0,
-            pad: 0,
-            remote_port: remote_port.0,
-            local_port: 0,
-        };
-        self.page.evtchn_op(evtchnop::BIND_INTERDOMAIN, &mut a)?;
-        Ok(Port(a.local_port))
-    }
-    fn bind_virq(&self, virq: Virq, vcpu: VcpuId) -> Result<Port, XenError> {
-        let mut a = abi::EvtchnBindVirq {
-            virq: virq.0,
-            vcpu: vcpu.0,
-            port: 0,
-        };
-        self.page.evtchn_op(evtchnop::BIND_VIRQ, &mut a)?;
-        Ok(Port(a.port))
-    }
-    fn bind_ipi(&self, vcpu: VcpuId) -> Result<Port, XenError> {
-        let mut a = abi::EvtchnBindIpi {
-            vcpu: vcpu.0,
-            port: 0,
-        };
-        self.page.evtchn_op(evtchnop::BIND_IPI, &mut a)?;
-        Ok(Port(a.port))
-    }
-    fn bind_pirq(&self, pirq: Pirq, will_share: bool) -> Result<Port, XenError> {
-        let flags = if will_share {
-            abi::BIND_PIRQ_WILL_SHARE
-        } else {
-            0
-        };
-        let mut a = abi::EvtchnBindPirq {
-            pirq: pirq.0,
-            flags,
-            port: 0,
-        };
-        self.page.evtchn_op(evtchnop::BIND_PIRQ, &mut a)?;
-        Ok(Port(a.port))
-    }
-    fn bind_vcpu(&self, port: Port, vcpu: VcpuId) -> Result<(), XenError> {
-        let mut a = abi::EvtchnBindVcpu {
-            port: port.0,
-            vcpu: vcpu.0,
-        };
-        self.page.evtchn_op(evtchnop::BIND_VCPU, &mut a)
-    }
-    fn send(&self, port: Port) -> Result<(), XenError> {
-        self.page
-            .evtchn_op(evtchnop::SEND, &mut abi::EvtchnPort { port: port.0 })
-    }
-    fn close(&self, port: Port) -> Result<(), XenError> {
-        self.page
-            .evtchn_op(evtchnop::CLOSE, &mut abi::EvtchnPort { port: port.0 })
-    }
-    fn status(&self, port: Port) -> Result<ChannelStatus, XenError> {
-        let mut a = abi::EvtchnStatus {
-            dom: abi::DOMID_SELF,
-            port: port.0,
-            ..Default::default()
-        };
-        self.page.evtchn_op(evtchnop::STATUS, &mut a)?;
-        decode_status(&a)
-    }
-    fn unmask(&self, port: Port) -> Result<(), XenError> {
-        self.page
-            .evtchn_op(evtchnop::UNMASK, &mut abi::EvtchnPort { port: port.0 })
-    }
-    fn pirq_needs_eoi(&self, pirq: Pirq) -> Result<bool, XenError> {
-        let mut a = abi::PhysdevIrqStatusQuery {
-            irq: pirq.0,
-            flags: 0,
-        };
-        self.page.physdev_op(physdevop::IRQ_STATUS_QUERY, &mut a)?;
-        Ok(a.flags & physdevop::XENIRQSTAT_NEEDS_EOI != 0)
-    }
-    fn pirq_eoi(&self, pirq: Pirq) -> Result<(), XenError> {
-        let mut a = abi::PhysdevIrqStatusQuery {
-            irq: pirq.0,
-            flags: 0,
-        };
-        self.page.physdev_op(physdevop::EOI, &mut a)
+
+    fn physdev_op<T>(&self, cmd: u32, arg: &mut T) -> Result<(), XenError> {
+        self.page.physdev_op(cmd, arg)
     }
 }
 
-/// Decodes the OUT half of `evtchn_status`.
-pub(crate) fn decode_status(a: &abi::EvtchnStatus) -> Result<ChannelStatus, XenError> {
-    let state = match a.status {
-        evtchnstat::CLOSED => ChannelState::Closed,
-        evtchnstat::UNBOUND => ChannelState::Unbound {
-            remote_dom: DomId(a.u[0] as u16),
-        },
-        evtchnstat::INTERDOMAIN => ChannelState::Interdomain {
-            remote_dom: DomId(a.u[0] as u16),
-            remote_port: Port(a.u[1]),
-        },
-        evtchnstat::PIRQ => ChannelState::Pirq(Pirq(a.u[0])),
-        evtchnstat::VIRQ => ChannelState::Virq(Virq(a.u[0])),
-        evtchnstat::IPI => ChannelState::Ipi,
-        _ => return Err(XenError::Invalid),
-    };
-    Ok(ChannelStatus {
-        state,
-        vcpu: VcpuId(a.vcpu),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_union_is_decoded_per_state() {
-        let mut a = abi::EvtchnStatus {
-            status: evtchnstat::INTERDOMAIN,
-            vcpu: 3,
-            u: [7, 42],
-            ..Default::default()
-        };
-        assert_eq!(
-            decode_status(&a),
-            Ok(ChannelStatus {
-                state: ChannelState::Interdomain {
-                    remote_dom: DomId(7),
-                    remote_port: Port(42)
-                },
-                vcpu: VcpuId(3)
-            })
-        );
-        a.status = evtchnstat::VIRQ;
-        assert_eq!(
-            decode_status(&a).map(|s| s.state),
-            Ok(ChannelState::Virq(Virq(7)))
-        );
-        a.status = 99;
-        assert_eq!(decode_status(&a), Err(XenError::Invalid));
-    }
-}
+crate::ops::marshal_event_channel_ops!(XenHypercalls);

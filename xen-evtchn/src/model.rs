@@ -1,5 +1,7 @@
 //! A behavioural model of Xen's event channels (2-level ABI) for host
-//! tests: domains with port tables, a real [`SharedInfo`] page per domain
+//! tests: domains with port tables, a real `shared_info` page per domain
+//! (of either layout, [`Layout`]; `VCPUOP_register_vcpu_info` moves a
+//! vCPU's `vcpu_info` as on Xen)
 //! (the guest layer reads and writes it exactly as it would Xen's), and the
 //! hypercalls with Xen's semantics and error codes (reference sections 1
 //! and 3).
@@ -15,7 +17,7 @@
 //! a `&'static` to it as it would to the real mapped page; a model is test
 //! infrastructure, and one page per domain is a bounded leak.
 
-use crate::abi::{EVTCHN_2L_NR_CHANNELS, NR_VIRQS, SharedInfo, XEN_LEGACY_MAX_VCPUS};
+use crate::abi::{EVTCHN_2L_NR_CHANNELS, Layout, NR_VIRQS, SharedPage, VcpuEvents};
 use crate::error::XenError;
 use crate::ids::{DomId, Pirq, Port, VcpuId, Virq};
 use crate::ops::{ChannelState, ChannelStatus, EventChannelOps};
@@ -26,6 +28,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use spin::Mutex;
 
+/// Most vCPUs a model domain may have.
+pub const MODEL_MAX_VCPUS: u32 = 32;
 /// Number of PIRQs each model domain has (`d->nr_pirqs`).
 pub const MODEL_NR_PIRQS: u32 = 256;
 /// Ports are allocated to a domain in buckets of this many: ports inside
@@ -73,7 +77,12 @@ struct PirqState {
 }
 
 struct Domain {
-    shared: &'static SharedInfo,
+    shared: SharedPage,
+    /// Where each vCPU's event fields are: its legacy slot, a registered
+    /// record, or (arm vCPUs >= 1 before registering) a dummy Xen writes
+    /// and nobody reads.
+    vcpu_info: Vec<&'static VcpuEvents>,
+    registered: Vec<bool>,
     nr_vcpus: u32,
     vcpu_up: Vec<bool>,
     channels: Vec<Channel>,
@@ -123,7 +132,7 @@ impl Domain {
 
     /// `vcpu_mark_events_pending`: notifies only on a 0 -> 1 change.
     fn mark_events_pending(&mut self, vcpu: u32) {
-        let Some(vi) = self.shared.vcpu_info.get(vcpu as usize) else {
+        let Some(vi) = self.vcpu_info.get(vcpu as usize) else {
             return;
         };
         if vi.evtchn_upcall_pending.swap(1, Ordering::SeqCst) == 0 {
@@ -139,16 +148,16 @@ impl Domain {
         }
         let v = ch.notify_vcpu;
         let (w, b) = (port.word(), 1u64 << port.bit());
-        if self.shared.evtchn_pending[w].fetch_or(b, Ordering::SeqCst) & b != 0 {
+        if self.shared.pending()[w].fetch_or(b, Ordering::SeqCst) & b != 0 {
             return;
         }
-        if self.shared.evtchn_mask[w].load(Ordering::SeqCst) & b == 0 {
+        if self.shared.mask()[w].load(Ordering::SeqCst) & b == 0 {
             self.notify_selector(v, w);
         }
     }
 
     fn notify_selector(&mut self, v: u32, w: usize) {
-        let Some(vi) = self.shared.vcpu_info.get(v as usize) else {
+        let Some(vi) = self.vcpu_info.get(v as usize) else {
             return;
         };
         if vi.evtchn_pending_sel.fetch_or(1 << w, Ordering::SeqCst) & (1 << w) == 0 {
@@ -160,8 +169,8 @@ impl Domain {
     fn unmask(&mut self, port: Port) -> Result<(), XenError> {
         let v = self.chan(port)?.notify_vcpu;
         let (w, b) = (port.word(), 1u64 << port.bit());
-        if self.shared.evtchn_mask[w].fetch_and(!b, Ordering::SeqCst) & b != 0
-            && self.shared.evtchn_pending[w].load(Ordering::SeqCst) & b != 0
+        if self.shared.mask()[w].fetch_and(!b, Ordering::SeqCst) & b != 0
+            && self.shared.pending()[w].load(Ordering::SeqCst) & b != 0
         {
             self.notify_selector(v, w);
         }
@@ -186,7 +195,7 @@ impl core::fmt::Debug for HypervisorModel {
 pub struct DomainHandle {
     model: Arc<HypervisorModel>,
     dom: DomId,
-    shared: &'static SharedInfo,
+    shared: SharedPage,
 }
 
 impl HypervisorModel {
@@ -198,22 +207,46 @@ impl HypervisorModel {
     }
 
     /// Creates domain `dom` with `nr_vcpus` vCPUs (at most 32; all up) and
-    /// returns its handle, or `None` if it exists or the count is invalid.
+    /// the native `shared_info` layout ([`Layout::NATIVE`]); returns its
+    /// handle, or `None` if it exists or the count is invalid.
     pub fn create_domain(self: &Arc<Self>, dom: DomId, nr_vcpus: u32) -> Option<DomainHandle> {
-        if nr_vcpus == 0 || nr_vcpus as usize > XEN_LEGACY_MAX_VCPUS || dom == DomId::SELF {
+        self.create_domain_with_layout(dom, nr_vcpus, Layout::NATIVE)
+    }
+
+    /// Like [`HypervisorModel::create_domain`] with the `shared_info`
+    /// layout of `layout`. vCPUs beyond the layout's legacy slots (arm:
+    /// every vCPU but 0) get no notification anyone can see until they
+    /// register a `vcpu_info` ([`DomainHandle::register_vcpu_info`]).
+    pub fn create_domain_with_layout(
+        self: &Arc<Self>,
+        dom: DomId,
+        nr_vcpus: u32,
+        layout: Layout,
+    ) -> Option<DomainHandle> {
+        if nr_vcpus == 0 || nr_vcpus > MODEL_MAX_VCPUS || dom == DomId::SELF {
             return None;
         }
         let mut doms = self.domains.lock();
         if doms.contains_key(&dom.0) {
             return None;
         }
-        let shared: &'static SharedInfo = Box::leak(Box::new(SharedInfo::new_zeroed()));
+        let shared = SharedPage::leak_zeroed(layout);
+        let vcpu_info = (0..nr_vcpus as usize)
+            .map(|v| {
+                shared.legacy_vcpu(v).unwrap_or_else(|| {
+                    let dummy: &'static VcpuEvents = Box::leak(Box::default());
+                    dummy
+                })
+            })
+            .collect();
         let mut channels = alloc::vec![FREE; BUCKET];
         channels[0].state = ChanState::Reserved;
         doms.insert(
             dom.0,
             Domain {
                 shared,
+                vcpu_info,
+                registered: alloc::vec![false; nr_vcpus as usize],
                 nr_vcpus,
                 vcpu_up: alloc::vec![true; nr_vcpus as usize],
                 channels,
@@ -524,7 +557,7 @@ impl HypervisorModel {
         }
         // Clear pending to avoid unexpected behaviour on re-bind; the mask
         // bit is left alone.
-        d.shared.evtchn_pending[port.word()].fetch_and(!(1u64 << port.bit()), Ordering::SeqCst);
+        d.shared.pending()[port.word()].fetch_and(!(1u64 << port.bit()), Ordering::SeqCst);
         d.channels[port.index()] = FREE;
         if let Some((rdom, rport)) = peer
             && let Some(rc) = doms
@@ -594,8 +627,47 @@ impl DomainHandle {
     }
 
     /// The domain's shared page.
-    pub fn shared_info(&self) -> &'static SharedInfo {
+    pub fn shared_info(&self) -> SharedPage {
         self.shared
+    }
+
+    /// `VCPUOP_register_vcpu_info`: vCPU `vcpu`'s event fields move to
+    /// `info` (the start of a `vcpu_info` of the domain's layout). As Xen's
+    /// `map_vcpu_info`, the old record's contents are copied, then every
+    /// selector bit and the upcall flag are set so nothing is lost (the
+    /// guest sees one spurious upcall; it carries no event, so
+    /// [`DomainHandle::notifications`] does not count it). A second
+    /// registration is `-EINVAL`, as on Xen 4.17.
+    pub fn register_vcpu_info(
+        &self,
+        vcpu: VcpuId,
+        info: &'static VcpuEvents,
+    ) -> Result<(), XenError> {
+        self.model.with_dom(self.dom, |d| {
+            d.check_vcpu(vcpu)?;
+            let v = vcpu.index();
+            if d.registered[v] {
+                return Err(XenError::Invalid);
+            }
+            let old = d.vcpu_info[v];
+            info.evtchn_pending_sel.store(
+                old.evtchn_pending_sel.load(Ordering::SeqCst),
+                Ordering::SeqCst,
+            );
+            info.evtchn_upcall_mask.store(
+                old.evtchn_upcall_mask.load(Ordering::SeqCst),
+                Ordering::SeqCst,
+            );
+            info.evtchn_upcall_pending.store(
+                old.evtchn_upcall_pending.load(Ordering::SeqCst),
+                Ordering::SeqCst,
+            );
+            d.vcpu_info[v] = info;
+            d.registered[v] = true;
+            info.evtchn_pending_sel.store(u64::MAX, Ordering::SeqCst);
+            info.evtchn_upcall_pending.store(1, Ordering::SeqCst);
+            Ok(())
+        })
     }
 
     /// The model.
@@ -606,29 +678,32 @@ impl DomainHandle {
     /// Whether `port` is pending in this domain's page.
     pub fn is_pending(&self, port: Port) -> bool {
         port.0 < EVTCHN_2L_NR_CHANNELS
-            && self.shared.evtchn_pending[port.word()].load(Ordering::SeqCst) & (1 << port.bit())
-                != 0
+            && self.shared.pending()[port.word()].load(Ordering::SeqCst) & (1 << port.bit()) != 0
     }
 
     /// Whether `port` is masked in this domain's page.
     pub fn is_masked(&self, port: Port) -> bool {
         port.0 < EVTCHN_2L_NR_CHANNELS
-            && self.shared.evtchn_mask[port.word()].load(Ordering::SeqCst) & (1 << port.bit()) != 0
+            && self.shared.mask()[port.word()].load(Ordering::SeqCst) & (1 << port.bit()) != 0
+    }
+
+    /// The event fields of `vcpu`'s current `vcpu_info`.
+    fn events(&self, vcpu: VcpuId) -> Option<&'static VcpuEvents> {
+        self.model
+            .with_dom(self.dom, |d| Ok(d.vcpu_info.get(vcpu.index()).copied()))
+            .ok()
+            .flatten()
     }
 
     /// The selector word of `vcpu`.
     pub fn selector(&self, vcpu: VcpuId) -> u64 {
-        self.shared
-            .vcpu_info
-            .get(vcpu.index())
+        self.events(vcpu)
             .map_or(0, |v| v.evtchn_pending_sel.load(Ordering::SeqCst))
     }
 
     /// Whether `vcpu`'s `evtchn_upcall_pending` is set.
     pub fn upcall_pending(&self, vcpu: VcpuId) -> bool {
-        self.shared
-            .vcpu_info
-            .get(vcpu.index())
+        self.events(vcpu)
             .is_some_and(|v| v.evtchn_upcall_pending.load(Ordering::SeqCst) != 0)
     }
 

@@ -2,6 +2,7 @@
 //! runs against Xen (see `hypercall_x86`) and against the hypervisor model
 //! (`model`, host tests).
 
+use crate::abi::{self, evtchnstat};
 use crate::error::XenError;
 use crate::ids::{DomId, Pirq, Port, VcpuId, Virq};
 use alloc::sync::Arc;
@@ -118,3 +119,202 @@ macro_rules! forward_ops {
 }
 forward_ops!(Arc<T>);
 forward_ops!(&'static T);
+
+/// Implements [`EventChannelOps`] for `$t`, a real hypercall accessor with
+/// two methods that take one of the `abi` argument structures:
+/// `evtchn_op(&self, cmd, &mut T)` and `physdev_op(&self, cmd, &mut T)`
+/// (x86's hypercall page, arm's `hvc`). The marshalling is the same on every
+/// architecture; only the trap differs.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_macros)
+)]
+macro_rules! marshal_event_channel_ops {
+    ($t:ty) => {
+        impl $crate::ops::EventChannelOps for $t {
+            fn alloc_unbound(
+                &self,
+                remote_dom: $crate::ids::DomId,
+            ) -> Result<$crate::ids::Port, $crate::error::XenError> {
+                let mut a = $crate::abi::EvtchnAllocUnbound {
+                    dom: $crate::abi::DOMID_SELF,
+                    remote_dom: remote_dom.0,
+                    port: 0,
+                };
+                self.evtchn_op($crate::abi::evtchnop::ALLOC_UNBOUND, &mut a)?;
+                Ok($crate::ids::Port(a.port))
+            }
+            fn bind_interdomain(
+                &self,
+                remote_dom: $crate::ids::DomId,
+                remote_port: $crate::ids::Port,
+            ) -> Result<$crate::ids::Port, $crate::error::XenError> {
+                let mut a = $crate::abi::EvtchnBindInterdomain {
+                    remote_dom: remote_dom.0,
+                    pad: 0,
+                    remote_port: remote_port.0,
+                    local_port: 0,
+                };
+                self.evtchn_op($crate::abi::evtchnop::BIND_INTERDOMAIN, &mut a)?;
+                Ok($crate::ids::Port(a.local_port))
+            }
+            fn bind_virq(
+                &self,
+                virq: $crate::ids::Virq,
+                vcpu: $crate::ids::VcpuId,
+            ) -> Result<$crate::ids::Port, $crate::error::XenError> {
+                let mut a = $crate::abi::EvtchnBindVirq {
+                    virq: virq.0,
+                    vcpu: vcpu.0,
+                    port: 0,
+                };
+                self.evtchn_op($crate::abi::evtchnop::BIND_VIRQ, &mut a)?;
+                Ok($crate::ids::Port(a.port))
+            }
+            fn bind_ipi(
+                &self,
+                vcpu: $crate::ids::VcpuId,
+            ) -> Result<$crate::ids::Port, $crate::error::XenError> {
+                let mut a = $crate::abi::EvtchnBindIpi {
+                    vcpu: vcpu.0,
+                    port: 0,
+                };
+                self.evtchn_op($crate::abi::evtchnop::BIND_IPI, &mut a)?;
+                Ok($crate::ids::Port(a.port))
+            }
+            fn bind_pirq(
+                &self,
+                pirq: $crate::ids::Pirq,
+                will_share: bool,
+            ) -> Result<$crate::ids::Port, $crate::error::XenError> {
+                let flags = if will_share {
+                    $crate::abi::BIND_PIRQ_WILL_SHARE
+                } else {
+                    0
+                };
+                let mut a = $crate::abi::EvtchnBindPirq {
+                    pirq: pirq.0,
+                    flags,
+                    port: 0,
+                };
+                self.evtchn_op($crate::abi::evtchnop::BIND_PIRQ, &mut a)?;
+                Ok($crate::ids::Port(a.port))
+            }
+            fn bind_vcpu(
+                &self,
+                port: $crate::ids::Port,
+                vcpu: $crate::ids::VcpuId,
+            ) -> Result<(), $crate::error::XenError> {
+                let mut a = $crate::abi::EvtchnBindVcpu {
+                    port: port.0,
+                    vcpu: vcpu.0,
+                };
+                self.evtchn_op($crate::abi::evtchnop::BIND_VCPU, &mut a)
+            }
+            fn send(&self, port: $crate::ids::Port) -> Result<(), $crate::error::XenError> {
+                self.evtchn_op(
+                    $crate::abi::evtchnop::SEND,
+                    &mut $crate::abi::EvtchnPort { port: port.0 },
+                )
+            }
+            fn close(&self, port: $crate::ids::Port) -> Result<(), $crate::error::XenError> {
+                self.evtchn_op(
+                    $crate::abi::evtchnop::CLOSE,
+                    &mut $crate::abi::EvtchnPort { port: port.0 },
+                )
+            }
+            fn status(
+                &self,
+                port: $crate::ids::Port,
+            ) -> Result<$crate::ops::ChannelStatus, $crate::error::XenError> {
+                let mut a = $crate::abi::EvtchnStatus {
+                    dom: $crate::abi::DOMID_SELF,
+                    port: port.0,
+                    ..Default::default()
+                };
+                self.evtchn_op($crate::abi::evtchnop::STATUS, &mut a)?;
+                $crate::ops::decode_status(&a)
+            }
+            fn unmask(&self, port: $crate::ids::Port) -> Result<(), $crate::error::XenError> {
+                self.evtchn_op(
+                    $crate::abi::evtchnop::UNMASK,
+                    &mut $crate::abi::EvtchnPort { port: port.0 },
+                )
+            }
+            fn pirq_needs_eoi(
+                &self,
+                pirq: $crate::ids::Pirq,
+            ) -> Result<bool, $crate::error::XenError> {
+                let mut a = $crate::abi::PhysdevIrqStatusQuery {
+                    irq: pirq.0,
+                    flags: 0,
+                };
+                self.physdev_op($crate::abi::physdevop::IRQ_STATUS_QUERY, &mut a)?;
+                Ok(a.flags & $crate::abi::physdevop::XENIRQSTAT_NEEDS_EOI != 0)
+            }
+            fn pirq_eoi(&self, pirq: $crate::ids::Pirq) -> Result<(), $crate::error::XenError> {
+                let mut a = $crate::abi::PhysdevIrqStatusQuery {
+                    irq: pirq.0,
+                    flags: 0,
+                };
+                self.physdev_op($crate::abi::physdevop::EOI, &mut a)
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use marshal_event_channel_ops;
+
+/// Decodes the OUT half of `evtchn_status`.
+pub(crate) fn decode_status(a: &abi::EvtchnStatus) -> Result<ChannelStatus, XenError> {
+    let state = match a.status {
+        evtchnstat::CLOSED => ChannelState::Closed,
+        evtchnstat::UNBOUND => ChannelState::Unbound {
+            remote_dom: DomId(a.u[0] as u16),
+        },
+        evtchnstat::INTERDOMAIN => ChannelState::Interdomain {
+            remote_dom: DomId(a.u[0] as u16),
+            remote_port: Port(a.u[1]),
+        },
+        evtchnstat::PIRQ => ChannelState::Pirq(Pirq(a.u[0])),
+        evtchnstat::VIRQ => ChannelState::Virq(Virq(a.u[0])),
+        evtchnstat::IPI => ChannelState::Ipi,
+        _ => return Err(XenError::Invalid),
+    };
+    Ok(ChannelStatus {
+        state,
+        vcpu: VcpuId(a.vcpu),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_union_is_decoded_per_state() {
+        let mut a = abi::EvtchnStatus {
+            status: evtchnstat::INTERDOMAIN,
+            vcpu: 3,
+            u: [7, 42],
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_status(&a),
+            Ok(ChannelStatus {
+                state: ChannelState::Interdomain {
+                    remote_dom: DomId(7),
+                    remote_port: Port(42)
+                },
+                vcpu: VcpuId(3)
+            })
+        );
+        a.status = evtchnstat::VIRQ;
+        assert_eq!(
+            decode_status(&a).map(|s| s.state),
+            Ok(ChannelState::Virq(Virq(7)))
+        );
+        a.status = 99;
+        assert_eq!(decode_status(&a), Err(XenError::Invalid));
+    }
+}

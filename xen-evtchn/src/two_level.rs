@@ -10,9 +10,7 @@
 //! next scan starts there, so a port that is raised again and again is
 //! visited once per scan and every other pending port gets its turn.
 
-use crate::abi::{
-    BITS_PER_WORD, EVTCHN_2L_NR_CHANNELS, NR_WORDS, SharedInfo, VcpuInfo, XEN_LEGACY_MAX_VCPUS,
-};
+use crate::abi::{BITS_PER_WORD, EVTCHN_2L_NR_CHANNELS, NR_WORDS, SharedPage, VcpuEvents};
 use crate::error::XenError;
 use crate::ids::{Port, VcpuId};
 use crate::ops::EventChannelOps;
@@ -28,9 +26,14 @@ struct Cursor {
 }
 
 /// The 2-level port layer.
+///
+/// It works on either architecture's `shared_info` layout ([`SharedPage`]):
+/// it keeps only the two bitmaps and, per vCPU, the event fields of its
+/// `vcpu_info` ([`VcpuEvents`]), wherever that lives.
 pub struct TwoLevel {
-    shared: &'static SharedInfo,
-    vcpu_info: Vec<&'static VcpuInfo>,
+    pending: &'static [AtomicU64; NR_WORDS],
+    mask: &'static [AtomicU64; NR_WORDS],
+    vcpu_info: Vec<&'static VcpuEvents>,
     /// Guest-private: bit set = port delivered to this vCPU
     /// (Linux's `cpu_evtchn_mask`).
     bound: Vec<[AtomicU64; NR_WORDS]>,
@@ -47,22 +50,28 @@ impl core::fmt::Debug for TwoLevel {
 
 impl TwoLevel {
     /// The layer for `nr_vcpus` vCPUs whose `vcpu_info` is in `shared`
-    /// (at most 32). Returns `None` for more vCPUs: those need
-    /// [`TwoLevel::with_vcpu_info`] after `VCPUOP_register_vcpu_info`.
-    pub fn new(shared: &'static SharedInfo, nr_vcpus: u32) -> Option<Self> {
-        if nr_vcpus as usize > XEN_LEGACY_MAX_VCPUS {
-            return None;
-        }
-        let infos = shared.vcpu_info.iter().take(nr_vcpus as usize).collect();
+    /// (at most 32 on x86, 1 on arm). Returns `None` for more vCPUs: those
+    /// need [`TwoLevel::with_vcpu_info`] after `VCPUOP_register_vcpu_info`.
+    pub fn new(shared: impl Into<SharedPage>, nr_vcpus: u32) -> Option<Self> {
+        let shared = shared.into();
+        let infos = (0..nr_vcpus as usize)
+            .map(|v| shared.legacy_vcpu(v))
+            .collect::<Option<Vec<_>>>()?;
         Some(Self::with_vcpu_info(shared, infos))
     }
 
     /// The layer with explicit per-vCPU `vcpu_info` locations (vCPU `i` is
-    /// `vcpu_info[i]`), for guests that moved them.
-    pub fn with_vcpu_info(shared: &'static SharedInfo, vcpu_info: Vec<&'static VcpuInfo>) -> Self {
+    /// `vcpu_info[i]`, the event fields of the record each vCPU registered
+    /// with `VCPUOP_register_vcpu_info`, or of its legacy slot).
+    pub fn with_vcpu_info(
+        shared: impl Into<SharedPage>,
+        vcpu_info: Vec<&'static VcpuEvents>,
+    ) -> Self {
+        let shared = shared.into();
         let n = vcpu_info.len();
         Self {
-            shared,
+            pending: shared.pending(),
+            mask: shared.mask(),
             vcpu_info,
             bound: (0..n)
                 .map(|_| [const { AtomicU64::new(0) }; NR_WORDS])
@@ -77,9 +86,9 @@ impl TwoLevel {
 
     /// Pending, unmasked ports of word `w` bound to vCPU `v`.
     fn active_bits(&self, v: usize, w: usize) -> u64 {
-        self.shared.evtchn_pending[w].load(Ordering::Acquire)
+        self.pending[w].load(Ordering::Acquire)
             & self.bound[v][w].load(Ordering::Relaxed)
-            & !self.shared.evtchn_mask[w].load(Ordering::Acquire)
+            & !self.mask[w].load(Ordering::Acquire)
     }
 
     /// Handles the ports of word `w` selected by `range`, moving the cursor.
@@ -111,30 +120,28 @@ impl PortLayer for TwoLevel {
     }
 
     fn is_pending(&self, port: Port) -> bool {
-        Self::word_bit(port)
-            .is_some_and(|(w, b)| self.shared.evtchn_pending[w].load(Ordering::SeqCst) & b != 0)
+        Self::word_bit(port).is_some_and(|(w, b)| self.pending[w].load(Ordering::SeqCst) & b != 0)
     }
 
     fn set_pending(&self, port: Port) {
         if let Some((w, b)) = Self::word_bit(port) {
-            self.shared.evtchn_pending[w].fetch_or(b, Ordering::SeqCst);
+            self.pending[w].fetch_or(b, Ordering::SeqCst);
         }
     }
 
     fn clear_pending(&self, port: Port) {
         if let Some((w, b)) = Self::word_bit(port) {
-            self.shared.evtchn_pending[w].fetch_and(!b, Ordering::SeqCst);
+            self.pending[w].fetch_and(!b, Ordering::SeqCst);
         }
     }
 
     fn is_masked(&self, port: Port) -> bool {
-        Self::word_bit(port)
-            .is_some_and(|(w, b)| self.shared.evtchn_mask[w].load(Ordering::SeqCst) & b != 0)
+        Self::word_bit(port).is_some_and(|(w, b)| self.mask[w].load(Ordering::SeqCst) & b != 0)
     }
 
     fn mask(&self, port: Port) {
         if let Some((w, b)) = Self::word_bit(port) {
-            self.shared.evtchn_mask[w].fetch_or(b, Ordering::SeqCst);
+            self.mask[w].fetch_or(b, Ordering::SeqCst);
         }
     }
 
@@ -155,9 +162,9 @@ impl PortLayer for TwoLevel {
         // SeqCst read-modify-writes order the clear before the pending read
         // (Xen sets pending, then reads the mask: one of the two sides sees
         // the other's write).
-        self.shared.evtchn_mask[w].fetch_and(!b, Ordering::SeqCst);
-        if self.shared.evtchn_pending[w].load(Ordering::SeqCst) & b != 0 {
-            self.shared.evtchn_mask[w].fetch_or(b, Ordering::SeqCst);
+        self.mask[w].fetch_and(!b, Ordering::SeqCst);
+        if self.pending[w].load(Ordering::SeqCst) & b != 0 {
+            self.mask[w].fetch_or(b, Ordering::SeqCst);
             return ops.unmask(port);
         }
         Ok(())

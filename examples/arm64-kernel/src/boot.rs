@@ -4,7 +4,9 @@
 //!
 //! QEMU `virt` without `virtualization=on`/`secure=on` enters the kernel at
 //! EL1 with the MMU off; secondary CPUs start powered off and are started
-//! with PSCI `CPU_ON` (conduit HVC).
+//! with PSCI `CPU_ON` (conduit HVC). Xen enters a domU the same way (EL1,
+//! MMU off, `x0` = device tree, virtual PSCI over HVC), through the `Image`
+//! header's first instruction.
 //!
 //! Memory map (identity, 4 KiB granule, 39-bit VA, level 1 blocks of 1 GiB):
 //! `0..1 GiB` device memory (nGnRE: GIC, PL011, PL031), `1..2 GiB` normal
@@ -142,9 +144,29 @@ global_asm!(
     isb
 .endm
 
+// The arm64 Linux `Image` header (Documentation/arch/arm64/booting.rst),
+// the first 64 bytes of the image: Xen loads a domU kernel only in this
+// format (a raw binary, `llvm-objcopy -O binary`), at RAM base + text_offset
+// (0x4000_0000 + 0x8_0000 = the link address) and enters at its first
+// byte. QEMU boots the ELF at `_start` and never runs it.
+.section .text.head, "ax"
+.global _head
+_head:
+    b       _start                 // code0
+    .long   0                      // code1
+    .quad   0x80000                // text_offset
+    .quad   __image_size           // image_size (incl. .bss; linker.ld)
+    .quad   0xa                    // flags: LE, 4 KiB pages, anywhere
+    .quad   0, 0, 0                // res2..res4
+    .ascii  "ARM\x64"             // magic 0x644d5241
+    .long   0                      // res5 (no PE/COFF header)
+
 .section .text.boot, "ax"
 .global _start
 _start:
+    // x0 = the device tree's address (QEMU and Xen both pass it): kept in
+    // x21 until .bss is zeroed, then stored in BOOT_DTB.
+    mov x21, x0
     // Only the boot CPU runs this (QEMU starts the others powered off);
     // park anything else that gets here.
     mrs x1, mpidr_el1
@@ -168,7 +190,9 @@ _start:
     b.hs 3f
     str xzr, [x0], #8
     b 2b
-3:  // Level 1 table: entry 0 = 0..1 GiB device (AttrIndx 0, AF, UXN|PXN),
+3:  adrp x0, BOOT_DTB
+    str x21, [x0, :lo12:BOOT_DTB]
+    // Level 1 table: entry 0 = 0..1 GiB device (AttrIndx 0, AF, UXN|PXN),
     // entry 1 = 1..2 GiB normal RAM (AttrIndx 1, AF, inner shareable).
     adrp x0, boot_page_table
     ldr x1, =0x0060000000000401

@@ -3,6 +3,7 @@
 //! `asm!` besides the boot code, PSCI and semihosting.
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use irqcore::CpuId;
 
@@ -120,10 +121,41 @@ pub fn counter_hz() -> u64 {
     v
 }
 
+/// Whether the kernel uses the EL1 *virtual* timer (`CNTV_*`, PPI 11 =
+/// INTID 27) instead of the physical one: under Xen, whose guests' physical
+/// timer accesses trap to the hypervisor while the virtual timer is theirs.
+static VIRTUAL_TIMER: AtomicBool = AtomicBool::new(false);
+
+/// Selects the virtual timer (before any CPU arms its timer).
+pub fn use_virtual_timer() {
+    VIRTUAL_TIMER.store(true, Ordering::Relaxed);
+}
+
+/// Whether the virtual timer is in use.
+pub fn virtual_timer() -> bool {
+    VIRTUAL_TIMER.load(Ordering::Relaxed)
+}
+
 /// Programs the EL1 physical timer (`CNTP_*`, PPI 14 = INTID 30) to fire
 /// in `ticks` counter ticks, enabled and unmasked. Writing `TVAL` also
 /// de-asserts a fired timer (its condition becomes false).
 pub fn timer_arm(ticks: u64) {
+    if virtual_timer() {
+        // SAFETY: the EL1 virtual timer is this CPU's own. Writing CTL = 1
+        // (ENABLE, IMASK clear) also clears the IMASK bit Xen sets when it
+        // forwards a virtual timer interrupt.
+        unsafe {
+            asm!(
+                "msr cntv_tval_el0, {t}",
+                "msr cntv_ctl_el0, {c}",
+                "isb",
+                t = in(reg) ticks,
+                c = in(reg) 1u64,
+                options(nomem, nostack, preserves_flags)
+            )
+        };
+        return;
+    }
     // SAFETY: the EL1 physical timer is this CPU's own; EL1 may use it
     // (no EL2 restricts it on QEMU virt without virtualization=on).
     unsafe {
@@ -140,6 +172,17 @@ pub fn timer_arm(ticks: u64) {
 
 /// Stops the EL1 physical timer (its interrupt output goes low).
 pub fn timer_stop() {
+    if virtual_timer() {
+        // SAFETY: as in `timer_arm`.
+        unsafe {
+            asm!(
+                "msr cntv_ctl_el0, xzr",
+                "isb",
+                options(nomem, nostack, preserves_flags)
+            )
+        };
+        return;
+    }
     // SAFETY: as in `timer_arm`.
     unsafe {
         asm!(

@@ -39,7 +39,8 @@ pub struct Source {
 }
 
 impl Source {
-    const fn new(name: &'static str) -> Self {
+    /// A source named `name`, allowed on every CPU.
+    pub const fn new(name: &'static str) -> Self {
         Self {
             name,
             irq: spin::Once::new(),
@@ -66,7 +67,8 @@ impl Source {
         self.handled.iter().map(|c| c.load(Ordering::Acquire)).sum()
     }
 
-    fn record(&self, cpu: CpuId) {
+    /// Counts one arrival on `cpu`.
+    pub fn record(&self, cpu: CpuId) {
         if let Some(c) = self.handled.get(cpu.index()) {
             c.fetch_add(1, Ordering::AcqRel);
         }
@@ -94,7 +96,9 @@ fn tick_period() -> u64 {
 /// installs its per-CPU handler; registers its `Starting` hotplug callback
 /// (after the GIC's, so the CPU interface is up before the PPI is enabled).
 pub fn setup_timer() -> Result<(), &'static str> {
-    let irq = irq::map_fwspec(&[1, 14, 4])?;
+    // Physical timer PPI 14, or the virtual timer's PPI 11 (Xen guests).
+    let ppi = if cpu::virtual_timer() { 11 } else { 14 };
+    let irq = irq::map_fwspec(&[1, ppi, 4])?;
     let handler = Arc::new(|_irq: IrqNumber| {
         let me = cpu::current();
         TIMER.record(me);

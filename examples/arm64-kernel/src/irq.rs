@@ -31,6 +31,39 @@ mod layout {
     pub const GICR_PER_CPU: usize = 0x2_0000;
 }
 
+/// Where the GIC's frames are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GicFrames {
+    /// Distributor base.
+    pub gicd: usize,
+    /// GICv3: first redistributor; GICv2: CPU interface.
+    pub second: usize,
+    /// Size of the GICv2 CPU interface.
+    pub gicc_size: usize,
+}
+
+impl GicFrames {
+    /// QEMU `virt`'s fixed layout.
+    pub const VIRT: GicFrames = GicFrames {
+        gicd: layout::GICD,
+        second: layout::GICR,
+        gicc_size: layout::GICC_SIZE,
+    };
+
+    /// The frames a device tree's interrupt controller `reg` names (Xen
+    /// guests: 0x0300_1000 and 0x0302_0000 or 0x0300_2000).
+    pub fn from_reg(reg: [(u64, u64); 2], v3: bool) -> Option<GicFrames> {
+        let [(gicd, _), (second, size)] = reg;
+        (gicd != 0 && second != 0 && gicd < 0x4000_0000 && second < 0x4000_0000).then_some(
+            GicFrames {
+                gicd: gicd as usize,
+                second: second as usize,
+                gicc_size: if v3 { 0 } else { (size as usize).max(0x2000) },
+            },
+        )
+    }
+}
+
 /// The SGIs this kernel uses as IPIs.
 pub mod sgi {
     /// Cross-CPU function call; also wakes a CPU for stopper work.
@@ -97,18 +130,25 @@ pub fn gic_domain() -> Option<DomainId> {
 /// [`layout`]). Then the distributor, the boot CPU's own part, the hotplug
 /// callback (before any PPI user registers its own) and the domain.
 pub fn init_gic() -> Result<GicVersion, &'static str> {
+    init_gic_at(None)
+}
+
+/// [`init_gic`] with the frames at `frames` (`None`: QEMU `virt`'s).
+pub fn init_gic_at(frames: Option<GicFrames>) -> Result<GicVersion, &'static str> {
     let opts = GicOptions {
         max_cpus: MAX_CPUS,
         ..GicOptions::default()
     };
     let (version, gic): (GicVersion, Arc<dyn Gic>) = if cpu::has_gicv3_sysregs() {
-        // SAFETY: the distributor and redistributor frames of QEMU virt,
-        // identity-mapped as device memory by the boot code; only the GIC
-        // driver uses them.
+        let f = frames.unwrap_or(GicFrames::VIRT);
+        // SAFETY: the distributor and redistributor frames of QEMU virt (or
+        // those the device tree names), identity-mapped as device memory by
+        // the boot code (everything below 1 GiB); only the GIC driver uses
+        // them.
         let (dist, redist) = unsafe {
             (
-                VolatileMmio::new(layout::GICD, layout::GICD_SIZE),
-                VolatileMmio::new(layout::GICR, MAX_CPUS * layout::GICR_PER_CPU),
+                VolatileMmio::new(f.gicd, layout::GICD_SIZE),
+                VolatileMmio::new(f.second, MAX_CPUS * layout::GICR_PER_CPU),
             )
         };
         let g = GicV3::new(dist, vec![redist], SysRegAccess, opts)
@@ -116,11 +156,15 @@ pub fn init_gic() -> Result<GicVersion, &'static str> {
         REDISTRIBUTORS.store(g.redistributors().len() as u32, Ordering::Relaxed);
         (GicVersion::V3, Arc::new(g))
     } else {
+        let (gicd, gicc, gicc_size) = match frames {
+            Some(f) => (f.gicd, f.second, f.gicc_size),
+            None => (layout::GICD, layout::GICC, layout::GICC_SIZE),
+        };
         // SAFETY: as above, for the GICv2 distributor and CPU interface.
         let (dist, cpuif) = unsafe {
             (
-                VolatileMmio::new(layout::GICD, layout::GICD_SIZE),
-                VolatileMmio::new(layout::GICC, layout::GICC_SIZE),
+                VolatileMmio::new(gicd, layout::GICD_SIZE),
+                VolatileMmio::new(gicc, gicc_size),
             )
         };
         let g = GicV2::new(dist, cpuif, opts).map_err(|_| "GICv2: bad frames")?;

@@ -13,6 +13,10 @@
 //! then checks that every interrupt it caused was handled exactly once on an
 //! allowed CPU, prints irqcore's interrupt table and a `RESULT:` line, and
 //! exits through semihosting.
+//!
+//! When the device tree says it runs as a Xen guest (`cargo qemu --arch
+//! aarch64 --xen`), it runs the Xen scenario instead ([`xen`]): event
+//! channels through `xen-evtchn` on real Xen.
 #![no_std]
 #![no_main]
 
@@ -24,6 +28,7 @@ mod console;
 mod cpu;
 mod devices;
 mod exit;
+mod fdt;
 mod heap;
 mod irq;
 mod psci;
@@ -32,6 +37,7 @@ mod smp;
 mod sync;
 mod time;
 mod watchdog;
+mod xen;
 
 use core::sync::atomic::AtomicU64;
 
@@ -45,6 +51,13 @@ static SECONDARY_STACK_TOP: [AtomicU64; cpu::MAX_CPUS] =
 /// Boot CPU entry from `_start`: MMU on, vectors installed, IRQs masked.
 #[unsafe(no_mangle)]
 extern "C" fn kmain() -> ! {
+    let dt = fdt::read();
+    if dt.xen().is_some() {
+        // A Xen domU has no PL011 at QEMU's address: its console is Xen's
+        // vpl011 (the `vpl011` property of the domain node).
+        console::use_uart_at(dt.sbsa_uart.unwrap_or(0x2200_0000) as usize);
+        xen::run(dt)
+    }
     scenario::run()
 }
 

@@ -42,9 +42,16 @@ unsafe extern "C" {
 /// returns INVALID_PARAMETERS for an affinity no CPU has). The boot CPU is
 /// CPU 0. Returns the number of CPUs.
 pub fn discover() -> u32 {
+    discover_up_to(MAX_CPUS as u32)
+}
+
+/// [`discover`] for at most `max` CPUs: a Xen guest's count comes from its
+/// device tree, because Xen's virtual PSCI answers `AFFINITY_INFO` with OFF
+/// (not INVALID_PARAMETERS) for a vCPU that does not exist.
+pub fn discover_up_to(max: u32) -> u32 {
     MPIDR[0].store(cpu::mpidr_affinity(), Ordering::Relaxed);
     let mut n = 1;
-    for c in 1..MAX_CPUS as u64 {
+    for c in 1..(max as usize).clamp(1, MAX_CPUS) as u64 {
         match psci::affinity_info(c) {
             Ok(_) => {
                 MPIDR[n].store(c, Ordering::Relaxed);
@@ -54,6 +61,11 @@ pub fn discover() -> u32 {
         }
     }
     n as u32
+}
+
+/// The MPIDR affinity of logical CPU `cpu` (as discovered).
+pub fn mpidr_of_cpu(cpu: CpuId) -> u64 {
+    mpidr_of(cpu)
 }
 
 fn mpidr_of(cpu: CpuId) -> u64 {

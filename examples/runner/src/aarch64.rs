@@ -6,9 +6,13 @@
 //! status is the kernel's code ([`arm_exit`]). As on x86, only the pass code
 //! together with a `RESULT: PASS` line is a pass.
 //!
-//! `--gic` is this architecture's own option: [`strip_gic_option`] takes it
-//! out of the command line before the common [`Options`] parser sees the
-//! rest, and [`Aarch64::from_args`] reads it.
+//! `--gic` and `--xen` are this architecture's own options:
+//! [`strip_gic_option`] takes them out of the command line before the common
+//! [`Options`] parser sees the rest, and [`Aarch64::from_args`] reads them.
+//!
+//! With `--xen` the kernel runs as a dom0less domU of real Xen 4.17 under
+//! QEMU (see [`crate::xen`]): QEMU enters Xen at EL2
+//! (`virtualization=on`), Xen starts the kernel at EL1.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,7 +23,8 @@ use crate::options::Options;
 /// Usage line of the aarch64-only option (shown with a refused `--gic`;
 /// `options::USAGE` may include it too).
 pub const USAGE_GIC: &str =
-    "  --gic       GIC version for --arch aarch64: 2 or 3 (default 3; GICv2 takes at most 8 CPUs)";
+    "  --gic       GIC version for --arch aarch64: 2 or 3 (default 3; GICv2 takes at most 8 CPUs)
+  --xen       --arch aarch64 only: boot the kernel as a dom0less guest of real Xen 4.17";
 
 /// Which GIC QEMU's `virt` machine gets (`-M virt,gic-version=N`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +69,8 @@ pub struct Aarch64 {
     /// The GIC QEMU emulates, or why the `--gic` value was refused
     /// (reported by [`Boot::check_options`]).
     gic: Result<GicVersion, String>,
+    /// `--xen`: under real Xen.
+    xen: bool,
 }
 
 impl Default for Aarch64 {
@@ -75,15 +82,29 @@ impl Default for Aarch64 {
 impl Aarch64 {
     /// The recipe for `gic`.
     pub fn new(gic: GicVersion) -> Self {
-        Self { gic: Ok(gic) }
+        Self {
+            gic: Ok(gic),
+            xen: false,
+        }
+    }
+
+    /// The recipe for `gic` under Xen.
+    #[cfg(test)]
+    pub fn xen(gic: GicVersion) -> Self {
+        Self {
+            gic: Ok(gic),
+            xen: true,
+        }
     }
 
     /// The recipe the command line `args` (after `cargo qemu`) selects:
     /// `--gic N` / `--gic=N`, GICv3 if absent. A bad value is reported by
     /// [`Boot::check_options`].
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Self {
+        let (_, gic, xen) = split_gic(args);
         Self {
-            gic: split_gic(args).1.map(|g| g.unwrap_or(GicVersion::V3)),
+            gic: gic.map(|g| g.unwrap_or(GicVersion::V3)),
+            xen,
         }
     }
 
@@ -93,20 +114,25 @@ impl Aarch64 {
     }
 }
 
-/// `args` without `--gic N` / `--gic=N` (the common [`Options`] parser does
-/// not know this aarch64-only option).
+/// `args` without `--gic N` / `--gic=N` and `--xen` (the common
+/// [`Options`] parser does not know these aarch64-only options).
 pub fn strip_gic_option(args: Vec<String>) -> Vec<String> {
     split_gic(args).0
 }
 
-/// Splits `--gic` (the last one wins) from the other arguments.
+/// Splits `--gic` (the last one wins) and `--xen` from the other arguments.
 fn split_gic(
     args: impl IntoIterator<Item = String>,
-) -> (Vec<String>, Result<Option<GicVersion>, String>) {
+) -> (Vec<String>, Result<Option<GicVersion>, String>, bool) {
     let mut rest = Vec::new();
     let mut gic = Ok(None);
+    let mut xen = false;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
+        if arg == "--xen" {
+            xen = true;
+            continue;
+        }
         let value = if arg == "--gic" {
             it.next()
         } else if let Some(v) = arg.strip_prefix("--gic=") {
@@ -122,7 +148,7 @@ fn split_gic(
             None => Err("--gic needs a value (2 or 3)".into()),
         };
     }
-    (rest, gic)
+    (rest, gic, xen)
 }
 
 impl Boot for Aarch64 {
@@ -138,6 +164,10 @@ impl Boot for Aarch64 {
             Some(m) => return Err(format!("--machine must be virt for aarch64, got {m:?}")),
         }
         Ok(())
+    }
+
+    fn wants_xen(&self) -> bool {
+        self.xen
     }
 
     fn build(&self, root: &Path, opts: &Options) -> Result<PathBuf, String> {
@@ -160,7 +190,10 @@ impl Boot for Aarch64 {
         }
         crate::run_build(cmd, "the aarch64 kernel")?;
         let image = target_dir.join(ARM_TARGET).join("release/arm64-kernel");
-        if image.is_file() {
+        if image.is_file() && self.xen {
+            let gic = self.gic().unwrap_or(GicVersion::V3).number();
+            crate::xen::prepare(&image, self.qemu_binary(), gic, opts.smp)
+        } else if image.is_file() {
             Ok(image)
         } else {
             Err(format!(
@@ -176,15 +209,36 @@ impl Boot for Aarch64 {
 
     fn qemu_command(&self, kernel: &Path, opts: &Options) -> Command {
         let mut cmd = Command::new(self.qemu_binary());
+        let gic = self.gic().unwrap_or(GicVersion::V3).number();
+        if self.xen {
+            // Xen at EL2 (`virtualization=on`), the kernel as a raw Image
+            // where the dom0less tree's module says, the same -M/-cpu/-smp/-m
+            // the tree was dumped with.
+            let root = crate::workspace_root();
+            cmd.args(["-accel", "tcg", "-M", &crate::xen::machine(gic)])
+                .args(["-cpu", "cortex-a57"])
+                .args(["-smp", &opts.smp.to_string(), "-m", crate::xen::HOST_MEM])
+                .args(["-nographic", "-no-reboot", "-semihosting"])
+                .arg("-kernel")
+                .arg(crate::xen::hypervisor(&root))
+                .arg("-dtb")
+                .arg(crate::xen::dtb_beside(kernel))
+                .arg("-device")
+                .arg(format!(
+                    "loader,file={},addr={:#x},force-raw=on",
+                    kernel.display(),
+                    crate::xen::IMAGE_ADDR
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped());
+            return cmd;
+        }
         // virt without virtualization=on/secure=on enters the kernel at EL1
         // with PSCI emulated through HVC; cortex-a57 is a plain ARMv8.0 CPU
         // (the kernel needs nothing newer).
         cmd.args(["-accel", "tcg"])
             .arg("-M")
-            .arg(format!(
-                "virt,gic-version={}",
-                self.gic().unwrap_or(GicVersion::V3).number()
-            ))
+            .arg(format!("virt,gic-version={gic}"))
             .args(["-cpu", "cortex-a57"])
             .args(["-smp", &opts.smp.to_string(), "-m", "128M"])
             .args(["-nographic", "-semihosting"])
@@ -204,6 +258,11 @@ impl Boot for Aarch64 {
             Some(arm_exit::PANIC) => "the kernel panicked".into(),
             Some(arm_exit::EXCEPTION) => "unexpected exception in the kernel".into(),
             Some(arm_exit::CPU_TIMEOUT) => "a CPU did not come up or power off in time".into(),
+            Some(0) if self.xen => {
+                "QEMU exited with 0: Xen panicked or rebooted (-no-reboot), or the guest never \
+                 reached semihosting exit"
+                    .into()
+            }
             Some(0) => "QEMU exited with 0: the kernel never reached semihosting exit".into(),
             Some(1) => "QEMU exited with 1: bad command line or kernel image".into(),
             Some(s) => format!("QEMU exited with unexpected status {s}"),
@@ -248,6 +307,43 @@ mod tests {
             Ok(GicVersion::V3),
             "GICv3 by default"
         );
+    }
+
+    #[test]
+    fn xen_option_is_taken_out_and_selects_xen() {
+        let args = strings(&["--arch", "aarch64", "--xen", "--smp", "2", "--gic=2"]);
+        assert_eq!(
+            strip_gic_option(args.clone()),
+            strings(&["--arch", "aarch64", "--smp", "2"])
+        );
+        let b = Aarch64::from_args(args);
+        assert!(b.wants_xen());
+        assert_eq!(b.gic(), Ok(GicVersion::V2));
+        assert!(!Aarch64::from_args(strings(&["--smp", "2"])).wants_xen());
+        let cmd = Aarch64::xen(GicVersion::V3).qemu_command(Path::new("/t/Image"), &opts(2));
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let has = |pair: [&str; 2]| args.windows(2).any(|w| w[0] == pair[0] && w[1] == pair[1]);
+        assert!(
+            has(["-M", "virt,virtualization=on,gic-version=3"]),
+            "{args:?}"
+        );
+        assert!(has(["-dtb", "/t/dom0less.dtb"]), "{args:?}");
+        assert!(
+            has([
+                "-device",
+                "loader,file=/t/Image,addr=0x50000000,force-raw=on"
+            ]),
+            "{args:?}"
+        );
+        assert!(args.iter().any(|a| a == "-no-reboot"), "{args:?}");
+        // A Xen panic exits QEMU with 0: never a pass.
+        assert!(matches!(
+            Aarch64::xen(GicVersion::V3).verdict(Some(0), Some("RESULT: PASS 3 checks")),
+            Verdict::Fail(_)
+        ));
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub trait Boot {
     fn qemu_command(&self, kernel: &Path, opts: &Options) -> Command;
     /// Judges QEMU's exit status together with the last `RESULT:` line.
     fn verdict(&self, status: Option<i32>, result_line: Option<&str>) -> Verdict;
+    /// Whether the boot runs under Xen (set-up then also needs `dtc` and
+    /// Xen's hypervisor).
+    fn wants_xen(&self) -> bool {
+        false
+    }
 }
 
 /// The x86_64 kernel in `examples/x86-kernel`.

@@ -3,7 +3,8 @@
 //! ```text
 //! cargo qemu [--arch x86_64|aarch64] [--smp N] [--machine q35|pc]
 //!            [--timeout SECONDS] [--features F]
-//! cargo qemu --setup [--no-qemu]
+//! cargo qemu --arch aarch64 [--gic 2|3] [--xen] ...
+//! cargo qemu --setup [--no-qemu] [--xen]
 //! ```
 //!
 //! Before it builds, the runner sets up what the boot needs on a fresh
@@ -19,6 +20,7 @@ mod aarch64;
 mod boot;
 mod options;
 mod setup;
+mod xen;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -58,7 +60,7 @@ fn main() -> ExitCode {
 
 /// The workspace root, found from this crate's manifest directory
 /// (`<root>/examples/runner`), so the runner works from any current directory.
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest
         .parent()
@@ -69,9 +71,11 @@ fn workspace_root() -> PathBuf {
 
 /// `cargo qemu --setup`: what every architecture's boot needs.
 fn setup_all(opts: &Options) -> Result<(), String> {
+    // `--setup --xen`: also what Xen boots need (dtc, Xen's hypervisor).
+    let xen = aarch64::Aarch64::from_args(std::env::args().skip(1)).wants_xen();
     let wants = setup::Wants {
         qemu: !opts.no_qemu,
-        xen: false,
+        xen: xen && !opts.no_qemu,
     };
     let needs = setup::needs(&[Arch::X86_64, Arch::Aarch64], wants, &workspace_root());
     let missing = setup::ensure(&needs, &setup::Host::detect());
@@ -103,6 +107,9 @@ fn what_list(needs: &[setup::Need]) -> String {
 
 fn run(opts: &Options) -> Result<(), String> {
     let boot: Box<dyn Boot> = match opts.arch {
+        Arch::X86_64 if aarch64::Aarch64::from_args(std::env::args().skip(1)).wants_xen() => {
+            return Err("--xen needs --arch aarch64".into());
+        }
         Arch::X86_64 => Box::new(boot::X86_64),
         Arch::Aarch64 => Box::new(aarch64::Aarch64::from_args(std::env::args().skip(1))),
     };
@@ -111,7 +118,7 @@ fn run(opts: &Options) -> Result<(), String> {
 
     let wants = setup::Wants {
         qemu: true,
-        xen: false,
+        xen: boot.wants_xen(),
     };
     let missing = setup::ensure(
         &setup::needs(&[opts.arch], wants, &root),

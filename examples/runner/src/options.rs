@@ -3,14 +3,20 @@
 /// Usage text printed by `--help` and after a bad option.
 pub const USAGE: &str = "usage: cargo qemu [--arch x86_64|aarch64] [--smp N] [--machine q35|pc] \
 [--timeout SECONDS] [--features F]
-       cargo qemu --setup [--no-qemu]
+       cargo qemu --arch aarch64 [--gic 2|3] [--xen] [--smp N] [--features F]
+       cargo qemu --setup [--no-qemu] [--xen]
   --arch      architecture to boot (default x86_64)
   --smp       number of CPUs, 1 to 8 (default 2)
   --machine   QEMU machine for x86_64: q35 (default) or pc
   --timeout   kill QEMU and fail after this many seconds (default 60)
   --features  cargo features for the kernel build (e.g. drop-edu-irqs, which must FAIL)
+  --gic       GIC version for --arch aarch64: 2 or 3 (default 3)
+  --xen       --arch aarch64 only: boot the kernel as a dom0less guest of real Xen 4.17
+              (needs dtc and Xen's arm64 hypervisor: installed like QEMU, or the
+              commands are printed)
   --setup     boot nothing: set up what every architecture's boot needs (both
-              bare-metal Rust targets and both QEMUs; --no-qemu: the targets only)
+              bare-metal Rust targets and both QEMUs; --no-qemu: the targets only;
+              --xen: also dtc and Xen's arm64 hypervisor)
 A boot first sets up what it needs: a missing Rust target is added with
 `rustup target add`, missing QEMU is installed with apt-get when run as root
 (each command is printed first); otherwise the exact commands are printed and

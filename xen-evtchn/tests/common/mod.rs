@@ -10,6 +10,7 @@ use irqcore::{
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use xen_evtchn::abi::{Layout, VcpuEvents, arm, x86};
 use xen_evtchn::model::{DomainHandle, HypervisorModel};
 use xen_evtchn::{Config, DomId, EventChannelOps, EventChannels, Port, TwoLevel, VcpuId, XenIrqs};
 
@@ -92,12 +93,52 @@ pub fn guest_with(n: u32, config: Config) -> Guest {
     guest_partial(n, n, config)
 }
 
+/// The `shared_info` layout the suite runs with: `XEN_EVTCHN_LAYOUT=arm`
+/// or `x86` (default: the host's, x86 on an x86-64 host), so the whole
+/// suite can be run against either (`scripts/test-all` runs both).
+pub fn layout() -> Layout {
+    match std::env::var("XEN_EVTCHN_LAYOUT").as_deref() {
+        Ok("arm") => Layout::Arm,
+        Ok("x86") => Layout::X86,
+        _ => Layout::NATIVE,
+    }
+}
+
+/// The port layer for `dom`'s `n` vCPUs under `layout`: legacy slots where
+/// the layout has them for every vCPU (x86), otherwise every vCPU
+/// registers its own `vcpu_info` (arm; as a kernel does, vCPU 0 too).
+pub fn layer_for(dom: &DomainHandle, n: u32, layout: Layout) -> TwoLevel {
+    if n as usize <= layout.legacy_vcpus() {
+        return TwoLevel::new(dom.shared_info(), n).unwrap();
+    }
+    let infos: Vec<&'static VcpuEvents> = (0..n)
+        .map(|v| {
+            let info: &'static VcpuEvents = match layout {
+                Layout::X86 => &Box::leak(Box::<x86::VcpuInfo>::default()).events,
+                Layout::Arm => &Box::leak(Box::<arm::VcpuInfo>::default()).events,
+            };
+            dom.register_vcpu_info(VcpuId(v), info).unwrap();
+            // Registration flags everything pending (one spurious upcall);
+            // a fresh domain has nothing to deliver.
+            info.evtchn_pending_sel.store(0, Ordering::SeqCst);
+            info.evtchn_upcall_pending.store(0, Ordering::SeqCst);
+            info
+        })
+        .collect();
+    TwoLevel::with_vcpu_info(dom.shared_info(), infos)
+}
+
 /// Like [`guest_with`], with only vCPUs `0..up` prepared and online.
 pub fn guest_partial(n: u32, up: u32, config: Config) -> Guest {
+    guest_layout(n, up, config, layout())
+}
+
+/// Like [`guest_partial`] with an explicit `shared_info` layout.
+pub fn guest_layout(n: u32, up: u32, config: Config, layout: Layout) -> Guest {
     let model = HypervisorModel::new();
-    let dom = model.create_domain(GUEST, n).unwrap();
-    let peer = model.create_domain(PEER, 1).unwrap();
-    let layer = TwoLevel::new(dom.shared_info(), n).unwrap();
+    let dom = model.create_domain_with_layout(GUEST, n, layout).unwrap();
+    let peer = model.create_domain_with_layout(PEER, 1, layout).unwrap();
+    let layer = layer_for(&dom, n, layout);
     let ch = Arc::new(EventChannels::new(
         Arc::new(dom.clone()),
         Box::new(layer),

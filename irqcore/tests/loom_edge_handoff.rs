@@ -1,0 +1,453 @@
+//! Loom model of the edge flow's IN_PROGRESS/PENDING handoff between two
+//! CPUs: no edge is lost and the handler never runs on two CPUs at once.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test
+//! -p irqcore --release --test loom_edge_handoff` (`-- --nocapture` shows
+//! the number of explored executions of each model and how often the
+//! handoff paths were taken). The models are explored exhaustively (no
+//! preemption bound; each takes about a second or less).
+//!
+//! # What is modelled
+//!
+//! `flow.rs` does not compile under `cfg(loom)` (the descriptor and the
+//! store need the whole core), so this file restates its protocol, step
+//! for step, over a loom mutex (the descriptor lock) and a [`DescState`]
+//! holding the bits of `DescInner` the protocol reads (`IN_PROGRESS`,
+//! `PENDING`, `MASKED`, `DISABLED`, `in_progress_cpu` and whether the
+//! effective affinity is a single CPU). Loom threads play the CPUs; each
+//! delivers its edges by calling [`flow_edge`], the model's
+//! `IrqCore::flow_edge`:
+//!
+//! | flow.rs | here |
+//! |---|---|
+//! | `flow_edge`: lock; `can_handle_pm(.., edge = true)`; if it refuses (or `can_handle_actions` does), set PENDING, `mask_ack`, return | [`flow_edge`], same order |
+//! | `flow_edge`'s loop: unmask if PENDING && MASKED && !DISABLED; `handle_irq_event`; again while PENDING && !DISABLED | the same loop |
+//! | `can_handle_pm`: free if !IN_PROGRESS; the live-lock case (edge, single target = this CPU, in progress on another CPU) drops the lock and `cpu_relax`es until IN_PROGRESS clears; otherwise refuse | [`can_handle_pm`] (`cpu_relax` is a loom yield) |
+//! | `handle_irq_event`: clear PENDING, set IN_PROGRESS (and `in_progress_cpu`), drop the lock, run the actions, retake the lock, clear IN_PROGRESS | [`handle_irq_event`]; the one action is [`run_handler`] |
+//! | `flow_level` (the broken variant): `mask_ack`; `can_handle_pm(.., edge = false)`; return if refused; `handle_irq_event`; `cond_unmask` | [`flow_level`] |
+//!
+//! Not modelled: the line stays enabled with one handler throughout, so the
+//! DISABLED and "no action" branches are never taken (they are kept in the
+//! conditions so the code reads like `flow.rs`); statistics, the spurious
+//! detector, threads and `move_pending` do not touch the three bits.
+//!
+//! The interrupt controller: an edge raised while the line is masked is
+//! *dropped* (an IOAPIC-style controller); an unmasked line delivers it at
+//! once to the CPU that raised it. A latching controller (GIC, Xen event
+//! channels) would deliver such an edge after the unmask, which only adds
+//! arrivals; dropping is the harder case for "no lost edge", and arrivals
+//! at arbitrary points are already covered by the variants with two edges
+//! per CPU. `ack` only clears the controller's latch and is a no-op here.
+//!
+//! # Properties, checked in every explored interleaving
+//!
+//! * No double run: a counter of running handlers is never above one.
+//! * No lost edge: every edge gets a sequence number (1, 2, ...) when it
+//!   is raised; every handler run records the highest number raised when it
+//!   started (a handler drains the device, so it covers every edge raised
+//!   before it started). After every CPU has returned, the highest recorded
+//!   number is the last edge's.
+//! * The correct-flow tests also assert that the paths under test were
+//!   taken in some execution (an arrival left PENDING and the running CPU
+//!   ran the handler again; in the migrated variant, the live-lock wait).
+//! * The model can fail: the level flow applied to the same edges (the
+//!   `seeds/004` bug: Xen event channels were level-flow irqs and lost an
+//!   event re-raised on another CPU while the handler ran) loses the last
+//!   edge, and a flow without the IN_PROGRESS check runs the handler twice
+//!   at once.
+#![cfg(loom)]
+
+use loom::sync::atomic::{AtomicBool, AtomicUsize};
+use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::Ordering::SeqCst;
+
+/// The bits of the descriptor state the protocol reads and writes.
+struct DescState {
+    /// `IrqState::IN_PROGRESS`.
+    in_progress: bool,
+    /// `IrqStatus::PENDING`.
+    pending: bool,
+    /// `IrqState::MASKED`.
+    masked: bool,
+    /// `IrqState::DISABLED`: never set in this model.
+    disabled: bool,
+    /// `DescInner::in_progress_cpu`.
+    in_progress_cpu: usize,
+    /// The effective affinity when it is a single CPU (`None`: several).
+    single_target: Option<usize>,
+}
+
+/// Which flow handler the CPUs run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flow {
+    /// `flow_edge`.
+    Edge,
+    /// `flow_level` on an edge source (the `seeds/004` bug).
+    Level,
+    /// `flow_edge` with a `can_handle_pm` that ignores IN_PROGRESS.
+    EdgeWithoutInProgressCheck,
+}
+
+/// The `seeds/004` choreography: the second edge is raised (on CPU 1) only
+/// while the first handler runs on CPU 0.
+#[derive(Default)]
+struct Choreo {
+    /// 0: waiting for the handler; 1: the handler runs; 2: edge 2 raised.
+    phase: Mutex<u8>,
+    cv: Condvar,
+}
+
+struct Desc {
+    lock: Mutex<DescState>,
+    /// The controller's mask bit (written by `mask`/`unmask` under the
+    /// descriptor lock, read by the device side without it).
+    chip_masked: AtomicBool,
+    /// Sequence number of the last edge raised.
+    raised: AtomicUsize,
+    /// Highest `raised` seen when a handler started.
+    covered: AtomicUsize,
+    /// Handlers running now.
+    running: AtomicUsize,
+    /// Handler runs so far.
+    runs: AtomicUsize,
+    flow: Flow,
+    choreo: Option<Choreo>,
+    cov: std::sync::Arc<Coverage>,
+}
+
+/// How often the interesting paths were taken, over all executions (plain
+/// atomics, outside the model): the correct-flow tests assert that the
+/// handoff paths were reached, so they cannot pass vacuously.
+#[derive(Default, Debug)]
+struct Coverage {
+    /// An arrival found IN_PROGRESS and left PENDING for the running CPU.
+    handoffs: std::sync::atomic::AtomicUsize,
+    /// The running CPU found PENDING and ran the handler again.
+    reruns: std::sync::atomic::AtomicUsize,
+    /// An arrival waited in `can_handle_pm`'s live-lock branch.
+    waits: std::sync::atomic::AtomicUsize,
+    /// An edge was raised while the line was masked.
+    dropped: std::sync::atomic::AtomicUsize,
+}
+
+impl Coverage {
+    fn hit(c: &std::sync::atomic::AtomicUsize) {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get(c: &std::sync::atomic::AtomicUsize) -> usize {
+        c.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+type Guard<'a> = MutexGuard<'a, DescState>;
+
+/// The one action: checks the no-double-run property and records which
+/// edges it covers.
+fn run_handler(d: &Desc, cpu: usize) {
+    let before = d.running.fetch_add(1, SeqCst);
+    assert_eq!(
+        before, 0,
+        "double run: the handler runs on two CPUs at once"
+    );
+    d.covered.fetch_max(d.raised.load(SeqCst), SeqCst);
+    let first = d.runs.fetch_add(1, SeqCst) == 0;
+    if let (Some(c), true, 0) = (&d.choreo, first, cpu) {
+        // Hold the first run until the device has raised edge 2.
+        let mut phase = c.phase.lock().unwrap();
+        *phase = 1;
+        c.cv.notify_all();
+        while *phase < 2 {
+            phase = c.cv.wait(phase).unwrap();
+        }
+    }
+    d.running.fetch_sub(1, SeqCst);
+}
+
+fn mask(d: &Desc, g: &mut DescState) {
+    if !g.masked {
+        d.chip_masked.store(true, SeqCst);
+        g.masked = true;
+    }
+}
+
+fn unmask(d: &Desc, g: &mut DescState) {
+    if g.masked {
+        d.chip_masked.store(false, SeqCst);
+        g.masked = false;
+    }
+}
+
+fn mask_ack(d: &Desc, g: &mut DescState) {
+    // `ack` clears the controller's latch: nothing to model.
+    mask(d, g);
+}
+
+/// `IrqCore::can_handle_pm`.
+fn can_handle_pm<'a>(d: &'a Desc, mut g: Guard<'a>, cpu: usize, edge: bool) -> (Guard<'a>, bool) {
+    if !g.in_progress || d.flow == Flow::EdgeWithoutInProgressCheck {
+        return (g, true);
+    }
+    if edge && g.single_target == Some(cpu) && g.in_progress_cpu != cpu {
+        // The live-lock case: wait for the old CPU to finish.
+        while g.in_progress {
+            Coverage::hit(&d.cov.waits);
+            drop(g);
+            loom::thread::yield_now();
+            g = d.lock.lock().unwrap();
+        }
+        let ok = !g.disabled;
+        return (g, ok);
+    }
+    (g, false)
+}
+
+/// `IrqCore::can_handle_actions` (one action, so only DISABLED counts).
+fn can_handle_actions(g: &mut DescState) -> bool {
+    if g.disabled {
+        g.pending = true;
+        return false;
+    }
+    true
+}
+
+/// `IrqCore::handle_irq_event`.
+fn handle_irq_event<'a>(d: &'a Desc, mut g: Guard<'a>, cpu: usize) -> Guard<'a> {
+    g.pending = false;
+    g.in_progress = true;
+    g.in_progress_cpu = cpu;
+    drop(g);
+    run_handler(d, cpu);
+    let mut g = d.lock.lock().unwrap();
+    g.in_progress = false;
+    g
+}
+
+/// `IrqCore::flow_edge`.
+fn flow_edge(d: &Desc, cpu: usize) {
+    let g = d.lock.lock().unwrap();
+    let (mut g, ok) = can_handle_pm(d, g, cpu, true);
+    if !ok || !can_handle_actions(&mut g) {
+        g.pending = true;
+        mask_ack(d, &mut g);
+        Coverage::hit(&d.cov.handoffs);
+        return;
+    }
+    // `ack`: no-op here.
+    let mut first = true;
+    loop {
+        if g.pending && g.masked && !g.disabled {
+            unmask(d, &mut g);
+        }
+        if !first {
+            Coverage::hit(&d.cov.reruns);
+        }
+        first = false;
+        g = handle_irq_event(d, g, cpu);
+        if !g.pending || g.disabled {
+            break;
+        }
+    }
+}
+
+/// `IrqCore::flow_level`, run on an edge source: the broken variant.
+fn flow_level(d: &Desc, cpu: usize) {
+    let mut g = d.lock.lock().unwrap();
+    mask_ack(d, &mut g);
+    let (mut g, ok) = can_handle_pm(d, g, cpu, false);
+    if !ok || !can_handle_actions(&mut g) {
+        return;
+    }
+    let mut g = handle_irq_event(d, g, cpu);
+    // `cond_unmask` (no oneshot threads).
+    if !g.disabled && g.masked {
+        unmask(d, &mut g);
+    }
+}
+
+/// The device raises an edge; the controller delivers it to `cpu` unless
+/// the line is masked (then it is dropped, see the module docs).
+fn raise_and_deliver(d: &Desc, cpu: usize) {
+    d.raised.fetch_add(1, SeqCst);
+    deliver(d, cpu);
+}
+
+fn deliver(d: &Desc, cpu: usize) {
+    if d.chip_masked.load(SeqCst) {
+        Coverage::hit(&d.cov.dropped);
+        return;
+    }
+    match d.flow {
+        Flow::Edge | Flow::EdgeWithoutInProgressCheck => flow_edge(d, cpu),
+        Flow::Level => flow_level(d, cpu),
+    }
+}
+
+/// What the two CPUs do.
+#[derive(Clone, Copy, Debug)]
+enum Scenario {
+    /// Each CPU raises and takes `n` edges, the affinity spans both CPUs.
+    EdgesPerCpu(usize),
+    /// `seeds/004`: CPU 0 takes edge 1; while its handler runs the device
+    /// raises edge 2 on CPU 1. With `migrated`, CPU 1 first moves the
+    /// affinity to itself alone (the seed's migration), which makes
+    /// CPU 1's arrival take `can_handle_pm`'s live-lock wait.
+    Seed004 { migrated: bool },
+}
+
+fn model(flow: Flow, scenario: Scenario) -> std::sync::Arc<Coverage> {
+    let started = std::time::Instant::now();
+    let executions = AtomicCounter::new();
+    let counter = executions.clone();
+    let cov = std::sync::Arc::new(Coverage::default());
+    let cov2 = cov.clone();
+    let b = loom::model::Builder::new();
+    b.check(move || {
+        counter.bump();
+        let d = Arc::new(Desc {
+            lock: Mutex::new(DescState {
+                in_progress: false,
+                pending: false,
+                masked: false,
+                disabled: false,
+                in_progress_cpu: 0,
+                single_target: None,
+            }),
+            chip_masked: AtomicBool::new(false),
+            raised: AtomicUsize::new(0),
+            covered: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            runs: AtomicUsize::new(0),
+            flow,
+            choreo: matches!(scenario, Scenario::Seed004 { .. }).then(Choreo::default),
+            cov: cov2.clone(),
+        });
+        let d1 = d.clone();
+        let cpu1 = loom::thread::spawn(move || match scenario {
+            Scenario::EdgesPerCpu(n) => {
+                for _ in 0..n {
+                    raise_and_deliver(&d1, 1);
+                }
+            }
+            Scenario::Seed004 { migrated } => {
+                let c = d1.choreo.as_ref().unwrap();
+                let mut phase = c.phase.lock().unwrap();
+                while *phase < 1 {
+                    phase = c.cv.wait(phase).unwrap();
+                }
+                if migrated {
+                    // `irq_set_affinity` from CPU 1: under the descriptor
+                    // lock, effective affinity = {CPU 1}.
+                    d1.lock.lock().unwrap().single_target = Some(1);
+                }
+                d1.raised.fetch_add(1, SeqCst);
+                *phase = 2;
+                c.cv.notify_all();
+                drop(phase);
+                deliver(&d1, 1);
+            }
+        });
+        let edges_here = match scenario {
+            Scenario::EdgesPerCpu(n) => n,
+            Scenario::Seed004 { .. } => 1,
+        };
+        for _ in 0..edges_here {
+            raise_and_deliver(&d, 0);
+        }
+        cpu1.join().unwrap();
+
+        let last = d.raised.load(SeqCst);
+        let covered = d.covered.load(SeqCst);
+        assert_eq!(
+            covered, last,
+            "lost edge: no handler started after edge {last} was raised"
+        );
+        let g = d.lock.lock().unwrap();
+        assert!(!g.in_progress && !g.pending, "left in progress or pending");
+        assert!(!g.masked, "left masked");
+    });
+    let n = executions.get();
+    println!(
+        "loom_edge_handoff {flow:?} {scenario:?}: {n} executions in {:.1?}; {cov:?}",
+        started.elapsed()
+    );
+    cov
+}
+
+/// Counts the executions loom explores (plain `std` atomics: not part of
+/// the model).
+#[derive(Clone)]
+struct AtomicCounter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl AtomicCounter {
+    fn new() -> Self {
+        Self(std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)))
+    }
+    fn bump(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Each CPU takes one edge.
+#[test]
+fn edge_one_edge_per_cpu() {
+    let cov = model(Flow::Edge, Scenario::EdgesPerCpu(1));
+    assert!(Coverage::get(&cov.handoffs) > 0 && Coverage::get(&cov.reruns) > 0);
+}
+
+/// Each CPU takes two edges: arrivals at every point of the other CPU's
+/// loop, including a second PENDING while the first is being handled.
+#[test]
+fn edge_two_edges_per_cpu() {
+    let cov = model(Flow::Edge, Scenario::EdgesPerCpu(2));
+    assert!(Coverage::get(&cov.handoffs) > 0 && Coverage::get(&cov.reruns) > 0);
+    assert!(Coverage::get(&cov.dropped) > 0);
+}
+
+/// `seeds/004` with the affinity spanning both CPUs: CPU 1's arrival sets
+/// PENDING (or finds the handler done) and CPU 0 runs it again.
+#[test]
+fn edge_seed004_reraised_while_handler_runs() {
+    let cov = model(Flow::Edge, Scenario::Seed004 { migrated: false });
+    assert!(Coverage::get(&cov.handoffs) > 0 && Coverage::get(&cov.reruns) > 0);
+}
+
+/// `seeds/004` as in the seed: the irq was moved to CPU 1 alone, whose
+/// arrival waits for CPU 0 to finish (the live-lock avoidance) and runs the
+/// handler itself.
+#[test]
+fn edge_seed004_migrated_then_reraised() {
+    let cov = model(Flow::Edge, Scenario::Seed004 { migrated: true });
+    assert!(Coverage::get(&cov.waits) > 0);
+    assert_eq!(
+        Coverage::get(&cov.handoffs),
+        0,
+        "the wait replaces the handoff"
+    );
+}
+
+/// The model can fail: the level flow loses the re-raised edge (the
+/// `seeds/004` bug).
+#[test]
+#[should_panic(expected = "lost edge")]
+fn level_flow_loses_the_seed004_edge() {
+    model(Flow::Level, Scenario::Seed004 { migrated: false });
+}
+
+/// The same bug without the choreography: one edge per CPU is enough.
+#[test]
+#[should_panic(expected = "lost edge")]
+fn level_flow_loses_an_edge() {
+    model(Flow::Level, Scenario::EdgesPerCpu(1));
+}
+
+/// The model can fail the other property: without the IN_PROGRESS check
+/// the handler runs on both CPUs at once.
+#[test]
+#[should_panic(expected = "double run")]
+fn edge_without_in_progress_check_runs_twice() {
+    model(Flow::EdgeWithoutInProgressCheck, Scenario::EdgesPerCpu(1));
+}

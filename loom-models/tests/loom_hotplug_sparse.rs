@@ -5,7 +5,7 @@
 //! the lock across the rendezvous) deadlocks.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test
-//! -p irqcore --release --test loom_hotplug_sparse` (`-- --nocapture` shows
+//! -p irqcore-loom-models --release --test loom_hotplug_sparse` (`-- --nocapture` shows
 //! the number of explored executions of each model and how often the
 //! interesting outcomes occurred). Preemption bounds: 4 with two CPUs, 1
 //! with three (`LOOM_MAX_PREEMPTIONS` overrides them); about a minute in
@@ -84,8 +84,8 @@
 //!   sees a non-CPU holder change the set.
 #![cfg(loom)]
 
-use irqcore::stop_machine::{CpuDownError, StopMachine, StopState};
-use irqcore::{CpuId, CpuMask, IrqFlags, Platform};
+use irqcore_loom_models::stop_machine::{CpuDownError, StopMachine, StopState};
+use irqcore_loom_models::{CpuId, CpuMask, IrqFlags, Platform};
 use loom::sync::atomic::{AtomicBool, AtomicUsize};
 use loom::sync::{Condvar, Mutex, MutexGuard};
 use std::cell::Cell;

@@ -2,7 +2,7 @@
 //! CPUs: no edge is lost and the handler never runs on two CPUs at once.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test
-//! -p irqcore --release --test loom_edge_handoff` (`-- --nocapture` shows
+//! -p irqcore-loom-models --release --test loom_edge_handoff` (`-- --nocapture` shows
 //! the number of explored executions of each model and how often the
 //! handoff paths were taken). The models are explored exhaustively (no
 //! preemption bound; each takes about a second or less).

@@ -289,7 +289,8 @@ impl<M: Mmio32> IoApic<M> {
 
     /// Sets how the chip disables local interrupts around its lock (which
     /// interrupt-context eois also take). Kernels pass
-    /// `arch_x86::hw::IRQ_CONTROL`; the default does nothing.
+    /// `arch_x86::hw::IRQ_CONTROL`; the default is
+    /// [`IrqControl::DEFAULT`] (`cli`/`sti` on bare-metal x86_64).
     pub fn with_irq_control(mut self, ctl: IrqControl) -> Self {
         self.inner.set_control(ctl);
         self

@@ -211,7 +211,8 @@ impl<O: ApicOps> VectorDomain<O> {
 
     /// Sets how the domain disables local interrupts around its lock (which
     /// interrupt-context acks also take). Kernels pass
-    /// `arch_x86::hw::IRQ_CONTROL`; the default does nothing.
+    /// `arch_x86::hw::IRQ_CONTROL`; the default is
+    /// [`IrqControl::DEFAULT`] (`cli`/`sti` on bare-metal x86_64).
     pub fn with_irq_control(mut self, ctl: IrqControl) -> Self {
         self.state.set_control(ctl);
         self
@@ -230,6 +231,15 @@ impl<O: ApicOps> VectorDomain<O> {
     /// Reserves a system vector on all CPUs (see [`VectorMatrix::assign_system`]).
     pub fn assign_system_vector(&self, vector: u8) -> Result<(), VectorError> {
         self.state.lock().matrix.assign_system(vector)
+    }
+
+    /// Reserves a range of system vectors on all CPUs, all or nothing (see
+    /// [`VectorMatrix::reserve_range`]); for an 8259, pass
+    /// [`PIC8259_VECTORS`](crate::matrix::PIC8259_VECTORS) or the chip's
+    /// [`Pic8259Chip::vectors`](crate::Pic8259Chip::vectors), before the
+    /// first allocation.
+    pub fn reserve_system_vectors(&self, range: core::ops::Range<u8>) -> Result<(), VectorError> {
+        self.state.lock().matrix.reserve_range(range)
     }
 
     /// Runs `f` on the matrix (statistics, tests).

@@ -1,8 +1,7 @@
 //! The kernel's interrupt chips, implementing `irqcore::IrqChip` over the
-//! minimal drivers in `hw` (swap for `arch-x86`'s chips once they land):
+//! minimal drivers in `hw` (the LAPIC timer and IPIs already use
+//! `arch-x86`'s `LapicTimerChip` and `LapicIpiChip`, see `devices.rs`):
 //!
-//! - [`LapicChip`]: per-CPU sources of the local APIC (timer LVT, IPIs);
-//!   percpu flows; `eoi` is the LAPIC EOI.
 //! - [`VectorChip`]: the root of every device hierarchy: a vector on the
 //!   CPUs, affinity = which CPU's APIC receives it; `ack`/`eoi` = LAPIC EOI.
 //! - [`IoApicChip`]: an IOAPIC pin above the vector chip.
@@ -17,29 +16,6 @@ use irqcore::{
 use crate::cpu::percpu;
 use crate::hw::ioapic::{IoApic, rte};
 use crate::hw::{lapic, pci};
-use crate::irq::vectors;
-
-/// Per-CPU LAPIC sources; hwirq is the vector.
-pub struct LapicChip;
-
-impl IrqChip for LapicChip {
-    fn name(&self) -> &str {
-        "LAPIC"
-    }
-    fn mask(&self, d: &IrqData<'_>) {
-        if d.hwirq().0 == u64::from(vectors::TIMER) {
-            lapic::timer_set_masked(true);
-        }
-    }
-    fn unmask(&self, d: &IrqData<'_>) {
-        if d.hwirq().0 == u64::from(vectors::TIMER) {
-            lapic::timer_set_masked(false);
-        }
-    }
-    fn eoi(&self, _d: &IrqData<'_>) {
-        lapic::eoi();
-    }
-}
 
 /// The vector domain's chip: one vector (the hwirq), valid on every CPU,
 /// delivered to one CPU at a time.

@@ -15,7 +15,7 @@ use irqcore::{
 };
 
 use crate::acpi::Madt;
-use crate::chips::{IoApicChip, LapicChip, MsiChip, VectorChip};
+use crate::chips::{IoApicChip, MsiChip, VectorChip};
 use crate::cpu::percpu::{self, MAX_CPUS};
 use crate::hw::ioapic::IoApic;
 use crate::hw::{lapic, pci, pit};
@@ -316,14 +316,22 @@ fn e<T>(what: &'static str) -> impl FnOnce(T) -> &'static str {
 
 /// Sets up the LAPIC timer (percpu_devid) and the two IPIs (percpu).
 pub fn setup_percpu() -> Result<(), &'static str> {
-    let lapic_chip: Arc<dyn IrqChip> = Arc::new(LapicChip);
+    // arch-x86's chips over the one shared LAPIC driver: the timer masks and
+    // unmasks its LVT, IPIs cannot be masked; both EOI from the flow.
+    let timer_chip: Arc<dyn IrqChip> = Arc::new(arch_x86::LapicTimerChip::new(lapic::lapic()));
+    let ipi_chip: Arc<dyn IrqChip> = Arc::new(arch_x86::LapicIpiChip::new(lapic::lapic()));
     let mk = |vector: u8, flow: FlowKind, name: &'static str, h: fn(IrqNumber) -> IrqReturn| {
         let irq = CORE
             .alloc_descs(IrqNumber(16), 1)
             .map_err(e("alloc percpu irq"))?;
+        let chip = if flow == FlowKind::PerCpuDevId {
+            &timer_chip
+        } else {
+            &ipi_chip
+        };
         CORE.set_chip(
             irq,
-            vec![ChipLevel::new(lapic_chip.clone(), HwIrq(u64::from(vector)))],
+            vec![ChipLevel::new(chip.clone(), HwIrq(u64::from(vector)))],
             flow,
         )
         .map_err(e("set_chip percpu"))?;

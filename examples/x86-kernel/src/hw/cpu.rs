@@ -55,19 +55,6 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// Reads a model-specific register.
-///
-/// # Safety
-/// The MSR must exist on this CPU.
-pub unsafe fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: the caller guarantees the MSR exists (else #GP).
-    unsafe {
-        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
-    }
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
 /// Writes a model-specific register.
 ///
 /// # Safety

@@ -54,6 +54,8 @@ pub enum IoApicError {
     /// The parent's message targets a destination an IOAPIC entry cannot
     /// express (an x2APIC id above 0x7FFF, or no message at all).
     Unreachable,
+    /// The IOAPIC has no EOI register (version below 0x20).
+    NoEoiRegister,
 }
 
 impl From<IoApicError> for ChipError {
@@ -299,6 +301,19 @@ impl<M: Mmio32> IoApic<M> {
     /// The IOAPIC id register's value.
     pub fn id(&self) -> u8 {
         self.id
+    }
+
+    /// Directed EOI for `vector` outside any flow: clears the remote IRR of
+    /// every level entry with that vector, so the IOAPIC delivers the line
+    /// again (to the entry's current target). A kernel uses it when a CPU
+    /// goes offline with a level vector latched that it will never EOI.
+    /// Refused on IOAPICs older than version 0x20 (no EOI register).
+    pub fn eoi_vector(&self, vector: u8) -> Result<(), IoApicError> {
+        if self.version < 0x20 {
+            return Err(IoApicError::NoEoiRegister);
+        }
+        self.inner.lock().regs.eoi(vector);
+        Ok(())
     }
     /// First GSI served.
     pub fn gsi_base(&self) -> u32 {

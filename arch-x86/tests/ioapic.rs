@@ -497,3 +497,25 @@ fn a_pin_allocated_edge_rising_shows_its_trigger_in_the_table() {
         "\n{t}"
     );
 }
+
+#[test]
+fn eoi_vector_clears_remote_irr_outside_the_flow() {
+    let r = rig(&[0]);
+    let (idx, io, _irq, vector, _n, _seen) = level_setup(&r, FlowKind::FastEoi);
+    // Delivered but never taken (a CPU going offline with it latched).
+    r.machine.set_ioapic_line(idx, 9, false);
+    assert!(io.entry(9).unwrap().remote_irr());
+    // Still asserted: the EOI clears remote IRR and the line is delivered
+    // again (setting remote IRR anew).
+    io.eoi_vector(vector).unwrap();
+    assert_eq!(r.machine.ioapic_deliveries(idx).len(), 2);
+    // Deasserted (active low: high), the EOI leaves remote IRR clear.
+    r.machine.set_ioapic_line(idx, 9, true);
+    io.eoi_vector(vector).unwrap();
+    assert!(!io.entry(9).unwrap().remote_irr(), "remote IRR cleared");
+    assert_eq!(r.machine.ioapic_deliveries(idx).len(), 2);
+    // An old IOAPIC has no EOI register.
+    let old_idx = r.machine.add_ioapic(1, 24, 0x11);
+    let old = IoApic::new("old", r.machine.ioapic_mmio(old_idx), 24).unwrap();
+    assert_eq!(old.eoi_vector(vector), Err(IoApicError::NoEoiRegister));
+}

@@ -4,17 +4,13 @@
 //!
 //! - [`VectorChip`]: the root of every device hierarchy: a vector on the
 //!   CPUs, affinity = which CPU's APIC receives it; `ack`/`eoi` = LAPIC EOI.
-//! - [`IoApicChip`]: an IOAPIC pin above the vector chip.
 //! - [`MsiChip`]: a PCI function's MSI capability above the vector chip.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use irqcore::{
-    AffinitySet, ChipError, ChipFlags, CpuId, CpuMask, IrqChip, IrqData, MsiMsg, TriggerType,
-};
+use irqcore::{AffinitySet, ChipError, ChipFlags, CpuId, CpuMask, IrqChip, IrqData, MsiMsg};
 
 use crate::cpu::percpu;
-use crate::hw::ioapic::{IoApic, rte};
 use crate::hw::{lapic, pci};
 
 /// The vector domain's chip: one vector (the hwirq), valid on every CPU,
@@ -86,85 +82,6 @@ impl IrqChip for VectorChip {
             address_lo: 0xFEE0_0000 | (apic << 12),
             address_hi: 0,
             data: v as u32,
-        })
-    }
-}
-
-/// One IOAPIC's pins; hwirq is the pin number.
-pub struct IoApicChip {
-    /// The IOAPIC.
-    pub io: IoApic,
-}
-
-impl IoApicChip {
-    fn pin(d: &IrqData<'_>) -> u32 {
-        d.hwirq().0 as u32
-    }
-
-    /// Writes the full entry for `pin`: `vector`, destination CPU, trigger,
-    /// masked. Called while setting up an irq, before the chip is used.
-    pub fn route(&self, pin: u32, vector: u8, cpu: CpuId, trigger: TriggerType) {
-        let mut v = u64::from(vector) | rte::MASKED | (u64::from(percpu::apic_id_of(cpu)) << 56);
-        if trigger.is_level() {
-            v |= rte::LEVEL;
-        }
-        if matches!(trigger, TriggerType::LevelLow | TriggerType::EdgeFalling) {
-            v |= rte::ACTIVE_LOW;
-        }
-        self.io.write_rte(pin, v);
-    }
-}
-
-impl IrqChip for IoApicChip {
-    fn name(&self) -> &str {
-        "IO-APIC"
-    }
-    fn flags(&self) -> ChipFlags {
-        ChipFlags::SET_TYPE_MASKED
-    }
-    fn mask(&self, d: &IrqData<'_>) {
-        let pin = Self::pin(d);
-        self.io.write_rte(pin, self.io.read_rte(pin) | rte::MASKED);
-    }
-    fn unmask(&self, d: &IrqData<'_>) {
-        let pin = Self::pin(d);
-        self.io.write_rte(pin, self.io.read_rte(pin) & !rte::MASKED);
-    }
-    fn ack(&self, d: &IrqData<'_>) {
-        d.ack_parent();
-    }
-    fn eoi(&self, d: &IrqData<'_>) {
-        // The LAPIC broadcasts the EOI of a level vector to the IOAPICs,
-        // which clears Remote IRR (82093AA 3.2.4; SDM 10.8.5).
-        d.eoi_parent();
-    }
-    fn set_type(&self, d: &IrqData<'_>, trigger: TriggerType) -> Result<(), ChipError> {
-        let pin = Self::pin(d);
-        let mut v = self.io.read_rte(pin) & !(rte::LEVEL | rte::ACTIVE_LOW);
-        match trigger {
-            TriggerType::None | TriggerType::EdgeRising => {}
-            TriggerType::EdgeFalling => v |= rte::ACTIVE_LOW,
-            TriggerType::LevelHigh => v |= rte::LEVEL,
-            TriggerType::LevelLow => v |= rte::LEVEL | rte::ACTIVE_LOW,
-            TriggerType::EdgeBoth => return Err(ChipError::InvalidTrigger),
-        }
-        self.io.write_rte(pin, v);
-        Ok(())
-    }
-    fn set_affinity(
-        &self,
-        d: &IrqData<'_>,
-        mask: &CpuMask,
-        force: bool,
-    ) -> Result<AffinitySet, ChipError> {
-        let r = d.set_affinity_parent(mask, force)?;
-        let cpu = r.effective().first().ok_or(ChipError::Invalid)?;
-        let pin = Self::pin(d);
-        let v = self.io.read_rte(pin) & !(0xFFu64 << 56);
-        self.io
-            .write_rte(pin, v | (u64::from(percpu::apic_id_of(cpu)) << 56));
-        Ok(AffinitySet::Done {
-            effective: r.effective(),
         })
     }
 }

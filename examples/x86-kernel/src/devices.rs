@@ -15,13 +15,14 @@ use irqcore::{
 };
 
 use crate::acpi::Madt;
-use crate::chips::{IoApicChip, MsiChip, VectorChip};
+use crate::chips::{MsiChip, VectorChip};
 use crate::cpu::percpu::{self, MAX_CPUS};
-use crate::hw::ioapic::IoApic;
 use crate::hw::{lapic, pci, pit};
 use crate::irq::{self, CORE, vectors};
 use crate::kprintln;
 use crate::smp::{self, CrossCall};
+use arch_x86::IoApic;
+use arch_x86::hw::MmioRegion;
 
 /// LAPIC timer period on every CPU.
 pub const TICK_NS: u32 = 1_000_000;
@@ -384,45 +385,47 @@ pub fn stop_local_timer() {
     lapic::timer_stop();
 }
 
-/// The IOAPIC chips, one per MADT IOAPIC.
-pub static IOAPICS: spin::Once<Vec<Arc<IoApicChip>>> = spin::Once::new();
+/// The IOAPICs (arch-x86's driver and chip), one per MADT IOAPIC.
+pub static IOAPICS: spin::Once<Vec<Arc<IoApic<MmioRegion>>>> = spin::Once::new();
 
-/// Opens every IOAPIC of the MADT and masks all pins.
+/// The IOAPIC register window: IOREGSEL, IOWIN and the EOI register at
+/// 0x40 (82093AA 3.0; version 0x20 parts).
+const IOAPIC_WINDOW: usize = 0x44;
+
+/// Opens every IOAPIC of the MADT (arch-x86 masks all pins on open).
 pub fn setup_ioapics(madt: &Madt) -> Result<(), &'static str> {
-    let chips: Vec<Arc<IoApicChip>> = madt
-        .ioapics
-        .iter()
-        .map(|i| {
-            Arc::new(IoApicChip {
-                io: IoApic::new(i.addr as usize, i.gsi_base),
-            })
-        })
-        .collect();
-    if chips.is_empty() {
-        return Err("no IOAPIC in the MADT");
-    }
-    for (c, info) in chips.iter().zip(&madt.ioapics) {
+    let mut chips = Vec::new();
+    for info in &madt.ioapics {
+        let base =
+            core::ptr::NonNull::new(info.addr as usize as *mut u8).ok_or("IOAPIC at address 0")?;
+        // SAFETY: the MADT's IOAPIC address, 4-byte aligned, identity-mapped
+        // uncached by the boot page tables (the first 4 GiB), used only by
+        // this driver.
+        let mmio = unsafe { MmioRegion::new(base, IOAPIC_WINDOW) };
+        let io = IoApic::new("IO-APIC", mmio, info.gsi_base).map_err(e("IOAPIC not answering"))?;
         kprintln!(
             "IOAPIC id {} at {:#x}, gsi {}: version {:#x}, {} pins",
             info.id,
             info.addr,
-            c.io.gsi_base,
-            c.io.version(),
-            c.io.pins
+            io.gsi_base(),
+            io.version(),
+            io.nr_pins()
         );
-        c.io.mask_all();
+        chips.push(Arc::new(io));
+    }
+    if chips.is_empty() {
+        return Err("no IOAPIC in the MADT");
     }
     IOAPICS.call_once(|| chips);
     Ok(())
 }
 
-fn ioapic_for(gsi: u32) -> Result<Arc<IoApicChip>, &'static str> {
+fn ioapic_for(gsi: u32) -> Result<(Arc<IoApic<MmioRegion>>, u32), &'static str> {
     IOAPICS
         .get()
         .and_then(|v| {
             v.iter()
-                .find(|c| gsi >= c.io.gsi_base && gsi < c.io.gsi_base + c.io.pins)
-                .cloned()
+                .find_map(|c| c.pin_of_gsi(gsi).map(|p| (c.clone(), p)))
         })
         .ok_or("no IOAPIC routes this GSI")
 }
@@ -438,7 +441,8 @@ pub fn is_level_vector(vector: u8) -> bool {
 /// Sends a directed EOI for `vector` to every IOAPIC.
 pub fn ioapic_eoi(vector: u8) {
     for c in IOAPICS.get().into_iter().flatten() {
-        c.io.eoi(vector);
+        // Pre-0x20 IOAPICs have no EOI register; QEMU's is 0x20.
+        let _ = c.eoi_vector(vector);
     }
 }
 
@@ -452,25 +456,22 @@ fn setup_gsi(
     handler: Arc<dyn IrqHandler>,
     flags: RequestFlags,
 ) -> Result<IrqNumber, &'static str> {
-    let io = ioapic_for(gsi)?;
-    let pin = gsi - io.io.gsi_base;
+    let (io, pin) = ioapic_for(gsi)?;
     let vector = alloc_vector()?;
     let irq = IrqNumber(gsi);
     CORE.alloc_desc_at(irq).map_err(e("alloc_desc_at gsi"))?;
-    io.route(pin, vector, CpuId(0), trigger);
     if trigger.is_level() {
         LEVEL_VECTORS[usize::from(vector)].store(true, Ordering::Release);
     }
     let vchip = VECTOR_CHIP.get().ok_or("no vector chip")?.clone();
-    CORE.set_chip(
-        irq,
-        vec![
-            ChipLevel::new(io, HwIrq(u64::from(pin))),
-            ChipLevel::new(vchip, HwIrq(u64::from(vector))),
-        ],
-        flow,
-    )
-    .map_err(e("set_chip ioapic"))?;
+    let vlevel = ChipLevel::new(vchip, HwIrq(u64::from(vector)));
+    // Programs the pin masked with the trigger and the vector level's
+    // target (CPU 0 until set_affinity runs).
+    let pin_level = io
+        .alloc_pin(irq, pin, trigger, &vlevel)
+        .map_err(e("alloc_pin"))?;
+    CORE.set_chip(irq, vec![pin_level, vlevel], flow)
+        .map_err(e("set_chip ioapic"))?;
     irq::map_vector(vector, irq);
     CORE.request_irq_raw(
         irq,

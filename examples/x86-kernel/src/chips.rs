@@ -4,11 +4,12 @@
 //!
 //! - [`VectorChip`]: the root of every device hierarchy: a vector on the
 //!   CPUs, affinity = which CPU's APIC receives it; `ack`/`eoi` = LAPIC EOI.
-//! - [`MsiChip`]: a PCI function's MSI capability above the vector chip.
+//! - [`PciMsi`]: a PCI function's MSI capability, the device under
+//!   `arch_x86::MsiChip` (above the vector chip).
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use irqcore::{AffinitySet, ChipError, ChipFlags, CpuId, CpuMask, IrqChip, IrqData, MsiMsg};
+use irqcore::{AffinitySet, ChipError, CpuId, CpuMask, IrqChip, IrqData, MsiMsg};
 
 use crate::cpu::percpu;
 use crate::hw::{lapic, pci};
@@ -86,57 +87,27 @@ impl IrqChip for VectorChip {
     }
 }
 
-/// MSI of one PCI function (single vector); hwirq is unused (0).
-pub struct MsiChip {
+/// The MSI capability of one PCI function (single vector, index 0), as
+/// `arch_x86::MsiChip` programs it: the chip composes the message from the
+/// vector level and writes it here; the function is enabled for MSI with
+/// its first message.
+pub struct PciMsi {
     /// The function.
     pub bdf: pci::Bdf,
     /// Offset of its MSI capability.
     pub cap: u8,
 }
 
-impl MsiChip {
-    fn write_msg(&self, d: &IrqData<'_>, enable: bool) -> Result<(), ChipError> {
-        let msg = d.compose_msi_msg_hierarchy().ok_or(ChipError::Invalid)?;
+impl arch_x86::MsiDevice for PciMsi {
+    fn write_msg(&self, _index: u32, msg: MsiMsg) {
         let addr = (u64::from(msg.address_hi) << 32) | u64::from(msg.address_lo);
-        pci::msi_program(self.bdf, self.cap, addr, msg.data as u16, enable);
-        Ok(())
+        pci::msi_program(self.bdf, self.cap, addr, msg.data as u16, true);
     }
-}
 
-impl IrqChip for MsiChip {
-    fn name(&self) -> &str {
-        "PCI-MSI"
-    }
-    fn flags(&self) -> ChipFlags {
-        ChipFlags::ONESHOT_SAFE
-    }
     // edu's MSI capability has no per-vector mask bit (PCI 3.0, 6.8.1.3):
-    // masking is a no-op, as in Linux for such functions; irqcore's lazy
+    // masking is impossible, as in Linux for such functions; irqcore's lazy
     // disable still marks arrivals while disabled as pending and resends.
-    fn mask(&self, _d: &IrqData<'_>) {}
-    fn unmask(&self, _d: &IrqData<'_>) {}
-    fn startup(&self, d: &IrqData<'_>) {
-        let _ = self.write_msg(d, true);
-    }
-    fn shutdown(&self, d: &IrqData<'_>) {
-        let _ = self.write_msg(d, false);
-    }
-    fn ack(&self, d: &IrqData<'_>) {
-        d.ack_parent();
-    }
-    fn eoi(&self, d: &IrqData<'_>) {
-        d.eoi_parent();
-    }
-    fn set_affinity(
-        &self,
-        d: &IrqData<'_>,
-        mask: &CpuMask,
-        force: bool,
-    ) -> Result<AffinitySet, ChipError> {
-        let r = d.set_affinity_parent(mask, force)?;
-        self.write_msg(d, true)?;
-        Ok(AffinitySet::Done {
-            effective: r.effective(),
-        })
+    fn set_masked(&self, _index: u32, _masked: bool) -> bool {
+        false
     }
 }

@@ -15,7 +15,7 @@ use irqcore::{
 };
 
 use crate::acpi::Madt;
-use crate::chips::{MsiChip, VectorChip};
+use crate::chips::{PciMsi, VectorChip};
 use crate::cpu::percpu::{self, MAX_CPUS};
 use crate::hw::{lapic, pci, pit};
 use crate::irq::{self, CORE, vectors};
@@ -584,7 +584,10 @@ pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
     CORE.set_chip(
         irq,
         vec![
-            ChipLevel::new(Arc::new(MsiChip { bdf, cap }), HwIrq(0)),
+            ChipLevel::new(
+                Arc::new(arch_x86::MsiChip::new("PCI-MSI", PciMsi { bdf, cap })),
+                HwIrq(0),
+            ),
             ChipLevel::new(vchip, HwIrq(u64::from(vector))),
         ],
         FlowKind::Edge,

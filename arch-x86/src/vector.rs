@@ -9,7 +9,9 @@
 //! * `set_affinity`: keeps the current vector if its CPU is still online and
 //!   in the new mask, else allocates a new one and remembers the old;
 //!   refuses with [`ChipError::Busy`] while a previous move is unfinished
-//!   (the core then defers the request);
+//!   (the core then defers the request), except when forced (the core
+//!   migrating interrupts off a dying CPU): the unfinished move's old vector
+//!   is then queued for its CPU's cleanup, as on a first arrival;
 //! * `retrigger`: sends the vector to its CPU as a fixed IPI;
 //! * `compose_msi_msg`: the message that targets the (CPU, vector); the
 //!   IOAPIC and MSI levels above build their entries from it.
@@ -487,8 +489,14 @@ impl<O: ApicOps> VectorDomain<O> {
         }
     }
 
-    fn do_set_affinity(&self, irq: IrqNumber, mask: &CpuMask) -> Result<CpuMask, ChipError> {
+    fn do_set_affinity(
+        &self,
+        irq: IrqNumber,
+        mask: &CpuMask,
+        force: bool,
+    ) -> Result<CpuMask, ChipError> {
         let mut st = self.state.lock();
+        let mut cleanup_on = None;
         let e = *st.irqs.get(&irq).ok_or(ChipError::Invalid)?;
         let online = st.matrix.online_mask();
         let wanted = mask.and(&online);
@@ -502,10 +510,20 @@ impl<O: ApicOps> VectorDomain<O> {
         }
         if let Some((old_cpu, old_v)) = e.prev {
             if st.matrix.is_online(old_cpu) {
-                return Err(ChipError::Busy);
+                if !force {
+                    return Err(ChipError::Busy);
+                }
+                // Forced (the core moves interrupts off a dying CPU, which
+                // cannot wait for the first arrival): finish the unfinished
+                // move as if it had arrived. The old vector stays mapped
+                // until its CPU's cleanup sees it no longer pending, so an
+                // interrupt in flight to it is still handled.
+                st.cleanup[old_cpu.index()].push((irq, old_v));
+                cleanup_on = Some(old_cpu);
+            } else {
+                // The old CPU is gone: nothing can arrive there any more.
+                self.release(&mut st, irq, old_cpu, old_v);
             }
-            // The old CPU is gone: nothing can arrive there any more.
-            self.release(&mut st, irq, old_cpu, old_v);
         }
         let new = match e.managed {
             Some(m) => st.matrix.alloc_managed(&wanted.and(&m))?,
@@ -522,6 +540,10 @@ impl<O: ApicOps> VectorDomain<O> {
         if let Some(e) = st.irqs.get_mut(&irq) {
             e.cur = Some(new);
             e.prev = prev;
+        }
+        drop(st);
+        if let Some(cpu) = cleanup_on {
+            self.ops.request_cleanup(cpu);
         }
         Ok(CpuMask::of(new.0))
     }
@@ -580,9 +602,9 @@ impl<O: ApicOps> IrqChip for VectorDomain<O> {
         &self,
         d: &IrqData<'_>,
         mask: &CpuMask,
-        _force: bool,
+        force: bool,
     ) -> Result<AffinitySet, ChipError> {
-        let effective = self.do_set_affinity(d.irq(), mask)?;
+        let effective = self.do_set_affinity(d.irq(), mask, force)?;
         Ok(AffinitySet::Applied { effective })
     }
 

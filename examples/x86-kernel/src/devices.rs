@@ -15,14 +15,14 @@ use irqcore::{
 };
 
 use crate::acpi::Madt;
-use crate::chips::{PciMsi, VectorChip};
+use crate::chips::PciMsi;
 use crate::cpu::percpu::{self, MAX_CPUS};
 use crate::hw::{lapic, pci, pit};
 use crate::irq::{self, CORE, vectors};
 use crate::kprintln;
 use crate::smp::{self, CrossCall};
-use arch_x86::IoApic;
-use arch_x86::hw::MmioRegion;
+use arch_x86::hw::{MmioRegion, Msrs};
+use arch_x86::{IoApic, LapicOps, MsiDestFormat, PIC8259_VECTORS, VectorDomain};
 
 /// LAPIC timer period on every CPU.
 pub const TICK_NS: u32 = 1_000_000;
@@ -298,17 +298,34 @@ pub struct PerCpuIrqs {
 
 /// Set by [`setup_percpu`].
 pub static PERCPU_IRQS: spin::Once<PerCpuIrqs> = spin::Once::new();
-/// The vector chip (root of the device hierarchies).
-pub static VECTOR_CHIP: spin::Once<Arc<VectorChip>> = spin::Once::new();
+/// The vector domain (arch-x86): root of every device hierarchy, one
+/// (CPU, vector) per irq from its per-CPU vector matrix.
+pub type Vectors = VectorDomain<LapicOps<&'static MmioRegion, &'static Msrs, fn() -> CpuId>>;
 
-static NEXT_VECTOR: AtomicU32 = AtomicU32::new(vectors::DEVICE_FIRST as u32);
+/// Set by [`setup_percpu`].
+pub static VECTORS: spin::Once<Arc<Vectors>> = spin::Once::new();
 
-fn alloc_vector() -> Result<u8, &'static str> {
-    let v = NEXT_VECTOR.fetch_add(1, Ordering::Relaxed);
-    if v > u32::from(vectors::DEVICE_LAST) {
-        return Err("out of vectors");
-    }
-    Ok(v as u8)
+/// The vector domain.
+pub fn vectors() -> Result<&'static Arc<Vectors>, &'static str> {
+    VECTORS.get().ok_or("no vector domain")
+}
+
+/// Creates the vector domain for the MADT's CPUs with the boot CPU online.
+/// The 8259's vectors (0x20-0x2F: it is remapped there and masked, but can
+/// still deliver its spurious IRQ 7/15) stay out of the device window; the
+/// kernel's system vectors are above it.
+fn setup_vectors() -> Result<(), &'static str> {
+    let ids: Vec<u32> = (0..percpu::nr_cpus())
+        .map(|c| percpu::apic_id_of(CpuId(c)))
+        .collect();
+    // No cleanup IPI: the timer tick runs the cleanup (see `setup_percpu`).
+    let ops = LapicOps::new(lapic::lapic(), percpu::current as fn() -> CpuId, &ids, None);
+    let v = VectorDomain::new(ops, &ids, MsiDestFormat::XApic).map_err(e("vector domain"))?;
+    v.reserve_system_vectors(PIC8259_VECTORS)
+        .map_err(e("reserve 8259 vectors"))?;
+    v.cpu_online(CpuId(0)).map_err(e("vector domain: cpu0"))?;
+    VECTORS.call_once(|| Arc::new(v));
+    Ok(())
 }
 
 fn e<T>(what: &'static str) -> impl FnOnce(T) -> &'static str {
@@ -348,6 +365,10 @@ pub fn setup_percpu() -> Result<(), &'static str> {
     };
     let timer = mk(vectors::TIMER, FlowKind::PerCpuDevId, "lapic-timer", |_| {
         percpu::this().ticks.fetch_add(1, Ordering::Relaxed);
+        // Releases old vectors of moves completed on other CPUs.
+        if let Some(v) = VECTORS.get() {
+            v.run_cleanup(percpu::current());
+        }
         crate::watchdog::tick();
         IrqReturn::HANDLED
     })?;
@@ -365,8 +386,7 @@ pub fn setup_percpu() -> Result<(), &'static str> {
         IrqReturn::HANDLED
     })?;
     PERCPU_IRQS.call_once(|| PerCpuIrqs { timer, call });
-    VECTOR_CHIP.call_once(|| Arc::new(VectorChip::new()));
-    Ok(())
+    setup_vectors()
 }
 
 /// Starts the LAPIC timer on the calling CPU (hotplug "starting" phase).
@@ -430,12 +450,14 @@ fn ioapic_for(gsi: u32) -> Result<(Arc<IoApic<MmioRegion>>, u32), &'static str> 
         .ok_or("no IOAPIC routes this GSI")
 }
 
-/// Vectors of level-triggered IOAPIC lines.
-static LEVEL_VECTORS: [AtomicBool; 256] = [const { AtomicBool::new(false) }; 256];
+/// Irqs of level-triggered IOAPIC lines (device irqs are below 256).
+static LEVEL_IRQS: [AtomicBool; 256] = [const { AtomicBool::new(false) }; 256];
 
-/// Whether `vector` belongs to a level-triggered IOAPIC line.
-pub fn is_level_vector(vector: u8) -> bool {
-    LEVEL_VECTORS[usize::from(vector)].load(Ordering::Acquire)
+/// Whether `irq` is a level-triggered IOAPIC line.
+pub fn is_level_irq(irq: IrqNumber) -> bool {
+    LEVEL_IRQS
+        .get(irq.0 as usize)
+        .is_some_and(|l| l.load(Ordering::Acquire))
 }
 
 /// Sends a directed EOI for `vector` to every IOAPIC.
@@ -457,14 +479,16 @@ fn setup_gsi(
     flags: RequestFlags,
 ) -> Result<IrqNumber, &'static str> {
     let (io, pin) = ioapic_for(gsi)?;
-    let vector = alloc_vector()?;
     let irq = IrqNumber(gsi);
     CORE.alloc_desc_at(irq).map_err(e("alloc_desc_at gsi"))?;
-    if trigger.is_level() {
-        LEVEL_VECTORS[usize::from(vector)].store(true, Ordering::Release);
+    if trigger.is_level()
+        && let Some(l) = LEVEL_IRQS.get(irq.0 as usize)
+    {
+        l.store(true, Ordering::Release);
     }
-    let vchip = VECTOR_CHIP.get().ok_or("no vector chip")?.clone();
-    let vlevel = ChipLevel::new(vchip, HwIrq(u64::from(vector)));
+    let vlevel = vectors()?
+        .alloc(irq, &CpuMask::of(CpuId(0)), false)
+        .map_err(e("no free vector"))?;
     // Programs the pin masked with the trigger and the vector level's
     // target (CPU 0 until set_affinity runs).
     let pin_level = io
@@ -472,7 +496,6 @@ fn setup_gsi(
         .map_err(e("alloc_pin"))?;
     CORE.set_chip(irq, vec![pin_level, vlevel], flow)
         .map_err(e("set_chip ioapic"))?;
-    irq::map_vector(vector, irq);
     CORE.request_irq_raw(
         irq,
         IrqRequest::new(name, handler)
@@ -575,12 +598,12 @@ pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
         0x04,
         pci::read16(bdf, 0x04) | pci::command::INTX_DISABLE,
     );
-    let vector = alloc_vector()?;
     let irq = CORE
         .alloc_descs(IrqNumber(64), 1)
         .map_err(e("alloc msi irq"))?;
-    let vchip = VECTOR_CHIP.get().ok_or("no vector chip")?.clone();
-    // The vector chip's default target is CPU 0 until set_affinity runs.
+    let vlevel = vectors()?
+        .alloc(irq, &CpuMask::of(CpuId(0)), false)
+        .map_err(e("no free vector"))?;
     CORE.set_chip(
         irq,
         vec![
@@ -588,12 +611,12 @@ pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
                 Arc::new(arch_x86::MsiChip::new("PCI-MSI", PciMsi { bdf, cap })),
                 HwIrq(0),
             ),
-            ChipLevel::new(vchip, HwIrq(u64::from(vector))),
+            vlevel,
         ],
         FlowKind::Edge,
     )
     .map_err(e("set_chip msi"))?;
-    irq::map_vector(vector, irq);
+    let vector = vectors()?.target(irq).map_or(0, |t| t.vector);
     CORE.request_irq_raw(
         irq,
         IrqRequest::new("edu-msi", Arc::new(|_| EDU_MSI.handle())).dev_id(DevId(0xED1)),

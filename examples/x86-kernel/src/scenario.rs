@@ -116,7 +116,7 @@ pub fn run(start_info: u32) -> ! {
     // PCAT_COMPAT: 8259s are present and may have been left live by the
     // firmware (SeaBIOS leaves the master at vector 8).
     if madt.pcat_compat {
-        pic::remap_and_mask(0x20);
+        pic::remap_and_mask();
     }
     lapic::set_base(madt.lapic_addr as usize);
     lapic::init_this_cpu(vectors::SPURIOUS);

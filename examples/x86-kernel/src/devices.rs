@@ -15,8 +15,8 @@ use irqcore::{
 };
 
 use crate::acpi::Madt;
-use crate::chips::PciMsi;
 use crate::cpu::percpu::{self, MAX_CPUS};
+use crate::hw::pci::PciMsi;
 use crate::hw::{lapic, pci, pit};
 use crate::irq::{self, CORE, vectors};
 use crate::kprintln;

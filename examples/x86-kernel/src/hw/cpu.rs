@@ -106,3 +106,11 @@ pub fn initial_apic_id() -> u32 {
     let r = unsafe { core::arch::x86_64::__cpuid(1) };
     r.ebx >> 24
 }
+
+/// `cpuid` leaf 1 ECX\[21\]: the CPU has an x2APIC.
+pub fn has_x2apic() -> bool {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID is available on every x86-64 CPU.
+    let r = unsafe { core::arch::x86_64::__cpuid(1) };
+    r.ecx & (1 << 21) != 0
+}

@@ -1,4 +1,6 @@
-//! The local APIC, through `arch-x86`'s driver (xAPIC mode): one
+//! The local APIC, through `arch-x86`'s driver, in x2APIC mode where the
+//! CPU has it (CPUID.01H:ECX\[21\]; QEMU 7.2's TCG does not offer it, so
+//! the boots here run xAPIC) and xAPIC otherwise: one
 //! [`Lapic`] over the MADT's register page, shared by this module's
 //! functions and by the timer and IPI chips (`arch_x86::LapicTimerChip`,
 //! `arch_x86::LapicIpiChip`). The page and the MSRs address the *executing*
@@ -17,6 +19,12 @@ use super::cpu;
 pub type KernelLapic = Lapic<&'static MmioRegion, &'static Msrs>;
 
 static REGION: spin::Once<MmioRegion> = spin::Once::new();
+/// The mode every CPU uses, chosen once by the BSP in [`set_base`].
+static MODE: spin::Once<ApicMode> = spin::Once::new();
+
+fn mode() -> ApicMode {
+    MODE.get().copied().unwrap_or(ApicMode::XApic)
+}
 // SAFETY: the kernel runs at CPL 0 and hands `MSRS` only to arch-x86's
 // LAPIC driver, which accesses IA32_APIC_BASE and the APIC MSRs only
 // (Intel SDM vol. 4, table 2-2).
@@ -28,6 +36,13 @@ const PAGE: usize = 0x1000;
 /// Records the LAPIC MMIO base (from the MADT). Later calls are ignored:
 /// every CPU's APIC sits at the same address.
 pub fn set_base(base: usize) {
+    MODE.call_once(|| {
+        if cpu::has_x2apic() {
+            ApicMode::X2Apic
+        } else {
+            ApicMode::XApic
+        }
+    });
     REGION.call_once(|| {
         let base = NonNull::new(base as *mut u8).unwrap_or(NonNull::dangling());
         // SAFETY: `base` is the MADT's LAPIC address, 4 KiB aligned and
@@ -46,7 +61,7 @@ pub fn lapic() -> KernelLapic {
         // address is never dereferenced.
         EMPTY.call_once(|| unsafe { MmioRegion::new(NonNull::dangling(), 0) })
     });
-    Lapic::attach(ApicMode::XApic, region, &MSRS)
+    Lapic::attach(mode(), region, &MSRS)
 }
 
 /// Enables this CPU's LAPIC: global enable in IA32_APIC_BASE, software
@@ -54,8 +69,9 @@ pub fn lapic() -> KernelLapic {
 /// 8259 in virtual-wire mode) masked, timer masked.
 pub fn init_this_cpu(spurious_vector: u8) {
     let Some(region) = REGION.get() else { return };
-    // Cannot fail: xAPIC from xAPIC or disabled is a valid transition.
-    let Ok(l) = Lapic::init(ApicMode::XApic, region, &MSRS) else {
+    // Cannot fail: the firmware and INIT leave xAPIC (or x2APIC, kept), and
+    // both go to the chosen mode (SDM vol. 3, 11.12.5).
+    let Ok(l) = Lapic::init(mode(), region, &MSRS) else {
         return;
     };
     l.enable(spurious_vector);

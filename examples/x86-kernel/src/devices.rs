@@ -509,12 +509,11 @@ fn setup_gsi(
 
 /// The PIT on ISA IRQ 0 (GSI from the MADT override, 2 on QEMU), edge.
 pub fn setup_pit(madt: &Madt) -> Result<(), &'static str> {
-    let (gsi, ovr) = madt.isa_irq(0);
-    let trigger = match ovr {
-        Some(o) if o.is_level() => return Err("PIT override says level"),
-        Some(o) if o.is_active_low() => TriggerType::EdgeFalling,
-        _ => TriggerType::EdgeRising,
-    };
+    let route = madt.isa_route(0);
+    let (gsi, trigger) = (route.gsi, route.trigger);
+    if trigger.is_level() {
+        return Err("PIT override says level");
+    }
     let handler: fn(IrqNumber) -> IrqReturn = |_| {
         PIT.record();
         generate();
@@ -575,7 +574,7 @@ pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
     // that IOAPIC pin on both pc and q35). A real kernel would evaluate the
     // ACPI _PRT instead.
     let line = pci::read32(fns[0], 0x3C) as u8;
-    let (gsi, _) = madt.isa_irq(line);
+    let gsi = madt.isa_route(line).gsi;
     let irq = setup_gsi(
         gsi,
         TriggerType::LevelHigh,

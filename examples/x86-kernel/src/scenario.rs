@@ -101,7 +101,7 @@ pub fn run(start_info: u32) -> ! {
         madt.ioapics.len(),
         madt.overrides
             .iter()
-            .map(|o| (o.source, o.gsi))
+            .map(|o| (o.bus_irq, o.gsi))
             .collect::<Vec<_>>()
     );
     check!(

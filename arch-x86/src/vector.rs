@@ -633,6 +633,16 @@ impl<O: ApicOps> IrqChip for VectorDomain<O> {
 ///   the CPU's IRR on their new targets, then [`VectorDomain::cpu_offline`];
 /// * `BringUp` down (CPU dead, or a failed bring-up rolled back):
 ///   [`VectorDomain::cpu_offline`] (idempotent).
+///
+/// **Level IOAPIC lines are not replayed by the dying callback**: irqcore
+/// does not resend level irqs, so a level vector latched in the dying CPU's
+/// IRR, which that CPU will never EOI, leaves the pin's remote IRR set. A
+/// kernel with level lines registers only the `BringUp` phase
+/// ([`VectorHotplug::from_domain`]) and does the dying work itself: for each
+/// latched vector ([`VectorDomain::irq_for_vector`] on the dying CPU), a
+/// level line gets [`IoApic::eoi_vector`](crate::IoApic::eoi_vector), an
+/// edge one `IrqCore::inject_pending`; then [`VectorDomain::cpu_offline`]
+/// (the reference kernel's `hotplug.rs` does this).
 pub struct VectorHotplug<O> {
     domain: Arc<VectorDomain<O>>,
 }

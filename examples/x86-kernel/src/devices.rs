@@ -537,8 +537,9 @@ pub fn start_pit() {
     pit::start_periodic(PIT_HZ);
 }
 
-/// Finds the edu functions: the first uses INTx, the second MSI.
-pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
+/// Finds and enables both edu functions (BAR0, memory and bus master),
+/// checking their identification and liveness registers.
+fn probe_edu() -> Result<Vec<pci::Bdf>, &'static str> {
     let fns: Vec<pci::Bdf> = pci::find_all(0x1234, 0x11e8).collect();
     if fns.len() < 2 {
         return Err("need two edu PCI functions (-device edu -device edu)");
@@ -568,7 +569,12 @@ pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
             bar0
         );
     }
+    Ok(fns)
+}
 
+/// Finds the edu functions: the first uses INTx, the second MSI.
+pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
+    let fns = probe_edu()?;
     // INTx: the firmware wrote the legacy IRQ to Interrupt Line (0x3C);
     // through the MADT overrides that is the GSI (QEMU wires PCI INTx to
     // that IOAPIC pin on both pc and q35). A real kernel would evaluate the
@@ -651,4 +657,70 @@ pub fn settle_source(src: &Source) {
     {
         src.allowed.store(mask_bits(&eff), Ordering::Release);
     }
+}
+
+/// The 8259 pair as an irqcore chip (`--pic` boot only).
+pub static PIC: spin::Once<Arc<arch_x86::Pic8259Chip<arch_x86::hw::Ports>>> = spin::Once::new();
+
+/// The `--pic` boot's interrupt set-up: the 8259 pair as arch-x86's
+/// `Pic8259Chip` (vectors 0x20-0x2F, reserved in the vector domain), the
+/// BSP's LINT0 in ExtINT mode (virtual wire: the 8259 supplies the vector,
+/// and there is no LAPIC EOI), the PIT on ISA IRQ 0 (edge flow) and the edu
+/// INTx line on the 8259 line the firmware routed it to (level through the
+/// chipset's ELCR: level flow, mask, EOI, unmask after the thread).
+pub fn setup_pic() -> Result<(), &'static str> {
+    use arch_x86::lapic::{LvtEntry, LvtSource};
+    use arch_x86::pic8259::DEFAULT_OFFSETS;
+    // SAFETY: CPL 0; this `Ports` goes only to arch-x86's 8259 driver
+    // (ports 0x20/0x21/0xA0/0xA1 and the delay port 0x80, 8259A datasheet).
+    let ports = unsafe { arch_x86::hw::Ports::new() };
+    let (master, slave) = DEFAULT_OFFSETS;
+    let chip = Arc::new(
+        arch_x86::Pic8259Chip::new(arch_x86::Pic8259::new(ports), master, slave)
+            .map_err(e("8259 init"))?,
+    );
+    PIC.call_once(|| chip.clone());
+    lapic::lapic().set_lvt(LvtSource::Lint0, LvtEntry::ext_int());
+
+    let line_irq = |line: u8, flow: FlowKind| -> Result<IrqNumber, &'static str> {
+        let irq = IrqNumber(u32::from(line));
+        CORE.alloc_desc_at(irq).map_err(e("alloc_desc_at isa"))?;
+        let level = chip.level(line).map_err(e("8259 line"))?;
+        CORE.set_chip(irq, vec![level], flow)
+            .map_err(e("set_chip 8259"))?;
+        Ok(irq)
+    };
+    let pit_irq = line_irq(0, FlowKind::Edge)?;
+    let handler: fn(IrqNumber) -> IrqReturn = |_| {
+        PIT.record();
+        generate();
+        IrqReturn::HANDLED
+    };
+    CORE.request_irq_raw(
+        pit_irq,
+        IrqRequest::new("pit", Arc::new(handler)).dev_id(DevId(0)),
+    )
+    .map_err(e("request pit"))?;
+    PIT.irq.store(pit_irq.0, Ordering::Release);
+    kprintln!("pit: ISA IRQ 0 -> 8259 -> irq {}", pit_irq.0);
+
+    let fns = probe_edu()?;
+    let line = pci::read32(fns[0], 0x3C) as u8;
+    if line > 15 || line == 2 {
+        return Err("edu INTx not routed to an 8259 line");
+    }
+    let irq = line_irq(line, FlowKind::Level)?;
+    CORE.request_irq_raw(
+        irq,
+        IrqRequest::new("edu-intx", Arc::new(EduIntxHandler))
+            .flags(RequestFlags::THREADED | RequestFlags::ONESHOT)
+            .dev_id(DevId(line as usize)),
+    )
+    .map_err(e("request edu intx"))?;
+    EDU_INTX.src.irq.store(irq.0, Ordering::Release);
+    kprintln!(
+        "edu-intx: INTx line {line} -> 8259 -> irq {} (level, threaded oneshot)",
+        irq.0
+    );
+    Ok(())
 }

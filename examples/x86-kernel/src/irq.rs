@@ -85,6 +85,24 @@ pub fn entry(vector: u8) {
     if vector != vectors::TIMER && !CORE.cpu_online(percpu::current()) {
         this.irqs_while_offline.fetch_add(1, Ordering::Relaxed);
     }
+    // The 8259 (`--pic` boot): its vectors arrive through LINT0 in ExtINT
+    // mode, with no LAPIC EOI. A spurious IRQ 7/15 is recognised (and
+    // EOIed as the 8259 needs) by the chip, and dispatches nothing.
+    if let Some(pic) = crate::devices::PIC.get() {
+        match pic.classify(vector) {
+            arch_x86::PicVector::Line(line) => {
+                if CORE.handle_irq(IrqNumber(u32::from(line))).is_err() {
+                    UNMAPPED_VECTORS.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            arch_x86::PicVector::Spurious(_) => {
+                SPURIOUS.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            arch_x86::PicVector::NotPic => {}
+        }
+    }
     match vector_irq(vector) {
         // The chips (LAPIC, vector domain) send the EOI from the flow.
         Some(irq) => {

@@ -255,16 +255,7 @@ pub fn run(start_info: u32) -> ! {
         irq::RESENDS.load(Ordering::Relaxed),
         irq::SPURIOUS.load(Ordering::Relaxed)
     );
-    match checks::verdict() {
-        Ok(passed) => {
-            kprintln!("RESULT: PASS {passed} checks");
-            exit(ExitCode::Pass)
-        }
-        Err((failed, first)) => {
-            kprintln!("RESULT: FAIL {first} ({failed} failed)");
-            exit(ExitCode::Fail)
-        }
-    }
+    finish()
 }
 
 /// The `--pic` boot (`-M pc`, one CPU): the IOAPIC is never opened; the PIT
@@ -300,14 +291,7 @@ fn pic_boot(n: u32, t_start: u64) -> ! {
         devices::IOAPICS.get().is_none(),
         "the IOAPIC was never opened"
     );
-    check!(
-        irq::UNMAPPED_VECTORS.load(Ordering::Relaxed) == 0,
-        "no interrupt on a vector without an irq"
-    );
-    check!(
-        irq::REPORTED_EVENTS.load(Ordering::Relaxed) == 0,
-        "irqcore reported no event"
-    );
+    check_irq_health();
     let pic_spurious = devices::PIC.get().map_or((0, 0), |p| p.spurious_counts());
     devices::stop_local_timer();
     kprintln!();
@@ -317,6 +301,24 @@ fn pic_boot(n: u32, t_start: u64) -> ! {
         time::now_us() - t_start,
         pic_spurious
     );
+    finish()
+}
+
+/// Checks every boot ends with: no interrupt on a vector without an irq,
+/// no event reported by irqcore.
+fn check_irq_health() {
+    check!(
+        irq::UNMAPPED_VECTORS.load(Ordering::Relaxed) == 0,
+        "no interrupt on an unmapped vector"
+    );
+    check!(
+        irq::REPORTED_EVENTS.load(Ordering::Relaxed) == 0,
+        "irqcore reported no bad/spurious event"
+    );
+}
+
+/// Prints the `RESULT:` line and exits with the matching status.
+fn finish() -> ! {
     match checks::verdict() {
         Ok(passed) => {
             kprintln!("RESULT: PASS {passed} checks");
@@ -852,14 +854,7 @@ fn final_checks(n: u32) {
     for s in devices::device_sources() {
         check_source(s);
     }
-    check!(
-        irq::UNMAPPED_VECTORS.load(Ordering::Relaxed) == 0,
-        "no interrupt on an unmapped vector"
-    );
-    check!(
-        irq::REPORTED_EVENTS.load(Ordering::Relaxed) == 0,
-        "irqcore reported no bad/spurious event"
-    );
+    check_irq_health();
     kprintln!(
         "hotplug: {} device vector(s) found latched on a dying CPU and replayed",
         hotplug::REPLAYED_ON_DOWN.load(Ordering::Relaxed)

@@ -319,15 +319,10 @@ fn check_irq_health() {
 
 /// Prints the `RESULT:` line and exits with the matching status.
 fn finish() -> ! {
-    match checks::verdict() {
-        Ok(passed) => {
-            kprintln!("RESULT: PASS {passed} checks");
-            exit(ExitCode::Pass)
-        }
-        Err((failed, first)) => {
-            kprintln!("RESULT: FAIL {first} ({failed} failed)");
-            exit(ExitCode::Fail)
-        }
+    if checks::CHECKS.print_result() {
+        exit(ExitCode::Pass)
+    } else {
+        exit(ExitCode::Fail)
     }
 }
 

@@ -54,6 +54,8 @@ pub enum IoApicError {
     /// The parent's message targets a destination an IOAPIC entry cannot
     /// express (an x2APIC id above 0x7FFF, or no message at all).
     Unreachable,
+    /// The IOAPIC has no EOI register (version below 0x20).
+    NoEoiRegister,
 }
 
 impl From<IoApicError> for ChipError {
@@ -241,8 +243,8 @@ struct Inner<M> {
     /// The writable bits of every entry, as last programmed.
     shadow: Vec<RedirectionEntry>,
     /// Pins whose new target waits for the EOI of the interrupt in flight
-    /// (see `set_affinity`).
-    retarget: Vec<bool>,
+    /// (see `set_affinity`), with the message of that target.
+    retarget: Vec<Option<MsiMsg>>,
 }
 
 /// One IOAPIC, usable as the IOAPIC level of an irq's chip stack (hwirq =
@@ -282,14 +284,15 @@ impl<M: Mmio32> IoApic<M> {
             inner: IrqSafeMutex::new(Inner {
                 regs,
                 shadow,
-                retarget: alloc::vec![false; nr_pins as usize],
+                retarget: alloc::vec![None; nr_pins as usize],
             }),
         })
     }
 
     /// Sets how the chip disables local interrupts around its lock (which
     /// interrupt-context eois also take). Kernels pass
-    /// `arch_x86::hw::IRQ_CONTROL`; the default does nothing.
+    /// `arch_x86::hw::IRQ_CONTROL`; the default is
+    /// [`IrqControl::DEFAULT`] (`cli`/`sti` on bare-metal x86_64).
     pub fn with_irq_control(mut self, ctl: IrqControl) -> Self {
         self.inner.set_control(ctl);
         self
@@ -298,6 +301,47 @@ impl<M: Mmio32> IoApic<M> {
     /// The IOAPIC id register's value.
     pub fn id(&self) -> u8 {
         self.id
+    }
+
+    /// Directed EOI for `vector` outside any flow: clears the remote IRR of
+    /// every level entry with that vector, so the IOAPIC delivers a line
+    /// still asserted again. A kernel uses it when a CPU goes offline with a
+    /// level vector latched that it will never EOI.
+    ///
+    /// A pin whose move (`set_affinity`) was deferred until this EOI is
+    /// masked across the EOI and then switched to its new target, so a
+    /// line still asserted is delivered there and never again to the old
+    /// (dying) CPU. Refused on IOAPICs older than version 0x20 (no EOI
+    /// register).
+    pub fn eoi_vector(&self, vector: u8) -> Result<(), IoApicError> {
+        if self.version < 0x20 {
+            return Err(IoApicError::NoEoiRegister);
+        }
+        let mut inner = self.inner.lock();
+        let moving: Vec<u32> = (0..self.nr_pins)
+            .filter(|p| {
+                let i = *p as usize;
+                inner.retarget[i].is_some() && inner.shadow[i].vector() == vector
+            })
+            .collect();
+        for pin in &moving {
+            let masked = inner.shadow[*pin as usize].with_mask(true);
+            inner.regs.write_entry(*pin, masked);
+        }
+        inner.regs.eoi(vector);
+        for pin in moving {
+            let i = pin as usize;
+            let old = inner.shadow[i];
+            let new = match inner.retarget[i].take() {
+                Some(msg) => old.with_target_from_msi(&msg).unwrap_or(old),
+                None => old,
+            };
+            inner.shadow[i] = new;
+            // Restores the mask bit the shadow had: delivered to the new
+            // target if still asserted and unmasked.
+            inner.regs.write_entry(pin, new);
+        }
+        Ok(())
     }
     /// First GSI served.
     pub fn gsi_base(&self) -> u32 {
@@ -406,12 +450,12 @@ impl<M: Mmio32> IoApic<M> {
     /// After the EOI: applies a target change deferred by `set_affinity`.
     fn finish_retarget(&self, d: &IrqData<'_>) {
         let pin = Self::pin(d);
-        if self.check(pin).is_err() || !self.inner.lock().retarget[pin as usize] {
+        if self.check(pin).is_err() || self.inner.lock().retarget[pin as usize].is_none() {
             return;
         }
         if let Some(msg) = d.parent().and_then(|p| p.compose_msi_msg_hierarchy()) {
             let mut inner = self.inner.lock();
-            inner.retarget[pin as usize] = false;
+            inner.retarget[pin as usize] = None;
             drop(inner);
             let _ = self.update(pin, |e| e.with_target_from_msi(&msg));
         }
@@ -531,12 +575,12 @@ impl<M: Mmio32 + 'static> IrqChip for IoApic<M> {
             let mut inner = self.inner.lock();
             let shadow = inner.shadow[pin as usize];
             if shadow.is_level() && inner.regs.read_entry(pin).remote_irr() {
-                inner.retarget[pin as usize] = true;
+                inner.retarget[pin as usize] = Some(msg);
                 return Ok(AffinitySet::Done {
                     effective: res.effective(),
                 });
             }
-            inner.retarget[pin as usize] = false;
+            inner.retarget[pin as usize] = None;
         }
         self.update(pin, |e| e.with_target_from_msi(&msg))?;
         Ok(AffinitySet::Done {

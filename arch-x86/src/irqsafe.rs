@@ -11,9 +11,16 @@ use core::ops::{Deref, DerefMut};
 
 /// How to disable and restore local interrupts on the executing CPU.
 ///
+/// [`IrqControl::DEFAULT`] (also `IrqControl::default()`, and what every lock
+/// of this crate starts with) is the real thing on bare-metal x86_64
+/// (`target_os = "none"`): `pushfq` to read `RFLAGS.IF`, `cli`, and `sti` on
+/// restore only if interrupts were enabled ([`hw::IRQ_CONTROL`](crate::hw::IRQ_CONTROL)).
+/// On other targets (host tests, where `cli` would fault) there are no
+/// local interrupts to disable and the default is [`IrqControl::NONE`].
+///
 /// [`IrqControl::NONE`] does nothing: correct only when every call into the
-/// structure is made with interrupts already disabled (or on host tests).
-/// Kernels pass `hw::IRQ_CONTROL` (x86_64).
+/// structure is made with interrupts already disabled, or on host tests. It
+/// is never chosen silently on bare-metal x86_64: pass it explicitly.
 #[derive(Clone, Copy, Debug)]
 pub struct IrqControl {
     /// Disables local interrupts, returning whether they were enabled.
@@ -33,11 +40,20 @@ impl IrqControl {
         save: no_save,
         restore: no_restore,
     };
+
+    /// The default: `cli`/`sti` on bare-metal x86_64, [`IrqControl::NONE`]
+    /// on hosted targets (see the type's documentation).
+    #[cfg(all(target_arch = "x86_64", target_os = "none"))]
+    pub const DEFAULT: IrqControl = crate::hw::IRQ_CONTROL;
+    /// The default: `cli`/`sti` on bare-metal x86_64, [`IrqControl::NONE`]
+    /// on hosted targets (see the type's documentation).
+    #[cfg(not(all(target_arch = "x86_64", target_os = "none")))]
+    pub const DEFAULT: IrqControl = IrqControl::NONE;
 }
 
 impl Default for IrqControl {
     fn default() -> Self {
-        Self::NONE
+        Self::DEFAULT
     }
 }
 
@@ -68,7 +84,7 @@ pub(crate) struct IrqSafeGuard<'a, T> {
 impl<T> IrqSafeMutex<T> {
     pub(crate) const fn new(value: T) -> Self {
         Self {
-            ctl: IrqControl::NONE,
+            ctl: IrqControl::DEFAULT,
             inner: spin::Mutex::new(value),
         }
     }

@@ -157,9 +157,13 @@ impl IpiKind {
     }
 }
 
-/// The local vector table entries besides the timer.
+/// The local vector table entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LvtSource {
+    /// The APIC timer (mode bits 17-18 besides vector and mask; program it
+    /// with [`Lapic::start_timer`] and unmask it with
+    /// [`Lapic::set_timer_masked`] or the [`LapicTimerChip`](crate::LapicTimerChip)).
+    Timer,
     /// LINT0 pin (8259 ExtINT in virtual-wire mode).
     Lint0,
     /// LINT1 pin (NMI by convention).
@@ -177,6 +181,7 @@ pub enum LvtSource {
 impl LvtSource {
     const fn offset(self) -> usize {
         match self {
+            LvtSource::Timer => reg::LVT_TIMER,
             LvtSource::Lint0 => reg::LVT_LINT0,
             LvtSource::Lint1 => reg::LVT_LINT1,
             LvtSource::Error => reg::LVT_ERROR,
@@ -302,7 +307,13 @@ const ICR_POLL_LIMIT: u32 = 1_000_000;
 /// `M` reaches the xAPIC page (unused in x2APIC mode: pass
 /// [`NoMmio`](crate::regs::NoMmio) if the page is not mapped), `R` the MSRs
 /// (always needed: IA32_APIC_BASE, and TSC deadline in both modes).
-#[derive(Debug)]
+///
+/// **Sharing one LAPIC.** The vector domain's [`LapicOps`](crate::LapicOps),
+/// the timer chip and the IPI chip each own a `Lapic`. Build the accessors
+/// once (one `unsafe` constructor each), then call [`Lapic::into_shared`]:
+/// the result holds them in `Arc`s and is `Clone`, every clone addressing the
+/// same registers. The register traits are implemented for `Arc<T>`.
+#[derive(Clone, Debug)]
 pub struct Lapic<M, R> {
     mode: ApicMode,
     mmio: M,
@@ -338,6 +349,16 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
     /// write).
     pub fn attach(mode: ApicMode, mmio: M, msr: R) -> Self {
         Self { mode, mmio, msr }
+    }
+
+    /// The same driver with its accessors behind `Arc`s, so that it can be
+    /// cloned for every user of this LAPIC (see the type's documentation).
+    pub fn into_shared(self) -> Lapic<alloc::sync::Arc<M>, alloc::sync::Arc<R>> {
+        Lapic {
+            mode: self.mode,
+            mmio: alloc::sync::Arc::new(self.mmio),
+            msr: alloc::sync::Arc::new(self.msr),
+        }
     }
 
     /// The mode in use.
@@ -585,9 +606,13 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
     }
 
     /// Starts a one-shot or periodic count-down of `initial_count` (divided)
-    /// bus clocks, interrupting on `vector`. For [`TimerMode::TscDeadline`]
-    /// use [`Lapic::start_tsc_deadline`] (refused here with
-    /// [`LapicError::WrongMode`]).
+    /// bus clocks, to interrupt on `vector`. The timer LVT is written
+    /// **masked**: the count runs, but nothing is delivered until the timer
+    /// is unmasked ([`Lapic::set_timer_masked`], or `enable_percpu_irq` on
+    /// an irq whose chip is a [`LapicTimerChip`](crate::LapicTimerChip)), so
+    /// a tick can never arrive before its handler is installed. For
+    /// [`TimerMode::TscDeadline`] use [`Lapic::start_tsc_deadline`] (refused
+    /// here with [`LapicError::WrongMode`]).
     pub fn start_timer(
         &self,
         mode: TimerMode,
@@ -600,28 +625,42 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
         if mode == TimerMode::TscDeadline {
             return Err(LapicError::WrongMode);
         }
-        self.write(reg::LVT_TIMER, mode.lvt_bits() | vector as u32);
+        self.write(reg::LVT_TIMER, LVT_MASKED | mode.lvt_bits() | vector as u32);
         // Writing the initial count starts the timer.
         self.write(reg::TIMER_INITIAL, initial_count);
         Ok(())
     }
 
     /// Arms the TSC-deadline timer: interrupt on `vector` once the TSC
-    /// reaches `deadline` (0 disarms). The kernel must have checked
-    /// CPUID.01H:ECX\[24\].
+    /// reaches `deadline` (0 disarms). Like [`Lapic::start_timer`] the LVT is
+    /// written masked. The kernel must have checked CPUID.01H:ECX\[24\].
     pub fn start_tsc_deadline(&self, vector: u8, deadline: u64) -> Result<(), LapicError> {
         if vector < 16 {
             return Err(LapicError::IllegalVector(vector));
         }
         self.write(
             reg::LVT_TIMER,
-            TimerMode::TscDeadline.lvt_bits() | vector as u32,
+            LVT_MASKED | TimerMode::TscDeadline.lvt_bits() | vector as u32,
         );
         // SDM 11.5.4.1: the LVT write must be ordered before the MSR write;
         // in xAPIC mode an MMIO write is not serialised against wrmsr.
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         self.msr.write_msr(MSR_TSC_DEADLINE, deadline);
         Ok(())
+    }
+
+    /// Masks or unmasks the timer's LVT entry on this CPU, keeping its mode
+    /// and vector (the count keeps running either way).
+    pub fn set_timer_masked(&self, masked: bool) {
+        let lvt = self.read(reg::LVT_TIMER);
+        let new = if masked {
+            lvt | LVT_MASKED
+        } else {
+            lvt & !LVT_MASKED
+        };
+        if new != lvt {
+            self.write(reg::LVT_TIMER, new);
+        }
     }
 
     /// Stops the timer (masks it and clears the count / deadline).

@@ -7,15 +7,17 @@
 //! | module | what |
 //! |---|---|
 //! | [`regs`] | the register-access traits: [`Mmio32`], [`Msr`], [`PortIo`] |
+//! | `entry` | (x86_64) interrupt entry stubs for vectors 32-255 that pass the vector to one dispatch function, for `x86_64`-crate IDTs on stable |
 //! | [`hw`] | the real accessors (x86_64 only, the crate's only hardware access) |
 //! | [`irqsafe`] | [`IrqControl`]: locks shared with interrupt context are taken with interrupts off |
 //! | [`lapic`] | the LAPIC driver: EOI, IPIs incl. INIT/SIPI and shorthands, timer, LVTs, spurious and error vectors |
+//! | [`lapic_chip`] | [`LapicTimerChip`] (percpu_devid) and [`LapicIpiChip`] (percpu): the LAPIC's own interrupts as irqcore chips |
 //! | [`matrix`] | [`VectorMatrix`]: per-CPU vector bitmaps, system vectors, managed reservations |
 //! | [`domains`] | irqcore `DomainOps` for the vector, IOAPIC and MSI domains (refcounted mappings) |
 //! | [`vector`] | [`VectorDomain`]: root `IrqChip` of every hierarchy; moves cleaned up on first arrival |
 //! | [`ioapic`] | [`IoApic`]: redirection entries and the IOAPIC `IrqChip` level; [`IoApicSet`] for several IOAPICs |
 //! | [`msi`] | MSI message composition/decoding and the [`MsiChip`] level |
-//! | [`pic8259`] | remap and mask the legacy PIC pair |
+//! | [`pic8259`] | the legacy PIC pair: remap and mask it ([`Pic8259`]), or drive it as an `IrqChip` ([`Pic8259Chip`]) |
 //! | [`platform_desc`] | [`PlatformDescription`]: what a kernel reads from the ACPI MADT |
 //! | `model` | (feature `model`) behavioural models of all of the above hardware |
 //!
@@ -57,24 +59,26 @@
 //!     Pic8259::new(ports).remap_and_mask()?; // vectors 0x20-0x2F, all masked
 //! }
 //! let mode = if cpuid_has_x2apic() { ApicMode::X2Apic } else { ApicMode::XApic };
-//! let lapic = Lapic::init(mode, lapic_mmio, msrs)?; // every AP does this too
+//! // One `Lapic` serves every CPU (the registers are CPU-local); shared, it
+//! // is cloned for every user instead of building a second driver.
+//! let lapic = Lapic::init(mode, lapic_mmio, msrs)?.into_shared(); // every AP: Lapic::init too
 //! lapic.enable(DEFAULT_SPURIOUS_VECTOR);
 //! lapic.setup_error_interrupt(0xFE);
 //! lapic.set_timer_divide(TimerDivide::By16);
-//! lapic.start_timer(TimerMode::Periodic, 0xEC, 100_000)?;
+//! lapic.start_timer(TimerMode::Periodic, 0xEC, 100_000)?; // masked until enable_percpu_irq
 //!
-//! // One `Lapic` serves every CPU: the registers are CPU-local.
 //! let ids = desc.apic_ids();
-//! let ops = LapicOps::new(lapic, this_cpu as fn() -> CpuId, &ids, Some(0xEF)); // 0xEF: cleanup IPI
-//! let vectors = Arc::new(VectorDomain::new(ops, &ids, MsiDestFormat::XApic)?
-//!     .with_irq_control(arch_x86::hw::IRQ_CONTROL));
+//! let ops = LapicOps::new(lapic.clone(), this_cpu as fn() -> CpuId, &ids, Some(0xEF)); // 0xEF: cleanup IPI
+//! let vectors = Arc::new(VectorDomain::new(ops, &ids, MsiDestFormat::XApic)?); // locks: IrqControl::DEFAULT
+//! if desc.has_8259 {
+//!     vectors.reserve_system_vectors(arch_x86::PIC8259_VECTORS)?; // its IRQ 7/15 can fire even masked
+//! }
 //! vectors.assign_system_vector(0xEF)?; // and any other kernel vector inside 0x20..0xEC
 //! vectors.cpu_online(CpuId(0))?;         // the boot CPU; APs: through the hotplug phase
 //! vectors.register_hotplug(&core)?;
 //!
 //! let io = &desc.ioapics[0];
-//! let ioapic = Arc::new(IoApic::new("IO-APIC", ioapic_mmio, io.gsi_base)?
-//!     .with_irq_control(arch_x86::hw::IRQ_CONTROL));
+//! let ioapic = Arc::new(IoApic::new("IO-APIC", ioapic_mmio, io.gsi_base)?);
 //! let route = desc.isa_route(4);  // COM1, MADT overrides applied
 //! let irq = core.alloc_descs(IrqNumber(32), 1)?;
 //! let v = vectors.alloc(irq, &CpuMask::of(CpuId(0)), false)?;
@@ -85,7 +89,12 @@
 //! // Interrupt entry for device vector `n` on CPU `c` (interrupts off):
 //! //   if let Some(irq) = vectors.irq_for_vector(c, n) { core.handle_irq(irq) }
 //! // Cleanup vector 0xEF: vectors.run_cleanup(c); lapic.eoi().
-//! // Timer/IPI vectors: the kernel's own handlers, then lapic.eoi().
+//! // Timer/IPI vectors: irqs with `LapicTimerChip` (PerCpuDevId) and
+//! // `LapicIpiChip` (PerCpu) over `lapic.clone()`; their flows EOI.
+//! // 8259 vectors with a `Pic8259Chip`: `pic.classify(n)` first (spurious
+//! // IRQ 7/15 are not dispatched), then the irq of the line.
+//! // IDT gates for vectors 32-255: `entry::stub_address(n)` and
+//! // `entry::set_dispatch(f)` (stable; x86_64 crate: `set_handler_addr`).
 //! ```
 //!
 //! The integration tests (`tests/kernel_path.rs`) run this sequence against
@@ -103,10 +112,13 @@ extern crate alloc;
 
 pub mod domains;
 #[cfg(target_arch = "x86_64")]
+pub mod entry;
+#[cfg(target_arch = "x86_64")]
 pub mod hw;
 pub mod ioapic;
 pub mod irqsafe;
 pub mod lapic;
+pub mod lapic_chip;
 pub mod matrix;
 #[cfg(feature = "model")]
 pub mod model;
@@ -121,9 +133,10 @@ pub use irqsafe::IrqControl;
 pub use lapic::{
     ApicMode, IpiDest, IpiKind, Lapic, LapicError, LvtEntry, LvtSource, TimerDivide, TimerMode,
 };
-pub use matrix::{VectorError, VectorMatrix};
+pub use lapic_chip::{LapicIpiChip, LapicTimerChip};
+pub use matrix::{PIC8259_VECTORS, VectorError, VectorMatrix};
 pub use msi::{MsiChip, MsiDestFormat, MsiDevice, MsiError, MsiTarget, compose_msi, decode_msi};
-pub use pic8259::{Pic8259, PicError};
+pub use pic8259::{Pic8259, Pic8259Chip, PicError, PicVector};
 pub use platform_desc::{
     CpuInfo, IoApicInfo, IsaOverride, IsaRoute, PlatformDescription, Polarity, TriggerMode,
 };

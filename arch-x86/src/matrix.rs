@@ -25,6 +25,12 @@ pub const FIRST_EXTERNAL_VECTOR: u8 = 0x20;
 /// convention): the default allocation window ends here.
 pub const FIRST_SYSTEM_VECTOR: u8 = 0xEC;
 
+/// The vectors of the legacy 8259 pair after the usual remap
+/// ([`pic8259::DEFAULT_OFFSETS`](crate::pic8259::DEFAULT_OFFSETS)): IRQ 0-15
+/// on 0x20-0x2F, including the spurious IRQ 7 (0x27) and IRQ 15 (0x2F) an
+/// 8259 can deliver even while fully masked.
+pub const PIC8259_VECTORS: core::ops::Range<u8> = 0x20..0x30;
+
 /// Errors of the vector allocator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VectorError {
@@ -165,6 +171,43 @@ impl VectorMatrix {
         }
         self.system.set(vector);
         Ok(())
+    }
+
+    /// Reserves every vector of `range` for the system (see
+    /// [`assign_system`](Self::assign_system)). All or nothing: if one of
+    /// them is in use on some CPU, nothing is reserved.
+    pub fn reserve_range(&mut self, range: core::ops::Range<u8>) -> Result<(), VectorError> {
+        if let Some(v) = range.clone().find(|v| {
+            self.in_window(*v)
+                && self
+                    .cpus
+                    .iter()
+                    .any(|c| c.alloc.get(*v) || c.managed.get(*v))
+        }) {
+            return Err(VectorError::InUse(v));
+        }
+        for v in range {
+            if self.in_window(v) {
+                self.system.set(v);
+            }
+        }
+        Ok(())
+    }
+
+    /// The default window with the 8259's vectors ([`PIC8259_VECTORS`])
+    /// reserved: what a machine with an 8259 needs, whether the pair is used
+    /// ([`Pic8259Chip`](crate::Pic8259Chip)) or only remapped and masked (a
+    /// masked 8259 can still deliver its spurious IRQ 7 and 15, and LINT0 in
+    /// ExtINT mode passes its vectors through).
+    pub fn with_default_window_and_8259(nr_cpus: usize) -> Result<Self, VectorError> {
+        let mut m = Self::with_default_window(nr_cpus)?;
+        m.reserve_range(PIC8259_VECTORS)?;
+        Ok(m)
+    }
+
+    /// Whether `vector` is reserved for the system.
+    pub fn is_system(&self, vector: u8) -> bool {
+        self.system.get(vector)
     }
 
     /// Marks `cpu` online: it becomes eligible for allocations. Its maps

@@ -60,6 +60,33 @@ impl<T: PortIo + ?Sized> PortIo for &T {
     }
 }
 
+impl<T: Mmio32 + ?Sized> Mmio32 for alloc::sync::Arc<T> {
+    fn read32(&self, offset: usize) -> u32 {
+        (**self).read32(offset)
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        (**self).write32(offset, value)
+    }
+}
+
+impl<T: Msr + ?Sized> Msr for alloc::sync::Arc<T> {
+    fn read_msr(&self, msr: u32) -> u64 {
+        (**self).read_msr(msr)
+    }
+    fn write_msr(&self, msr: u32, value: u64) {
+        (**self).write_msr(msr, value)
+    }
+}
+
+impl<T: PortIo + ?Sized> PortIo for alloc::sync::Arc<T> {
+    fn inb(&self, port: u16) -> u8 {
+        (**self).inb(port)
+    }
+    fn outb(&self, port: u16, value: u8) {
+        (**self).outb(port, value)
+    }
+}
+
 /// An [`Mmio32`] for configurations without MMIO (a LAPIC used only in
 /// x2APIC mode): reads return all-ones, writes are ignored.
 #[derive(Clone, Copy, Debug, Default)]

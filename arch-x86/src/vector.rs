@@ -9,7 +9,9 @@
 //! * `set_affinity`: keeps the current vector if its CPU is still online and
 //!   in the new mask, else allocates a new one and remembers the old;
 //!   refuses with [`ChipError::Busy`] while a previous move is unfinished
-//!   (the core then defers the request);
+//!   (the core then defers the request), except when forced (the core
+//!   migrating interrupts off a dying CPU): the unfinished move's old vector
+//!   is then queued for its CPU's cleanup, as on a first arrival;
 //! * `retrigger`: sends the vector to its CPU as a fixed IPI;
 //! * `compose_msi_msg`: the message that targets the (CPU, vector); the
 //!   IOAPIC and MSI levels above build their entries from it.
@@ -211,7 +213,8 @@ impl<O: ApicOps> VectorDomain<O> {
 
     /// Sets how the domain disables local interrupts around its lock (which
     /// interrupt-context acks also take). Kernels pass
-    /// `arch_x86::hw::IRQ_CONTROL`; the default does nothing.
+    /// `arch_x86::hw::IRQ_CONTROL`; the default is
+    /// [`IrqControl::DEFAULT`] (`cli`/`sti` on bare-metal x86_64).
     pub fn with_irq_control(mut self, ctl: IrqControl) -> Self {
         self.state.set_control(ctl);
         self
@@ -230,6 +233,15 @@ impl<O: ApicOps> VectorDomain<O> {
     /// Reserves a system vector on all CPUs (see [`VectorMatrix::assign_system`]).
     pub fn assign_system_vector(&self, vector: u8) -> Result<(), VectorError> {
         self.state.lock().matrix.assign_system(vector)
+    }
+
+    /// Reserves a range of system vectors on all CPUs, all or nothing (see
+    /// [`VectorMatrix::reserve_range`]); for an 8259, pass
+    /// [`PIC8259_VECTORS`](crate::matrix::PIC8259_VECTORS) or the chip's
+    /// [`Pic8259Chip::vectors`](crate::Pic8259Chip::vectors), before the
+    /// first allocation.
+    pub fn reserve_system_vectors(&self, range: core::ops::Range<u8>) -> Result<(), VectorError> {
+        self.state.lock().matrix.reserve_range(range)
     }
 
     /// Runs `f` on the matrix (statistics, tests).
@@ -491,8 +503,14 @@ impl<O: ApicOps> VectorDomain<O> {
         }
     }
 
-    fn do_set_affinity(&self, irq: IrqNumber, mask: &CpuMask) -> Result<CpuMask, ChipError> {
+    fn do_set_affinity(
+        &self,
+        irq: IrqNumber,
+        mask: &CpuMask,
+        force: bool,
+    ) -> Result<CpuMask, ChipError> {
         let mut st = self.state.lock();
+        let mut cleanup_on = None;
         let e = *st.irqs.get(&irq).ok_or(ChipError::Invalid)?;
         let online = st.matrix.online_mask();
         let wanted = mask.and(&online);
@@ -506,10 +524,20 @@ impl<O: ApicOps> VectorDomain<O> {
         }
         if let Some((old_cpu, old_v)) = e.prev {
             if st.matrix.is_online(old_cpu) {
-                return Err(ChipError::Busy);
+                if !force {
+                    return Err(ChipError::Busy);
+                }
+                // Forced (the core moves interrupts off a dying CPU, which
+                // cannot wait for the first arrival): finish the unfinished
+                // move as if it had arrived. The old vector stays mapped
+                // until its CPU's cleanup sees it no longer pending, so an
+                // interrupt in flight to it is still handled.
+                st.cleanup[old_cpu.index()].push((irq, old_v));
+                cleanup_on = Some(old_cpu);
+            } else {
+                // The old CPU is gone: nothing can arrive there any more.
+                self.release(&mut st, irq, old_cpu, old_v);
             }
-            // The old CPU is gone: nothing can arrive there any more.
-            self.release(&mut st, irq, old_cpu, old_v);
         }
         let new = match e.managed {
             Some(m) => st.matrix.alloc_managed(&wanted.and(&m))?,
@@ -526,6 +554,10 @@ impl<O: ApicOps> VectorDomain<O> {
         if let Some(e) = st.irqs.get_mut(&irq) {
             e.cur = Some(new);
             e.prev = prev;
+        }
+        drop(st);
+        if let Some(cpu) = cleanup_on {
+            self.ops.request_cleanup(cpu);
         }
         Ok(CpuMask::of(new.0))
     }
@@ -582,9 +614,9 @@ impl<O: ApicOps> IrqChip for VectorDomain<O> {
         &self,
         d: &IrqData<'_>,
         mask: &CpuMask,
-        _force: bool,
+        force: bool,
     ) -> Result<AffinitySet, ChipError> {
-        let effective = self.do_set_affinity(d.irq(), mask)?;
+        let effective = self.do_set_affinity(d.irq(), mask, force)?;
         Ok(AffinitySet::Applied { effective })
     }
 
@@ -613,6 +645,16 @@ impl<O: ApicOps> IrqChip for VectorDomain<O> {
 ///   the CPU's IRR on their new targets, then [`VectorDomain::cpu_offline`];
 /// * `BringUp` down (CPU dead, or a failed bring-up rolled back):
 ///   [`VectorDomain::cpu_offline`] (idempotent).
+///
+/// **Level IOAPIC lines are not replayed by the dying callback**: irqcore
+/// does not resend level irqs, so a level vector latched in the dying CPU's
+/// IRR, which that CPU will never EOI, leaves the pin's remote IRR set. A
+/// kernel with level lines registers only the `BringUp` phase
+/// ([`VectorHotplug::from_domain`]) and does the dying work itself: for each
+/// latched vector ([`VectorDomain::irq_for_vector`] on the dying CPU), a
+/// level line gets [`IoApic::eoi_vector`](crate::IoApic::eoi_vector), an
+/// edge one `IrqCore::inject_pending`; then [`VectorDomain::cpu_offline`]
+/// (the reference kernel's `hotplug.rs` does this).
 pub struct VectorHotplug<O> {
     domain: Arc<VectorDomain<O>>,
 }

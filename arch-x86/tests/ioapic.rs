@@ -497,3 +497,57 @@ fn a_pin_allocated_edge_rising_shows_its_trigger_in_the_table() {
         "\n{t}"
     );
 }
+
+#[test]
+fn eoi_vector_clears_remote_irr_outside_the_flow() {
+    let r = rig(&[0]);
+    let (idx, io, _irq, vector, _n, _seen) = level_setup(&r, FlowKind::FastEoi);
+    // Delivered but never taken (a CPU going offline with it latched).
+    r.machine.set_ioapic_line(idx, 9, false);
+    assert!(io.entry(9).unwrap().remote_irr());
+    // Still asserted: the EOI clears remote IRR and the line is delivered
+    // again (setting remote IRR anew).
+    io.eoi_vector(vector).unwrap();
+    assert_eq!(r.machine.ioapic_deliveries(idx).len(), 2);
+    // Deasserted (active low: high), the EOI leaves remote IRR clear.
+    r.machine.set_ioapic_line(idx, 9, true);
+    io.eoi_vector(vector).unwrap();
+    assert!(!io.entry(9).unwrap().remote_irr(), "remote IRR cleared");
+    assert_eq!(r.machine.ioapic_deliveries(idx).len(), 2);
+    // An old IOAPIC has no EOI register.
+    let old_idx = r.machine.add_ioapic(1, 24, 0x11);
+    let old = IoApic::new("old", r.machine.ioapic_mmio(old_idx), 24).unwrap();
+    assert_eq!(old.eoi_vector(vector), Err(IoApicError::NoEoiRegister));
+}
+
+#[test]
+fn eoi_vector_completes_a_move_deferred_by_remote_irr() {
+    let r = rig(&[0, 1]);
+    let (idx, io, irq, old_vector, n, _seen) = level_setup(&r, FlowKind::FastEoi);
+    // CPU 0 has the level interrupt latched (remote IRR set) when the irq
+    // is moved to CPU 1: the IOAPIC keeps the old target until the EOI.
+    r.machine.set_ioapic_line(idx, 9, false);
+    assert!(r.machine.is_pending(0, old_vector));
+    r.core.set_affinity(irq, &CpuMask::of(CpuId(1))).unwrap();
+    let new = r.vectors.target(irq).unwrap();
+    assert_eq!(new.cpu, CpuId(1));
+    assert_eq!(io.entry(9).unwrap().vector(), old_vector, "move deferred");
+    // CPU 0 goes away without taking it: the kernel EOIs the old vector at
+    // the IOAPIC. The line is still asserted, so it is delivered again, to
+    // the new target only.
+    io.eoi_vector(old_vector).unwrap();
+    let e = io.entry(9).unwrap();
+    assert_eq!(e.vector(), new.vector, "move completed");
+    assert!(!e.is_masked());
+    assert!(e.remote_irr(), "re-delivered");
+    assert_eq!(
+        r.machine.ioapic_deliveries(idx).last(),
+        Some(&(9, new.vector))
+    );
+    assert!(r.machine.is_pending(1, new.vector));
+    // (The dying CPU's stale IRR bit is dropped with its APIC; the
+    // handler below checks that CPU 0 has nothing pending.)
+    assert_eq!(r.machine.take_interrupt(0), Some(old_vector));
+    assert_eq!(r.run_cpu(1), [irq]);
+    assert_eq!(n.load(Ordering::SeqCst), 1);
+}

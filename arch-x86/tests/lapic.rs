@@ -130,6 +130,9 @@ fn timer_one_shot_periodic_and_tsc_deadline() {
         let (m, l) = machine_with(mode, &[0]);
         l[0].set_timer_divide(TimerDivide::By4);
         l[0].start_timer(TimerMode::OneShot, 0xEC, 100).unwrap();
+        assert!(l[0].lvt(LvtSource::Timer).is_masked(), "starts masked");
+        l[0].set_timer_masked(false);
+        assert_eq!(l[0].lvt(LvtSource::Timer).vector(), 0xEC);
         m.advance_timer(0, 399);
         assert!(!m.is_pending(0, 0xEC));
         assert_eq!(l[0].timer_current_count(), 1);
@@ -141,6 +144,7 @@ fn timer_one_shot_periodic_and_tsc_deadline() {
         assert!(!m.is_pending(0, 0xEC), "one-shot fires once");
 
         l[0].start_timer(TimerMode::Periodic, 0xED, 10).unwrap();
+        l[0].set_timer_masked(false);
         for _ in 0..3 {
             m.advance_timer(0, 40);
             assert_eq!(m.take_interrupt(0), Some(0xED));
@@ -156,6 +160,7 @@ fn timer_one_shot_periodic_and_tsc_deadline() {
         );
         m.set_tsc(1000);
         l[0].start_tsc_deadline(0xEE, 5000).unwrap();
+        l[0].set_timer_masked(false);
         m.set_tsc(4999);
         assert!(!m.is_pending(0, 0xEE));
         m.set_tsc(5000);

@@ -346,3 +346,37 @@ fn affinity_requests_during_an_unfinished_move_converge_on_the_last_one() {
     assert_eq!(r.vectors.with_matrix_ref(|m| m.allocated(CpuId(2))), 0);
     assert_eq!(r.core.effective_affinity(irq).unwrap(), cpus(&[3]));
 }
+
+#[test]
+fn a_forced_move_finishes_an_unfinished_one_through_the_old_cpus_cleanup() {
+    let r = rig(&[0, 1, 2]);
+    let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
+    let v = r.vectors.alloc(irq, &cpus(&[0]), false).unwrap();
+    let first = r.vectors.target(irq).unwrap();
+    let levels = [v];
+    let d = irqcore::IrqData::new(irq, &levels);
+    let chip = levels[0].chip.clone();
+    // A move to CPU 1 that no interrupt has completed yet.
+    chip.set_affinity(&d, &cpus(&[1]), false).unwrap();
+    assert!(r.vectors.move_in_progress(irq));
+    assert_eq!(
+        chip.set_affinity(&d, &cpus(&[2]), false).err(),
+        Some(irqcore::ChipError::Busy),
+        "unforced: the core defers"
+    );
+    // CPU 1 goes down: the core forces the irq off it.
+    let eff = chip.set_affinity(&d, &cpus(&[2]), true).unwrap();
+    assert_eq!(eff.effective(), cpus(&[2]));
+    let t = r.vectors.target(irq).unwrap();
+    assert_eq!(t.cpu, CpuId(2));
+    // The first move's old vector is queued on CPU 0 (which was asked to
+    // clean up), still mapped until then.
+    assert!(r.machine.take_cleanup_requests().contains(&CpuId(0)));
+    assert_eq!(r.vectors.irq_for_vector(CpuId(0), first.vector), Some(irq));
+    common::as_cpu(0, || r.vectors.run_cleanup(CpuId(0)));
+    assert_eq!(r.vectors.irq_for_vector(CpuId(0), first.vector), None);
+    assert!(
+        !r.vectors
+            .with_matrix_ref(|m| m.is_allocated(CpuId(0), first.vector))
+    );
+}

@@ -482,6 +482,70 @@ impl Machine {
         self.st.lock().pics
     }
 
+    /// An edge on ISA line `line` (0-15) of the 8259 pair: the line's IRR
+    /// bit latches (masked or not, as on the 8259A); a slave line whose
+    /// request the slave presents also latches the master's IR2. Returns
+    /// false for a line above 15.
+    pub fn pic_raise(&self, line: u8) -> bool {
+        if line > 15 {
+            return false;
+        }
+        let mut st = self.st.lock();
+        if line < 8 {
+            st.pics[0].irr |= 1 << line;
+        } else {
+            st.pics[1].irr |= 1 << (line - 8);
+            if st.pics[1].resolve(0).is_some() {
+                st.pics[0].irr |= 1 << 2;
+            }
+        }
+        true
+    }
+
+    /// The request on `line` goes away before the CPU acknowledges it (a
+    /// glitch, or a level source deasserted): its IRR bit clears. What the
+    /// master already latched on IR2 for a slave line stays, which is how a
+    /// spurious IRQ 15 arises.
+    pub fn pic_withdraw(&self, line: u8) {
+        let mut st = self.st.lock();
+        match line {
+            0..=7 => st.pics[0].irr &= !(1 << line),
+            8..=15 => st.pics[1].irr &= !(1 << (line - 8)),
+            _ => {}
+        }
+    }
+
+    /// Whether the master's INT output is asserted (a request it would
+    /// present to the CPU now).
+    pub fn pic_int(&self) -> bool {
+        let st = self.st.lock();
+        st.pics[0].resolve(Self::slave_output(&st)).is_some()
+    }
+
+    fn slave_output(st: &State) -> u8 {
+        if st.pics[1].resolve(0).is_some() {
+            1 << 2
+        } else {
+            0
+        }
+    }
+
+    /// The CPU's interrupt acknowledge cycle on the 8259 pair: returns the
+    /// vector delivered. With nothing to present, the master delivers its
+    /// IR7 vector without setting an ISR bit; when the master selected the
+    /// cascade (IR2, now in service) but the slave has nothing, the slave
+    /// delivers its IR7 vector (a spurious IRQ 15).
+    pub fn pic_acknowledge(&self) -> u8 {
+        let mut st = self.st.lock();
+        let extra = Self::slave_output(&st);
+        let (vector, line) = st.pics[0].acknowledge(extra);
+        if line == Some(2) {
+            st.pics[1].acknowledge(0).0
+        } else {
+            vector
+        }
+    }
+
     /// Advances `cpu`'s APIC timer by `bus_clocks` (before the divider).
     pub fn advance_timer(&self, cpu: usize, bus_clocks: u64) {
         let mut st = self.st.lock();
@@ -668,7 +732,9 @@ impl PortIo for ModelPorts {
     fn inb(&self, port: u16) -> u8 {
         let st = self.m.st.lock();
         match port {
+            0x20 => st.pics[0].read_command(),
             0x21 => st.pics[0].imr,
+            0xA0 => st.pics[1].read_command(),
             0xA1 => st.pics[1].imr,
             _ => 0xFF,
         }

@@ -2,7 +2,7 @@
 
 /// Usage text printed by `--help` and after a bad option.
 pub const USAGE: &str = "usage: cargo qemu [--arch x86_64|aarch64] [--smp N] [--machine q35|pc] \
-[--timeout SECONDS] [--features F]
+[--timeout SECONDS] [--features F] [--pic]
        cargo qemu --arch aarch64 [--gic 2|3] [--xen] [--smp N] [--features F]
        cargo qemu --setup [--no-qemu] [--xen]
   --arch      architecture to boot (default x86_64)
@@ -14,6 +14,8 @@ pub const USAGE: &str = "usage: cargo qemu [--arch x86_64|aarch64] [--smp N] [--
   --xen       --arch aarch64 only: boot the kernel as a dom0less guest of real Xen 4.17
               (needs dtc and Xen's arm64 hypervisor: installed like QEMU, or the
               commands are printed)
+  --pic       x86_64 on `-M pc`, one CPU, the IOAPIC unused: every ISA interrupt
+              goes through the 8259 (arch-x86's Pic8259Chip; kernel feature `pic`)
   --setup     boot nothing: set up what every architecture's boot needs (both
               bare-metal Rust targets and both QEMUs; --no-qemu: the targets only;
               --xen: also dtc and Xen's arm64 hypervisor)
@@ -49,6 +51,8 @@ pub struct Options {
     pub setup: bool,
     /// `--no-qemu` (with `--setup`): only the Rust targets.
     pub no_qemu: bool,
+    /// `--pic`: the 8259 boot (`-M pc`, one CPU, kernel feature `pic`).
+    pub pic: bool,
 }
 
 impl Options {
@@ -62,7 +66,9 @@ impl Options {
             features: None,
             setup: false,
             no_qemu: false,
+            pic: false,
         };
+        let mut smp_given = false;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let (key, inline) = match arg.split_once('=') {
@@ -91,6 +97,7 @@ impl Options {
                         .ok()
                         .filter(|n| (1..=8).contains(n))
                         .ok_or_else(|| format!("--smp must be 1..=8, got {v:?}"))?;
+                    smp_given = true;
                 }
                 "--machine" | "-M" => o.machine = Some(value()?),
                 "--timeout" => {
@@ -103,11 +110,29 @@ impl Options {
                 "--features" => o.features = Some(value()?),
                 "--setup" => o.setup = true,
                 "--no-qemu" => o.no_qemu = true,
+                "--pic" => o.pic = true,
                 other => return Err(format!("unknown option {other:?}")),
             }
         }
         if o.no_qemu && !o.setup {
             return Err("--no-qemu goes with --setup".into());
+        }
+        if o.pic {
+            if o.arch != Arch::X86_64 {
+                return Err("--pic is for x86_64".into());
+            }
+            match o.machine.as_deref() {
+                None | Some("pc") => o.machine = Some("pc".into()),
+                Some(m) => return Err(format!("--pic needs --machine pc, got {m:?}")),
+            }
+            if smp_given && o.smp != 1 {
+                return Err(format!("--pic runs on one CPU, got --smp {}", o.smp));
+            }
+            o.smp = 1;
+            o.features = Some(match o.features.take() {
+                Some(f) if !f.is_empty() => format!("{f},pic"),
+                _ => "pic".into(),
+            });
         }
         Ok(Some(o))
     }
@@ -151,6 +176,12 @@ mod tests {
         assert!(parse(&["--smp", "0"]).is_err());
         assert!(parse(&["--smp", "9"]).is_err());
         assert!(parse(&["--smp"]).is_err());
+        assert!(parse(&["--pic", "--machine", "q35"]).is_err());
+        assert!(parse(&["--pic", "--smp", "2"]).is_err());
+        assert!(parse(&["--pic", "--arch", "aarch64"]).is_err());
+        let o = parse(&["--pic", "--features", "x"]).unwrap().unwrap();
+        assert_eq!((o.smp, o.machine.as_deref()), (1, Some("pc")));
+        assert_eq!(o.features.as_deref(), Some("x,pic"));
         assert!(parse(&["--timeout", "0"]).is_err());
         assert!(parse(&["--arch", "riscv"]).is_err());
         assert!(parse(&["--bogus"]).is_err());

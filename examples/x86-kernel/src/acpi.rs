@@ -5,6 +5,7 @@
 //! A small parser rather than the `acpi` crate: we need one table, read from
 //! identity-mapped memory, with no AML; the parser is short enough to audit.
 
+use arch_x86::{IsaOverride, IsaRoute, PlatformDescription};
 use arrayvec::ArrayVec;
 
 /// Most CPUs / IOAPICs / overrides the kernel records.
@@ -21,28 +22,6 @@ pub struct IoApicInfo {
     pub gsi_base: u32,
 }
 
-/// An ISA interrupt source override: ISA IRQ `source` is GSI `gsi`.
-#[derive(Clone, Copy, Debug)]
-pub struct IsaOverride {
-    /// ISA IRQ.
-    pub source: u8,
-    /// Global system interrupt.
-    pub gsi: u32,
-    /// MPS INTI flags: polarity bits 1:0, trigger bits 3:2.
-    pub flags: u16,
-}
-
-impl IsaOverride {
-    /// Level-triggered (trigger mode 0b11).
-    pub fn is_level(&self) -> bool {
-        (self.flags >> 2) & 3 == 3
-    }
-    /// Active low (polarity 0b11).
-    pub fn is_active_low(&self) -> bool {
-        self.flags & 3 == 3
-    }
-}
-
 /// What the MADT says about the interrupt hardware.
 #[derive(Clone, Debug, Default)]
 pub struct Madt {
@@ -54,17 +33,19 @@ pub struct Madt {
     pub cpus: ArrayVec<u32, MAX_CPUS>,
     /// IOAPICs.
     pub ioapics: ArrayVec<IoApicInfo, 4>,
-    /// ISA overrides.
+    /// ISA overrides (decoded by arch-x86).
     pub overrides: ArrayVec<IsaOverride, 16>,
 }
 
 impl Madt {
-    /// GSI and INTI flags of ISA IRQ `irq` (identity unless overridden).
-    pub fn isa_irq(&self, irq: u8) -> (u32, Option<IsaOverride>) {
-        match self.overrides.iter().find(|o| o.source == irq) {
-            Some(o) => (o.gsi, Some(*o)),
-            None => (u32::from(irq), None),
+    /// Where ISA irq `irq` arrives (GSI, trigger and polarity), MADT
+    /// overrides applied: arch-x86's `PlatformDescription::isa_route`.
+    pub fn isa_route(&self, irq: u8) -> IsaRoute {
+        PlatformDescription {
+            isa_overrides: self.overrides.to_vec(),
+            ..PlatformDescription::default()
         }
+        .isa_route(irq)
     }
 }
 
@@ -194,11 +175,11 @@ fn parse_madt(t: &[u8]) -> Madt {
                 });
             }
             (2, 10..) => {
-                let _ = m.overrides.try_push(IsaOverride {
-                    source: e[3],
-                    gsi: u32_at(e, 4),
-                    flags: u16_at(e, 8),
-                });
+                let _ = m.overrides.try_push(IsaOverride::from_inti_flags(
+                    e[3],
+                    u32_at(e, 4),
+                    u16_at(e, 8),
+                ));
             }
             (5, 12..) => m.lapic_addr = u64_at(e, 4),
             // Processor Local x2APIC.

@@ -15,13 +15,14 @@ use irqcore::{
 };
 
 use crate::acpi::Madt;
-use crate::chips::{IoApicChip, LapicChip, MsiChip, VectorChip};
 use crate::cpu::percpu::{self, MAX_CPUS};
-use crate::hw::ioapic::IoApic;
+use crate::hw::pci::PciMsi;
 use crate::hw::{lapic, pci, pit};
 use crate::irq::{self, CORE, vectors};
 use crate::kprintln;
 use crate::smp::{self, CrossCall};
+use arch_x86::hw::{MmioRegion, Msrs};
+use arch_x86::{IoApic, LapicOps, MsiDestFormat, PIC8259_VECTORS, VectorDomain};
 
 /// LAPIC timer period on every CPU.
 pub const TICK_NS: u32 = 1_000_000;
@@ -297,17 +298,34 @@ pub struct PerCpuIrqs {
 
 /// Set by [`setup_percpu`].
 pub static PERCPU_IRQS: spin::Once<PerCpuIrqs> = spin::Once::new();
-/// The vector chip (root of the device hierarchies).
-pub static VECTOR_CHIP: spin::Once<Arc<VectorChip>> = spin::Once::new();
+/// The vector domain (arch-x86): root of every device hierarchy, one
+/// (CPU, vector) per irq from its per-CPU vector matrix.
+pub type Vectors = VectorDomain<LapicOps<&'static MmioRegion, &'static Msrs, fn() -> CpuId>>;
 
-static NEXT_VECTOR: AtomicU32 = AtomicU32::new(vectors::DEVICE_FIRST as u32);
+/// Set by [`setup_percpu`].
+pub static VECTORS: spin::Once<Arc<Vectors>> = spin::Once::new();
 
-fn alloc_vector() -> Result<u8, &'static str> {
-    let v = NEXT_VECTOR.fetch_add(1, Ordering::Relaxed);
-    if v > u32::from(vectors::DEVICE_LAST) {
-        return Err("out of vectors");
-    }
-    Ok(v as u8)
+/// The vector domain.
+pub fn vectors() -> Result<&'static Arc<Vectors>, &'static str> {
+    VECTORS.get().ok_or("no vector domain")
+}
+
+/// Creates the vector domain for the MADT's CPUs with the boot CPU online.
+/// The 8259's vectors (0x20-0x2F: it is remapped there and masked, but can
+/// still deliver its spurious IRQ 7/15) stay out of the device window; the
+/// kernel's system vectors are above it.
+fn setup_vectors() -> Result<(), &'static str> {
+    let ids: Vec<u32> = (0..percpu::nr_cpus())
+        .map(|c| percpu::apic_id_of(CpuId(c)))
+        .collect();
+    // No cleanup IPI: the timer tick runs the cleanup (see `setup_percpu`).
+    let ops = LapicOps::new(lapic::lapic(), percpu::current as fn() -> CpuId, &ids, None);
+    let v = VectorDomain::new(ops, &ids, MsiDestFormat::XApic).map_err(e("vector domain"))?;
+    v.reserve_system_vectors(PIC8259_VECTORS)
+        .map_err(e("reserve 8259 vectors"))?;
+    v.cpu_online(CpuId(0)).map_err(e("vector domain: cpu0"))?;
+    VECTORS.call_once(|| Arc::new(v));
+    Ok(())
 }
 
 fn e<T>(what: &'static str) -> impl FnOnce(T) -> &'static str {
@@ -316,14 +334,22 @@ fn e<T>(what: &'static str) -> impl FnOnce(T) -> &'static str {
 
 /// Sets up the LAPIC timer (percpu_devid) and the two IPIs (percpu).
 pub fn setup_percpu() -> Result<(), &'static str> {
-    let lapic_chip: Arc<dyn IrqChip> = Arc::new(LapicChip);
+    // arch-x86's chips over the one shared LAPIC driver: the timer masks and
+    // unmasks its LVT, IPIs cannot be masked; both EOI from the flow.
+    let timer_chip: Arc<dyn IrqChip> = Arc::new(arch_x86::LapicTimerChip::new(lapic::lapic()));
+    let ipi_chip: Arc<dyn IrqChip> = Arc::new(arch_x86::LapicIpiChip::new(lapic::lapic()));
     let mk = |vector: u8, flow: FlowKind, name: &'static str, h: fn(IrqNumber) -> IrqReturn| {
         let irq = CORE
             .alloc_descs(IrqNumber(16), 1)
             .map_err(e("alloc percpu irq"))?;
+        let chip = if flow == FlowKind::PerCpuDevId {
+            &timer_chip
+        } else {
+            &ipi_chip
+        };
         CORE.set_chip(
             irq,
-            vec![ChipLevel::new(lapic_chip.clone(), HwIrq(u64::from(vector)))],
+            vec![ChipLevel::new(chip.clone(), HwIrq(u64::from(vector)))],
             flow,
         )
         .map_err(e("set_chip percpu"))?;
@@ -339,6 +365,10 @@ pub fn setup_percpu() -> Result<(), &'static str> {
     };
     let timer = mk(vectors::TIMER, FlowKind::PerCpuDevId, "lapic-timer", |_| {
         percpu::this().ticks.fetch_add(1, Ordering::Relaxed);
+        // Releases old vectors of moves completed on other CPUs.
+        if let Some(v) = VECTORS.get() {
+            v.run_cleanup(percpu::current());
+        }
         crate::watchdog::tick();
         IrqReturn::HANDLED
     })?;
@@ -356,8 +386,7 @@ pub fn setup_percpu() -> Result<(), &'static str> {
         IrqReturn::HANDLED
     })?;
     PERCPU_IRQS.call_once(|| PerCpuIrqs { timer, call });
-    VECTOR_CHIP.call_once(|| Arc::new(VectorChip::new()));
-    Ok(())
+    setup_vectors()
 }
 
 /// Starts the LAPIC timer on the calling CPU (hotplug "starting" phase).
@@ -376,61 +405,66 @@ pub fn stop_local_timer() {
     lapic::timer_stop();
 }
 
-/// The IOAPIC chips, one per MADT IOAPIC.
-pub static IOAPICS: spin::Once<Vec<Arc<IoApicChip>>> = spin::Once::new();
+/// The IOAPICs (arch-x86's driver and chip), one per MADT IOAPIC.
+pub static IOAPICS: spin::Once<Vec<Arc<IoApic<MmioRegion>>>> = spin::Once::new();
 
-/// Opens every IOAPIC of the MADT and masks all pins.
+/// The IOAPIC register window: IOREGSEL, IOWIN and the EOI register at
+/// 0x40 (82093AA 3.0; version 0x20 parts).
+const IOAPIC_WINDOW: usize = 0x44;
+
+/// Opens every IOAPIC of the MADT (arch-x86 masks all pins on open).
 pub fn setup_ioapics(madt: &Madt) -> Result<(), &'static str> {
-    let chips: Vec<Arc<IoApicChip>> = madt
-        .ioapics
-        .iter()
-        .map(|i| {
-            Arc::new(IoApicChip {
-                io: IoApic::new(i.addr as usize, i.gsi_base),
-            })
-        })
-        .collect();
-    if chips.is_empty() {
-        return Err("no IOAPIC in the MADT");
-    }
-    for (c, info) in chips.iter().zip(&madt.ioapics) {
+    let mut chips = Vec::new();
+    for info in &madt.ioapics {
+        let base =
+            core::ptr::NonNull::new(info.addr as usize as *mut u8).ok_or("IOAPIC at address 0")?;
+        // SAFETY: the MADT's IOAPIC address, 4-byte aligned, identity-mapped
+        // uncached by the boot page tables (the first 4 GiB), used only by
+        // this driver.
+        let mmio = unsafe { MmioRegion::new(base, IOAPIC_WINDOW) };
+        let io = IoApic::new("IO-APIC", mmio, info.gsi_base).map_err(e("IOAPIC not answering"))?;
         kprintln!(
             "IOAPIC id {} at {:#x}, gsi {}: version {:#x}, {} pins",
             info.id,
             info.addr,
-            c.io.gsi_base,
-            c.io.version(),
-            c.io.pins
+            io.gsi_base(),
+            io.version(),
+            io.nr_pins()
         );
-        c.io.mask_all();
+        chips.push(Arc::new(io));
+    }
+    if chips.is_empty() {
+        return Err("no IOAPIC in the MADT");
     }
     IOAPICS.call_once(|| chips);
     Ok(())
 }
 
-fn ioapic_for(gsi: u32) -> Result<Arc<IoApicChip>, &'static str> {
+fn ioapic_for(gsi: u32) -> Result<(Arc<IoApic<MmioRegion>>, u32), &'static str> {
     IOAPICS
         .get()
         .and_then(|v| {
             v.iter()
-                .find(|c| gsi >= c.io.gsi_base && gsi < c.io.gsi_base + c.io.pins)
-                .cloned()
+                .find_map(|c| c.pin_of_gsi(gsi).map(|p| (c.clone(), p)))
         })
         .ok_or("no IOAPIC routes this GSI")
 }
 
-/// Vectors of level-triggered IOAPIC lines.
-static LEVEL_VECTORS: [AtomicBool; 256] = [const { AtomicBool::new(false) }; 256];
+/// Irqs of level-triggered IOAPIC lines (device irqs are below 256).
+static LEVEL_IRQS: [AtomicBool; 256] = [const { AtomicBool::new(false) }; 256];
 
-/// Whether `vector` belongs to a level-triggered IOAPIC line.
-pub fn is_level_vector(vector: u8) -> bool {
-    LEVEL_VECTORS[usize::from(vector)].load(Ordering::Acquire)
+/// Whether `irq` is a level-triggered IOAPIC line.
+pub fn is_level_irq(irq: IrqNumber) -> bool {
+    LEVEL_IRQS
+        .get(irq.0 as usize)
+        .is_some_and(|l| l.load(Ordering::Acquire))
 }
 
 /// Sends a directed EOI for `vector` to every IOAPIC.
 pub fn ioapic_eoi(vector: u8) {
     for c in IOAPICS.get().into_iter().flatten() {
-        c.io.eoi(vector);
+        // Pre-0x20 IOAPICs have no EOI register; QEMU's is 0x20.
+        let _ = c.eoi_vector(vector);
     }
 }
 
@@ -444,26 +478,24 @@ fn setup_gsi(
     handler: Arc<dyn IrqHandler>,
     flags: RequestFlags,
 ) -> Result<IrqNumber, &'static str> {
-    let io = ioapic_for(gsi)?;
-    let pin = gsi - io.io.gsi_base;
-    let vector = alloc_vector()?;
+    let (io, pin) = ioapic_for(gsi)?;
     let irq = IrqNumber(gsi);
     CORE.alloc_desc_at(irq).map_err(e("alloc_desc_at gsi"))?;
-    io.route(pin, vector, CpuId(0), trigger);
-    if trigger.is_level() {
-        LEVEL_VECTORS[usize::from(vector)].store(true, Ordering::Release);
+    if trigger.is_level()
+        && let Some(l) = LEVEL_IRQS.get(irq.0 as usize)
+    {
+        l.store(true, Ordering::Release);
     }
-    let vchip = VECTOR_CHIP.get().ok_or("no vector chip")?.clone();
-    CORE.set_chip(
-        irq,
-        vec![
-            ChipLevel::new(io, HwIrq(u64::from(pin))),
-            ChipLevel::new(vchip, HwIrq(u64::from(vector))),
-        ],
-        flow,
-    )
-    .map_err(e("set_chip ioapic"))?;
-    irq::map_vector(vector, irq);
+    let vlevel = vectors()?
+        .alloc(irq, &CpuMask::of(CpuId(0)), false)
+        .map_err(e("no free vector"))?;
+    // Programs the pin masked with the trigger and the vector level's
+    // target (CPU 0 until set_affinity runs).
+    let pin_level = io
+        .alloc_pin(irq, pin, trigger, &vlevel)
+        .map_err(e("alloc_pin"))?;
+    CORE.set_chip(irq, vec![pin_level, vlevel], flow)
+        .map_err(e("set_chip ioapic"))?;
     CORE.request_irq_raw(
         irq,
         IrqRequest::new(name, handler)
@@ -477,12 +509,11 @@ fn setup_gsi(
 
 /// The PIT on ISA IRQ 0 (GSI from the MADT override, 2 on QEMU), edge.
 pub fn setup_pit(madt: &Madt) -> Result<(), &'static str> {
-    let (gsi, ovr) = madt.isa_irq(0);
-    let trigger = match ovr {
-        Some(o) if o.is_level() => return Err("PIT override says level"),
-        Some(o) if o.is_active_low() => TriggerType::EdgeFalling,
-        _ => TriggerType::EdgeRising,
-    };
+    let route = madt.isa_route(0);
+    let (gsi, trigger) = (route.gsi, route.trigger);
+    if trigger.is_level() {
+        return Err("PIT override says level");
+    }
     let handler: fn(IrqNumber) -> IrqReturn = |_| {
         PIT.record();
         generate();
@@ -506,8 +537,9 @@ pub fn start_pit() {
     pit::start_periodic(PIT_HZ);
 }
 
-/// Finds the edu functions: the first uses INTx, the second MSI.
-pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
+/// Finds and enables both edu functions (BAR0, memory and bus master),
+/// checking their identification and liveness registers.
+fn probe_edu() -> Result<Vec<pci::Bdf>, &'static str> {
     let fns: Vec<pci::Bdf> = pci::find_all(0x1234, 0x11e8).collect();
     if fns.len() < 2 {
         return Err("need two edu PCI functions (-device edu -device edu)");
@@ -537,13 +569,18 @@ pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
             bar0
         );
     }
+    Ok(fns)
+}
 
+/// Finds the edu functions: the first uses INTx, the second MSI.
+pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
+    let fns = probe_edu()?;
     // INTx: the firmware wrote the legacy IRQ to Interrupt Line (0x3C);
     // through the MADT overrides that is the GSI (QEMU wires PCI INTx to
     // that IOAPIC pin on both pc and q35). A real kernel would evaluate the
     // ACPI _PRT instead.
     let line = pci::read32(fns[0], 0x3C) as u8;
-    let (gsi, _) = madt.isa_irq(line);
+    let gsi = madt.isa_route(line).gsi;
     let irq = setup_gsi(
         gsi,
         TriggerType::LevelHigh,
@@ -566,22 +603,25 @@ pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
         0x04,
         pci::read16(bdf, 0x04) | pci::command::INTX_DISABLE,
     );
-    let vector = alloc_vector()?;
     let irq = CORE
         .alloc_descs(IrqNumber(64), 1)
         .map_err(e("alloc msi irq"))?;
-    let vchip = VECTOR_CHIP.get().ok_or("no vector chip")?.clone();
-    // The vector chip's default target is CPU 0 until set_affinity runs.
+    let vlevel = vectors()?
+        .alloc(irq, &CpuMask::of(CpuId(0)), false)
+        .map_err(e("no free vector"))?;
     CORE.set_chip(
         irq,
         vec![
-            ChipLevel::new(Arc::new(MsiChip { bdf, cap }), HwIrq(0)),
-            ChipLevel::new(vchip, HwIrq(u64::from(vector))),
+            ChipLevel::new(
+                Arc::new(arch_x86::MsiChip::new("PCI-MSI", PciMsi { bdf, cap })),
+                HwIrq(0),
+            ),
+            vlevel,
         ],
         FlowKind::Edge,
     )
     .map_err(e("set_chip msi"))?;
-    irq::map_vector(vector, irq);
+    let vector = vectors()?.target(irq).map_or(0, |t| t.vector);
     CORE.request_irq_raw(
         irq,
         IrqRequest::new("edu-msi", Arc::new(|_| EDU_MSI.handle())).dev_id(DevId(0xED1)),
@@ -617,4 +657,70 @@ pub fn settle_source(src: &Source) {
     {
         src.allowed.store(mask_bits(&eff), Ordering::Release);
     }
+}
+
+/// The 8259 pair as an irqcore chip (`--pic` boot only).
+pub static PIC: spin::Once<Arc<arch_x86::Pic8259Chip<arch_x86::hw::Ports>>> = spin::Once::new();
+
+/// The `--pic` boot's interrupt set-up: the 8259 pair as arch-x86's
+/// `Pic8259Chip` (vectors 0x20-0x2F, reserved in the vector domain), the
+/// BSP's LINT0 in ExtINT mode (virtual wire: the 8259 supplies the vector,
+/// and there is no LAPIC EOI), the PIT on ISA IRQ 0 (edge flow) and the edu
+/// INTx line on the 8259 line the firmware routed it to (level through the
+/// chipset's ELCR: level flow, mask, EOI, unmask after the thread).
+pub fn setup_pic() -> Result<(), &'static str> {
+    use arch_x86::lapic::{LvtEntry, LvtSource};
+    use arch_x86::pic8259::DEFAULT_OFFSETS;
+    // SAFETY: CPL 0; this `Ports` goes only to arch-x86's 8259 driver
+    // (ports 0x20/0x21/0xA0/0xA1 and the delay port 0x80, 8259A datasheet).
+    let ports = unsafe { arch_x86::hw::Ports::new() };
+    let (master, slave) = DEFAULT_OFFSETS;
+    let chip = Arc::new(
+        arch_x86::Pic8259Chip::new(arch_x86::Pic8259::new(ports), master, slave)
+            .map_err(e("8259 init"))?,
+    );
+    PIC.call_once(|| chip.clone());
+    lapic::lapic().set_lvt(LvtSource::Lint0, LvtEntry::ext_int());
+
+    let line_irq = |line: u8, flow: FlowKind| -> Result<IrqNumber, &'static str> {
+        let irq = IrqNumber(u32::from(line));
+        CORE.alloc_desc_at(irq).map_err(e("alloc_desc_at isa"))?;
+        let level = chip.level(line).map_err(e("8259 line"))?;
+        CORE.set_chip(irq, vec![level], flow)
+            .map_err(e("set_chip 8259"))?;
+        Ok(irq)
+    };
+    let pit_irq = line_irq(0, FlowKind::Edge)?;
+    let handler: fn(IrqNumber) -> IrqReturn = |_| {
+        PIT.record();
+        generate();
+        IrqReturn::HANDLED
+    };
+    CORE.request_irq_raw(
+        pit_irq,
+        IrqRequest::new("pit", Arc::new(handler)).dev_id(DevId(0)),
+    )
+    .map_err(e("request pit"))?;
+    PIT.irq.store(pit_irq.0, Ordering::Release);
+    kprintln!("pit: ISA IRQ 0 -> 8259 -> irq {}", pit_irq.0);
+
+    let fns = probe_edu()?;
+    let line = pci::read32(fns[0], 0x3C) as u8;
+    if line > 15 || line == 2 {
+        return Err("edu INTx not routed to an 8259 line");
+    }
+    let irq = line_irq(line, FlowKind::Level)?;
+    CORE.request_irq_raw(
+        irq,
+        IrqRequest::new("edu-intx", Arc::new(EduIntxHandler))
+            .flags(RequestFlags::THREADED | RequestFlags::ONESHOT)
+            .dev_id(DevId(line as usize)),
+    )
+    .map_err(e("request edu intx"))?;
+    EDU_INTX.src.irq.store(irq.0, Ordering::Release);
+    kprintln!(
+        "edu-intx: INTx line {line} -> 8259 -> irq {} (level, threaded oneshot)",
+        irq.0
+    );
+    Ok(())
 }

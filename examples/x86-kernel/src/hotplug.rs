@@ -18,9 +18,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use irqcore::hotplug::HotplugCtx;
 use irqcore::{CpuControl, CpuId, CpuPhase, HotplugCallback, IrqError};
 
+use crate::cpu::percpu;
 use crate::devices;
 use crate::hw::lapic;
-use crate::irq::{self, CORE, KernelPlatform, vectors};
+use crate::irq::{CORE, KernelPlatform};
 use crate::smp;
 
 /// Device vectors found latched on a dying CPU and replayed elsewhere.
@@ -61,28 +62,43 @@ impl HotplugCallback<KernelPlatform> for LocalApicHotplug {
 
 /// Replays device vectors latched in this (dying) CPU's IRR: irqcore already
 /// retargeted their irqs, so an edge is re-raised on the new target
-/// (`inject_pending`, hardware retrigger through the vector chip), and a
+/// (`inject_pending`, hardware retrigger through the vector domain), and a
 /// level IOAPIC line gets a directed EOI so the IOAPIC, whose Remote IRR
-/// still waits for this CPU's EOI, delivers it again to the new target.
+/// still waits for this CPU's EOI, delivers it again to the new target
+/// (`IoApic::eoi_vector` completes the deferred retarget first). Then the
+/// vector domain releases this CPU's vectors.
 fn replay_latched_vectors() {
-    for v in vectors::DEVICE_FIRST..=vectors::DEVICE_LAST {
+    let Ok(domain) = devices::vectors() else {
+        return;
+    };
+    let cpu = percpu::current();
+    for v in arch_x86::matrix::FIRST_EXTERNAL_VECTOR..arch_x86::matrix::FIRST_SYSTEM_VECTOR {
         if !lapic::is_pending(v) {
             continue;
         }
-        let Some(irq) = irq::vector_irq(v) else {
+        let Some(irq) = domain.irq_for_vector(cpu, v) else {
             continue;
         };
         REPLAYED_ON_DOWN.fetch_add(1, Ordering::Relaxed);
-        if devices::is_level_vector(v) {
+        if devices::is_level_irq(irq) {
             devices::ioapic_eoi(v);
         } else {
             let _ = CORE.inject_pending(irq);
         }
     }
+    let _ = domain.cpu_offline(cpu);
 }
 
 /// Registers the kernel's hotplug callbacks (once, at boot).
 pub fn init() -> Result<(), IrqError> {
+    // The vector domain's bring-up work (`cpu_online` under the sparse lock,
+    // and `cpu_offline` once a CPU is dead); its dying-CPU replay is the
+    // kernel's own (`replay_latched_vectors`), which also handles level
+    // IOAPIC lines.
+    let domain = devices::vectors().map_err(|_| IrqError::InvalidArgument)?;
+    let vectors: Arc<dyn HotplugCallback<KernelPlatform>> =
+        Arc::new(arch_x86::VectorHotplug::from_domain(domain.clone()));
+    CORE.register_hotplug(CpuPhase::BringUp, vectors)?;
     CORE.register_hotplug(CpuPhase::Starting, Arc::new(LocalApicHotplug))
 }
 

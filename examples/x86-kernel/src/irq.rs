@@ -13,12 +13,10 @@ use crate::hw::{cpu, lapic};
 use crate::sync::IrqLock;
 
 /// Vector layout (Intel SDM vol. 3, 10.8.3.1: the upper 4 bits are the
-/// priority class; system vectors sit in the top class).
+/// priority class; system vectors sit in the top class). Device vectors come
+/// from arch-x86's vector domain (`devices::VECTORS`), per CPU, below
+/// `arch_x86::matrix::FIRST_SYSTEM_VECTOR` (0xEC) and above the 8259's.
 pub mod vectors {
-    /// First vector handed to device interrupts.
-    pub const DEVICE_FIRST: u8 = 0x30;
-    /// Last vector handed to device interrupts.
-    pub const DEVICE_LAST: u8 = 0xDF;
     /// LAPIC timer (per CPU).
     pub const TIMER: u8 = 0xEF;
     /// Cross-CPU function call IPI.
@@ -41,7 +39,8 @@ pub static CORE: IrqCore<KernelPlatform> = IrqCore::with_config(
     },
 );
 
-/// irq number of each vector (0: none; irq 0 is never mapped by vector).
+/// irq number of each system vector (timer, IPIs; the same on every CPU),
+/// `u32::MAX` for none.
 static VECTOR_IRQ: [AtomicU32; 256] = [const { AtomicU32::new(u32::MAX) }; 256];
 
 /// Interrupts on vectors with no irq (must stay 0).
@@ -54,15 +53,18 @@ pub static AFFINITY_BROKEN: AtomicU64 = AtomicU64::new(0);
 /// Spurious-vector interrupts (informational).
 pub static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
-/// Maps `vector` to `irq` for the entry path.
+/// Maps system vector `vector` to `irq` for the entry path.
 pub fn map_vector(vector: u8, irq: IrqNumber) {
     VECTOR_IRQ[usize::from(vector)].store(irq.0, Ordering::Release);
 }
 
-/// The irq a vector is mapped to.
+/// The irq `vector` is mapped to on the executing CPU: a system vector's,
+/// else the vector domain's (lock-free).
 pub fn vector_irq(vector: u8) -> Option<IrqNumber> {
     match VECTOR_IRQ[usize::from(vector)].load(Ordering::Acquire) {
-        u32::MAX => None,
+        u32::MAX => crate::devices::VECTORS
+            .get()
+            .and_then(|v| v.irq_for_vector(percpu::current(), vector)),
         n => Some(IrqNumber(n)),
     }
 }
@@ -82,6 +84,24 @@ pub fn entry(vector: u8) {
     // the interrupt flag on the way out.
     if vector != vectors::TIMER && !CORE.cpu_online(percpu::current()) {
         this.irqs_while_offline.fetch_add(1, Ordering::Relaxed);
+    }
+    // The 8259 (`--pic` boot): its vectors arrive through LINT0 in ExtINT
+    // mode, with no LAPIC EOI. A spurious IRQ 7/15 is recognised (and
+    // EOIed as the 8259 needs) by the chip, and dispatches nothing.
+    if let Some(pic) = crate::devices::PIC.get() {
+        match pic.classify(vector) {
+            arch_x86::PicVector::Line(line) => {
+                if CORE.handle_irq(IrqNumber(u32::from(line))).is_err() {
+                    UNMAPPED_VECTORS.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            arch_x86::PicVector::Spurious(_) => {
+                SPURIOUS.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            arch_x86::PicVector::NotPic => {}
+        }
     }
     match vector_irq(vector) {
         // The chips (LAPIC, vector domain) send the EOI from the flow.

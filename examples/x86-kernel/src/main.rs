@@ -16,7 +16,6 @@ extern crate alloc;
 mod acpi;
 mod boot;
 mod checks;
-mod chips;
 mod cpu;
 mod devices;
 mod exceptions;

@@ -55,19 +55,6 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// Reads a model-specific register.
-///
-/// # Safety
-/// The MSR must exist on this CPU.
-pub unsafe fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: the caller guarantees the MSR exists (else #GP).
-    unsafe {
-        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
-    }
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
 /// Writes a model-specific register.
 ///
 /// # Safety
@@ -118,4 +105,12 @@ pub fn initial_apic_id() -> u32 {
     // SAFETY: CPUID is available on every x86-64 CPU.
     let r = unsafe { core::arch::x86_64::__cpuid(1) };
     r.ebx >> 24
+}
+
+/// `cpuid` leaf 1 ECX\[21\]: the CPU has an x2APIC.
+pub fn has_x2apic() -> bool {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID is available on every x86-64 CPU.
+    let r = unsafe { core::arch::x86_64::__cpuid(1) };
+    r.ecx & (1 << 21) != 0
 }

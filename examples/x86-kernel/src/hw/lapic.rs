@@ -1,161 +1,168 @@
-//! Local APIC in xAPIC (MMIO) mode: enable, EOI, IPIs (fixed, INIT, SIPI),
-//! the timer. Register offsets: Intel SDM vol. 3, table 11-1.
+//! The local APIC, through `arch-x86`'s driver, in x2APIC mode where the
+//! CPU has it (CPUID.01H:ECX\[21\]; QEMU 7.2's TCG does not offer it, so
+//! the boots here run xAPIC) and xAPIC otherwise: one
+//! [`Lapic`] over the MADT's register page, shared by this module's
+//! functions and by the timer and IPI chips (`arch_x86::LapicTimerChip`,
+//! `arch_x86::LapicIpiChip`). The page and the MSRs address the *executing*
+//! CPU's APIC, so one driver serves every CPU. This module keeps only what
+//! the kernel adds: the interrupt-safe ICR sequence and the TSC calibration.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use arch_x86::ApicMode;
+use arch_x86::hw::{MmioRegion, Msrs};
+use arch_x86::lapic::{IpiDest, IpiKind, Lapic, LvtEntry, LvtSource, TimerDivide, TimerMode};
+use core::ptr::NonNull;
 
 use super::cpu;
 
-const REG_ID: usize = 0x20;
-const REG_TPR: usize = 0x80;
-const REG_EOI: usize = 0xB0;
-const REG_SVR: usize = 0xF0;
-const REG_ICR_LO: usize = 0x300;
-const REG_ICR_HI: usize = 0x310;
-const REG_LVT_TIMER: usize = 0x320;
-const REG_LVT_LINT0: usize = 0x350;
-const REG_TIMER_INIT: usize = 0x380;
-const REG_TIMER_CUR: usize = 0x390;
-const REG_TIMER_DIV: usize = 0x3E0;
+/// The kernel's LAPIC driver type: references to the one register page and
+/// the MSR accessor, so clones are free.
+pub type KernelLapic = Lapic<&'static MmioRegion, &'static Msrs>;
 
-const LVT_MASKED: u32 = 1 << 16;
-const LVT_PERIODIC: u32 = 1 << 17;
-const ICR_PENDING: u32 = 1 << 12;
-const ICR_SELF: u32 = 1 << 18;
+static REGION: spin::Once<MmioRegion> = spin::Once::new();
+/// The mode every CPU uses, chosen once by the BSP in [`set_base`].
+static MODE: spin::Once<ApicMode> = spin::Once::new();
 
-/// IA32_APIC_BASE.
-const MSR_APIC_BASE: u32 = 0x1B;
+fn mode() -> ApicMode {
+    MODE.get().copied().unwrap_or(ApicMode::XApic)
+}
+// SAFETY: the kernel runs at CPL 0 and hands `MSRS` only to arch-x86's
+// LAPIC driver, which accesses IA32_APIC_BASE and the APIC MSRs only
+// (Intel SDM vol. 4, table 2-2).
+static MSRS: Msrs = unsafe { Msrs::new() };
 
-static BASE: AtomicUsize = AtomicUsize::new(0xFEE0_0000);
+/// The xAPIC register page is 4 KiB (Intel SDM vol. 3, 11.4.1).
+const PAGE: usize = 0x1000;
 
-/// Records the LAPIC MMIO base (from the MADT).
+/// Records the LAPIC MMIO base (from the MADT). Later calls are ignored:
+/// every CPU's APIC sits at the same address.
 pub fn set_base(base: usize) {
-    BASE.store(base, Ordering::Relaxed);
+    MODE.call_once(|| {
+        if cpu::has_x2apic() {
+            ApicMode::X2Apic
+        } else {
+            ApicMode::XApic
+        }
+    });
+    REGION.call_once(|| {
+        let base = NonNull::new(base as *mut u8).unwrap_or(NonNull::dangling());
+        // SAFETY: `base` is the MADT's LAPIC address, 4 KiB aligned and
+        // identity-mapped uncached by the boot page tables (boot.rs maps the
+        // first 4 GiB); nothing else treats it as memory.
+        unsafe { MmioRegion::new(base, PAGE) }
+    });
 }
 
-fn read(reg: usize) -> u32 {
-    // SAFETY: BASE is the LAPIC page (MADT / IA32_APIC_BASE), identity-mapped
-    // uncached by the boot page tables; registers are 32-bit, 16-aligned.
-    unsafe { core::ptr::read_volatile((BASE.load(Ordering::Relaxed) + reg) as *const u32) }
-}
-
-fn write(reg: usize, v: u32) {
-    // SAFETY: as in `read`.
-    unsafe { core::ptr::write_volatile((BASE.load(Ordering::Relaxed) + reg) as *mut u32, v) }
+/// The shared driver. Before [`set_base`] it addresses nothing (reads give
+/// all-ones, writes are dropped: `MmioRegion` of length 0).
+pub fn lapic() -> KernelLapic {
+    static EMPTY: spin::Once<MmioRegion> = spin::Once::new();
+    let region = REGION.get().unwrap_or_else(|| {
+        // SAFETY: a zero-length region refuses every access, so the
+        // address is never dereferenced.
+        EMPTY.call_once(|| unsafe { MmioRegion::new(NonNull::dangling(), 0) })
+    });
+    Lapic::attach(mode(), region, &MSRS)
 }
 
 /// Enables this CPU's LAPIC: global enable in IA32_APIC_BASE, software
 /// enable with `spurious_vector` in the SVR, TPR 0, LINT0 (ExtINT from the
 /// 8259 in virtual-wire mode) masked, timer masked.
 pub fn init_this_cpu(spurious_vector: u8) {
-    // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (SDM vol. 3, 11.4.4).
-    unsafe {
-        let v = cpu::rdmsr(MSR_APIC_BASE);
-        cpu::wrmsr(MSR_APIC_BASE, v | (1 << 11));
-    }
-    write(REG_SVR, 0x100 | u32::from(spurious_vector));
-    write(REG_TPR, 0);
-    write(REG_LVT_LINT0, LVT_MASKED);
-    write(REG_LVT_TIMER, LVT_MASKED);
+    let Some(region) = REGION.get() else { return };
+    // Cannot fail: the firmware and INIT leave xAPIC (or x2APIC, kept), and
+    // both go to the chosen mode (SDM vol. 3, 11.12.5).
+    let Ok(l) = Lapic::init(mode(), region, &MSRS) else {
+        return;
+    };
+    l.enable(spurious_vector);
+    l.set_lvt(LvtSource::Lint0, LvtEntry::MASKED);
+    l.set_lvt(LvtSource::Timer, LvtEntry::MASKED);
 }
 
 /// Software-disables this CPU's LAPIC (an offline CPU accepts nothing but
 /// INIT/SIPI/NMI).
 pub fn disable_this_cpu() {
-    write(REG_LVT_TIMER, LVT_MASKED);
-    write(REG_TIMER_INIT, 0);
-    write(REG_SVR, read(REG_SVR) & !0x100);
+    let l = lapic();
+    l.stop_timer();
+    l.disable();
 }
 
 /// This CPU's APIC id.
 pub fn id() -> u32 {
-    read(REG_ID) >> 24
+    lapic().id()
 }
 
 /// Signals end of interrupt for the highest in-service vector.
 pub fn eoi() {
-    write(REG_EOI, 0);
+    lapic().eoi();
 }
 
-fn icr_send(dest_apic: u32, lo: u32) {
-    // The ICR is two registers: keep a handler on this CPU from interleaving.
+/// Sends an IPI with interrupts off: the xAPIC ICR is two registers, and a
+/// handler on this CPU sending its own IPI between them would redirect ours.
+fn send(kind: IpiKind, dest: IpiDest) {
     let was = cpu::irq_save();
-    while read(REG_ICR_LO) & ICR_PENDING != 0 {
-        core::hint::spin_loop();
-    }
-    write(REG_ICR_HI, dest_apic << 24);
-    write(REG_ICR_LO, lo);
-    while read(REG_ICR_LO) & ICR_PENDING != 0 {
-        core::hint::spin_loop();
-    }
+    // Errors: a vector below 16 or an id above 0xFF, impossible for the
+    // kernel's fixed vectors and MADT ids; or a stuck ICR, which the bounded
+    // wait reports instead of hanging. Nothing better to do here.
+    let _ = lapic().send_ipi(kind, dest);
     cpu::irq_restore(was);
 }
 
-/// Whether `vector` is pending (requested, not yet in service) in this CPU's
-/// IRR (eight 32-bit registers from 0x200, SDM 10.8.4).
+/// Whether `vector` is pending (requested, not yet in service) in this
+/// CPU's IRR.
 pub fn is_pending(vector: u8) -> bool {
-    let reg = 0x200 + usize::from(vector / 32) * 0x10;
-    read(reg) & (1 << (vector % 32)) != 0
+    lapic().is_pending(vector)
 }
 
 /// Sends a fixed IPI with `vector` to the CPU with APIC id `dest_apic`.
 pub fn send_ipi(dest_apic: u32, vector: u8) {
-    icr_send(dest_apic, 0x4000 | u32::from(vector));
+    send(IpiKind::Fixed(vector), IpiDest::Apic(dest_apic));
 }
 
 /// Sends a fixed IPI with `vector` to this CPU (self shorthand).
 pub fn send_self_ipi(vector: u8) {
-    icr_send(0, ICR_SELF | 0x4000 | u32::from(vector));
+    send(IpiKind::Fixed(vector), IpiDest::SelfOnly);
 }
 
-/// INIT assert then de-assert (SDM vol. 3, 8.4.4.1).
+/// INIT (Intel SDM vol. 3, 9.4.4.1).
 pub fn send_init(dest_apic: u32) {
-    icr_send(dest_apic, 0xC500);
-    icr_send(dest_apic, 0x8500);
+    send(IpiKind::Init, IpiDest::Apic(dest_apic));
 }
 
 /// Start-up IPI: the AP starts at `page << 12` in real mode.
 pub fn send_sipi(dest_apic: u32, page: u8) {
-    icr_send(dest_apic, 0x4600 | u32::from(page));
+    send(IpiKind::Startup(page), IpiDest::Apic(dest_apic));
 }
 
-/// Starts the periodic timer: QEMU's LAPIC timer counts at 1 GHz with
+/// Starts the periodic timer, **masked** (the timer irq's
+/// `enable_percpu_irq` unmasks it): QEMU's LAPIC timer counts at 1 GHz with
 /// divide-by-1, so `period_ns` is in counts.
 pub fn timer_start_periodic(vector: u8, period_ns: u32) {
-    write(REG_TIMER_DIV, 0b1011);
-    write(REG_LVT_TIMER, u32::from(vector) | LVT_PERIODIC);
-    write(REG_TIMER_INIT, period_ns);
-}
-
-/// Masks or unmasks the timer LVT without changing its mode.
-pub fn timer_set_masked(masked: bool) {
-    let v = read(REG_LVT_TIMER);
-    write(
-        REG_LVT_TIMER,
-        if masked {
-            v | LVT_MASKED
-        } else {
-            v & !LVT_MASKED
-        },
-    );
+    let l = lapic();
+    l.set_timer_divide(TimerDivide::By1);
+    // Cannot fail: the kernel's timer vector is above 15.
+    let _ = l.start_timer(TimerMode::Periodic, vector, period_ns);
 }
 
 /// Stops the timer (initial count 0) and masks it.
 pub fn timer_stop() {
-    write(REG_LVT_TIMER, LVT_MASKED);
-    write(REG_TIMER_INIT, 0);
+    lapic().stop_timer();
 }
 
 /// Busy-waits `ns` nanoseconds on the masked one-shot timer, returning the
 /// TSC ticks that elapsed (used once, to calibrate the TSC).
 pub fn measure_tsc_over(ns: u32) -> u64 {
-    write(REG_TIMER_DIV, 0b1011);
-    write(REG_LVT_TIMER, LVT_MASKED);
+    let l = lapic();
+    l.set_timer_divide(TimerDivide::By1);
     let t0 = cpu::rdtsc();
-    write(REG_TIMER_INIT, ns);
-    while read(REG_TIMER_CUR) != 0 {
+    // Masked: the count runs, nothing is delivered (vector: any legal one).
+    if l.start_timer(TimerMode::OneShot, 0xFF, ns).is_err() {
+        return 0;
+    }
+    while l.timer_current_count() != 0 {
         core::hint::spin_loop();
     }
     let t1 = cpu::rdtsc();
-    write(REG_TIMER_INIT, 0);
+    l.stop_timer();
     t1 - t0
 }

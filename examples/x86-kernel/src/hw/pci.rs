@@ -1,6 +1,8 @@
 //! PCI configuration space through the legacy mechanism #1 (ports 0xCF8 /
 //! 0xCFC, PCI Local Bus spec 3.0, 3.2.2.3.2), and the MSI capability.
 
+use irqcore::MsiMsg;
+
 use super::port::{inl, outl};
 use crate::sync::IrqLock;
 
@@ -116,4 +118,29 @@ pub fn msi_program(b: Bdf, cap: u8, addr: u64, data: u16, enable: bool) {
     // Multiple Message Enable = 0 (one vector); bit 0 = MSI enable.
     let ctrl = (ctrl & !(0b111 << 4) & !1) | u16::from(enable);
     write16(b, cap + 2, ctrl);
+}
+
+/// The MSI capability of one PCI function (single vector, index 0), as
+/// `arch_x86::MsiChip` programs it: the chip composes the message from the
+/// vector level and writes it here; the function is enabled for MSI with
+/// its first message.
+pub struct PciMsi {
+    /// The function.
+    pub bdf: Bdf,
+    /// Offset of its MSI capability.
+    pub cap: u8,
+}
+
+impl arch_x86::MsiDevice for PciMsi {
+    fn write_msg(&self, _index: u32, msg: MsiMsg) {
+        let addr = (u64::from(msg.address_hi) << 32) | u64::from(msg.address_lo);
+        msi_program(self.bdf, self.cap, addr, msg.data as u16, true);
+    }
+
+    // edu's MSI capability has no per-vector mask bit (PCI 3.0, 6.8.1.3):
+    // masking is impossible, as in Linux for such functions; irqcore's lazy
+    // disable still marks arrivals while disabled as pending and resends.
+    fn set_masked(&self, _index: u32, _masked: bool) -> bool {
+        false
+    }
 }

@@ -1,0 +1,59 @@
+//! The kernel heap (irqcore allocates descriptors, actions and chip levels):
+//! `linked_list_allocator`'s first-fit heap behind an interrupt-safe lock,
+//! over a fixed region of RAM above the kernel image.
+//!
+//! A kernel declares `#[global_allocator] static HEAP: KernelHeap<Irq> =
+//! KernelHeap::new();` and calls [`KernelHeap::init`] once at boot.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+
+use linked_list_allocator::Heap;
+
+use crate::sync::{IrqLock, LocalIrq};
+
+/// A first-fit heap usable as the global allocator; empty until
+/// [`KernelHeap::init`].
+pub struct KernelHeap<I>(IrqLock<Heap, I>);
+
+impl<I: LocalIrq> KernelHeap<I> {
+    /// An empty heap (every allocation fails until `init`).
+    pub const fn new() -> Self {
+        Self(IrqLock::new(Heap::empty()))
+    }
+
+    /// Hands `[start, start + size)` to the heap.
+    ///
+    /// # Safety
+    /// The region must be RAM, mapped as normal memory at these addresses,
+    /// unused by anything else, and this must be called once.
+    pub unsafe fn init(&self, start: usize, size: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.0.lock().init(start as *mut u8, size) }
+    }
+}
+
+impl<I: LocalIrq> Default for KernelHeap<I> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: allocation and deallocation are serialized by the lock, and the
+// heap hands out disjoint blocks of the region given to `init`.
+unsafe impl<I: LocalIrq> GlobalAlloc for KernelHeap<I> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .allocate_first_fit(layout)
+            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: `ptr` came from `alloc` with this layout (GlobalAlloc
+            // contract).
+            unsafe { self.0.lock().deallocate(p, layout) }
+        }
+    }
+}

@@ -369,15 +369,10 @@ pub fn run(dt: DtInfo) -> ! {
         "total {} us; upcall stats {stats:?}",
         time::now_us() - t_start
     );
-    match checks::verdict() {
-        Ok(passed) => {
-            kprintln!("RESULT: PASS {passed} checks");
-            exit(ExitCode::Pass)
-        }
-        Err((failed, first)) => {
-            kprintln!("RESULT: FAIL {first} ({failed} failed)");
-            exit(ExitCode::Fail)
-        }
+    if checks::CHECKS.print_result() {
+        exit(ExitCode::Pass)
+    } else {
+        exit(ExitCode::Fail)
     }
 }
 

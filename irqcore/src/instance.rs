@@ -86,7 +86,7 @@ impl CoreConfig {
 pub struct IrqCore<P: Platform> {
     pub(crate) platform: P,
     pub(crate) store: DescStore,
-    pub(crate) epochs: [CpuEpoch; MAX_CPUS],
+    pub(crate) epochs: crate::cell_array::CellArray<CpuEpoch, MAX_CPUS>,
     pub(crate) nr_cpus: u32,
     online: [AtomicU64; MAX_CPUS / 64],
     next_dev_id: AtomicUsize,
@@ -163,7 +163,7 @@ impl<P: Platform> IrqCore<P> {
         Self {
             platform,
             store: DescStore::new(config.capacity),
-            epochs: [const { CpuEpoch::new() }; MAX_CPUS],
+            epochs: crate::cell_array::CellArray::new([const { CpuEpoch::new() }; MAX_CPUS]),
             nr_cpus: nr,
             online: [const { AtomicU64::new(0) }; MAX_CPUS / 64],
             next_dev_id: AtomicUsize::new(usize::MAX / 2),

@@ -16,6 +16,7 @@
 //! ([`crate::grace`]), so a CPU dispatching through a pointer it loaded just
 //! before the free never touches freed memory.
 
+use crate::cell_array::CellArray;
 use crate::desc::IrqDesc;
 use crate::error::IrqError;
 use crate::ids::IrqNumber;
@@ -148,7 +149,8 @@ impl AllocState {
 
 /// The store: lookup table, sparse lock and allocation map.
 pub(crate) struct DescStore {
-    top: [AtomicPtr<Chunk>; TOP],
+    /// One cell around the table: see [`crate::cell_array`].
+    top: CellArray<AtomicPtr<Chunk>, TOP>,
     capacity: u32,
     pub(crate) sparse: spin::Mutex<AllocState>,
     /// CPU index + 1 of the sparse-lock holder, 0 when free.
@@ -181,7 +183,7 @@ impl DescStore {
             capacity
         };
         Self {
-            top: [const { AtomicPtr::new(ptr::null_mut()) }; TOP],
+            top: CellArray::new([const { AtomicPtr::new(ptr::null_mut()) }; TOP]),
             capacity,
             sparse: spin::Mutex::new(AllocState::new()),
             sparse_owner: AtomicU32::new(0),

@@ -404,7 +404,10 @@ impl<P: Platform> IrqCore<P> {
             // We may hold a reference up our own stack: park them.
             self.store.retire(descs);
         } else {
-            drop(descs);
+            // SAFETY: they were unpublished before the grace period above,
+            // which covered every other CPU, and this CPU is outside any
+            // read-side section, so no reference to them is left.
+            unsafe { descs.free() };
             self.reclaim_retired();
         }
     }
@@ -418,7 +421,10 @@ impl<P: Platform> IrqCore<P> {
         if !retired.is_empty() {
             let relax = || self.platform.cpu_relax();
             grace::synchronize(&self.epochs[..self.nr_cpus as usize], me, &relax);
-            drop(retired);
+            // SAFETY: they were unpublished before they were retired, hence
+            // before the grace period above, which covered every other CPU;
+            // this CPU is outside any read-side section (checked above).
+            unsafe { retired.free() };
         }
     }
 

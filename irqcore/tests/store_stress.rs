@@ -43,12 +43,14 @@ fn dispatch_races_alloc_and_free() {
     let stop = AtomicBool::new(false);
     let dispatched: Vec<AtomicU64> = (0..STABLE).map(|_| AtomicU64::new(0)).collect();
     let churn_hits = AtomicU64::new(0);
+    let started = AtomicU64::new(0);
     std::thread::scope(|s| {
         for cpu in 0..3u32 {
-            let (core, stable, dispatched, stop, churn_hits) =
-                (&core, &stable, &dispatched, &stop, &churn_hits);
+            let (core, stable, dispatched, stop, churn_hits, started) =
+                (&core, &stable, &dispatched, &stop, &churn_hits, &started);
             s.spawn(move || {
                 set_cpu(cpu);
+                started.fetch_add(1, Ordering::SeqCst);
                 let mut x = 0x9e37_79b9u32 ^ cpu;
                 while !stop.load(Ordering::Relaxed) {
                     x ^= x << 13;
@@ -72,13 +74,23 @@ fn dispatch_races_alloc_and_free() {
                 }
             });
         }
-        let (core, stop, chip) = (&core, &stop, &chip);
+        let (core, stop, chip, churn_hits, started) = (&core, &stop, &chip, &churn_hits, &started);
         s.spawn(move || {
             // A failure here must stop the dispatchers, or the scope waits
             // for them forever.
             let _stop = StopOnDrop(stop);
             set_cpu(3);
-            for round in 0..ROUNDS {
+            // Churn only once every dispatcher runs, and until one of them
+            // has hit a live churned descriptor (within a bound, so that a
+            // core that never lets them is reported below, not hung on): on
+            // a busy machine the dispatcher threads may be scheduled late.
+            while started.load(Ordering::SeqCst) < 3 {
+                std::thread::yield_now();
+            }
+            let mut round = 0;
+            while round < ROUNDS
+                || (churn_hits.load(Ordering::Relaxed) == 0 && round < 100 * ROUNDS)
+            {
                 let n = 1 + round % 8;
                 let first = core.alloc_descs(IrqNumber(200 + round % 56), n).unwrap();
                 for k in 0..n {
@@ -99,6 +111,7 @@ fn dispatch_races_alloc_and_free() {
                     core.free_irq(irq, dev).unwrap();
                 }
                 core.free_descs(first, n).unwrap();
+                round += 1;
             }
             stop.store(true, Ordering::Relaxed);
         });

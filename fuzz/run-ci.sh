@@ -4,6 +4,13 @@
 #
 #   fuzz/run-ci.sh                       # all targets, 60 s each
 #   FUZZ_SECONDS=10 fuzz/run-ci.sh flow_handlers
+#   FUZZ_KEEP_CORPUS=/tmp/grown fuzz/run-ci.sh   # keep what the fuzzer found
+#
+# The committed corpus (corpus/<target>/) is never written: each target is
+# fuzzed on a scratch copy, deleted afterwards (also when the run is
+# interrupted), so a CI run leaves the work tree as it found it. With
+# FUZZ_KEEP_CORPUS=<dir>, each target's grown corpus is copied to
+# <dir>/<target>/ for minimising and committing by hand (README.md).
 #
 # Works on the stable toolchain: cargo-fuzz needs `-Zsanitizer=address`,
 # which RUSTC_BOOTSTRAP=1 unlocks. It must be set for *every* cargo fuzz
@@ -12,6 +19,10 @@
 # one run without it poisons later runs with it (and the reverse). The cache
 # is deleted first for the same reason.
 set -euo pipefail
+keep="${FUZZ_KEEP_CORPUS:-}"
+if [ -n "$keep" ]; then
+    keep="$(realpath -m "$keep")"
+fi
 cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR=never
@@ -34,12 +45,18 @@ fi
 echo "==> building ${targets[*]}"
 cargo fuzz build
 
+# Scratch corpora and logs, removed on exit; a failing target's log is
+# kept (its path is printed).
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+
 failed=()
 for t in "${targets[@]}"; do
     echo "==> fuzzing $t for ${SECONDS_PER_TARGET}s"
     # Run on a scratch copy of the committed seeds: inputs the fuzzer finds
     # are not committed (minimise and add them by hand, see README.md).
-    work="$(mktemp -d)"
+    work="$scratch/$t"
+    mkdir -p "$work"
     if [ -d "corpus/$t" ]; then
         cp -r "corpus/$t/." "$work/"
     fi
@@ -48,11 +65,18 @@ for t in "${targets[@]}"; do
         -print_final_stats=1 2>&1 | tee "$work.log" | grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^Done|panicked|invariant|ERROR|SUMMARY'
     rc="${PIPESTATUS[0]}"
     set -e
+    if [ -n "$keep" ]; then
+        mkdir -p "$keep/$t"
+        cp -r "$work/." "$keep/$t/"
+        echo "==> $t: grown corpus kept in $keep/$t"
+    fi
     if [ "$rc" -ne 0 ]; then
-        echo "!!!!!!!! $t FAILED: crash input in fuzz/artifacts/$t/ (log: $work.log)"
+        log="$(mktemp --suffix=".$t.log")"
+        cp "$work.log" "$log"
+        echo "!!!!!!!! $t FAILED: crash input in fuzz/artifacts/$t/ (log: $log)"
         failed+=("$t")
     fi
-    rm -rf "$work"
+    rm -rf "$work" "$work.log"
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then

@@ -37,6 +37,27 @@
 //! section (for example freeing from a handler) waits for the other CPUs and
 //! parks the object on a retire list that a later writer, outside any
 //! section, reclaims after a full grace period.
+//!
+//! # No unique owner before the grace period ends
+//!
+//! Waiting before the *free* is not enough: until the grace period has
+//! ended, readers may hold shared references to the object, so the writer
+//! must not even *claim* unique access to it, which is what a `Box` or a
+//! `&mut` does (turning the unpublished pointer back into a `Box` is
+//! undefined behaviour under Rust's aliasing rules even if the memory is
+//! freed only later; Miri reports it). Hence:
+//!
+//! - descriptors ([`crate::store`]) stay raw `NonNull` pointers on their
+//!   unpublished and retired lists, and become a `Box` again only to be
+//!   freed, after the grace period;
+//! - action lists (`ActionList`, an `Arc<[Arc<Action>]>`) are shared
+//!   ownership: moving or parking the `Arc` claims nothing about the list,
+//!   and its contents are accessed uniquely only when the last reference is
+//!   dropped, which `IrqCore::retire_actions` does after the grace period.
+//!
+//! The domain registry and the Xen event-channel layer keep no
+//! grace-period-protected pointers of their own (their records sit behind
+//! locks); they free descriptors through the store.
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 

@@ -86,7 +86,7 @@ impl CoreConfig {
 pub struct IrqCore<P: Platform> {
     pub(crate) platform: P,
     pub(crate) store: DescStore,
-    pub(crate) epochs: [CpuEpoch; MAX_CPUS],
+    pub(crate) epochs: crate::cell_array::CellArray<CpuEpoch, MAX_CPUS>,
     pub(crate) nr_cpus: u32,
     online: [AtomicU64; MAX_CPUS / 64],
     next_dev_id: AtomicUsize,
@@ -163,7 +163,7 @@ impl<P: Platform> IrqCore<P> {
         Self {
             platform,
             store: DescStore::new(config.capacity),
-            epochs: [const { CpuEpoch::new() }; MAX_CPUS],
+            epochs: crate::cell_array::CellArray::new([const { CpuEpoch::new() }; MAX_CPUS]),
             nr_cpus: nr,
             online: [const { AtomicU64::new(0) }; MAX_CPUS / 64],
             next_dev_id: AtomicUsize::new(usize::MAX / 2),
@@ -404,7 +404,10 @@ impl<P: Platform> IrqCore<P> {
             // We may hold a reference up our own stack: park them.
             self.store.retire(descs);
         } else {
-            drop(descs);
+            // SAFETY: they were unpublished before the grace period above,
+            // which covered every other CPU, and this CPU is outside any
+            // read-side section, so no reference to them is left.
+            unsafe { descs.free() };
             self.reclaim_retired();
         }
     }
@@ -418,7 +421,10 @@ impl<P: Platform> IrqCore<P> {
         if !retired.is_empty() {
             let relax = || self.platform.cpu_relax();
             grace::synchronize(&self.epochs[..self.nr_cpus as usize], me, &relax);
-            drop(retired);
+            // SAFETY: they were unpublished before they were retired, hence
+            // before the grace period above, which covered every other CPU;
+            // this CPU is outside any read-side section (checked above).
+            unsafe { retired.free() };
         }
     }
 

@@ -86,6 +86,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod action;
+mod cell_array;
 pub mod chip;
 pub mod cpumask;
 pub mod desc;

@@ -55,7 +55,7 @@ pub enum LockClass {
 /// Per-CPU record of the lock classes held (debug builds).
 pub struct LockOrder {
     #[cfg(debug_assertions)]
-    held: [AtomicU8; MAX_CPUS],
+    held: crate::cell_array::CellArray<AtomicU8, MAX_CPUS>,
 }
 
 impl Default for LockOrder {
@@ -69,7 +69,7 @@ impl LockOrder {
     pub const fn new() -> Self {
         Self {
             #[cfg(debug_assertions)]
-            held: [const { AtomicU8::new(0) }; MAX_CPUS],
+            held: crate::cell_array::CellArray::new([const { AtomicU8::new(0) }; MAX_CPUS]),
         }
     }
 

@@ -15,7 +15,22 @@
 //! Freed descriptors are unpublished and then reclaimed after a grace period
 //! ([`crate::grace`]), so a CPU dispatching through a pointer it loaded just
 //! before the free never touches freed memory.
+//!
+//! # Ownership of a descriptor
+//!
+//! A descriptor is a `Box` only twice: when `DescStore::alloc` creates it
+//! (before it is published) and when `Unpublished::free` destroys it (after
+//! the grace period). In between, from publication through
+//! unpublishing, retiring and the grace period, it is owned through a raw
+//! pointer, because readers may hold `&IrqDesc` all that time: a `Box` (or
+//! a `&mut`) asserts that nothing else can access its pointee, so making one
+//! while a reader's reference is live is undefined behaviour even if the
+//! memory is not freed yet (Miri reports it as a data race between the
+//! `Box`'s retag and the reader's). The unpublished and retired lists
+//! therefore hold `NonNull`s, and moving them between lists and CPUs never
+//! asserts anything about the descriptors.
 
+use crate::cell_array::CellArray;
 use crate::desc::IrqDesc;
 use crate::error::IrqError;
 use crate::ids::IrqNumber;
@@ -23,12 +38,52 @@ use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
-/// Descriptors that were unpublished but may still be referenced by a CPU.
-/// They stay boxed: readers hold their address, so they must not move.
-#[allow(clippy::vec_box)]
-pub(crate) type Unpublished = Vec<Box<IrqDesc>>;
+/// An unpublished descriptor, owned but possibly still referenced by a CPU
+/// that looked it up before it was unpublished.
+struct DescPtr(NonNull<IrqDesc>);
+
+// SAFETY: a `DescPtr` owns its descriptor (it came from `Box::into_raw` and
+// is freed at most once, by `Unpublished::free`) and only ever hands out
+// shared access to it, which other CPUs have anyway: `IrqDesc` is `Send` and
+// `Sync`, so sending the owning pointer to another CPU is sound.
+unsafe impl Send for DescPtr {}
+
+// The property the impl above relies on.
+static_assertions::assert_impl_all!(IrqDesc: Send, Sync);
+
+/// Descriptors that were unpublished but may still be referenced by a CPU
+/// (see the module docs: no `Box` exists for them until the grace period has
+/// elapsed). Dropping this value leaks them; they are freed only by
+/// [`Unpublished::free`], or parked with [`DescStore::retire`].
+#[must_use = "unpublished descriptors leak unless freed after a grace period or retired"]
+pub(crate) struct Unpublished(Vec<DescPtr>);
+
+impl Unpublished {
+    /// Whether there is nothing to free.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Frees the descriptors.
+    ///
+    /// # Safety
+    ///
+    /// A grace period must have elapsed since the descriptors were
+    /// unpublished, covering every CPU that may hold a reference to one of
+    /// them, the calling CPU included (it must not be inside a read-side
+    /// section that began before the unpublishing).
+    pub(crate) unsafe fn free(self) {
+        for p in self.0 {
+            // SAFETY: `p` came from `Box::into_raw` in `DescStore::alloc`, is
+            // unpublished and owned by this list alone (freed exactly once,
+            // here); by the caller's promise no reference to it is left, so
+            // the `Box` is the unique owner it claims to be.
+            drop(unsafe { Box::from_raw(p.0.as_ptr()) });
+        }
+    }
+}
 
 /// Descriptor pointers per chunk.
 pub const CHUNK: usize = 1024;
@@ -148,7 +203,8 @@ impl AllocState {
 
 /// The store: lookup table, sparse lock and allocation map.
 pub(crate) struct DescStore {
-    top: [AtomicPtr<Chunk>; TOP],
+    /// One cell around the table: see [`crate::cell_array`].
+    top: CellArray<AtomicPtr<Chunk>, TOP>,
     capacity: u32,
     pub(crate) sparse: spin::Mutex<AllocState>,
     /// CPU index + 1 of the sparse-lock holder, 0 when free.
@@ -181,12 +237,12 @@ impl DescStore {
             capacity
         };
         Self {
-            top: [const { AtomicPtr::new(ptr::null_mut()) }; TOP],
+            top: CellArray::new([const { AtomicPtr::new(ptr::null_mut()) }; TOP]),
             capacity,
             sparse: spin::Mutex::new(AllocState::new()),
             sparse_owner: AtomicU32::new(0),
             hotplug_cpu: AtomicU32::new(0),
-            retired: spin::Mutex::new(Vec::new()),
+            retired: spin::Mutex::new(Unpublished(Vec::new())),
             live: AtomicUsize::new(0),
         }
     }
@@ -355,26 +411,28 @@ impl DescStore {
         let mut out = Vec::with_capacity(count as usize);
         for n in first..first + count {
             if let Some(slot) = self.slot(n) {
-                let p = slot.swap(ptr::null_mut(), Ordering::SeqCst);
-                if !p.is_null() {
-                    // SAFETY: `p` was published from `Box::into_raw` and is
-                    // now unpublished; the caller frees it only after a grace
-                    // period.
-                    out.push(unsafe { Box::from_raw(p) });
+                // Stays a raw pointer: CPUs that loaded it before this swap
+                // may still use it (see the module docs).
+                if let Some(p) = NonNull::new(slot.swap(ptr::null_mut(), Ordering::SeqCst)) {
+                    out.push(DescPtr(p));
                 }
             }
         }
         guard.state.give_back(first, count);
         self.live.fetch_sub(count as usize, Ordering::Relaxed);
-        Ok(out)
+        Ok(Unpublished(out))
     }
 
-    pub(crate) fn retire(&self, descs: Unpublished) {
-        self.retired.lock().extend(descs);
+    /// Parks unpublished descriptors until a later [`DescStore::take_retired`]
+    /// (a caller inside a read-side section cannot wait for its own section).
+    pub(crate) fn retire(&self, mut descs: Unpublished) {
+        self.retired.lock().0.append(&mut descs.0);
     }
 
+    /// Takes every parked descriptor; the caller frees them after a grace
+    /// period that begins after this call.
     pub(crate) fn take_retired(&self) -> Unpublished {
-        core::mem::take(&mut *self.retired.lock())
+        Unpublished(core::mem::take(&mut self.retired.lock().0))
     }
 
     /// Calls `f` for every allocated descriptor in number order. The caller
@@ -403,6 +461,11 @@ impl DescStore {
 
 impl Drop for DescStore {
     fn drop(&mut self) {
+        let retired = core::mem::take(&mut self.retired.get_mut().0);
+        // SAFETY: `&mut self` proves no CPU is inside a read-side section of
+        // this store's owner any more (every reference came from `lookup`
+        // through `&self`), so no reference to a retired descriptor is left.
+        unsafe { Unpublished(retired).free() };
         for c in self.top.iter() {
             let chunk = c.swap(ptr::null_mut(), Ordering::SeqCst);
             if chunk.is_null() {

@@ -77,6 +77,13 @@ fn find_mapping_from_a_handler_never_blocks_a_teardown() {
             }
         });
         set_cpu(0);
+        // Handshake: tear down only once CPU 1 is dispatching (it has done a
+        // lookup), or on a busy machine the whole loop can run before that
+        // thread is first scheduled and nothing is tested. A CPU 1 that
+        // died (a failed lookup) ends the wait too: join reports it.
+        while lookups.load(Ordering::SeqCst) == 0 && !cpu1.is_finished() {
+            std::thread::yield_now();
+        }
         for i in 0..2000u64 {
             let m = reg.map(d, HwIrq(100 + i % 7)).unwrap();
             drop(m);

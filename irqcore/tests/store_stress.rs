@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[test]
 fn dispatch_races_alloc_and_free() {
+    // Miri is slow: a few rounds, with the dispatchers aiming at the few
+    // numbers those rounds churn and yielding after each dispatch (Miri's
+    // threads are not CPUs), still race every free against dispatches.
+    const ROUNDS: u32 = if cfg!(miri) { 3 } else { 400 };
+    const CHURN_SPAN: u32 = if cfg!(miri) { 8 } else { 64 };
     set_cpu(0);
     let core = core_with_cpus(4);
     let chip = Arc::new(TargetChip::default());
@@ -38,12 +43,14 @@ fn dispatch_races_alloc_and_free() {
     let stop = AtomicBool::new(false);
     let dispatched: Vec<AtomicU64> = (0..STABLE).map(|_| AtomicU64::new(0)).collect();
     let churn_hits = AtomicU64::new(0);
+    let started = AtomicU64::new(0);
     std::thread::scope(|s| {
         for cpu in 0..3u32 {
-            let (core, stable, dispatched, stop, churn_hits) =
-                (&core, &stable, &dispatched, &stop, &churn_hits);
+            let (core, stable, dispatched, stop, churn_hits, started) =
+                (&core, &stable, &dispatched, &stop, &churn_hits, &started);
             s.spawn(move || {
                 set_cpu(cpu);
+                started.fetch_add(1, Ordering::SeqCst);
                 let mut x = 0x9e37_79b9u32 ^ cpu;
                 while !stop.load(Ordering::Relaxed) {
                     x ^= x << 13;
@@ -55,22 +62,35 @@ fn dispatch_races_alloc_and_free() {
                         dispatched[i].fetch_add(1, Ordering::Relaxed);
                     } else {
                         // A churned number: live or not, never a crash.
-                        match core.handle_irq(IrqNumber(200 + x % 64)) {
+                        match core.handle_irq(IrqNumber(200 + x % CHURN_SPAN)) {
                             Ok(()) => churn_hits.fetch_add(1, Ordering::Relaxed),
                             Err(IrqError::UnknownIrq(_)) => 0,
                             Err(e) => panic!("unexpected {e:?}"),
                         };
                     }
+                    if cfg!(miri) {
+                        std::thread::yield_now();
+                    }
                 }
             });
         }
-        let (core, stop, chip) = (&core, &stop, &chip);
+        let (core, stop, chip, churn_hits, started) = (&core, &stop, &chip, &churn_hits, &started);
         s.spawn(move || {
             // A failure here must stop the dispatchers, or the scope waits
             // for them forever.
             let _stop = StopOnDrop(stop);
             set_cpu(3);
-            for round in 0..400u32 {
+            // Churn only once every dispatcher runs, and until one of them
+            // has hit a live churned descriptor (within a bound, so that a
+            // core that never lets them is reported below, not hung on): on
+            // a busy machine the dispatcher threads may be scheduled late.
+            while started.load(Ordering::SeqCst) < 3 {
+                std::thread::yield_now();
+            }
+            let mut round = 0;
+            while round < ROUNDS
+                || (churn_hits.load(Ordering::Relaxed) == 0 && round < 100 * ROUNDS)
+            {
                 let n = 1 + round % 8;
                 let first = core.alloc_descs(IrqNumber(200 + round % 56), n).unwrap();
                 for k in 0..n {
@@ -91,6 +111,7 @@ fn dispatch_races_alloc_and_free() {
                     core.free_irq(irq, dev).unwrap();
                 }
                 core.free_descs(first, n).unwrap();
+                round += 1;
             }
             stop.store(true, Ordering::Relaxed);
         });

@@ -126,7 +126,10 @@ impl<P: Platform> IrqCore<P> {
                 Err(IrqError::UnknownIrq(irq))
             }
         };
-        if !self.resend.is_empty() {
+        // Only the outermost dispatch replays the queue: a nested one (a
+        // chained handler's) runs inside another irq's flow, whose line may
+        // be the very one queued.
+        if !self.resend.is_empty() && !epoch.in_nested_irq() {
             self.drain_resends(cpu);
         }
         epoch.exit_irq();

@@ -157,6 +157,12 @@ impl CpuEpoch {
         self.depth.load(Ordering::Relaxed) != 0
     }
 
+    /// Whether the owning CPU is inside two or more nested dispatcher
+    /// sections (a handler that called the dispatcher again).
+    pub fn in_nested_irq(&self) -> bool {
+        self.depth.load(Ordering::Relaxed) >= 2 * IRQ_UNIT
+    }
+
     /// Whether the owning CPU is running the dispatcher (an interrupt
     /// handler, a flow, a chip callback of a flow), however deeply nested
     /// (only meaningful when called on the owning CPU).

@@ -24,7 +24,7 @@
 //! [`Platform::schedule_resend`] is called only after every core lock is
 //! dropped, so a kernel may call back into the core from it.
 
-use crate::desc::{IrqDesc, IrqStatus};
+use crate::desc::{IrqDesc, IrqState, IrqStatus};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
@@ -224,14 +224,32 @@ impl<P: Platform> IrqCore<P> {
     }
 
     /// Consumes the queued resend of `desc`, if any, and runs its flow.
+    ///
+    /// A line being handled right now (on any CPU) gets the replay folded
+    /// into that run instead: it is marked PENDING, which the running edge
+    /// flow loops on and the fasteoi flow resends when it finishes. A
+    /// replay therefore never waits for a handler (the drain runs on its
+    /// way out of `handle_irq`, where waiting for another CPU's flow could
+    /// only add latency, or hang a CPU that runs both).
     fn resend_one(&self, desc: &IrqDesc, cpu: CpuId) {
-        let queued = {
+        let run = {
             let mut g = desc.inner.lock();
-            let q = g.status.contains(IrqStatus::SW_RESEND);
+            if !g.status.contains(IrqStatus::SW_RESEND) {
+                return;
+            }
             g.status.remove(IrqStatus::SW_RESEND);
-            q
+            // Consumed here: its queue entry (if a drain has not taken it)
+            // must not announce it to the platform again.
+            self.resend.remove(desc.irq);
+            if g.state.contains(IrqState::IN_PROGRESS) {
+                g.status.remove(IrqStatus::REPLAY);
+                g.status.insert(IrqStatus::PENDING);
+                false
+            } else {
+                true
+            }
         };
-        if queued {
+        if run {
             self.run_flow(desc, cpu);
         }
     }

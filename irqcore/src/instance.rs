@@ -971,7 +971,7 @@ impl<P: Platform> IrqCore<P> {
         self.check_may_wait()?;
         self.check_not_own_thread(irq)?;
         self.disable_irq_nosync(irq)?;
-        self.synchronize_irq(irq)
+        self.wait_for_handlers(irq)
     }
 
     /// Refuses a wait for the threads of `irq` from one of those threads.
@@ -1033,6 +1033,12 @@ impl<P: Platform> IrqCore<P> {
     pub fn synchronize_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
         self.check_may_wait()?;
         self.check_not_own_thread(irq)?;
+        self.wait_for_handlers(irq)
+    }
+
+    /// The wait of [`IrqCore::synchronize_irq`], for callers that made its
+    /// context checks already.
+    fn wait_for_handlers(&self, irq: IrqNumber) -> Result<(), IrqError> {
         loop {
             {
                 let s = self.section()?;

@@ -35,7 +35,9 @@ bitflags! {
         const DISABLED = 1 << 0;
         /// The chip is masked (software cache of the hardware state).
         const MASKED = 1 << 1;
-        /// A CPU is running the handlers right now.
+        /// A CPU is running the handlers right now (reported in snapshots;
+        /// the core keeps it in the descriptor's `run` word, outside the
+        /// lock, see `IrqDesc::run`).
         const IN_PROGRESS = 1 << 2;
         /// The line was started (first handler installed).
         const STARTED = 1 << 3;
@@ -177,7 +179,33 @@ pub struct IrqDesc {
     /// ([`ThreadWake::RunInline`](crate::ThreadWake::RunInline)), a
     /// spurious-disable report (`flow::EXIT_*` bits).
     pub(crate) exit_work: core::sync::atomic::AtomicU8,
+    /// Who runs the handlers: [`RUN_IN_PROGRESS`] while a CPU runs them
+    /// with the lock dropped (Linux's `IRQD_IRQ_INPROGRESS`, kept out of
+    /// the locked state so that the running CPU can clear it without the
+    /// lock), and [`RUN_ATTN`] when something changed under the lock
+    /// meanwhile. The protocol (model: `loom-models/tests/loom_edge_handoff.rs`):
+    ///
+    /// - only a holder of the descriptor lock sets `RUN_IN_PROGRESS`
+    ///   (a plain store of `RUN_IN_PROGRESS`, which also clears a stale
+    ///   `RUN_ATTN`), and only while it is clear;
+    /// - the running CPU leaves with one compare-exchange
+    ///   `RUN_IN_PROGRESS -> 0` and no lock when the flow has nothing left
+    ///   to do under the lock; if `RUN_ATTN` is set the exchange fails and
+    ///   it takes the lock and clears both bits there;
+    /// - a lock holder that decides on "in progress elsewhere" (an arrival
+    ///   that leaves PENDING for the running CPU, a folded resend) or that
+    ///   changed the descriptor (every process-context lock, on release)
+    ///   sets `RUN_ATTN` with a read-modify-write and uses the value it
+    ///   read: if `RUN_IN_PROGRESS` was still set, the running CPU will see
+    ///   `RUN_ATTN` and take the lock; if it was clear, the run has ended
+    ///   and nobody waits for the change.
+    pub(crate) run: core::sync::atomic::AtomicU32,
 }
+
+/// [`IrqDesc::run`]: a CPU runs the handlers with the lock dropped.
+pub(crate) const RUN_IN_PROGRESS: u32 = 1 << 0;
+/// [`IrqDesc::run`]: the running CPU must take the lock when it finishes.
+pub(crate) const RUN_ATTN: u32 = 1 << 1;
 
 impl IrqDesc {
     pub(crate) fn new(irq: IrqNumber, nr_cpus: usize) -> Self {
@@ -188,7 +216,29 @@ impl IrqDesc {
             flow_hint: AtomicU8::new(FlowKind::Bad as u8),
             threads_handled: AtomicU32::new(0),
             exit_work: core::sync::atomic::AtomicU8::new(0),
+            run: core::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// Whether a CPU runs the handlers right now (`IN_PROGRESS`). Acquire:
+    /// a caller that sees the run ended also sees what the handlers did.
+    #[inline]
+    pub(crate) fn in_progress(&self) -> bool {
+        self.run.load(core::sync::atomic::Ordering::Acquire) & RUN_IN_PROGRESS != 0
+    }
+
+    /// With the descriptor lock held: whether a CPU runs the handlers, and
+    /// if so, tells it to take the lock when it finishes (see
+    /// [`IrqDesc::run`]). No read-modify-write when nothing runs (only a
+    /// lock holder can start a run, so "not running" stays true while the
+    /// caller holds the lock).
+    #[inline]
+    pub(crate) fn claim_attention(&self) -> bool {
+        use core::sync::atomic::Ordering::{AcqRel, Acquire};
+        if self.run.load(Acquire) & RUN_IN_PROGRESS == 0 {
+            return false;
+        }
+        self.run.fetch_or(RUN_ATTN, AcqRel) & RUN_IN_PROGRESS != 0
     }
 
     /// The irq number of this descriptor.
@@ -226,7 +276,11 @@ impl IrqDesc {
         DescSnapshot {
             irq: self.irq,
             flow: g.flow,
-            state: g.state,
+            state: if self.in_progress() {
+                g.state | IrqState::IN_PROGRESS
+            } else {
+                g.state
+            },
             status: g.status,
             trigger: match g.trigger {
                 TriggerType::None => g

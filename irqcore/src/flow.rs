@@ -27,7 +27,7 @@
 
 use crate::action::IrqReturn;
 use crate::chip::ChipFlags;
-use crate::desc::{DescInner, IrqDesc, IrqState, IrqStatus};
+use crate::desc::{DescInner, IrqDesc, IrqState, IrqStatus, RUN_IN_PROGRESS};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
@@ -98,6 +98,17 @@ pub(crate) const EXIT_INLINE_THREADS: u8 = 1 << 0;
 pub(crate) const EXIT_REPORT_SPURIOUS: u8 = 1 << 1;
 
 type Guard<'a> = MutexGuard<'a, DescInner>;
+
+/// How `handle_irq_event` may end a run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Without the lock when nothing needs it (edge, simple).
+    Unlocked,
+    /// Always under the lock: the flow has chip work after the run
+    /// (level's unmask, fasteoi's EOI), which the chip contract puts under
+    /// the descriptor lock.
+    Locked,
+}
 
 impl<P: Platform> IrqCore<P> {
     /// The dispatcher: handles one arrival of `irq` on the calling CPU.
@@ -203,14 +214,16 @@ impl<P: Platform> IrqCore<P> {
         cpu: CpuId,
         edge: bool,
     ) -> (Guard<'a>, bool) {
-        if !g.state.contains(IrqState::IN_PROGRESS) {
+        // Sets RUN_ATTN when a run is going on: every caller that is refused
+        // here may leave something (PENDING) for the running CPU.
+        if !desc.claim_attention() {
             return (g, true);
         }
         let single_target_here = g.effective.weight() == 1 && g.effective.first() == Some(cpu);
         if edge && single_target_here && g.in_progress_cpu != cpu {
             // The irq was just moved here while the old CPU still handles it:
             // wait for it rather than bouncing PENDING back and forth.
-            while g.state.contains(IrqState::IN_PROGRESS) {
+            while desc.in_progress() {
                 drop(g);
                 self.platform.cpu_relax();
                 g = desc.inner.lock();
@@ -280,21 +293,35 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
-    /// Runs the handlers with the lock dropped: clears PENDING, sets
-    /// IN_PROGRESS, runs every action, wakes threads, re-takes the lock,
-    /// clears IN_PROGRESS, records woken oneshot threads and feeds the
-    /// spurious detector. A thread that finishes before we re-take the lock
-    /// waits for IN_PROGRESS to clear before it finalises (`run_thread`), so
-    /// the bookkeeping below cannot race with it.
+    /// Runs the handlers with the lock dropped: clears PENDING, marks the
+    /// run (`IrqDesc::run`), runs every action, wakes threads; then ends
+    /// the run and feeds the spurious detector.
+    ///
+    /// With `exit` = [`Exit::Unlocked`] the run ends without the lock (one
+    /// compare-exchange, `None` is returned) when nothing needs it: every
+    /// action plainly handled the interrupt and no oneshot thread must be
+    /// recorded, the spurious window does not end, no affinity change
+    /// waits, and no lock holder flagged a change while the handlers ran
+    /// (`RUN_ATTN`: an arrival left PENDING, the line was disabled, ...).
+    /// Otherwise, and always with [`Exit::Locked`], it re-takes the lock,
+    /// ends the run there, records woken oneshot threads and judges the
+    /// result (`note_interrupt`), and returns the guard. A thread that
+    /// finishes before the run ends waits for it before it finalises
+    /// (`run_thread`), so the bookkeeping cannot race with it.
     fn handle_irq_event<'a>(
         &self,
         desc: &'a IrqDesc,
         mut g: Guard<'a>,
         cpu: CpuId,
-    ) -> (Guard<'a>, IrqReturn) {
+        exit: Exit,
+    ) -> Option<Guard<'a>> {
         g.status.remove(IrqStatus::PENDING);
-        g.state.insert(IrqState::IN_PROGRESS);
+        desc.run.store(RUN_IN_PROGRESS, Ordering::Relaxed);
         g.in_progress_cpu = cpu;
+        let window_ends = Self::count_for_spurious(&mut g);
+        let oneshot = g.status.contains(IrqStatus::ONESHOT);
+        let may_skip_lock =
+            exit == Exit::Unlocked && !window_ends && !g.state.contains(IrqState::MOVE_PENDING);
         let actions = g.actions.raw();
         drop(g);
         // SAFETY: a list that was published in a descriptor is dropped only
@@ -303,13 +330,39 @@ impl<P: Platform> IrqCore<P> {
         // flow returns, so the slice outlives this use.
         let actions = unsafe { &*actions };
         let (ret, woken_mask) = self.run_actions(desc, actions);
+        if may_skip_lock
+            && (woken_mask == 0 || !oneshot)
+            && ret.handled()
+            && ret != IrqReturn::WAKE_THREAD
+            && desc
+                .run
+                .compare_exchange(RUN_IN_PROGRESS, 0, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+        {
+            return None;
+        }
         let mut g = desc.inner.lock();
         if woken_mask != 0 && g.status.contains(IrqStatus::ONESHOT) {
             g.threads_oneshot |= woken_mask;
         }
-        g.state.remove(IrqState::IN_PROGRESS);
+        // Ends the run and drops a RUN_ATTN: what it flagged is read below
+        // and by the caller, under the lock.
+        desc.run.store(0, Ordering::Release);
         self.note_interrupt(desc, &mut g, ret);
-        (g, ret)
+        Some(g)
+    }
+
+    /// Counts one run of the handlers for the spurious detector (Linux's
+    /// `irq_count`), with the lock held before the run; returns whether it
+    /// closes a window, which `note_interrupt` then judges under the lock.
+    /// Counting before the run keeps the counter under the lock while the
+    /// common case (handled, window open) needs no lock after it.
+    fn count_for_spurious(g: &mut DescInner) -> bool {
+        if g.state.contains(IrqState::PER_CPU) {
+            return false;
+        }
+        g.irq_count += 1;
+        g.irq_count >= SPURIOUS_WINDOW
     }
 
     /// Calls every handler and wakes the threads that asked for it; returns
@@ -369,8 +422,12 @@ impl<P: Platform> IrqCore<P> {
             {
                 Self::unmask(irq, &mut g);
             }
-            let (ng, _) = self.handle_irq_event(desc, g, cpu);
-            g = ng;
+            match self.handle_irq_event(desc, g, cpu, Exit::Unlocked) {
+                Some(ng) => g = ng,
+                // Ended without the lock: nothing was pending, no affinity
+                // change waits.
+                None => return,
+            }
             if !g.status.contains(IrqStatus::PENDING) || g.state.contains(IrqState::DISABLED) {
                 break;
             }
@@ -389,7 +446,9 @@ impl<P: Platform> IrqCore<P> {
         }
         desc.count_on(cpu);
         g.tot_count += 1;
-        let (mut g, _) = self.handle_irq_event(desc, g, cpu);
+        let Some(mut g) = self.handle_irq_event(desc, g, cpu, Exit::Locked) else {
+            return;
+        };
         self.move_pending(irq, &mut g);
         Self::cond_unmask(irq, &mut g);
     }
@@ -425,7 +484,9 @@ impl<P: Platform> IrqCore<P> {
         if oneshot {
             Self::mask(irq, &mut g);
         }
-        let (mut g, _) = self.handle_irq_event(desc, g, cpu);
+        let Some(mut g) = self.handle_irq_event(desc, g, cpu, Exit::Locked) else {
+            return;
+        };
         self.move_pending(irq, &mut g);
         if !oneshot {
             Self::eoi(irq, &g);
@@ -460,7 +521,7 @@ impl<P: Platform> IrqCore<P> {
         }
         desc.count_on(cpu);
         g.tot_count += 1;
-        let _ = self.handle_irq_event(desc, g, cpu);
+        let _ = self.handle_irq_event(desc, g, cpu, Exit::Unlocked);
     }
 
     fn flow_percpu(&self, desc: &IrqDesc, cpu: CpuId, devid: bool) {
@@ -520,10 +581,7 @@ impl<P: Platform> IrqCore<P> {
             let s = self.section()?;
             let desc = self.desc(&s, irq)?;
             let g = self.lock_desc(desc);
-            if g.state.contains(IrqState::IN_PROGRESS)
-                && g.in_progress_cpu == me
-                && self.in_interrupt()
-            {
+            if desc.in_progress() && g.in_progress_cpu == me && self.in_interrupt() {
                 // Called from inside this irq's own flow on this CPU (a
                 // `wake_thread` that runs the thread at once): finishing
                 // here would wait for that very flow. Run it when the flow
@@ -568,7 +626,7 @@ impl<P: Platform> IrqCore<P> {
             let mut g = self.lock_desc(desc);
             // Never finalise while a hard handler runs on some CPU: it may
             // be about to record this wake's oneshot bit.
-            if g.state.contains(IrqState::IN_PROGRESS) {
+            if desc.in_progress() {
                 drop(g);
                 drop(s);
                 self.platform.cpu_relax();
@@ -605,7 +663,9 @@ impl<P: Platform> IrqCore<P> {
     /// Applies a deferred affinity change at a safe point: the handlers are
     /// not running and the line is acked.
     pub(crate) fn move_pending(&self, irq: IrqNumber, g: &mut DescInner) {
-        if !g.state.contains(IrqState::MOVE_PENDING) || g.state.contains(IrqState::IN_PROGRESS) {
+        // Flows call this after ending their run, with the lock held, so no
+        // handler runs now.
+        if !g.state.contains(IrqState::MOVE_PENDING) {
             return;
         }
         g.state.remove(IrqState::MOVE_PENDING);
@@ -675,9 +735,12 @@ impl<P: Platform> IrqCore<P> {
         if ret == IrqReturn::WAKE_THREAD {
             let now = desc.threads_handled.load(crate::sync::Ordering::Acquire);
             if !g.status.contains(IrqStatus::SPURIOUS_DEFERRED) {
-                // First threaded-only interrupt: arm, judge from the next.
+                // First threaded-only interrupt: arm, judge from the next
+                // (and leave it out of the window, which
+                // `count_for_spurious` counted it in).
                 g.status.insert(IrqStatus::SPURIOUS_DEFERRED);
                 g.threads_handled_last = now;
+                g.irq_count = g.irq_count.saturating_sub(1);
                 return;
             }
             if now == g.threads_handled_last {
@@ -696,7 +759,7 @@ impl<P: Platform> IrqCore<P> {
             g.irqs_unhandled = if fresh { 1 } else { g.irqs_unhandled + 1 };
             g.last_unhandled_ns = now;
         }
-        g.irq_count += 1;
+        // `irq_count` was counted before the run (`count_for_spurious`).
         if g.irq_count < SPURIOUS_WINDOW {
             return;
         }

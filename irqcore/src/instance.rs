@@ -116,11 +116,22 @@ impl<P: Platform> Drop for IrqSave<'_, P> {
 /// A descriptor lock taken from process context: local interrupts saved
 /// and disabled, the acquisition recorded for the lock-order check.
 pub(crate) struct DescLock<'a, P: Platform> {
+    desc: &'a IrqDesc,
     // Field order is drop order: unlock, then record the release, then
     // restore interrupts.
     guard: spin::MutexGuard<'a, crate::desc::DescInner>,
     _held: HeldLock<'a>,
     _irq: IrqSave<'a, P>,
+}
+
+impl<P: Platform> Drop for DescLock<'_, P> {
+    /// Before the lock is released: a run that is going on (the handlers
+    /// with the lock dropped) ends under the lock, where it sees what this
+    /// holder changed (a deferred affinity change, a disable, ...) as it
+    /// would have before the lock-free exit (see `IrqDesc::run`).
+    fn drop(&mut self) {
+        self.desc.claim_attention();
+    }
 }
 
 impl<P: Platform> core::ops::Deref for DescLock<'_, P> {
@@ -240,6 +251,7 @@ impl<P: Platform> IrqCore<P> {
             .lock_order
             .acquire(self.platform.current_cpu(), LockClass::Descriptor);
         DescLock {
+            desc,
             guard: desc.inner.lock(),
             _held: held,
             _irq: irq,
@@ -1051,7 +1063,7 @@ impl<P: Platform> IrqCore<P> {
                     .actions
                     .iter()
                     .any(|a| a.threads_pending.load(crate::sync::Ordering::Acquire) != 0);
-                if !g.state.contains(IrqState::IN_PROGRESS) && !threads_busy {
+                if !desc.in_progress() && !threads_busy {
                     return Ok(());
                 }
             }

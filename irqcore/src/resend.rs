@@ -24,7 +24,7 @@
 //! [`Platform::schedule_resend`] is called only after every core lock is
 //! dropped, so a kernel may call back into the core from it.
 
-use crate::desc::{IrqDesc, IrqState, IrqStatus};
+use crate::desc::{IrqDesc, IrqStatus};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
@@ -241,7 +241,9 @@ impl<P: Platform> IrqCore<P> {
             // Consumed here: its queue entry (if a drain has not taken it)
             // must not announce it to the platform again.
             self.resend.remove(desc.irq);
-            if g.state.contains(IrqState::IN_PROGRESS) {
+            // A run going on is told (RUN_ATTN) so that it takes the lock
+            // on its way out and sees PENDING.
+            if desc.claim_attention() {
                 g.status.remove(IrqStatus::REPLAY);
                 g.status.insert(IrqStatus::PENDING);
                 false

@@ -23,7 +23,8 @@
 //! | `flow_edge`: lock; `can_handle_pm(.., edge = true)`; if it refuses (or `can_handle_actions` does), set PENDING, `mask_ack`, return | [`flow_edge`], same order |
 //! | `flow_edge`'s loop: unmask if PENDING && MASKED && !DISABLED; `handle_irq_event`; again while PENDING && !DISABLED | the same loop |
 //! | `can_handle_pm`: free if !IN_PROGRESS; the live-lock case (edge, single target = this CPU, in progress on another CPU) drops the lock and `cpu_relax`es until IN_PROGRESS clears; otherwise refuse | [`can_handle_pm`] (`cpu_relax` is a loom yield) |
-//! | `handle_irq_event`: clear PENDING, set IN_PROGRESS (and `in_progress_cpu`), drop the lock, run the actions, retake the lock, clear IN_PROGRESS | [`handle_irq_event`]; the one action is [`run_handler`] |
+//! | `handle_irq_event`: clear PENDING, store RUN_IN_PROGRESS in `IrqDesc::run` (and `in_progress_cpu`), drop the lock, run the actions; edge: end the run with a compare-exchange RUN_IN_PROGRESS -> 0 without the lock, or, if RUN_ATTN is set, retake the lock and clear `run` there; level: always the latter | [`handle_irq_event`]; the one action is [`run_handler`] |
+//! | `IrqDesc::claim_attention` (in `can_handle_pm`): no run, or set RUN_ATTN with `fetch_or` and use the old RUN_IN_PROGRESS | [`claim_attention`] |
 //! | `flow_level` (the broken variant): `mask_ack`; `can_handle_pm(.., edge = false)`; return if refused; `handle_irq_event`; `cond_unmask` | [`flow_level`] |
 //!
 //! Not modelled: the line stays enabled with one handler throughout, so the
@@ -50,21 +51,27 @@
 //! * The correct-flow tests also assert that the paths under test were
 //!   taken in some execution (an arrival left PENDING and the running CPU
 //!   ran the handler again; in the migrated variant, the live-lock wait).
-//! * The model can fail: the level flow applied to the same edges (the
+//! * The model can fail: a lock-free exit that ignores RUN_ATTN, or an
+//!   arrival that reads RUN_IN_PROGRESS without setting RUN_ATTN, loses an
+//!   edge; the level flow applied to the same edges (the
 //!   `seeds/004` bug: Xen event channels were level-flow irqs and lost an
 //!   event re-raised on another CPU while the handler ran) loses the last
 //!   edge, and a flow without the IN_PROGRESS check runs the handler twice
 //!   at once.
 #![cfg(loom)]
 
-use loom::sync::atomic::{AtomicBool, AtomicUsize};
+use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
 use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
-/// The bits of the descriptor state the protocol reads and writes.
+/// `desc::RUN_IN_PROGRESS`: a CPU runs the handlers with the lock dropped.
+const RUN_IN_PROGRESS: u32 = 1;
+/// `desc::RUN_ATTN`: the running CPU must end its run under the lock.
+const RUN_ATTN: u32 = 2;
+
+/// The bits of the locked descriptor state the protocol reads and writes
+/// (IN_PROGRESS is `Desc::run`, outside the lock, as in `IrqDesc::run`).
 struct DescState {
-    /// `IrqState::IN_PROGRESS`.
-    in_progress: bool,
     /// `IrqStatus::PENDING`.
     pending: bool,
     /// `IrqState::MASKED`.
@@ -86,6 +93,12 @@ enum Flow {
     Level,
     /// `flow_edge` with a `can_handle_pm` that ignores IN_PROGRESS.
     EdgeWithoutInProgressCheck,
+    /// `flow_edge` whose lock-free exit ignores RUN_ATTN (a plain store
+    /// ends the run): must lose an edge.
+    EdgeBlindExit,
+    /// `flow_edge` whose "in progress elsewhere" check reads
+    /// RUN_IN_PROGRESS without setting RUN_ATTN: must lose an edge.
+    EdgeNoAttention,
 }
 
 /// The `seeds/004` choreography: the second edge is raised (on CPU 1) only
@@ -99,6 +112,8 @@ struct Choreo {
 
 struct Desc {
     lock: Mutex<DescState>,
+    /// `IrqDesc::run`.
+    run: AtomicU32,
     /// The controller's mask bit (written by `mask`/`unmask` under the
     /// descriptor lock, read by the device side without it).
     chip_masked: AtomicBool,
@@ -126,6 +141,10 @@ struct Coverage {
     reruns: std::sync::atomic::AtomicUsize,
     /// An arrival waited in `can_handle_pm`'s live-lock branch.
     waits: std::sync::atomic::AtomicUsize,
+    /// A run ended without the lock (the common case).
+    unlocked_exits: std::sync::atomic::AtomicUsize,
+    /// A run found RUN_ATTN and ended under the lock.
+    locked_exits: std::sync::atomic::AtomicUsize,
     /// An edge was raised while the line was masked.
     dropped: std::sync::atomic::AtomicUsize,
 }
@@ -183,14 +202,30 @@ fn mask_ack(d: &Desc, g: &mut DescState) {
     mask(d, g);
 }
 
+/// `IrqDesc::in_progress`.
+fn in_progress(d: &Desc) -> bool {
+    d.run.load(Acquire) & RUN_IN_PROGRESS != 0
+}
+
+/// `IrqDesc::claim_attention` (lock held).
+fn claim_attention(d: &Desc) -> bool {
+    if d.run.load(Acquire) & RUN_IN_PROGRESS == 0 {
+        return false;
+    }
+    if d.flow == Flow::EdgeNoAttention {
+        return true;
+    }
+    d.run.fetch_or(RUN_ATTN, AcqRel) & RUN_IN_PROGRESS != 0
+}
+
 /// `IrqCore::can_handle_pm`.
 fn can_handle_pm<'a>(d: &'a Desc, mut g: Guard<'a>, cpu: usize, edge: bool) -> (Guard<'a>, bool) {
-    if !g.in_progress || d.flow == Flow::EdgeWithoutInProgressCheck {
+    if d.flow == Flow::EdgeWithoutInProgressCheck || !claim_attention(d) {
         return (g, true);
     }
     if edge && g.single_target == Some(cpu) && g.in_progress_cpu != cpu {
         // The live-lock case: wait for the old CPU to finish.
-        while g.in_progress {
+        while in_progress(d) {
             Coverage::hit(&d.cov.waits);
             drop(g);
             loom::thread::yield_now();
@@ -211,16 +246,38 @@ fn can_handle_actions(g: &mut DescState) -> bool {
     true
 }
 
-/// `IrqCore::handle_irq_event`.
-fn handle_irq_event<'a>(d: &'a Desc, mut g: Guard<'a>, cpu: usize) -> Guard<'a> {
+/// `IrqCore::handle_irq_event`: with `unlocked_exit` (edge) the run ends
+/// with one compare-exchange unless RUN_ATTN is set (`None`: the lock was
+/// not taken again); otherwise it ends under the lock.
+fn handle_irq_event<'a>(
+    d: &'a Desc,
+    mut g: Guard<'a>,
+    cpu: usize,
+    unlocked_exit: bool,
+) -> Option<Guard<'a>> {
     g.pending = false;
-    g.in_progress = true;
+    d.run.store(RUN_IN_PROGRESS, Relaxed);
     g.in_progress_cpu = cpu;
     drop(g);
     run_handler(d, cpu);
-    let mut g = d.lock.lock().unwrap();
-    g.in_progress = false;
-    g
+    if unlocked_exit {
+        if d.flow == Flow::EdgeBlindExit {
+            d.run.store(0, Release);
+            Coverage::hit(&d.cov.unlocked_exits);
+            return None;
+        }
+        if d.run
+            .compare_exchange(RUN_IN_PROGRESS, 0, Release, Relaxed)
+            .is_ok()
+        {
+            Coverage::hit(&d.cov.unlocked_exits);
+            return None;
+        }
+        Coverage::hit(&d.cov.locked_exits);
+    }
+    let g = d.lock.lock().unwrap();
+    d.run.store(0, Release);
+    Some(g)
 }
 
 /// `IrqCore::flow_edge`.
@@ -243,7 +300,10 @@ fn flow_edge(d: &Desc, cpu: usize) {
             Coverage::hit(&d.cov.reruns);
         }
         first = false;
-        g = handle_irq_event(d, g, cpu);
+        g = match handle_irq_event(d, g, cpu, true) {
+            Some(g) => g,
+            None => return,
+        };
         if !g.pending || g.disabled {
             break;
         }
@@ -258,7 +318,9 @@ fn flow_level(d: &Desc, cpu: usize) {
     if !ok || !can_handle_actions(&mut g) {
         return;
     }
-    let mut g = handle_irq_event(d, g, cpu);
+    let Some(mut g) = handle_irq_event(d, g, cpu, false) else {
+        return;
+    };
     // `cond_unmask` (no oneshot threads).
     if !g.disabled && g.masked {
         unmask(d, &mut g);
@@ -278,7 +340,10 @@ fn deliver(d: &Desc, cpu: usize) {
         return;
     }
     match d.flow {
-        Flow::Edge | Flow::EdgeWithoutInProgressCheck => flow_edge(d, cpu),
+        Flow::Edge
+        | Flow::EdgeWithoutInProgressCheck
+        | Flow::EdgeBlindExit
+        | Flow::EdgeNoAttention => flow_edge(d, cpu),
         Flow::Level => flow_level(d, cpu),
     }
 }
@@ -306,13 +371,13 @@ fn model(flow: Flow, scenario: Scenario) -> std::sync::Arc<Coverage> {
         counter.bump();
         let d = Arc::new(Desc {
             lock: Mutex::new(DescState {
-                in_progress: false,
                 pending: false,
                 masked: false,
                 disabled: false,
                 in_progress_cpu: 0,
                 single_target: None,
             }),
+            run: AtomicU32::new(0),
             chip_masked: AtomicBool::new(false),
             raised: AtomicUsize::new(0),
             covered: AtomicUsize::new(0),
@@ -363,7 +428,10 @@ fn model(flow: Flow, scenario: Scenario) -> std::sync::Arc<Coverage> {
             "lost edge: no handler started after edge {last} was raised"
         );
         let g = d.lock.lock().unwrap();
-        assert!(!g.in_progress && !g.pending, "left in progress or pending");
+        assert!(
+            !in_progress(&d) && !g.pending,
+            "left in progress or pending"
+        );
         assert!(!g.masked, "left masked");
     });
     let n = executions.get();
@@ -400,11 +468,30 @@ fn edge_one_edge_per_cpu() {
 
 /// Each CPU takes two edges: arrivals at every point of the other CPU's
 /// loop, including a second PENDING while the first is being handled.
+/// Both ways out of a run are taken: without the lock, and under it after
+/// an arrival flagged RUN_ATTN.
 #[test]
 fn edge_two_edges_per_cpu() {
     let cov = model(Flow::Edge, Scenario::EdgesPerCpu(2));
     assert!(Coverage::get(&cov.handoffs) > 0 && Coverage::get(&cov.reruns) > 0);
     assert!(Coverage::get(&cov.dropped) > 0);
+    assert!(Coverage::get(&cov.unlocked_exits) > 0 && Coverage::get(&cov.locked_exits) > 0);
+}
+
+/// The lock-free exit needs its compare-exchange: a plain store that ends
+/// the run overwrites RUN_ATTN and the PENDING left with it is never run.
+#[test]
+#[should_panic(expected = "lost edge")]
+fn edge_blind_exit_loses_an_edge() {
+    model(Flow::EdgeBlindExit, Scenario::Seed004 { migrated: false });
+}
+
+/// The arrival must set RUN_ATTN with a read-modify-write: a plain check
+/// of RUN_IN_PROGRESS races with the lock-free exit.
+#[test]
+#[should_panic(expected = "lost edge")]
+fn edge_without_attention_loses_an_edge() {
+    model(Flow::EdgeNoAttention, Scenario::Seed004 { migrated: false });
 }
 
 /// `seeds/004` with the affinity spanning both CPUs: CPU 1's arrival sets

@@ -227,7 +227,7 @@ impl ActionList {
 
     /// The list as a raw slice, for the dispatcher, which iterates it after
     /// dropping the descriptor lock. Valid while the list value (or the
-    /// grace period that delays its drop, see `IrqCore::retire_actions`)
+    /// grace period that delays its drop, see `IrqCore::retire`)
     /// lives.
     pub(crate) fn raw(&self) -> *const [Arc<Action>] {
         match &self.0 {

@@ -322,8 +322,13 @@ impl core::fmt::Debug for IrqData<'_> {
 /// Callbacks are called with the descriptor lock held and local interrupts
 /// disabled, except `bus_lock`/`bus_sync_unlock` (called around
 /// configuration changes, outside the descriptor lock, so a chip behind a
-/// slow bus can sleep or batch there). They must not call back into the
-/// core for the same irq.
+/// slow bus can sleep or batch there), and `ack`/`eoi` of a line on a
+/// per-CPU flow (`FlowKind::PerCpu`, `FlowKind::PerCpuDevId`), which the
+/// dispatching CPU calls without the descriptor lock, as Linux's per-CPU
+/// flows do: they act on that CPU's own instance of the line (a GIC
+/// PPI/SGI, the local APIC, a per-vCPU event channel) and may run on
+/// several CPUs at once. They must not call back into the core for the
+/// same irq.
 pub trait IrqChip: Send + Sync {
     /// Name shown in the interrupt table.
     fn name(&self) -> &str;

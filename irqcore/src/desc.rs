@@ -21,7 +21,6 @@ use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use arrayvec::ArrayVec;
 use bitflags::bitflags;
 
 /// Maximum depth of a chip hierarchy (levels per irq).
@@ -92,9 +91,22 @@ bitflags! {
     }
 }
 
+/// What a dispatcher reads without the descriptor lock: the chip stack and
+/// the action list as a lock holder last set them. Published in
+/// [`IrqDesc::view`] after every change of either, never changed in place,
+/// and dropped only after a grace period
+/// ([`IrqCore::retire`](crate::IrqCore)), like Linux's RCU-protected action
+/// list. The per-CPU flows run from it and take no lock.
+pub(crate) struct View {
+    pub(crate) levels: Arc<[ChipLevel]>,
+    pub(crate) actions: ActionList,
+}
+
 /// Mutable descriptor state, protected by the descriptor lock.
 pub(crate) struct DescInner {
-    pub(crate) levels: ArrayVec<ChipLevel, MAX_LEVELS>,
+    /// The chip stack, outermost first (shared with the published
+    /// [`View`]).
+    pub(crate) levels: Arc<[ChipLevel]>,
     pub(crate) flow: FlowKind,
     pub(crate) state: IrqState,
     pub(crate) status: IrqStatus,
@@ -125,7 +137,7 @@ pub(crate) struct DescInner {
 impl DescInner {
     pub(crate) fn new() -> Self {
         Self {
-            levels: ArrayVec::new(),
+            levels: Arc::from([]),
             flow: FlowKind::Bad,
             state: IrqState::DISABLED | IrqState::MASKED,
             status: IrqStatus::empty(),
@@ -200,6 +212,23 @@ pub struct IrqDesc {
     ///   `RUN_ATTN` and take the lock; if it was clear, the run has ended
     ///   and nobody waits for the change.
     pub(crate) run: core::sync::atomic::AtomicU32,
+    /// The published [`View`] (from `Arc::into_raw`; null until a chip or
+    /// an action is set). Swapped under the lock; the old one is retired
+    /// after a grace period.
+    view: core::sync::atomic::AtomicPtr<View>,
+}
+
+impl Drop for IrqDesc {
+    fn drop(&mut self) {
+        let p = *self.view.get_mut();
+        if !p.is_null() {
+            // SAFETY: `p` came from `Arc::into_raw` in `publish_view` and
+            // this reference was never given back (swapped-out views are
+            // returned as `Arc`s); a descriptor is dropped only after its
+            // grace period, so no dispatcher still reads the view.
+            drop(unsafe { Arc::from_raw(p) });
+        }
+    }
 }
 
 /// [`IrqDesc::run`]: a CPU runs the handlers with the lock dropped.
@@ -217,7 +246,40 @@ impl IrqDesc {
             threads_handled: AtomicU32::new(0),
             exit_work: core::sync::atomic::AtomicU8::new(0),
             run: core::sync::atomic::AtomicU32::new(0),
+            view: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
         }
+    }
+
+    /// The published [`View`], if any. The caller must be inside a
+    /// read-side section ([`crate::grace`]) for as long as it uses it, as
+    /// for the descriptor itself.
+    #[inline]
+    pub(crate) fn view(&self) -> Option<&View> {
+        let p = self.view.load(core::sync::atomic::Ordering::Acquire);
+        // SAFETY: a non-null pointer came from `Arc::into_raw` in
+        // `publish_view`; a view that is swapped out is dropped only after a
+        // grace period (`IrqCore::retire`) that the caller's read-side
+        // section holds off, and the current one lives as long as the
+        // descriptor.
+        unsafe { p.as_ref() }
+    }
+
+    /// With the lock held, after changing `g.levels` or `g.actions`:
+    /// publishes them for lock-free readers and returns the view they
+    /// replace, which the caller retires after a grace period.
+    pub(crate) fn publish_view(&self, g: &DescInner) -> Option<Arc<View>> {
+        let new = Arc::into_raw(Arc::new(View {
+            levels: g.levels.clone(),
+            actions: g.actions.clone(),
+        }));
+        let old = self
+            .view
+            .swap(new.cast_mut(), core::sync::atomic::Ordering::AcqRel);
+        // SAFETY: a non-null `old` came from `Arc::into_raw` above, in an
+        // earlier call, and was swapped out just now by us alone: we take
+        // back the one reference it carried. Making an `Arc` claims no
+        // unique access, so readers that still hold `&View` are unaffected.
+        (!old.is_null()).then(|| unsafe { Arc::from_raw(old) })
     }
 
     /// Whether a CPU runs the handlers right now (`IN_PROGRESS`). Acquire:

@@ -26,7 +26,7 @@
 //! looping and the new one masking forever.
 
 use crate::action::IrqReturn;
-use crate::chip::ChipFlags;
+use crate::chip::{ChipFlags, IrqData};
 use crate::desc::{DescInner, IrqDesc, IrqState, IrqStatus, RUN_IN_PROGRESS};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
@@ -325,7 +325,7 @@ impl<P: Platform> IrqCore<P> {
         let actions = g.actions.raw();
         drop(g);
         // SAFETY: a list that was published in a descriptor is dropped only
-        // after a grace period (`IrqCore::retire_actions`), and this CPU is
+        // after a grace period (`IrqCore::retire`), and this CPU is
         // inside its read-side section (entered by `handle_irq`) until the
         // flow returns, so the slice outlives this use.
         let actions = unsafe { &*actions };
@@ -524,34 +524,48 @@ impl<P: Platform> IrqCore<P> {
         let _ = self.handle_irq_event(desc, g, cpu, Exit::Unlocked);
     }
 
+    /// The per-CPU flows: every CPU has its own instance of the line, so
+    /// nothing is serialised across CPUs and no lock is taken: the chip
+    /// stack and the actions come from the published view
+    /// ([`IrqDesc::view`]), and the only write is this CPU's counter, on a
+    /// line no other CPU writes. `ack` and `eoi` act on this CPU's instance
+    /// (a GIC PPI/SGI, the local APIC, a per-vCPU event channel) and are
+    /// called without the descriptor lock (see [`crate::IrqChip`]).
     fn flow_percpu(&self, desc: &IrqDesc, cpu: CpuId, devid: bool) {
         let irq = desc.irq;
         desc.count_on(cpu);
-        // Per-CPU irqs are not serialised across CPUs: take the lock only to
-        // read the chip and the action list, never across the handlers.
-        let (actions, enabled_here) = {
-            let g = desc.inner.lock();
-            Self::ack(irq, &g);
-            (g.actions.raw(), g.percpu_enabled.contains(cpu))
+        let Some(view) = desc.view() else {
+            // No chip was ever set (a per-CPU flow needs one): nothing to
+            // run, nothing to complete.
+            return;
         };
-        // SAFETY: as in `handle_irq_event`: published lists are dropped
-        // only after a grace period and we are in our read-side section.
-        let actions = unsafe { &*actions };
+        let data = (!view.levels.is_empty()).then(|| IrqData::new(irq, &view.levels));
+        let chip = view.levels.first().map(|l| &*l.chip);
+        if let (Some(c), Some(d)) = (chip, &data) {
+            c.ack(d);
+        }
+        // SAFETY: the list lives as long as `view`, which this read-side
+        // section keeps alive (see `IrqDesc::view`).
+        let actions = unsafe { &*view.actions.raw() };
         if actions.is_empty() {
-            if devid && enabled_here {
+            if devid {
+                // Spurious on this CPU: disable it here, under the lock
+                // (the per-CPU enable mask is locked state).
                 let mut g = desc.inner.lock();
-                if let Some(d) = g.data(irq) {
-                    let chip = &g.levels[0].chip;
-                    if !chip.disable(&d) {
-                        chip.mask(&d);
+                if g.percpu_enabled.contains(cpu) {
+                    if let Some(d) = g.data(irq) {
+                        let chip = &g.levels[0].chip;
+                        if !chip.disable(&d) {
+                            chip.mask(&d);
+                        }
                     }
+                    g.percpu_enabled.clear(cpu);
+                    drop(g);
+                    self.platform.report(IrqEvent::SpuriousPerCpu(irq, cpu));
                 }
-                g.percpu_enabled.clear(cpu);
-                drop(g);
-                self.platform.report(IrqEvent::SpuriousPerCpu(irq, cpu));
             }
         } else if devid {
-            if let Some(a) = actions.iter().next() {
+            if let Some(a) = actions.first() {
                 let r = a.handler.handle(irq);
                 if r.contains(IrqReturn::WAKE_THREAD) && a.threaded() {
                     self.wake(desc, a);
@@ -560,9 +574,9 @@ impl<P: Platform> IrqCore<P> {
         } else {
             self.run_actions(desc, actions);
         }
-        let g = desc.inner.lock();
-        Self::eoi(irq, &g);
-        drop(g);
+        if let (Some(c), Some(d)) = (chip, &data) {
+            c.eoi(d);
+        }
     }
 
     /// Runs the thread function of `action` on `irq` (called by the

@@ -53,7 +53,7 @@
 //! - action lists (`ActionList`, an `Arc<[Arc<Action>]>`) are shared
 //!   ownership: moving or parking the `Arc` claims nothing about the list,
 //!   and its contents are accessed uniquely only when the last reference is
-//!   dropped, which `IrqCore::retire_actions` does after the grace period.
+//!   dropped, which `IrqCore::retire` does after the grace period.
 //!
 //! The domain registry and the Xen event-channel layer keep no
 //! grace-period-protected pointers of their own (their records sit behind

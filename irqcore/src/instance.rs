@@ -13,7 +13,6 @@ use crate::platform::{ActionId, IrqFlags, Platform};
 use crate::store::{DEFAULT_CAPACITY, DescStore, SparseGuard};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use arrayvec::ArrayVec;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Build-time configuration of an [`IrqCore`].
@@ -98,7 +97,14 @@ pub struct IrqCore<P: Platform> {
     /// Action lists replaced while the replacing CPU was itself inside a
     /// read-side section (so it could not wait for its own): dropped by a
     /// later replacement, after a full grace period.
-    retired_actions: spin::Mutex<Vec<ActionList>>,
+    retired_actions: spin::Mutex<Vec<Retired>>,
+}
+
+/// What a change of a descriptor's actions or chip stack replaced: dropped
+/// once no CPU can still be reading it ([`IrqCore::retire`]).
+pub(crate) struct Retired {
+    _actions: ActionList,
+    _view: Option<Arc<crate::desc::View>>,
 }
 
 /// Restores the saved local interrupt state on drop.
@@ -502,7 +508,8 @@ impl<P: Platform> IrqCore<P> {
         if !g.actions.is_empty() {
             return Err(IrqError::HasHandlers(irq));
         }
-        g.levels = levels.into_iter().collect::<ArrayVec<_, MAX_LEVELS>>();
+        g.levels = levels.into();
+        let old_view = desc.publish_view(&g);
         desc.set_flow(&mut g, flow);
         g.state.remove(IrqState::PER_CPU | IrqState::PER_CPU_DEVID);
         match flow {
@@ -512,6 +519,12 @@ impl<P: Platform> IrqCore<P> {
                 .insert(IrqState::PER_CPU | IrqState::PER_CPU_DEVID | IrqState::NO_AUTOEN),
             _ => {}
         }
+        drop(g);
+        drop(s);
+        self.retire(Retired {
+            _actions: ActionList::empty(),
+            _view: old_view,
+        });
         Ok(())
     }
 
@@ -615,7 +628,7 @@ impl<P: Platform> IrqCore<P> {
         desc: &IrqDesc,
         f: impl FnOnce(&mut crate::desc::DescInner) -> Result<R, IrqError>,
     ) -> Result<R, IrqError> {
-        let levels: ArrayVec<ChipLevel, MAX_LEVELS> = self.lock_desc(desc).levels.clone();
+        let levels: Arc<[ChipLevel]> = self.lock_desc(desc).levels.clone();
         let data = IrqData::new(desc.irq, &levels);
         let bus = self
             .lock_order
@@ -724,6 +737,10 @@ impl<P: Platform> IrqCore<P> {
             let action = Arc::new(Action::new(id, &req, dev_id, thread_mask));
             let old = core::mem::replace(&mut g.actions, ActionList::empty());
             g.actions = old.with(action);
+            let old = Retired {
+                _actions: old,
+                _view: desc.publish_view(g),
+            };
             if first {
                 g.name = req.name;
                 g.status.set(
@@ -761,7 +778,7 @@ impl<P: Platform> IrqCore<P> {
         // Never wait for a grace period inside a section of our own.
         drop(s);
         let old = old?;
-        self.retire_actions(old);
+        self.retire(old);
         self.kick_resends();
         Ok(())
     }
@@ -785,6 +802,10 @@ impl<P: Platform> IrqCore<P> {
                 };
                 let old = core::mem::replace(&mut g.actions, ActionList::empty());
                 g.actions = old.without(action.id);
+                let old = Retired {
+                    _actions: old,
+                    _view: desc.publish_view(g),
+                };
                 action.removed.store(true, crate::sync::Ordering::Release);
                 g.threads_oneshot &= !action.thread_mask;
                 if g.actions.is_empty() {
@@ -800,7 +821,7 @@ impl<P: Platform> IrqCore<P> {
             // one (two CPUs freeing at once would wait for each other).
         };
         // After the grace period no CPU iterates the old list any more.
-        self.retire_actions(old);
+        self.retire(old);
         // The remaining clones are held by interrupt threads running it;
         // if this is one of them, it is the caller and is not waited for.
         let me = self.platform.current_cpu().0.wrapping_add(1);
@@ -818,7 +839,12 @@ impl<P: Platform> IrqCore<P> {
     /// their own; should the CPU still be inside one further up (an API
     /// called from a callback), the list is parked and dropped by a later
     /// call after a full grace period instead.
-    pub(crate) fn retire_actions(&self, old: ActionList) {
+    pub(crate) fn retire(&self, old: Retired) {
+        if old._view.is_none() && old._actions.is_empty() {
+            // Nothing any CPU could be reading (a first chip on a fresh
+            // descriptor): no grace period to wait for.
+            return;
+        }
         let me = self.cpu_index().ok();
         let relax = || self.platform.cpu_relax();
         grace::synchronize(&self.epochs[..self.nr_cpus as usize], me, &relax);

@@ -17,8 +17,7 @@ use crate::chip::{ChipLevel, IrqData, TriggerType};
 use crate::cpumask::CpuMask;
 use crate::flow::FlowKind;
 use crate::ids::{CpuId, IrqNumber};
-use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use alloc::boxed::Box;
+use crate::sync::{AtomicU8, AtomicU32, Ordering};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use bitflags::bitflags;
@@ -174,10 +173,11 @@ impl DescInner {
 pub struct IrqDesc {
     pub(crate) irq: IrqNumber,
     pub(crate) inner: spin::Mutex<DescInner>,
-    /// Per-CPU interrupt counts. Only CPU `i` writes slot `i` (with its
-    /// interrupts off), so a plain load/store suffices; readers may see a
-    /// slightly old value.
-    pub(crate) counts: Box<[AtomicU64]>,
+    /// Per-CPU interrupt counts, in per-CPU rows of the store (so a CPU
+    /// writes only its own cache lines). Only CPU `i` writes slot `i` (with
+    /// its interrupts off), so a plain load/store suffices; readers may see
+    /// a slightly old value.
+    pub(crate) counts: crate::store::CountSlots,
     /// Copy of `inner.flow` readable without the lock: the dispatcher picks
     /// the flow before taking the lock. Written under the lock; a stale read
     /// is harmless because the flow can only change while no handler is
@@ -237,11 +237,11 @@ pub(crate) const RUN_IN_PROGRESS: u32 = 1 << 0;
 pub(crate) const RUN_ATTN: u32 = 1 << 1;
 
 impl IrqDesc {
-    pub(crate) fn new(irq: IrqNumber, nr_cpus: usize) -> Self {
+    pub(crate) fn new(irq: IrqNumber, counts: crate::store::CountSlots) -> Self {
         Self {
             irq,
             inner: spin::Mutex::new(DescInner::new()),
-            counts: (0..nr_cpus).map(|_| AtomicU64::new(0)).collect(),
+            counts,
             flow_hint: AtomicU8::new(FlowKind::Bad as u8),
             threads_handled: AtomicU32::new(0),
             exit_work: core::sync::atomic::AtomicU8::new(0),

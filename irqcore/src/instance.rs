@@ -179,7 +179,7 @@ impl<P: Platform> IrqCore<P> {
         };
         Self {
             platform,
-            store: DescStore::new(config.capacity),
+            store: DescStore::new(config.capacity, nr as usize),
             epochs: crate::cell_array::CellArray::new([const { CpuEpoch::new() }; MAX_CPUS]),
             nr_cpus: nr,
             online: [const { AtomicU64::new(0) }; MAX_CPUS / 64],
@@ -341,8 +341,8 @@ impl<P: Platform> IrqCore<P> {
         self.cpu_index().is_ok_and(|c| self.store.sparse_held_by(c))
     }
 
-    fn new_desc(&self, irq: IrqNumber) -> IrqDesc {
-        IrqDesc::new(irq, self.nr_cpus as usize)
+    fn new_desc(irq: IrqNumber, counts: crate::store::CountSlots) -> IrqDesc {
+        IrqDesc::new(irq, counts)
     }
 
     /// Allocates `count` consecutive irq numbers, first fit at or above
@@ -354,7 +354,7 @@ impl<P: Platform> IrqCore<P> {
         let mut g = self.lock_sparse()?;
         let r = self
             .store
-            .alloc(&mut g, from.0, count, false, &|n| self.new_desc(n));
+            .alloc(&mut g, from.0, count, false, &Self::new_desc);
         drop(g);
         self.reclaim_retired();
         r
@@ -365,9 +365,7 @@ impl<P: Platform> IrqCore<P> {
         self.check_sparse_free()?;
         self.check_may_wait()?;
         let mut g = self.lock_sparse()?;
-        let r = self
-            .store
-            .alloc(&mut g, irq.0, 1, true, &|n| self.new_desc(n));
+        let r = self.store.alloc(&mut g, irq.0, 1, true, &Self::new_desc);
         drop(g);
         r.map(|_| ())
     }

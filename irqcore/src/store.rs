@@ -34,7 +34,7 @@ use crate::cell_array::CellArray;
 use crate::desc::IrqDesc;
 use crate::error::IrqError;
 use crate::ids::IrqNumber;
-use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -94,7 +94,71 @@ pub const MAX_CAPACITY: u32 = (TOP * CHUNK) as u32;
 /// The default capacity (65,536 irq numbers).
 pub const DEFAULT_CAPACITY: u32 = 65_536;
 
-type Chunk = [AtomicPtr<IrqDesc>; CHUNK];
+/// Irq numbers per group of per-CPU counters ([`CountGroup`]).
+pub(crate) const COUNT_GROUP: usize = 64;
+
+/// One chunk of the table: `CHUNK` descriptor pointers and the per-CPU
+/// counters of those numbers, allocated a group at a time.
+struct Chunk {
+    descs: [AtomicPtr<IrqDesc>; CHUNK],
+    counts: [AtomicPtr<CountGroup>; CHUNK / COUNT_GROUP],
+}
+
+impl Chunk {
+    fn new() -> Box<Self> {
+        Box::new(Chunk {
+            descs: [const { AtomicPtr::new(ptr::null_mut()) }; CHUNK],
+            counts: [const { AtomicPtr::new(ptr::null_mut()) }; CHUNK / COUNT_GROUP],
+        })
+    }
+}
+
+/// The counters of [`COUNT_GROUP`] consecutive numbers on one CPU: a row of
+/// whole cache lines, so that a CPU counting interrupts writes only lines
+/// that no other CPU writes (Linux keeps `kstat_irqs` in per-CPU memory for
+/// the same reason).
+#[repr(align(64))]
+struct CountRow([AtomicU64; COUNT_GROUP]);
+
+/// One [`CountRow`] per CPU.
+struct CountGroup(Box<[CountRow]>);
+
+/// A descriptor's per-CPU interrupt counters: slot `index` of each CPU's
+/// row of its number's [`CountGroup`].
+pub(crate) struct CountSlots {
+    rows: NonNull<CountRow>,
+    nr_cpus: usize,
+    index: usize,
+}
+
+// SAFETY: `CountSlots` only hands out shared references to atomics that
+// live until the store is dropped (see `CountSlots::get`), which is what
+// any CPU may hold; no thread affinity is involved.
+unsafe impl Send for CountSlots {}
+// SAFETY: as above: shared access to atomics only.
+unsafe impl Sync for CountSlots {}
+
+impl CountSlots {
+    /// The counter of `cpu` (`None` beyond the store's CPUs).
+    #[inline]
+    pub(crate) fn get(&self, cpu: usize) -> Option<&AtomicU64> {
+        if cpu >= self.nr_cpus {
+            return None;
+        }
+        // SAFETY: `rows` points to the `nr_cpus` rows of a `CountGroup`
+        // that the store allocated before creating this descriptor and
+        // frees only when it is dropped, after every descriptor (see
+        // `DescStore::drop`); `cpu < nr_cpus` and `index < COUNT_GROUP`
+        // (set by `DescStore::count_slots`). Only shared references to the
+        // atomics are ever made.
+        Some(unsafe { &(*self.rows.as_ptr().add(cpu)).0[self.index] })
+    }
+
+    /// Every CPU's counter, in CPU order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &AtomicU64> + '_ {
+        (0..self.nr_cpus).filter_map(|c| self.get(c))
+    }
+}
 
 /// Free ranges (start -> length), guarded by the sparse lock.
 pub(crate) struct AllocState {
@@ -206,6 +270,8 @@ pub(crate) struct DescStore {
     /// One cell around the table: see [`crate::cell_array`].
     top: CellArray<AtomicPtr<Chunk>, TOP>,
     capacity: u32,
+    /// CPUs with a counter row in every [`CountGroup`].
+    nr_cpus: usize,
     pub(crate) sparse: spin::Mutex<AllocState>,
     /// CPU index + 1 of the sparse-lock holder, 0 when free.
     sparse_owner: AtomicU32,
@@ -230,7 +296,7 @@ impl Drop for SparseGuard<'_> {
 }
 
 impl DescStore {
-    pub(crate) const fn new(capacity: u32) -> Self {
+    pub(crate) const fn new(capacity: u32, nr_cpus: usize) -> Self {
         let capacity = if capacity > MAX_CAPACITY {
             MAX_CAPACITY
         } else {
@@ -239,6 +305,7 @@ impl DescStore {
         Self {
             top: CellArray::new([const { AtomicPtr::new(ptr::null_mut()) }; TOP]),
             capacity,
+            nr_cpus,
             sparse: spin::Mutex::new(AllocState::new()),
             sparse_owner: AtomicU32::new(0),
             hotplug_cpu: AtomicU32::new(0),
@@ -310,7 +377,7 @@ impl DescStore {
         }
         // SAFETY: chunks are allocated once and freed only when the store is
         // dropped, so a non-null chunk pointer stays valid for `&self`.
-        let slot = unsafe { &(*chunk)[i % CHUNK] };
+        let slot = unsafe { &(*chunk).descs[i % CHUNK] };
         let d = slot.load(Ordering::SeqCst);
         // SAFETY: a non-null descriptor pointer was published by `install`
         // from a live `Box`; it is reclaimed only after a grace period that
@@ -319,12 +386,50 @@ impl DescStore {
     }
 
     fn slot(&self, irq: u32) -> Option<&AtomicPtr<IrqDesc>> {
+        self.chunk(irq).map(|c| &c.descs[irq as usize % CHUNK])
+    }
+
+    /// The counters of `irq` (allocating its group on first use), zeroed:
+    /// a number that was freed and allocated again starts from zero. Called
+    /// with the sparse lock held, before the descriptor is published. (A
+    /// CPU still dispatching through the previous descriptor of the number,
+    /// inside the grace period of its free, may add one count after the
+    /// zeroing: the counters are statistics.)
+    fn count_slots(&self, irq: u32) -> Option<CountSlots> {
+        let chunk = self.chunk(irq)?;
+        let i = irq as usize % CHUNK;
+        let cell = &chunk.counts[i / COUNT_GROUP];
+        let mut group = cell.load(Ordering::Acquire);
+        if group.is_null() {
+            let rows: Box<[CountRow]> = (0..self.nr_cpus)
+                .map(|_| CountRow([const { AtomicU64::new(0) }; COUNT_GROUP]))
+                .collect();
+            // Only sparse-lock holders allocate groups, so a plain store
+            // suffices; lock-free readers reach a group only through a
+            // descriptor published after it.
+            group = Box::into_raw(Box::new(CountGroup(rows)));
+            cell.store(group, Ordering::Release);
+        }
+        // SAFETY: groups are freed only when the store is dropped.
+        let rows: &[CountRow] = unsafe { &(*group).0 };
+        let slots = CountSlots {
+            rows: NonNull::from(rows).cast::<CountRow>(),
+            nr_cpus: rows.len(),
+            index: i % COUNT_GROUP,
+        };
+        for c in slots.iter() {
+            c.store(0, Ordering::Relaxed);
+        }
+        Some(slots)
+    }
+
+    /// The chunk of `irq`, allocated on first use.
+    fn chunk(&self, irq: u32) -> Option<&Chunk> {
         let i = irq as usize;
         let top = self.top.get(i / CHUNK)?;
         let mut chunk = top.load(Ordering::SeqCst);
         if chunk.is_null() {
-            let fresh: Box<Chunk> = Box::new([const { AtomicPtr::new(ptr::null_mut()) }; CHUNK]);
-            let fresh = Box::into_raw(fresh);
+            let fresh = Box::into_raw(Chunk::new());
             match top.compare_exchange(ptr::null_mut(), fresh, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => chunk = fresh,
                 Err(existing) => {
@@ -336,7 +441,7 @@ impl DescStore {
             }
         }
         // SAFETY: see `lookup`.
-        Some(unsafe { &(*chunk)[i % CHUNK] })
+        Some(unsafe { &*chunk })
     }
 
     /// Allocates `count` numbers: exactly at `from` if `exact`, else first
@@ -347,7 +452,7 @@ impl DescStore {
         from: u32,
         count: u32,
         exact: bool,
-        make: &dyn Fn(IrqNumber) -> IrqDesc,
+        make: &dyn Fn(IrqNumber, CountSlots) -> IrqDesc,
     ) -> Result<IrqNumber, IrqError> {
         if count == 0 || u64::from(from) + u64::from(count) > u64::from(self.capacity) {
             return Err(if count == 0 {
@@ -370,15 +475,12 @@ impl DescStore {
                 .ok_or(IrqError::NoSpace)?
         };
         for n in start..start + count {
-            let desc = Box::into_raw(Box::new(make(IrqNumber(n))));
-            match self.slot(n) {
-                Some(slot) => slot.store(desc, Ordering::SeqCst),
-                None => {
-                    // Unreachable: the range is within capacity. Undo anyway.
-                    // SAFETY: `desc` is unpublished and came from into_raw.
-                    drop(unsafe { Box::from_raw(desc) });
-                }
-            }
+            // Unreachable `None`s: the range is within capacity.
+            let (Some(counts), Some(slot)) = (self.count_slots(n), self.slot(n)) else {
+                continue;
+            };
+            let desc = Box::into_raw(Box::new(make(IrqNumber(n), counts)));
+            slot.store(desc, Ordering::SeqCst);
         }
         self.live.fetch_add(count as usize, Ordering::Relaxed);
         Ok(IrqNumber(start))
@@ -474,11 +576,19 @@ impl Drop for DescStore {
             // SAFETY: we own the store exclusively in drop; every pointer
             // was produced by `Box::into_raw` and is freed exactly once.
             let chunk = unsafe { Box::from_raw(chunk) };
-            for s in chunk.iter() {
+            for s in chunk.descs.iter() {
                 let d = s.swap(ptr::null_mut(), Ordering::SeqCst);
                 if !d.is_null() {
                     // SAFETY: as above.
                     drop(unsafe { Box::from_raw(d) });
+                }
+            }
+            // After every descriptor (their `CountSlots` point here).
+            for g in chunk.counts.iter() {
+                let g = g.swap(ptr::null_mut(), Ordering::SeqCst);
+                if !g.is_null() {
+                    // SAFETY: as above.
+                    drop(unsafe { Box::from_raw(g) });
                 }
             }
         }

@@ -119,6 +119,7 @@ pub fn set_current_cpu(cpu: u32) {
 }
 
 /// The CPU the calling thread plays.
+#[inline]
 pub fn current_cpu() -> u32 {
     CURRENT_CPU.with(Cell::get)
 }
@@ -130,6 +131,7 @@ pub fn current_cpu() -> u32 {
 pub struct BenchPlatform;
 
 impl Platform for BenchPlatform {
+    #[inline]
     fn current_cpu(&self) -> CpuId {
         CpuId(current_cpu())
     }
@@ -155,6 +157,10 @@ pub struct NopChip;
 impl IrqChip for NopChip {
     fn name(&self) -> &str {
         "nop"
+    }
+    /// No ack, no EOI: the flows skip those calls.
+    fn flags(&self) -> irqcore::ChipFlags {
+        irqcore::ChipFlags::NO_ACK | irqcore::ChipFlags::NO_EOI
     }
     fn mask(&self, _d: &IrqData<'_>) {}
     fn unmask(&self, _d: &IrqData<'_>) {}

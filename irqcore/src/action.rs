@@ -22,11 +22,13 @@ impl IrqReturn {
     pub const WAKE_THREAD: IrqReturn = IrqReturn(2);
 
     /// Whether any handler handled the interrupt (or woke a thread).
+    #[inline]
     pub const fn handled(self) -> bool {
         self.0 != 0
     }
 
     /// Whether every bit of `other` is set.
+    #[inline]
     pub const fn contains(self, other: IrqReturn) -> bool {
         self.0 & other.0 == other.0
     }
@@ -34,6 +36,7 @@ impl IrqReturn {
 
 impl BitOr for IrqReturn {
     type Output = IrqReturn;
+    #[inline]
     fn bitor(self, rhs: IrqReturn) -> IrqReturn {
         IrqReturn(self.0 | rhs.0)
     }
@@ -191,11 +194,13 @@ impl Action {
         }
     }
 
+    #[inline]
     pub(crate) fn threaded(&self) -> bool {
         self.flags.contains(RequestFlags::THREADED)
     }
 
     /// Marks the thread as woken; returns false if it already was.
+    #[inline]
     pub(crate) fn mark_run_thread(&self) -> bool {
         !self.run_thread.swap(true, Ordering::AcqRel)
     }
@@ -214,6 +219,7 @@ impl ActionList {
         ActionList(None)
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.0.as_ref().is_none_or(|l| l.is_empty())
     }
@@ -229,6 +235,7 @@ impl ActionList {
     /// dropping the descriptor lock. Valid while the list value (or the
     /// grace period that delays its drop, see `IrqCore::retire`)
     /// lives.
+    #[inline]
     pub(crate) fn raw(&self) -> *const [Arc<Action>] {
         match &self.0 {
             Some(l) => Arc::as_ptr(l),

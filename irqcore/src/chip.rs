@@ -44,6 +44,13 @@ bitflags! {
         const EOI_THREADED = 1 << 6;
         /// Program affinity before `startup` rather than after.
         const AFFINITY_PRE_STARTUP = 1 << 7;
+        /// `ack` does nothing for this chip (it keeps the default, and so
+        /// would its parents): the flows skip the call. Read once, when
+        /// the chip is set ([`IrqCore::set_chip`](crate::IrqCore::set_chip)).
+        const NO_ACK = 1 << 8;
+        /// `eoi` does nothing for this chip: the flows skip the call. Read
+        /// once, when the chip is set.
+        const NO_EOI = 1 << 9;
     }
 }
 
@@ -190,6 +197,7 @@ pub struct IrqData<'a> {
 impl<'a> IrqData<'a> {
     /// Data for the outermost level of `levels` (which must not be empty for
     /// the accessors to be meaningful; an empty stack has no chip).
+    #[inline]
     pub fn new(irq: IrqNumber, levels: &'a [ChipLevel]) -> Self {
         Self { irq, levels }
     }
@@ -210,6 +218,7 @@ impl<'a> IrqData<'a> {
     }
 
     /// This level's chip, if any.
+    #[inline]
     pub fn chip(&self) -> Option<&'a Arc<dyn IrqChip>> {
         self.levels.first().map(|l| &l.chip)
     }

@@ -13,7 +13,7 @@
 
 use crate::action::ActionList;
 use crate::action::DevId;
-use crate::chip::{ChipLevel, IrqData, TriggerType};
+use crate::chip::{ChipFlags, ChipLevel, IrqData, TriggerType};
 use crate::cpumask::CpuMask;
 use crate::flow::FlowKind;
 use crate::ids::{CpuId, IrqNumber};
@@ -99,6 +99,8 @@ bitflags! {
 pub(crate) struct View {
     pub(crate) levels: Arc<[ChipLevel]>,
     pub(crate) actions: ActionList,
+    /// `DescInner::chip_flags`.
+    pub(crate) chip_flags: ChipFlags,
 }
 
 /// Mutable descriptor state, protected by the descriptor lock.
@@ -106,6 +108,9 @@ pub(crate) struct DescInner {
     /// The chip stack, outermost first (shared with the published
     /// [`View`]).
     pub(crate) levels: Arc<[ChipLevel]>,
+    /// The outermost chip's [`ChipFlags`], read when the chip is set (the
+    /// flows consult them on every interrupt).
+    pub(crate) chip_flags: ChipFlags,
     pub(crate) flow: FlowKind,
     pub(crate) state: IrqState,
     pub(crate) status: IrqStatus,
@@ -137,6 +142,7 @@ impl DescInner {
     pub(crate) fn new() -> Self {
         Self {
             levels: Arc::from([]),
+            chip_flags: ChipFlags::empty(),
             flow: FlowKind::Bad,
             state: IrqState::DISABLED | IrqState::MASKED,
             status: IrqStatus::empty(),
@@ -160,6 +166,7 @@ impl DescInner {
     }
 
     /// Chip view of the outermost level (`None` without a chip).
+    #[inline]
     pub(crate) fn data(&self, irq: IrqNumber) -> Option<IrqData<'_>> {
         if self.levels.is_empty() {
             None
@@ -271,6 +278,7 @@ impl IrqDesc {
         let new = Arc::into_raw(Arc::new(View {
             levels: g.levels.clone(),
             actions: g.actions.clone(),
+            chip_flags: g.chip_flags,
         }));
         let old = self
             .view
@@ -313,6 +321,7 @@ impl IrqDesc {
         self.flow_hint.store(flow as u8, Ordering::Release);
     }
 
+    #[inline]
     pub(crate) fn flow(&self) -> FlowKind {
         FlowKind::from_u8(self.flow_hint.load(Ordering::Acquire))
     }

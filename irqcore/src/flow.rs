@@ -57,6 +57,7 @@ pub enum FlowKind {
 }
 
 impl FlowKind {
+    #[inline]
     pub(crate) const fn from_u8(v: u8) -> FlowKind {
         match v {
             0 => FlowKind::Edge,
@@ -274,20 +275,28 @@ impl<P: Platform> IrqCore<P> {
         g.state.insert(IrqState::MASKED);
     }
 
+    #[inline]
     fn ack(irq: IrqNumber, g: &DescInner) {
+        if g.chip_flags.contains(ChipFlags::NO_ACK) {
+            return;
+        }
         if let Some(d) = g.data(irq) {
             g.levels[0].chip.ack(&d);
         }
     }
 
+    #[inline]
     fn eoi(irq: IrqNumber, g: &DescInner) {
+        if g.chip_flags.contains(ChipFlags::NO_EOI) {
+            return;
+        }
         if let Some(d) = g.data(irq) {
             g.levels[0].chip.eoi(&d);
         }
     }
 
     fn cond_eoi(irq: IrqNumber, g: &DescInner) {
-        let flags = g.levels.first().map(|l| l.chip.flags()).unwrap_or_default();
+        let flags = g.chip_flags;
         if !flags.contains(ChipFlags::EOI_IF_HANDLED) {
             Self::eoi(irq, g);
         }
@@ -497,7 +506,7 @@ impl<P: Platform> IrqCore<P> {
             Self::eoi(irq, &g);
             Self::unmask(irq, &mut g);
         } else {
-            let flags = g.levels.first().map(|l| l.chip.flags()).unwrap_or_default();
+            let flags = g.chip_flags;
             if !flags.contains(ChipFlags::EOI_THREADED) {
                 Self::eoi(irq, &g);
             }
@@ -541,7 +550,9 @@ impl<P: Platform> IrqCore<P> {
         };
         let data = (!view.levels.is_empty()).then(|| IrqData::new(irq, &view.levels));
         let chip = view.levels.first().map(|l| &*l.chip);
-        if let (Some(c), Some(d)) = (chip, &data) {
+        if let (Some(c), Some(d), false) =
+            (chip, &data, view.chip_flags.contains(ChipFlags::NO_ACK))
+        {
             c.ack(d);
         }
         // SAFETY: the list lives as long as `view`, which this read-side
@@ -574,7 +585,9 @@ impl<P: Platform> IrqCore<P> {
         } else {
             self.run_actions(desc, actions);
         }
-        if let (Some(c), Some(d)) = (chip, &data) {
+        if let (Some(c), Some(d), false) =
+            (chip, &data, view.chip_flags.contains(ChipFlags::NO_EOI))
+        {
             c.eoi(d);
         }
     }
@@ -662,7 +675,7 @@ impl<P: Platform> IrqCore<P> {
                     && g.state.contains(IrqState::MASKED)
                     && !g.state.contains(IrqState::DISABLED)
                 {
-                    let flags = g.levels.first().map(|l| l.chip.flags()).unwrap_or_default();
+                    let flags = g.chip_flags;
                     if flags.contains(ChipFlags::EOI_THREADED) {
                         Self::eoi(irq, &g);
                     }

@@ -108,6 +108,7 @@ impl CpuEpoch {
     }
 
     /// Enters a read-side section on the owning CPU.
+    #[inline]
     pub fn enter(&self) {
         let d = self.depth.load(Ordering::Relaxed);
         self.depth.store(d + 1, Ordering::Relaxed);
@@ -118,6 +119,7 @@ impl CpuEpoch {
     }
 
     /// Leaves a read-side section on the owning CPU.
+    #[inline]
     pub fn exit(&self) {
         self.leave(1);
     }
@@ -126,6 +128,7 @@ impl CpuEpoch {
     /// dispatcher's. Counted apart from process-context sections so that an
     /// API call can tell it was made from a handler (see
     /// [`CpuEpoch::in_irq`]).
+    #[inline]
     pub fn enter_irq(&self) {
         let d = self.depth.load(Ordering::Relaxed);
         self.depth.store(d + IRQ_UNIT, Ordering::Relaxed);
@@ -136,10 +139,12 @@ impl CpuEpoch {
     }
 
     /// Leaves a section entered with [`CpuEpoch::enter_irq`].
+    #[inline]
     pub fn exit_irq(&self) {
         self.leave(IRQ_UNIT);
     }
 
+    #[inline]
     fn leave(&self, unit: u32) {
         let d = self.depth.load(Ordering::Relaxed);
         if d == unit {
@@ -153,12 +158,14 @@ impl CpuEpoch {
 
     /// Whether the owning CPU is inside a section (only meaningful when
     /// called on the owning CPU).
+    #[inline]
     pub fn in_section(&self) -> bool {
         self.depth.load(Ordering::Relaxed) != 0
     }
 
     /// Whether the owning CPU is inside two or more nested dispatcher
     /// sections (a handler that called the dispatcher again).
+    #[inline]
     pub fn in_nested_irq(&self) -> bool {
         self.depth.load(Ordering::Relaxed) >= 2 * IRQ_UNIT
     }
@@ -166,6 +173,7 @@ impl CpuEpoch {
     /// Whether the owning CPU is running the dispatcher (an interrupt
     /// handler, a flow, a chip callback of a flow), however deeply nested
     /// (only meaningful when called on the owning CPU).
+    #[inline]
     pub fn in_irq(&self) -> bool {
         self.depth.load(Ordering::Relaxed) >= IRQ_UNIT
     }

@@ -23,6 +23,7 @@ pub struct CpuId(pub u32);
 
 impl IrqNumber {
     /// The number as a `usize`, for indexing.
+    #[inline]
     pub const fn as_usize(self) -> usize {
         self.0 as usize
     }
@@ -30,6 +31,7 @@ impl IrqNumber {
 
 impl CpuId {
     /// The CPU index as a `usize`, for indexing per-CPU arrays.
+    #[inline]
     pub const fn index(self) -> usize {
         self.0 as usize
     }

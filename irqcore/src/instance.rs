@@ -506,6 +506,7 @@ impl<P: Platform> IrqCore<P> {
         if !g.actions.is_empty() {
             return Err(IrqError::HasHandlers(irq));
         }
+        g.chip_flags = levels.first().map(|l| l.chip.flags()).unwrap_or_default();
         g.levels = levels.into();
         let old_view = desc.publish_view(&g);
         desc.set_flow(&mut g, flow);

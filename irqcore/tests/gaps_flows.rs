@@ -442,3 +442,41 @@ fn per_cpu_flows_run_their_handler_and_report_nothing() {
         );
     }
 }
+
+/// The flows read the chip's flags once, when the chip is set: a chip
+/// that declares `NO_ACK`/`NO_EOI` gets no ack/EOI calls on any flow, the
+/// same chip without them gets every one (so the flags, not the flow, make
+/// the difference).
+#[test]
+fn no_ack_and_no_eoi_flags_skip_the_calls() {
+    set_cpu(0);
+    let core = core_with_cpus(1);
+    for (flow, calls) in [
+        (FlowKind::Edge, vec!["ack"]),
+        (FlowKind::FastEoi, vec!["eoi"]),
+        (FlowKind::PerCpu, vec!["ack", "eoi"]),
+    ] {
+        for skip in [false, true] {
+            let chip = Arc::new(RecordingChip {
+                flags: if skip {
+                    ChipFlags::NO_ACK | ChipFlags::NO_EOI
+                } else {
+                    ChipFlags::empty()
+                },
+                ..Default::default()
+            });
+            let irq = irq_with(&core, chip.clone(), flow);
+            let (n, h) = counting();
+            let mut req = IrqRequest::new("dev", h);
+            if flow == FlowKind::PerCpu {
+                req = req.flags(RequestFlags::PERCPU);
+            }
+            core.request_irq(irq, req).unwrap().leak();
+            chip.take();
+            core.handle_irq(irq).unwrap();
+            assert_eq!(n.load(Ordering::SeqCst), 1, "{flow:?}");
+            let expected: Vec<&str> = if skip { vec![] } else { calls.clone() };
+            assert_eq!(chip.take(), expected, "{flow:?}, flags skip = {skip}");
+        }
+    }
+}

@@ -40,6 +40,20 @@ impl CpuMask {
         m
     }
 
+    /// The mask of CPUs `0..64` whose bits are `w`.
+    #[inline]
+    pub(crate) const fn from_word0(w: u64) -> Self {
+        let mut m = Self::new();
+        m.bits[0] = w;
+        m
+    }
+
+    /// CPUs `0..64` of the mask, as bits.
+    #[inline]
+    pub(crate) const fn word0(&self) -> u64 {
+        self.bits[0]
+    }
+
     /// A mask from the CPUs yielded by `cpus` (out-of-range ids are ignored).
     pub fn from_cpus(cpus: impl IntoIterator<Item = CpuId>) -> Self {
         let mut m = Self::new();

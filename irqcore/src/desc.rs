@@ -18,6 +18,7 @@ use crate::cpumask::CpuMask;
 use crate::flow::FlowKind;
 use crate::ids::{CpuId, IrqNumber};
 use crate::sync::{AtomicU8, AtomicU32, Ordering};
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use bitflags::bitflags;
@@ -103,28 +104,100 @@ pub(crate) struct View {
     pub(crate) chip_flags: ChipFlags,
 }
 
+/// Which of a descriptor's CPU masks ([`DescMasks`]).
+#[derive(Clone, Copy)]
+pub(crate) enum MaskKind {
+    /// The requested affinity.
+    Affinity = 0,
+    /// The CPUs the hardware really targets.
+    Effective = 1,
+    /// A deferred affinity change waiting for `MOVE_PENDING`.
+    Pending = 2,
+    /// The CPUs on which a per-CPU irq is enabled.
+    PercpuEnabled = 3,
+}
+
+/// The four CPU masks of a descriptor. A core with at most 64 CPUs keeps
+/// each in one word: CPU ids from 64 up do not exist on it (every entry
+/// point refuses a CPU at or above `nr_cpus`), so they are not stored. A
+/// larger core keeps them in full, in a box allocated with the descriptor
+/// (and counted by `bytes_per_descriptor`). Either way no mask operation
+/// allocates.
+pub(crate) struct DescMasks {
+    words: [u64; 4],
+    wide: Option<Box<[CpuMask; 4]>>,
+}
+
+impl DescMasks {
+    fn new(nr_cpus: usize) -> Self {
+        Self {
+            words: [0; 4],
+            wide: (nr_cpus > 64).then(|| Box::new([CpuMask::new(); 4])),
+        }
+    }
+
+    /// Mask `k`.
+    #[inline]
+    pub(crate) fn get(&self, k: MaskKind) -> CpuMask {
+        match &self.wide {
+            Some(w) => w[k as usize],
+            None => CpuMask::from_word0(self.words[k as usize]),
+        }
+    }
+
+    /// Sets mask `k`.
+    #[inline]
+    pub(crate) fn set(&mut self, k: MaskKind, m: CpuMask) {
+        match &mut self.wide {
+            Some(w) => w[k as usize] = m,
+            None => self.words[k as usize] = m.word0(),
+        }
+    }
+
+    /// Changes mask `k` in place.
+    pub(crate) fn update(&mut self, k: MaskKind, f: impl FnOnce(&mut CpuMask)) {
+        let mut m = self.get(k);
+        f(&mut m);
+        self.set(k, m);
+    }
+
+    /// Bytes kept outside the descriptor.
+    pub(crate) fn heap_bytes(nr_cpus: usize) -> usize {
+        if nr_cpus > 64 {
+            core::mem::size_of::<[CpuMask; 4]>()
+        } else {
+            0
+        }
+    }
+}
+
 /// Mutable descriptor state, protected by the descriptor lock.
+///
+/// The fields the dispatcher reads on every interrupt come first: with the
+/// lock word in front of them they fill the descriptor's first cache line
+/// (see [`IrqDesc`]); the rest is read only on slower paths.
+#[repr(C)]
 pub(crate) struct DescInner {
-    /// The chip stack, outermost first (shared with the published
-    /// [`View`]).
-    pub(crate) levels: Arc<[ChipLevel]>,
+    // --- hot: every interrupt ---
+    pub(crate) state: IrqState,
+    pub(crate) status: IrqStatus,
     /// The outermost chip's [`ChipFlags`], read when the chip is set (the
     /// flows consult them on every interrupt).
     pub(crate) chip_flags: ChipFlags,
     pub(crate) flow: FlowKind,
-    pub(crate) state: IrqState,
-    pub(crate) status: IrqStatus,
     pub(crate) trigger: TriggerType,
-    pub(crate) depth: u32,
+    /// The chip stack, outermost first (shared with the published
+    /// [`View`]).
+    pub(crate) levels: Arc<[ChipLevel]>,
     pub(crate) actions: ActionList,
+    // --- cold ---
+    pub(crate) depth: u32,
     /// CPU running the handlers while `IN_PROGRESS` is set.
     pub(crate) in_progress_cpu: CpuId,
     /// Bitmask of oneshot threads that have not finished yet.
     pub(crate) threads_oneshot: u64,
-    pub(crate) affinity: CpuMask,
-    pub(crate) effective: CpuMask,
-    pub(crate) pending_mask: CpuMask,
-    pub(crate) percpu_enabled: CpuMask,
+    /// Affinity, effective affinity, pending move, per-CPU enable.
+    pub(crate) masks: DescMasks,
     pub(crate) irq_count: u32,
     pub(crate) irqs_unhandled: u32,
     /// `IrqDesc::threads_handled` at the last interrupt judged by its
@@ -133,36 +206,53 @@ pub(crate) struct DescInner {
     /// [`Platform::now_ns`](crate::Platform::now_ns) at the last unhandled
     /// interrupt.
     pub(crate) last_unhandled_ns: Option<u64>,
-    pub(crate) spurious_reports: u32,
     pub(crate) tot_count: u64,
-    pub(crate) name: &'static str,
 }
 
 impl DescInner {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(nr_cpus: usize) -> Self {
         Self {
-            levels: Arc::from([]),
-            chip_flags: ChipFlags::empty(),
-            flow: FlowKind::Bad,
             state: IrqState::DISABLED | IrqState::MASKED,
             status: IrqStatus::empty(),
+            chip_flags: ChipFlags::empty(),
+            flow: FlowKind::Bad,
             trigger: TriggerType::None,
-            depth: 1,
+            levels: Arc::from([]),
             actions: ActionList::empty(),
+            depth: 1,
             in_progress_cpu: CpuId(0),
             threads_oneshot: 0,
-            affinity: CpuMask::new(),
-            effective: CpuMask::new(),
-            pending_mask: CpuMask::new(),
-            percpu_enabled: CpuMask::new(),
+            masks: DescMasks::new(nr_cpus),
             irq_count: 0,
             irqs_unhandled: 0,
             threads_handled_last: 0,
             last_unhandled_ns: None,
-            spurious_reports: 0,
             tot_count: 0,
-            name: "",
         }
+    }
+
+    /// The requested affinity.
+    #[inline]
+    pub(crate) fn affinity(&self) -> CpuMask {
+        self.masks.get(MaskKind::Affinity)
+    }
+
+    /// The affinity the hardware really targets.
+    #[inline]
+    pub(crate) fn effective(&self) -> CpuMask {
+        self.masks.get(MaskKind::Effective)
+    }
+
+    /// The target of a deferred move.
+    #[inline]
+    pub(crate) fn pending_mask(&self) -> CpuMask {
+        self.masks.get(MaskKind::Pending)
+    }
+
+    /// The CPUs on which a per-CPU irq is enabled.
+    #[inline]
+    pub(crate) fn percpu_enabled(&self) -> CpuMask {
+        self.masks.get(MaskKind::PercpuEnabled)
     }
 
     /// Chip view of the outermost level (`None` without a chip).
@@ -177,27 +267,14 @@ impl DescInner {
 }
 
 /// An interrupt descriptor: one per allocated irq number.
+///
+/// Laid out for the dispatcher: its first cache line holds everything an
+/// interrupt reads or writes on the common path (the run word, the flow,
+/// the lock, the line state, the chip flags, the chip stack and action
+/// list pointers); the rest is read on slower paths. The layout is pinned
+/// by a unit test (`hot_part_is_one_cache_line`).
+#[repr(C, align(64))]
 pub struct IrqDesc {
-    pub(crate) irq: IrqNumber,
-    pub(crate) inner: spin::Mutex<DescInner>,
-    /// Per-CPU interrupt counts, in per-CPU rows of the store (so a CPU
-    /// writes only its own cache lines). Only CPU `i` writes slot `i` (with
-    /// its interrupts off), so a plain load/store suffices; readers may see
-    /// a slightly old value.
-    pub(crate) counts: crate::store::CountSlots,
-    /// Copy of `inner.flow` readable without the lock: the dispatcher picks
-    /// the flow before taking the lock. Written under the lock; a stale read
-    /// is harmless because the flow can only change while no handler is
-    /// installed (or between per-CPU-compatible flows).
-    pub(crate) flow_hint: AtomicU8,
-    /// Thread functions of this irq that returned "handled", for the
-    /// deferred spurious detection (written by threads without the lock).
-    pub(crate) threads_handled: AtomicU32,
-    /// Work a flow left for `handle_irq` to do after dropping the lock:
-    /// inline thread functions
-    /// ([`ThreadWake::RunInline`](crate::ThreadWake::RunInline)), a
-    /// spurious-disable report (`flow::EXIT_*` bits).
-    pub(crate) exit_work: core::sync::atomic::AtomicU8,
     /// Who runs the handlers: [`RUN_IN_PROGRESS`] while a CPU runs them
     /// with the lock dropped (Linux's `IRQD_IRQ_INPROGRESS`, kept out of
     /// the locked state so that the running CPU can clear it without the
@@ -219,10 +296,31 @@ pub struct IrqDesc {
     ///   `RUN_ATTN` and take the lock; if it was clear, the run has ended
     ///   and nobody waits for the change.
     pub(crate) run: core::sync::atomic::AtomicU32,
+    /// Copy of `inner.flow` readable without the lock: the dispatcher picks
+    /// the flow before taking the lock. Written under the lock; a stale read
+    /// is harmless because the flow can only change while no handler is
+    /// installed (or between per-CPU-compatible flows).
+    pub(crate) flow_hint: AtomicU8,
+    /// Work a flow left for `handle_irq` to do after dropping the lock:
+    /// inline thread functions
+    /// ([`ThreadWake::RunInline`](crate::ThreadWake::RunInline)), a
+    /// spurious-disable report (`flow::EXIT_*` bits).
+    pub(crate) exit_work: core::sync::atomic::AtomicU8,
+    /// The lock and the locked state, hot fields first.
+    pub(crate) inner: spin::Mutex<DescInner>,
     /// The published [`View`] (from `Arc::into_raw`; null until a chip or
     /// an action is set). Swapped under the lock; the old one is retired
     /// after a grace period.
     view: core::sync::atomic::AtomicPtr<View>,
+    pub(crate) irq: IrqNumber,
+    /// Thread functions of this irq that returned "handled", for the
+    /// deferred spurious detection (written by threads without the lock).
+    pub(crate) threads_handled: AtomicU32,
+    /// Per-CPU interrupt counts, in per-CPU rows of the store (so a CPU
+    /// writes only its own cache lines). Only CPU `i` writes slot `i` (with
+    /// its interrupts off), so a plain load/store suffices; readers may see
+    /// a slightly old value.
+    pub(crate) counts: crate::store::CountSlots,
 }
 
 impl Drop for IrqDesc {
@@ -247,7 +345,7 @@ impl IrqDesc {
     pub(crate) fn new(irq: IrqNumber, counts: crate::store::CountSlots) -> Self {
         Self {
             irq,
-            inner: spin::Mutex::new(DescInner::new()),
+            inner: spin::Mutex::new(DescInner::new(counts.nr_cpus())),
             counts,
             flow_hint: AtomicU8::new(FlowKind::Bad as u8),
             threads_handled: AtomicU32::new(0),
@@ -362,9 +460,9 @@ impl IrqDesc {
             },
             depth: g.depth,
             handlers: g.actions.iter().map(|a| (a.name, a.dev_id)).collect(),
-            affinity: g.affinity,
-            effective_affinity: g.effective,
-            percpu_enabled: g.percpu_enabled,
+            affinity: g.affinity(),
+            effective_affinity: g.effective(),
+            percpu_enabled: g.percpu_enabled(),
             chips: g
                 .levels
                 .iter()
@@ -428,4 +526,34 @@ pub struct DescSnapshot {
     pub chips: Vec<(ChipName, crate::ids::HwIrq)>,
     /// Per-CPU counts.
     pub counts: Vec<u64>,
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dispatcher's fields share the first cache line of a descriptor
+    /// (64-byte aligned), and the whole descriptor is three lines.
+    #[test]
+    fn hot_part_is_one_cache_line() {
+        assert_eq!(core::mem::align_of::<IrqDesc>(), 64);
+        assert!(core::mem::size_of::<IrqDesc>() <= 192);
+        let counts = crate::store::CountSlots::detached_for_test();
+        let d = IrqDesc::new(IrqNumber(7), counts);
+        let base = &d as *const IrqDesc as usize;
+        let in_line0 = |p: usize, len: usize| p >= base && p + len <= base + 64;
+        assert!(in_line0(&d.run as *const _ as usize, 4));
+        assert!(in_line0(&d.flow_hint as *const _ as usize, 1));
+        assert!(in_line0(&d.exit_work as *const _ as usize, 1));
+        // The lock word: everything of the mutex outside its data.
+        let m = &d.inner as *const _ as usize;
+        let g = d.inner.lock();
+        let data = &*g as *const DescInner as usize;
+        assert!(in_line0(m, data - m), "lock word in line 0");
+        assert!(in_line0(&g.state as *const _ as usize, 4));
+        assert!(in_line0(&g.status as *const _ as usize, 4));
+        assert!(in_line0(&g.chip_flags as *const _ as usize, 4));
+        assert!(in_line0(&g.flow as *const _ as usize, 1));
+        assert!(in_line0(&g.levels as *const _ as usize, 16));
+        assert!(in_line0(&g.actions as *const _ as usize, 16));
+    }
 }

@@ -220,7 +220,7 @@ impl<P: Platform> IrqCore<P> {
         if !desc.claim_attention() {
             return (g, true);
         }
-        let single_target_here = g.effective.weight() == 1 && g.effective.first() == Some(cpu);
+        let single_target_here = g.effective().weight() == 1 && g.effective().first() == Some(cpu);
         if edge && single_target_here && g.in_progress_cpu != cpu {
             // The irq was just moved here while the old CPU still handles it:
             // wait for it rather than bouncing PENDING back and forth.
@@ -563,14 +563,16 @@ impl<P: Platform> IrqCore<P> {
                 // Spurious on this CPU: disable it here, under the lock
                 // (the per-CPU enable mask is locked state).
                 let mut g = desc.inner.lock();
-                if g.percpu_enabled.contains(cpu) {
+                if g.percpu_enabled().contains(cpu) {
                     if let Some(d) = g.data(irq) {
                         let chip = &g.levels[0].chip;
                         if !chip.disable(&d) {
                             chip.mask(&d);
                         }
                     }
-                    g.percpu_enabled.clear(cpu);
+                    g.masks.update(crate::desc::MaskKind::PercpuEnabled, |m| {
+                        m.clear(cpu);
+                    });
                     drop(g);
                     self.platform.report(IrqEvent::SpuriousPerCpu(irq, cpu));
                 }
@@ -696,7 +698,7 @@ impl<P: Platform> IrqCore<P> {
             return;
         }
         g.state.remove(IrqState::MOVE_PENDING);
-        let mask = g.pending_mask.and(&self.online_cpus());
+        let mask = g.pending_mask().and(&self.online_cpus());
         if mask.is_empty() {
             return;
         }
@@ -707,8 +709,9 @@ impl<P: Platform> IrqCore<P> {
         if let Some(d) = g.data(irq) {
             match g.levels[0].chip.set_affinity(&d, &mask, false) {
                 Ok(r) => {
-                    g.affinity = g.pending_mask;
-                    g.effective = r.effective();
+                    g.masks
+                        .set(crate::desc::MaskKind::Affinity, g.pending_mask());
+                    g.masks.set(crate::desc::MaskKind::Effective, r.effective());
                 }
                 // Still busy with the previous move: try again next time.
                 Err(crate::error::ChipError::Busy) => g.state.insert(IrqState::MOVE_PENDING),
@@ -794,7 +797,6 @@ impl<P: Platform> IrqCore<P> {
             g.status.insert(IrqStatus::SPURIOUS_DISABLED);
             g.depth = g.depth.saturating_add(1);
             Self::irq_disable_masked(desc.irq, g);
-            g.spurious_reports += 1;
             desc.exit_work
                 .fetch_or(EXIT_REPORT_SPURIOUS, Ordering::AcqRel);
         }

@@ -383,31 +383,33 @@ impl<P: Platform> IrqCore<P> {
     /// Moves one irq off `cpu`; returns whether its affinity was broken.
     fn migrate_one(&self, irq: IrqNumber, g: &mut DescInner, cpu: CpuId, after: &CpuMask) -> bool {
         if g.state.contains(IrqState::PER_CPU) {
-            if g.percpu_enabled.contains(cpu) {
+            if g.percpu_enabled().contains(cpu) {
                 if let Some(d) = g.data(irq) {
                     let chip = &g.levels[0].chip;
                     if !chip.disable(&d) {
                         chip.mask(&d);
                     }
                 }
-                g.percpu_enabled.clear(cpu);
+                g.masks.update(crate::desc::MaskKind::PercpuEnabled, |m| {
+                    m.clear(cpu);
+                });
             }
             return false;
         }
-        let targets = if g.effective.is_empty() {
-            g.affinity
+        let targets = if g.effective().is_empty() {
+            g.affinity()
         } else {
-            g.effective
+            g.effective()
         };
         if !g.state.contains(IrqState::STARTED) || !targets.contains(cpu) {
-            if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask.and(after).is_empty() {
+            if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask().and(after).is_empty() {
                 g.state.remove(IrqState::MOVE_PENDING);
             }
             return false;
         }
-        let mut wanted = g.affinity;
-        if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask.intersects(after) {
-            wanted = g.pending_mask;
+        let mut wanted = g.affinity();
+        if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask().intersects(after) {
+            wanted = g.pending_mask();
         }
         g.state.remove(IrqState::MOVE_PENDING);
         let mut target = wanted.and(after);
@@ -435,8 +437,8 @@ impl<P: Platform> IrqCore<P> {
             r => r,
         };
         if let Ok(r) = r {
-            g.affinity = wanted;
-            g.effective = r.effective();
+            g.masks.set(crate::desc::MaskKind::Affinity, wanted);
+            g.masks.set(crate::desc::MaskKind::Effective, r.effective());
         }
         if masked_here {
             chip.unmask(&IrqData::new(irq, &g.levels));
@@ -481,7 +483,7 @@ impl<P: Platform> IrqCore<P> {
                 continue;
             };
             let mut g = self.lock_desc(desc);
-            if g.state.contains(IrqState::MANAGED_SHUTDOWN) && g.affinity.contains(cpu) {
+            if g.state.contains(IrqState::MANAGED_SHUTDOWN) && g.affinity().contains(cpu) {
                 g.state.remove(IrqState::MANAGED_SHUTDOWN);
                 g.depth = g.depth.saturating_sub(1);
                 if g.depth == 0 && !g.actions.is_empty() {

@@ -444,11 +444,16 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
-    /// Memory one allocated descriptor costs: the descriptor itself, its
+    /// Memory one allocated descriptor costs: the descriptor itself (and
+    /// its CPU masks, kept outside it on a core of more than 64 CPUs), its
     /// per-CPU counters and its lookup slot (chunks are shared by
-    /// [`crate::store::CHUNK`] numbers).
+    /// [`crate::store::CHUNK`] numbers). Not included: what a chip and
+    /// handlers add once set (the chip stack, the action list and its
+    /// published copy, 32 B per chip level and per handler and a few
+    /// words).
     pub fn bytes_per_descriptor(&self) -> usize {
         core::mem::size_of::<IrqDesc>()
+            + crate::desc::DescMasks::heap_bytes(self.nr_cpus as usize)
             + self.nr_cpus as usize * core::mem::size_of::<u64>()
             + core::mem::size_of::<usize>()
     }
@@ -741,7 +746,6 @@ impl<P: Platform> IrqCore<P> {
                 _view: desc.publish_view(g),
             };
             if first {
-                g.name = req.name;
                 g.status.set(
                     IrqStatus::ONESHOT,
                     req.flags.contains(RequestFlags::ONESHOT),
@@ -811,8 +815,8 @@ impl<P: Platform> IrqCore<P> {
                     self.shutdown(irq, g);
                     g.status
                         .remove(IrqStatus::ONESHOT | IrqStatus::PENDING | IrqStatus::REPLAY);
-                    g.percpu_enabled = CpuMask::new();
-                    g.name = "";
+                    g.masks
+                        .set(crate::desc::MaskKind::PercpuEnabled, CpuMask::new());
                 }
                 Ok((action, old))
             })?
@@ -866,7 +870,7 @@ impl<P: Platform> IrqCore<P> {
     pub(crate) fn startup(&self, irq: IrqNumber, g: &mut crate::desc::DescInner, resend: bool) {
         if !g.state.contains(IrqState::STARTED) {
             let online = self.online_cpus();
-            if g.state.contains(IrqState::AFFINITY_MANAGED) && !g.affinity.intersects(&online) {
+            if g.state.contains(IrqState::AFFINITY_MANAGED) && !g.affinity().intersects(&online) {
                 // No CPU of a managed irq's mask is online: stay shut down
                 // until one comes up (hotplug restarts it).
                 g.state
@@ -900,7 +904,7 @@ impl<P: Platform> IrqCore<P> {
     /// every online CPU if it has none. Chips without affinity support are
     /// left alone.
     fn setup_affinity(&self, irq: IrqNumber, g: &mut crate::desc::DescInner, online: &CpuMask) {
-        let mut target = g.affinity.and(online);
+        let mut target = g.affinity().and(online);
         if target.is_empty() {
             target = *online;
         }
@@ -910,15 +914,15 @@ impl<P: Platform> IrqCore<P> {
         if let Some(d) = g.data(irq) {
             match g.levels[0].chip.set_affinity(&d, &target, false) {
                 Ok(r) => {
-                    if g.affinity.is_empty() {
-                        g.affinity = target;
+                    if g.affinity().is_empty() {
+                        g.masks.set(crate::desc::MaskKind::Affinity, target);
                     }
-                    g.effective = r.effective();
+                    g.masks.set(crate::desc::MaskKind::Effective, r.effective());
                 }
                 Err(crate::error::ChipError::Busy) => {
                     // A previous move is still in flight: apply at the
                     // first safe point.
-                    g.pending_mask = target;
+                    g.masks.set(crate::desc::MaskKind::Pending, target);
                     g.state.insert(IrqState::MOVE_PENDING);
                 }
                 Err(_) => {}
@@ -940,7 +944,7 @@ impl<P: Platform> IrqCore<P> {
             return Err(IrqError::HasHandlers(irq));
         }
         g.state.insert(IrqState::AFFINITY_MANAGED);
-        g.affinity = *mask;
+        g.masks.set(crate::desc::MaskKind::Affinity, *mask);
         Ok(())
     }
 
@@ -1112,7 +1116,9 @@ impl<P: Platform> IrqCore<P> {
         if let Some(d) = g.data(irq) {
             g.levels[0].chip.enable(&d);
         }
-        g.percpu_enabled.set(cpu);
+        g.masks.update(crate::desc::MaskKind::PercpuEnabled, |m| {
+            m.set(cpu);
+        });
         Ok(())
     }
 
@@ -1131,7 +1137,9 @@ impl<P: Platform> IrqCore<P> {
                 chip.mask(&d);
             }
         }
-        g.percpu_enabled.clear(cpu);
+        g.masks.update(crate::desc::MaskKind::PercpuEnabled, |m| {
+            m.clear(cpu);
+        });
         Ok(())
     }
 
@@ -1216,20 +1224,20 @@ impl<P: Platform> IrqCore<P> {
                 return Err(IrqError::NoChip(irq));
             };
             if g.state.contains(IrqState::MOVE_DEFERRED) {
-                g.pending_mask = *mask;
+                g.masks.set(crate::desc::MaskKind::Pending, *mask);
                 g.state.insert(IrqState::MOVE_PENDING);
                 return Ok(());
             }
             match g.levels[0].chip.set_affinity(&d, &target, false) {
                 Ok(r) => {
-                    g.affinity = *mask;
-                    g.effective = r.effective();
+                    g.masks.set(crate::desc::MaskKind::Affinity, *mask);
+                    g.masks.set(crate::desc::MaskKind::Effective, r.effective());
                     // A direct change supersedes any older deferred one.
                     g.state.remove(IrqState::MOVE_PENDING);
                     Ok(())
                 }
                 Err(crate::error::ChipError::Busy) => {
-                    g.pending_mask = *mask;
+                    g.masks.set(crate::desc::MaskKind::Pending, *mask);
                     g.state.insert(IrqState::MOVE_PENDING);
                     Ok(())
                 }

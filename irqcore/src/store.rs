@@ -127,8 +127,8 @@ struct CountGroup(Box<[CountRow]>);
 /// row of its number's [`CountGroup`].
 pub(crate) struct CountSlots {
     rows: NonNull<CountRow>,
-    nr_cpus: usize,
-    index: usize,
+    nr_cpus: u32,
+    index: u32,
 }
 
 // SAFETY: `CountSlots` only hands out shared references to atomics that
@@ -142,7 +142,7 @@ impl CountSlots {
     /// The counter of `cpu` (`None` beyond the store's CPUs).
     #[inline]
     pub(crate) fn get(&self, cpu: usize) -> Option<&AtomicU64> {
-        if cpu >= self.nr_cpus {
+        if cpu >= self.nr_cpus as usize {
             return None;
         }
         // SAFETY: `rows` points to the `nr_cpus` rows of a `CountGroup`
@@ -151,12 +151,32 @@ impl CountSlots {
         // `DescStore::drop`); `cpu < nr_cpus` and `index < COUNT_GROUP`
         // (set by `DescStore::count_slots`). Only shared references to the
         // atomics are ever made.
-        Some(unsafe { &(*self.rows.as_ptr().add(cpu)).0[self.index] })
+        Some(unsafe { &(*self.rows.as_ptr().add(cpu)).0[self.index as usize] })
+    }
+
+    /// Counters of 4 CPUs outside any store (leaked), for unit tests.
+    #[cfg(test)]
+    pub(crate) fn detached_for_test() -> Self {
+        let rows: &'static [CountRow] = Box::leak(
+            (0..4)
+                .map(|_| CountRow([const { AtomicU64::new(0) }; COUNT_GROUP]))
+                .collect::<Box<[_]>>(),
+        );
+        CountSlots {
+            rows: NonNull::from(rows).cast::<CountRow>(),
+            nr_cpus: 4,
+            index: 0,
+        }
+    }
+
+    /// The number of CPUs counted.
+    pub(crate) fn nr_cpus(&self) -> usize {
+        self.nr_cpus as usize
     }
 
     /// Every CPU's counter, in CPU order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &AtomicU64> + '_ {
-        (0..self.nr_cpus).filter_map(|c| self.get(c))
+        (0..self.nr_cpus as usize).filter_map(|c| self.get(c))
     }
 }
 
@@ -414,8 +434,8 @@ impl DescStore {
         let rows: &[CountRow] = unsafe { &(*group).0 };
         let slots = CountSlots {
             rows: NonNull::from(rows).cast::<CountRow>(),
-            nr_cpus: rows.len(),
-            index: i % COUNT_GROUP,
+            nr_cpus: rows.len() as u32,
+            index: (i % COUNT_GROUP) as u32,
         };
         for c in slots.iter() {
             c.store(0, Ordering::Relaxed);

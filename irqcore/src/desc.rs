@@ -537,7 +537,7 @@ mod tests {
     fn hot_part_is_one_cache_line() {
         assert_eq!(core::mem::align_of::<IrqDesc>(), 64);
         assert!(core::mem::size_of::<IrqDesc>() <= 192);
-        let counts = crate::store::CountSlots::detached_for_test();
+        let (rows, counts) = crate::store::CountSlots::detached_for_test();
         let d = IrqDesc::new(IrqNumber(7), counts);
         let base = &d as *const IrqDesc as usize;
         let in_line0 = |p: usize, len: usize| p >= base && p + len <= base + 64;
@@ -555,5 +555,8 @@ mod tests {
         assert!(in_line0(&g.flow as *const _ as usize, 1));
         assert!(in_line0(&g.levels as *const _ as usize, 16));
         assert!(in_line0(&g.actions as *const _ as usize, 16));
+        drop(g);
+        drop(d);
+        drop(rows);
     }
 }

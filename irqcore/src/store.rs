@@ -123,6 +123,20 @@ struct CountRow([AtomicU64; COUNT_GROUP]);
 /// One [`CountRow`] per CPU.
 struct CountGroup(Box<[CountRow]>);
 
+/// Counter rows of [`CountSlots::detached_for_test`], freed on drop.
+#[cfg(test)]
+pub(crate) struct DetachedRows(NonNull<[CountRow]>);
+
+#[cfg(test)]
+impl Drop for DetachedRows {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `Box::leak` in `detached_for_test`
+        // and is freed once, here; the test drops the slots' descriptor
+        // first.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
 /// A descriptor's per-CPU interrupt counters: slot `index` of each CPU's
 /// row of its number's [`CountGroup`].
 pub(crate) struct CountSlots {
@@ -154,19 +168,21 @@ impl CountSlots {
         Some(unsafe { &(*self.rows.as_ptr().add(cpu)).0[self.index as usize] })
     }
 
-    /// Counters of 4 CPUs outside any store (leaked), for unit tests.
+    /// Counters of 4 CPUs outside any store, for unit tests: the rows
+    /// (the first value) must outlive the slots.
     #[cfg(test)]
-    pub(crate) fn detached_for_test() -> Self {
-        let rows: &'static [CountRow] = Box::leak(
-            (0..4)
-                .map(|_| CountRow([const { AtomicU64::new(0) }; COUNT_GROUP]))
-                .collect::<Box<[_]>>(),
-        );
-        CountSlots {
-            rows: NonNull::from(rows).cast::<CountRow>(),
+    pub(crate) fn detached_for_test() -> (DetachedRows, Self) {
+        let rows: Box<[CountRow]> = (0..4)
+            .map(|_| CountRow([const { AtomicU64::new(0) }; COUNT_GROUP]))
+            .collect();
+        // Owned through a raw pointer, as the store owns its groups.
+        let rows = NonNull::from(Box::leak(rows));
+        let slots = CountSlots {
+            rows: rows.cast::<CountRow>(),
             nr_cpus: 4,
             index: 0,
-        }
+        };
+        (DetachedRows(rows), slots)
     }
 
     /// The number of CPUs counted.

@@ -45,6 +45,39 @@ fn lookup_concurrent_with_free_never_reads_freed_memory() {
     });
 }
 
+/// The published view of a descriptor (`IrqDesc::view`, read by the
+/// per-CPU flows without the lock): a writer swaps in a new view and drops
+/// the old one after a grace period; a reader that loaded either never
+/// sees it dropped while it uses it.
+#[test]
+fn view_swap_never_drops_a_view_in_use() {
+    loom::model(|| {
+        let epochs = Arc::new([CpuEpoch::new(), CpuEpoch::new()]);
+        let old = Arc::new(Desc {
+            freed: AtomicBool::new(false),
+        });
+        let new = Arc::new(Desc {
+            freed: AtomicBool::new(false),
+        });
+        let view = Arc::new(AtomicPtr::new(Arc::as_ptr(&old) as *mut Desc));
+        let (e, v) = (epochs.clone(), view.clone());
+        let reader = loom::thread::spawn(move || {
+            e[0].enter_irq();
+            let p = v.load(Ordering::Acquire);
+            // SAFETY: the model keeps both views alive (the Arcs); `freed`
+            // stands for the drop, which must not have happened.
+            assert!(!unsafe { &*p }.freed.load(Ordering::SeqCst), "read a dropped view");
+            e[0].exit_irq();
+        });
+        // `publish_view` (under the descriptor lock), then `retire`.
+        let replaced = view.swap(Arc::as_ptr(&new) as *mut Desc, Ordering::AcqRel);
+        synchronize(&epochs[..], Some(1), &|| loom::thread::yield_now());
+        // SAFETY: as above.
+        unsafe { &*replaced }.freed.store(true, Ordering::SeqCst);
+        reader.join().unwrap();
+    });
+}
+
 #[test]
 fn nested_sections_keep_the_grace_period_open() {
     loom::model(|| {

@@ -66,7 +66,10 @@ fn view_swap_never_drops_a_view_in_use() {
             let p = v.load(Ordering::Acquire);
             // SAFETY: the model keeps both views alive (the Arcs); `freed`
             // stands for the drop, which must not have happened.
-            assert!(!unsafe { &*p }.freed.load(Ordering::SeqCst), "read a dropped view");
+            assert!(
+                !unsafe { &*p }.freed.load(Ordering::SeqCst),
+                "read a dropped view"
+            );
             e[0].exit_irq();
         });
         // `publish_view` (under the descriptor lock), then `retire`.

@@ -208,7 +208,25 @@ impl<P: Platform> IrqCore<P> {
     /// May this CPU run the handlers now? Handles the in-progress-elsewhere
     /// case, including the edge live-lock wait. Returns the (possibly
     /// re-taken) guard and the answer.
+    #[inline]
     fn can_handle_pm<'a>(
+        &self,
+        desc: &'a IrqDesc,
+        g: Guard<'a>,
+        cpu: CpuId,
+        edge: bool,
+    ) -> (Guard<'a>, bool) {
+        // The common case, inline: no run going on (and none can start
+        // while we hold the lock).
+        if !desc.in_progress() {
+            return (g, true);
+        }
+        self.can_handle_pm_busy(desc, g, cpu, edge)
+    }
+
+    /// [`Self::can_handle_pm`] when a run may be going on.
+    #[inline(never)]
+    fn can_handle_pm_busy<'a>(
         &self,
         desc: &'a IrqDesc,
         mut g: Guard<'a>,
@@ -317,6 +335,7 @@ impl<P: Platform> IrqCore<P> {
     /// result (`note_interrupt`), and returns the guard. A thread that
     /// finishes before the run ends waits for it before it finalises
     /// (`run_thread`), so the bookkeeping cannot race with it.
+    #[inline]
     fn handle_irq_event<'a>(
         &self,
         desc: &'a IrqDesc,

@@ -94,8 +94,10 @@ pub const MAX_CAPACITY: u32 = (TOP * CHUNK) as u32;
 /// The default capacity (65,536 irq numbers).
 pub const DEFAULT_CAPACITY: u32 = 65_536;
 
-/// Irq numbers per group of per-CPU counters ([`CountGroup`]).
-pub(crate) const COUNT_GROUP: usize = 64;
+/// Irq numbers per group of per-CPU counters ([`CountGroup`]): one cache
+/// line of counters per CPU, so a sparse set of numbers costs one line per
+/// CPU per number used at most.
+pub(crate) const COUNT_GROUP: usize = 8;
 
 /// One chunk of the table: `CHUNK` descriptor pointers and the per-CPU
 /// counters of those numbers, allocated a group at a time.
@@ -119,6 +121,9 @@ impl Chunk {
 /// the same reason).
 #[repr(align(64))]
 struct CountRow([AtomicU64; COUNT_GROUP]);
+
+// Rows never share a cache line.
+static_assertions::const_assert_eq!(core::mem::size_of::<CountRow>() % 64, 0);
 
 /// One [`CountRow`] per CPU.
 struct CountGroup(Box<[CountRow]>);

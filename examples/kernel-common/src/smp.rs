@@ -107,7 +107,7 @@ unsafe impl Send for WorkPtr {}
 /// Runs this CPU's share of the current stopper work, if any (interrupts
 /// off on entry and on return).
 fn run_stopper_work(me: CpuId) -> bool {
-    let bit = 1usize << me.0;
+    let bit = 1usize << me.0; // me < MAX_CPUS
     if STOPPER_PENDING.load(Ordering::Acquire) & bit == 0 {
         return false;
     }

@@ -62,7 +62,8 @@ impl Source {
         if let Some(c) = self.handled.get(cpu.index()) {
             c.fetch_add(1, Ordering::AcqRel);
         }
-        if self.allowed.load(Ordering::Acquire) & (1 << cpu.0) == 0 {
+        let bit = 1u64.checked_shl(cpu.0).unwrap_or(0);
+        if self.allowed.load(Ordering::Acquire) & bit == 0 {
             self.wrong_cpu.fetch_add(1, Ordering::Relaxed);
             kprintln!(
                 "{}: handled on cpu{} outside its affinity",
@@ -200,5 +201,43 @@ impl Caused {
             );
         }
         self.src.check();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_raise_in_flight_at_a_time() {
+        let d = Caused::new("dev");
+        assert!(!d.begin_raise(), "starts paused");
+        d.paused.store(false, Ordering::Release);
+        assert!(d.begin_raise());
+        assert!(
+            !d.begin_raise(),
+            "second raise while the first is in flight"
+        );
+        assert!(!d.idle());
+        d.done();
+        assert!(d.idle());
+        assert!(d.begin_raise());
+        d.lost();
+        assert!(d.idle() && d.begin_raise(), "a lost raise frees the device");
+        assert_eq!(d.raised.load(Ordering::Relaxed), 3);
+        assert_eq!(d.handled(), 1, "lost raises are not handled");
+    }
+
+    #[test]
+    fn arrivals_outside_allowed_are_counted() {
+        let s = Source::new("src");
+        s.allowed
+            .store(mask_bits(&CpuMask::of(CpuId(1))), Ordering::Release);
+        s.record(CpuId(1));
+        assert_eq!(s.wrong_cpu.load(Ordering::Relaxed), 0);
+        s.record(CpuId(2));
+        s.record(CpuId(MAX_CPUS as u32)); // out of range: not counted per CPU
+        assert_eq!(s.wrong_cpu.load(Ordering::Relaxed), 2);
+        assert_eq!((s.on(CpuId(1)), s.on(CpuId(2)), s.total()), (1, 1, 2));
     }
 }

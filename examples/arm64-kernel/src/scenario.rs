@@ -83,19 +83,7 @@ pub fn run() -> ! {
     );
 
     // ----- hotplug ----------------------------------------------------------
-    let t = time::now_us();
-    for c in 1..n {
-        hotplug_cycle(CpuId(c));
-    }
-    if n > 1 {
-        kprintln!(
-            "hotplug: {} CPU(s) offline (cpu_down + PSCI CPU_OFF) and online again in {} us",
-            n - 1,
-            time::now_us() - t
-        );
-    } else {
-        kprintln!("hotplug: single CPU, no CPU to take offline");
-    }
+    common::hotplug_each(n, "cpu_down + PSCI CPU_OFF", hotplug_cycle);
     common::alloc_free_during_hotplug(n, &KernelCpuControl, &[&RTC.src]);
 
     // ----- quiesce and final checks -------------------------------------------

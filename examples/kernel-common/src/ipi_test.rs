@@ -28,10 +28,15 @@ pub static IPI: IpiStats = IpiStats {
     wrong_cpu: AtomicU64::new(0),
 };
 
+/// Calls queued and not finished yet, all CPUs together. One counter, not
+/// a scan of `sent`/`handled`: a scan in CPU order can miss a token that
+/// wraps from the last CPU to the first behind it.
+static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
 /// A test cross-call: `arg` holds the target CPU (low 32 bits) and how many
 /// more hops to pass it on (high 32 bits). Forwarding happens before the
-/// call counts itself, so [`done`] cannot see a quiet moment while a ring
-/// is still travelling.
+/// call finishes, so [`done`] cannot see a quiet moment while a ring is
+/// still travelling.
 fn handler(arg: u64) {
     let me = current_cpu();
     let target = arg & 0xffff_ffff;
@@ -51,6 +56,7 @@ fn handler(arg: u64) {
     if let Some(h) = IPI.handled.get(target as usize) {
         h.fetch_add(1, Ordering::AcqRel);
     }
+    IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// Queues a test call for `cpu` (which passes it on `hops` times); false
@@ -60,12 +66,14 @@ pub fn send(cpu: CpuId, hops: u32) -> bool {
         return false;
     };
     sent.fetch_add(1, Ordering::AcqRel);
+    IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
     let call = CrossCall {
         func: handler,
         arg: u64::from(cpu.0) | (u64::from(hops) << 32),
     };
     let ok = smp::call_on(cpu, call);
     if !ok {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
         sent.fetch_sub(1, Ordering::AcqRel);
     }
     ok
@@ -73,8 +81,7 @@ pub fn send(cpu: CpuId, hops: u32) -> bool {
 
 /// Whether every call sent so far has run.
 pub fn done() -> bool {
-    (0..MAX_CPUS)
-        .all(|c| IPI.sent[c].load(Ordering::Acquire) == IPI.handled[c].load(Ordering::Acquire))
+    IN_FLIGHT.load(Ordering::Acquire) == 0
 }
 
 /// Calls sent to and handled on `cpu`.

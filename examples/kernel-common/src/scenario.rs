@@ -85,6 +85,24 @@ pub fn ipi_traffic(n: u32) {
     }
 }
 
+/// Takes every CPU but the boot CPU offline and online again, one at a
+/// time, with the kernel's `cycle` (`how` names the way down in the log).
+pub fn hotplug_each(n: u32, how: &str, cycle: impl Fn(CpuId)) {
+    let t = now_us();
+    for c in 1..n {
+        cycle(CpuId(c));
+    }
+    if n > 1 {
+        let us = now_us() - t;
+        kprintln!(
+            "hotplug: {} CPU(s) offline ({how}) and online again in {us} us",
+            n - 1
+        );
+    } else {
+        kprintln!("hotplug: single CPU, no CPU to take offline");
+    }
+}
+
 /// Pauses `dev`'s traffic and waits until nothing is in flight.
 pub fn quiesce(dev: &Caused) {
     dev.paused.store(true, Ordering::Release);

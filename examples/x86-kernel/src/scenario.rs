@@ -156,19 +156,7 @@ pub fn run(start_info: u32) -> ! {
     common::lazy_disable(&EDU_INTX, false);
 
     // ----- hotplug ---------------------------------------------------------
-    let t = time::now_us();
-    for c in 1..n {
-        hotplug_cycle(CpuId(c));
-    }
-    if n > 1 {
-        kprintln!(
-            "hotplug: {} AP(s) offline and online again in {} us",
-            n - 1,
-            time::now_us() - t
-        );
-    } else {
-        kprintln!("hotplug: single CPU, no AP to take offline");
-    }
+    common::hotplug_each(n, "cpu_down + INIT", hotplug_cycle);
     wait_ms(10);
     common::alloc_free_during_hotplug(n, &KernelCpuControl, &devices::device_sources());
 

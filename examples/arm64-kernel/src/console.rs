@@ -1,12 +1,9 @@
 //! The PL011 UART of QEMU `virt` at 0x0900_0000 (fixed layout; the device
 //! tree names it `pl011@9000000`): the kernel's console, which
 //! `-nographic` forwards to QEMU's stdout. QEMU's PL011 needs no set-up to
-//! transmit.
+//! transmit. `kernel_common::console` prints through [`write`].
 
-use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicUsize, Ordering};
-
-use crate::sync::IrqLock;
 
 /// The UART's base: QEMU `virt`'s PL011 at 0x0900_0000 until
 /// [`use_uart_at`] moves it (a Xen domU's vpl011, an SBSA UART with the same
@@ -26,41 +23,17 @@ const DR: usize = 0x00;
 const FR: usize = 0x18;
 const FR_TXFF: u32 = 1 << 5;
 
-struct Pl011;
-
-static CONSOLE: IrqLock<Pl011> = IrqLock::new(Pl011);
-
-impl Write for Pl011 {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let base = PL011_BASE.load(Ordering::Relaxed);
-        for b in s.bytes() {
-            // SAFETY: PL011 registers (PrimeCell UART TRM, 3.2) in the
-            // identity-mapped device region; only this console writes them.
-            unsafe {
-                while core::ptr::read_volatile((base + FR) as *const u32) & FR_TXFF != 0 {
-                    core::hint::spin_loop();
-                }
-                core::ptr::write_volatile((base + DR) as *mut u32, u32::from(b));
+/// Writes `s` to the UART, unlocked (`kernel_common::console` serialises).
+pub fn write(s: &str) {
+    let base = PL011_BASE.load(Ordering::Relaxed);
+    for b in s.bytes() {
+        // SAFETY: PL011 registers (PrimeCell UART TRM, 3.2) in the
+        // identity-mapped device region; only this console writes them.
+        unsafe {
+            while core::ptr::read_volatile((base + FR) as *const u32) & FR_TXFF != 0 {
+                core::hint::spin_loop();
             }
+            core::ptr::write_volatile((base + DR) as *mut u32, u32::from(b));
         }
-        Ok(())
     }
-}
-
-/// Prints to the console (whole call under one lock: lines never interleave).
-pub fn print(args: fmt::Arguments<'_>) {
-    let _ = CONSOLE.lock().write_fmt(args);
-}
-
-/// Prints without taking the lock: for panic and fatal exception paths,
-/// where the lock holder may be the crashed code.
-pub fn print_unlocked(args: fmt::Arguments<'_>) {
-    let _ = Pl011.write_fmt(args);
-}
-
-/// `println!` for the kernel console.
-#[macro_export]
-macro_rules! kprintln {
-    () => { $crate::console::print(format_args!("\n")) };
-    ($($t:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($t)*))) };
 }

@@ -9,7 +9,7 @@ use irqcore::CpuId;
 
 /// Maximum number of CPUs this kernel handles (the GICv2 limit, and the
 /// runner's `--smp` range).
-pub const MAX_CPUS: usize = 8;
+pub use kernel_common::MAX_CPUS;
 
 /// The calling CPU's logical id, kept in `TPIDR_EL1` by the entry code.
 #[inline]
@@ -50,24 +50,6 @@ pub fn irqs_enabled() -> bool {
     v & (1 << 7) == 0
 }
 
-/// Masks IRQs and returns whether they were unmasked before.
-#[inline]
-pub fn irq_save() -> bool {
-    let was = irqs_enabled();
-    // SAFETY: masking IRQs only delays interrupt delivery on this CPU.
-    // `DAIFSet` is self-synchronising for IRQ masking (ARM ARM D1.3.6).
-    unsafe { asm!("msr daifset, #2", options(nostack, preserves_flags)) };
-    was
-}
-
-/// Unmasks IRQs if `enable`.
-#[inline]
-pub fn irq_restore(enable: bool) {
-    if enable {
-        enable_irqs();
-    }
-}
-
 /// Unmasks IRQs.
 #[inline]
 pub fn enable_irqs() {
@@ -79,7 +61,8 @@ pub fn enable_irqs() {
 /// Masks IRQs.
 #[inline]
 pub fn disable_irqs() {
-    // SAFETY: as in `irq_save`.
+    // SAFETY: masking IRQs only delays interrupt delivery on this CPU.
+    // `DAIFSet` is self-synchronising for IRQ masking (ARM ARM D1.3.6).
     unsafe { asm!("msr daifset, #2", options(nostack, preserves_flags)) };
 }
 

@@ -12,7 +12,8 @@
 //!   exactly once.
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::ops::Deref;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use irqcore::hotplug::HotplugCtx;
 use irqcore::{
@@ -20,68 +21,13 @@ use irqcore::{
     RequestFlags, TriggerType,
 };
 
+use kernel_common::source::{Caused, Source, mask_bits};
+
 use crate::cpu::{self, MAX_CPUS};
 use crate::irq::{self, CORE, KernelPlatform};
 
 /// Timer period: 1 ms.
 const TICK_HZ: u64 = 1000;
-
-/// Counts of one interrupt source, per CPU, with the CPUs it may arrive on.
-pub struct Source {
-    /// Name (as in the interrupt table).
-    pub name: &'static str,
-    irq: spin::Once<IrqNumber>,
-    handled: [AtomicU64; MAX_CPUS],
-    /// CPUs the source may arrive on (bit per CPU).
-    pub allowed: AtomicU64,
-    /// Arrivals on a CPU outside `allowed`.
-    pub wrong_cpu: AtomicU64,
-}
-
-impl Source {
-    /// A source named `name`, allowed on every CPU.
-    pub const fn new(name: &'static str) -> Self {
-        Self {
-            name,
-            irq: spin::Once::new(),
-            handled: [const { AtomicU64::new(0) }; MAX_CPUS],
-            allowed: AtomicU64::new(u64::MAX),
-            wrong_cpu: AtomicU64::new(0),
-        }
-    }
-
-    /// Its irq, once set up.
-    pub fn irq(&self) -> Option<IrqNumber> {
-        self.irq.get().copied()
-    }
-
-    /// Handled on `cpu`.
-    pub fn on(&self, cpu: CpuId) -> u64 {
-        self.handled
-            .get(cpu.index())
-            .map_or(0, |c| c.load(Ordering::Acquire))
-    }
-
-    /// Handled on every CPU.
-    pub fn total(&self) -> u64 {
-        self.handled.iter().map(|c| c.load(Ordering::Acquire)).sum()
-    }
-
-    /// Counts one arrival on `cpu`.
-    pub fn record(&self, cpu: CpuId) {
-        if let Some(c) = self.handled.get(cpu.index()) {
-            c.fetch_add(1, Ordering::AcqRel);
-        }
-        if self.allowed.load(Ordering::Acquire) & (1 << cpu.0) == 0 {
-            self.wrong_cpu.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Bits of `mask` as used by [`Source::allowed`].
-pub fn mask_bits(mask: &CpuMask) -> u64 {
-    mask.words()[0]
-}
 
 // ----- generic timer -------------------------------------------------------
 
@@ -107,7 +53,7 @@ pub fn setup_timer() -> Result<(), &'static str> {
         if me == CpuId(0) {
             RTC.generator_tick();
         }
-        crate::watchdog::tick();
+        kernel_common::watchdog::tick();
         IrqReturn::HANDLED
     });
     CORE.request_irq_raw(
@@ -117,7 +63,7 @@ pub fn setup_timer() -> Result<(), &'static str> {
             .dev_id(DevId(0x2001)),
     )
     .map_err(|_| "request timer PPI")?;
-    TIMER.irq.call_once(|| irq);
+    TIMER.set_irq(irq);
     CORE.register_hotplug(CpuPhase::Starting, Arc::new(LocalHotplug))
         .map_err(|_| "register timer hotplug")?;
     Ok(())
@@ -194,54 +140,38 @@ fn rtc_write(off: usize, v: u32) {
     unsafe { core::ptr::write_volatile((pl031::BASE + off) as *mut u32, v) }
 }
 
-/// The RTC alarm: a source the kernel causes and counts.
+/// The RTC alarm: a device the kernel causes and counts.
 pub struct Rtc {
-    /// Per-CPU accounting.
-    pub src: Source,
-    /// Alarms raised.
-    pub raised: AtomicU64,
-    /// Handler calls that found the alarm set and cleared it.
-    pub handled: AtomicU64,
-    /// Handler calls that found nothing to do.
-    pub unhandled: AtomicU64,
+    dev: Caused,
     /// Handler calls so far (feature `drop-rtc-irqs` ignores every second).
-    pub dropped: AtomicU64,
-    /// Stops the generator.
-    pub paused: AtomicBool,
+    dropped: AtomicU64,
+}
+
+impl Deref for Rtc {
+    type Target = Caused;
+    fn deref(&self) -> &Caused {
+        &self.dev
+    }
 }
 
 /// The RTC.
 pub static RTC: Rtc = Rtc {
-    src: Source::new("pl031-rtc"),
-    raised: AtomicU64::new(0),
-    handled: AtomicU64::new(0),
-    unhandled: AtomicU64::new(0),
+    dev: Caused::new("pl031-rtc"),
     dropped: AtomicU64::new(0),
-    paused: AtomicBool::new(true),
 };
 
 impl Rtc {
-    /// Nothing in flight: every alarm raised was handled.
-    pub fn idle(&self) -> bool {
-        self.raised.load(Ordering::Acquire) == self.handled.load(Ordering::Acquire)
-    }
-
-    /// Raises one alarm if none is in flight (boot CPU's timer tick).
+    /// Raises one alarm if none is in flight (boot CPU's timer tick),
+    /// exactly once: with the match register at [`ALARM_AT`], loading the
+    /// counter with 0 leaves the alarm an hour away, and loading it with
+    /// `ALARM_AT` makes it match at once (QEMU's pl031 re-evaluates the
+    /// alarm on every load, in the same register write, so no second
+    /// boundary can make it miss or fire twice).
     fn generator_tick(&self) {
-        if !self.paused.load(Ordering::Acquire) && self.idle() {
-            self.raise();
+        if self.begin_raise() {
+            rtc_write(pl031::LR, 0);
+            rtc_write(pl031::LR, ALARM_AT);
         }
-    }
-
-    /// Raises the alarm, exactly once: with the match register at
-    /// [`ALARM_AT`], loading the counter with 0 leaves the alarm an hour
-    /// away, and loading it with `ALARM_AT` makes it match at once (QEMU's
-    /// pl031 re-evaluates the alarm on every load, in the same register
-    /// write, so no second boundary can make it miss or fire twice).
-    fn raise(&self) {
-        self.raised.fetch_add(1, Ordering::AcqRel);
-        rtc_write(pl031::LR, 0);
-        rtc_write(pl031::LR, ALARM_AT);
     }
 
     fn handle(&self) -> IrqReturn {
@@ -262,7 +192,7 @@ impl Rtc {
         }
         rtc_write(pl031::ICR, 1);
         self.src.record(cpu::current());
-        self.handled.fetch_add(1, Ordering::AcqRel);
+        self.done();
         IrqReturn::HANDLED
     }
 }
@@ -285,7 +215,7 @@ pub fn setup_rtc() -> Result<(), &'static str> {
             .dev_id(DevId(0x3001)),
     )
     .map_err(|_| "request RTC irq")?;
-    RTC.src.irq.call_once(|| irq);
+    RTC.src.set_irq(irq);
     rtc_write(pl031::IMSC, 1);
     Ok(())
 }

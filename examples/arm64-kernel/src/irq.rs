@@ -1,22 +1,19 @@
-//! The kernel's use of irqcore and arch-arm64: the [`IrqCore`] instance and
-//! its [`Platform`], the domain registry with the GIC's domain, GIC
-//! discovery, the IRQ entry, and the IPIs (SGIs) the kernel itself uses.
+//! The kernel's use of arch-arm64: the domain registry with the GIC's
+//! domain, GIC discovery, the IRQ entry, and the SGIs that carry
+//! kernel-common's IPIs.
 
 use alloc::sync::Arc;
 use alloc::vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use arch_arm64::hw::{SysRegAccess, VolatileMmio};
 use arch_arm64::{Gic, GicOptions, GicV2, GicV3, IntId, SgiTarget};
-use arrayvec::ArrayVec;
 use irqcore::domain::{DomainId, DomainRegistry, FwSpec};
 use irqcore::{
-    ActionId, CoreConfig, CpuId, CpuMask, DevId, HwIrq, IrqCore, IrqEvent, IrqFlags, IrqNumber,
-    IrqRequest, IrqReturn, Platform, RequestFlags, TriggerType,
+    CpuId, CpuMask, DevId, HwIrq, IrqNumber, IrqRequest, IrqReturn, RequestFlags, TriggerType,
 };
 
 use crate::cpu::{self, MAX_CPUS};
-use crate::sync::IrqLock;
 
 /// QEMU `virt`'s fixed memory map (hw/arm/virt.c `base_memmap`; the device
 /// tree QEMU generates says the same): the distributor at 0x0800_0000 in
@@ -72,35 +69,15 @@ pub mod sgi {
     pub const RESEND: u32 = 1;
 }
 
-/// The platform irqcore runs on.
-pub struct KernelPlatform;
-
-/// The interrupt core of this kernel.
-pub static CORE: IrqCore<KernelPlatform> = IrqCore::with_config(
-    KernelPlatform,
-    CoreConfig {
-        capacity: 1024,
-        nr_cpus: MAX_CPUS as u32,
-    },
-);
+// irqcore's instance and its counters are kernel-common's (re-exported for
+// this kernel's modules and the Xen scenario).
+pub use kernel_common::irq::{CORE, KernelPlatform, REPORTED_EVENTS, RESENDS, UNMAPPED};
 
 /// Interrupt domains (only the GIC's here).
 pub static REGISTRY: DomainRegistry<'static, KernelPlatform> = DomainRegistry::new(&CORE);
 
 static GIC: spin::Once<Arc<dyn Gic>> = spin::Once::new();
 static GIC_DOMAIN: spin::Once<DomainId> = spin::Once::new();
-
-/// Interrupts acknowledged with no mapped irq (must stay 0).
-pub static UNMAPPED: AtomicU64 = AtomicU64::new(0);
-/// `IrqEvent`s irqcore reported other than broken affinity (must stay 0).
-pub static REPORTED_EVENTS: AtomicU64 = AtomicU64::new(0);
-/// `IrqEvent::AffinityBroken` reports (expected when an irq pinned to a CPU
-/// loses it to hotplug).
-pub static AFFINITY_BROKEN: AtomicU64 = AtomicU64::new(0);
-/// Interrupts taken by a CPU while irqcore had it offline (must stay 0).
-pub static IRQS_WHILE_OFFLINE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Resend requests (informational).
-pub static RESENDS: AtomicU64 = AtomicU64::new(0);
 
 /// Redistributors the GICv3 driver found (one per CPU; 0 with a GICv2).
 pub static REDISTRIBUTORS: AtomicU32 = AtomicU32::new(0);
@@ -204,15 +181,8 @@ fn map_sgi(n: u32) -> Result<IrqNumber, &'static str> {
 /// The IRQ vector's work (IRQs masked): acknowledge through the GIC, map the
 /// INTID to its irq in the GIC domain, run its flow in irqcore.
 pub fn entry() {
-    let me = cpu::current();
-    // A CPU is marked online before it unmasks IRQs and offline only with
-    // IRQs masked inside stop-machine, after its GIC CPU interface was
-    // disabled (GicHotplug's dying step): nothing may arrive while offline.
-    if !CORE.cpu_online(me)
-        && let Some(c) = IRQS_WHILE_OFFLINE.get(me.index())
-    {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
+    // Offline, the GIC CPU interface is disabled (GicHotplug's dying step).
+    kernel_common::irq::note_arrival(cpu::current());
     let (Some(gic), Some(dom)) = (gic(), gic_domain()) else {
         return;
     };
@@ -259,12 +229,12 @@ pub fn setup_ipis() -> Result<(), &'static str> {
     };
     CORE.request_irq_raw(
         call,
-        req("ipi-call", crate::smp::flush_cross_calls).dev_id(DevId(0x1001)),
+        req("ipi-call", kernel_common::smp::flush_cross_calls).dev_id(DevId(0x1001)),
     )
     .map_err(|_| "request IPI call")?;
     CORE.request_irq_raw(
         resend,
-        req("ipi-resend", drain_resends).dev_id(DevId(0x1002)),
+        req("ipi-resend", kernel_common::irq::drain_resends).dev_id(DevId(0x1002)),
     )
     .map_err(|_| "request IPI resend")?;
     IPIS.call_once(|| Ipis { call, resend });
@@ -286,75 +256,5 @@ pub fn send_sgi(n: u32, targets: &CpuMask) {
         && g.send_sgi(id, SgiTarget::Cpus(targets)).is_err()
     {
         REPORTED_EVENTS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Irqs irqcore asked to replay (drained by the RESEND self-IPI).
-static RESEND_QUEUE: IrqLock<ArrayVec<IrqNumber, 64>> = IrqLock::new(ArrayVec::new_const());
-
-fn drain_resends() {
-    loop {
-        let next = RESEND_QUEUE.lock().pop();
-        match next {
-            Some(irq) => {
-                let _ = CORE.handle_sw_resend(irq);
-            }
-            None => break,
-        }
-    }
-}
-
-/// Threads irqcore asked to wake (this kernel installs no threaded
-/// handler, so this must stay 0).
-pub static THREAD_WAKEUPS: AtomicU32 = AtomicU32::new(0);
-
-impl Platform for KernelPlatform {
-    fn current_cpu(&self) -> CpuId {
-        cpu::current()
-    }
-
-    fn local_irq_save(&self) -> IrqFlags {
-        IrqFlags(usize::from(cpu::irq_save()))
-    }
-
-    fn local_irq_restore(&self, flags: IrqFlags) {
-        cpu::irq_restore(flags.0 != 0);
-    }
-
-    fn local_irq_enabled(&self) -> bool {
-        cpu::irqs_enabled()
-    }
-
-    fn cpu_relax(&self) {
-        core::hint::spin_loop();
-    }
-
-    fn run_on_cpus(&self, cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync)) {
-        crate::smp::run_on_cpus(cpus, work);
-    }
-
-    fn flush_cross_calls(&self) {
-        crate::smp::flush_cross_calls();
-    }
-
-    fn schedule_resend(&self, irq: IrqNumber) {
-        RESENDS.fetch_add(1, Ordering::Relaxed);
-        if RESEND_QUEUE.lock().try_push(irq).is_err() {
-            REPORTED_EVENTS.fetch_add(1, Ordering::Relaxed);
-        }
-        send_sgi(sgi::RESEND, &CpuMask::of(cpu::current()));
-    }
-
-    fn wake_thread(&self, _irq: IrqNumber, _action: ActionId) -> irqcore::ThreadWake {
-        THREAD_WAKEUPS.fetch_add(1, Ordering::Relaxed);
-        irqcore::ThreadWake::Queued
-    }
-
-    fn report(&self, event: IrqEvent) {
-        match event {
-            IrqEvent::AffinityBroken(_) => AFFINITY_BROKEN.fetch_add(1, Ordering::Relaxed),
-            _ => REPORTED_EVENTS.fetch_add(1, Ordering::Relaxed),
-        };
-        crate::console::print(format_args!("irqcore event: {event:?}\n"));
     }
 }

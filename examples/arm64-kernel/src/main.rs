@@ -17,31 +17,32 @@
 //! When the device tree says it runs as a Xen guest (`cargo qemu --arch
 //! aarch64 --xen`), it runs the Xen scenario instead ([`xen`]): event
 //! channels through `xen-evtchn` on real Xen.
+//!
+//! What is AArch64 specific lives here; the rest (console, checks, locks,
+//! heap, irqcore's `Platform`, SMP rendezvous and jobs, watchdog, the shared
+//! scenario steps) is `kernel-common`, over [`arch::Arm64`].
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+mod arch;
 mod boot;
-mod checks;
 mod console;
 mod cpu;
 mod devices;
-mod exit;
 mod fdt;
-mod heap;
 mod irq;
 mod psci;
 mod scenario;
 mod smp;
-mod sync;
 mod time;
-mod watchdog;
 mod xen;
 
 use core::sync::atomic::AtomicU64;
 
-use exit::{ExitCode, exit};
+use kernel_common::exit::{ExitCode, exit};
+pub(crate) use kernel_common::{check, kprintln};
 
 /// Stack tops of the secondary CPUs, read by `secondary_entry`.
 #[unsafe(no_mangle)]
@@ -51,6 +52,7 @@ static SECONDARY_STACK_TOP: [AtomicU64; cpu::MAX_CPUS] =
 /// Boot CPU entry from `_start`: MMU on, vectors installed, IRQs masked.
 #[unsafe(no_mangle)]
 extern "C" fn kmain() -> ! {
+    kernel_common::arch::install(&arch::Arm64);
     let dt = fdt::read();
     if dt.xen().is_some() {
         // A Xen domU has no PL011 at QEMU's address: its console is Xen's
@@ -81,7 +83,7 @@ extern "C" fn exception_entry(kind: u64, frame: &boot::Frame) {
             options(nomem, nostack)
         );
     }
-    console::print_unlocked(format_args!(
+    kernel_common::console::print_unlocked(format_args!(
         "\nEXCEPTION: vector {kind} on cpu{} ESR {esr:#x} ELR {:#x} FAR {far:#x} LR {:#x}\nRESULT: FAIL exception\n",
         cpu::current().0,
         frame.elr,
@@ -92,9 +94,5 @@ extern "C" fn exception_entry(kind: u64, frame: &boot::Frame) {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    console::print_unlocked(format_args!(
-        "\nPANIC on cpu{}: {info}\nRESULT: FAIL panic\n",
-        cpu::current().0
-    ));
-    exit(ExitCode::Panic)
+    kernel_common::exit::panic(info)
 }

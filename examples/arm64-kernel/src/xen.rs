@@ -35,13 +35,16 @@ use xen_evtchn::abi::{SharedPage, VcpuEvents, arm};
 use xen_evtchn::hypercall_arm::XenHypercalls;
 use xen_evtchn::{Config, DomId, EventChannels, Port, TwoLevel, VcpuId, XenIrqs};
 
+use kernel_common::exit::{ExitCode, exit};
+use kernel_common::source::Source;
+use kernel_common::{checks, heap};
+
 use crate::cpu::{self, MAX_CPUS};
-use crate::devices::{self, Source, TIMER};
-use crate::exit::{ExitCode, exit};
+use crate::devices::{self, TIMER};
 use crate::fdt::DtInfo;
 use crate::irq::{self, CORE, GicFrames, KernelPlatform};
 use crate::smp::{self, KernelCpuControl};
-use crate::{check, checks, heap, kprintln, time};
+use crate::{check, kprintln, time};
 
 unsafe extern "C" {
     static __kernel_end: u8;

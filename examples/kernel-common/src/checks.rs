@@ -1,13 +1,22 @@
 //! In-kernel checks: each passes or records a failure; the run ends with
 //! `RESULT: PASS <n> checks` or `RESULT: FAIL <first failure>`.
 //!
-//! A kernel holds one `static CHECKS: Checks<Irq> = Checks::new(print)` and
-//! a `check!` macro that calls [`Checks::check`].
+//! [`CHECKS`] is this run's tally; `check!(cond, "format", args...)` records
+//! one check in it.
 
 use alloc::string::String;
 use core::fmt::{self, Write};
 
-use crate::sync::{IrqLock, LocalIrq};
+use crate::sync::{ArchIrq, IrqLock, LocalIrq};
+
+/// This run's checks; failures go to the console.
+pub static CHECKS: Checks = Checks::new(crate::console::print);
+
+/// `check!(cond, "format", args...)`: records one check in [`CHECKS`].
+#[macro_export]
+macro_rules! check {
+    ($cond:expr, $($t:tt)*) => { $crate::checks::CHECKS.check($cond, format_args!($($t)*)) };
+}
 
 struct Tally {
     passed: u32,
@@ -16,7 +25,7 @@ struct Tally {
 }
 
 /// The tally of one run's checks; failures are printed through `print`.
-pub struct Checks<I> {
+pub struct Checks<I = ArchIrq> {
     tally: IrqLock<Tally, I>,
     print: fn(fmt::Arguments<'_>),
 }

@@ -2,19 +2,32 @@
 //! `linked_list_allocator`'s first-fit heap behind an interrupt-safe lock,
 //! over a fixed region of RAM above the kernel image.
 //!
-//! A kernel declares `#[global_allocator] static HEAP: KernelHeap<Irq> =
-//! KernelHeap::new();` and calls [`KernelHeap::init`] once at boot.
+//! On bare metal ([`HEAP`] is the global allocator there) a kernel calls
+//! [`init`] once at boot; host tests keep the system allocator.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
 use linked_list_allocator::Heap;
 
-use crate::sync::{IrqLock, LocalIrq};
+use crate::sync::{ArchIrq, IrqLock, LocalIrq};
+
+/// The kernel heap (the global allocator on bare metal).
+#[cfg_attr(target_os = "none", global_allocator)]
+pub static HEAP: KernelHeap = KernelHeap::new();
+
+/// Hands `[start, start + size)` to [`HEAP`].
+///
+/// # Safety
+/// As for [`KernelHeap::init`].
+pub unsafe fn init(start: usize, size: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { HEAP.init(start, size) }
+}
 
 /// A first-fit heap usable as the global allocator; empty until
 /// [`KernelHeap::init`].
-pub struct KernelHeap<I>(IrqLock<Heap, I>);
+pub struct KernelHeap<I = ArchIrq>(IrqLock<Heap, I>);
 
 impl<I: LocalIrq> KernelHeap<I> {
     /// An empty heap (every allocation fails until `init`).
@@ -56,4 +69,25 @@ unsafe impl<I: LocalIrq> GlobalAlloc for KernelHeap<I> {
             unsafe { self.0.lock().deallocate(p, layout) }
         }
     }
+}
+
+#[cfg(target_os = "none")]
+unsafe extern "C" {
+    /// End of the kernel image (both kernels' linker scripts).
+    static __kernel_end: u8;
+}
+
+/// Hands 16 MiB of RAM, from the first 2 MiB boundary after the kernel
+/// image, to [`HEAP`]. Call once, at boot.
+///
+/// # Safety
+/// That RAM must exist (QEMU `-m 128M`), be identity-mapped as normal
+/// memory and be used by nothing else.
+#[cfg(target_os = "none")]
+pub unsafe fn init_after_image() {
+    // Only the address of the linker symbol is taken.
+    let end = &raw const __kernel_end as usize;
+    let start = (end + (2 << 20) - 1) & !((2 << 20) - 1);
+    // SAFETY: forwarded from the caller.
+    unsafe { init(start, 16 << 20) }
 }

@@ -4,6 +4,8 @@
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 
+use crate::arch::arch;
+
 /// How the kernel disables and restores the executing CPU's interrupts.
 pub trait LocalIrq {
     /// Disables local interrupts, returning whether they were enabled.
@@ -12,8 +14,26 @@ pub trait LocalIrq {
     fn restore(was_enabled: bool);
 }
 
-/// A `spin::Mutex` taken with local interrupts disabled (through `I`).
-pub struct IrqLock<T, I> {
+/// The installed [`Arch`](crate::Arch)'s interrupt flag.
+pub struct ArchIrq;
+
+impl LocalIrq for ArchIrq {
+    fn save() -> bool {
+        let a = arch();
+        let was = a.irqs_enabled();
+        a.disable_irqs();
+        was
+    }
+    fn restore(was_enabled: bool) {
+        if was_enabled {
+            arch().enable_irqs();
+        }
+    }
+}
+
+/// A `spin::Mutex` taken with local interrupts disabled (through `I`, by
+/// default the installed architecture's).
+pub struct IrqLock<T, I = ArchIrq> {
     inner: spin::Mutex<T>,
     _irq: PhantomData<fn() -> I>,
 }

@@ -7,6 +7,7 @@
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Deref;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use irqcore::{
@@ -14,105 +15,39 @@ use irqcore::{
     IrqReturn, RequestFlags, TriggerType,
 };
 
-use crate::acpi::Madt;
-use crate::cpu::percpu::{self, MAX_CPUS};
-use crate::hw::pci::PciMsi;
-use crate::hw::{lapic, pci, pit};
-use crate::irq::{self, CORE, vectors};
-use crate::kprintln;
-use crate::smp::{self, CrossCall};
 use arch_x86::hw::{MmioRegion, Msrs};
 use arch_x86::{IoApic, LapicOps, MsiDestFormat, PIC8259_VECTORS, VectorDomain};
+use kernel_common::ipi_test;
+use kernel_common::irq::CORE;
+use kernel_common::source::{Caused, Source};
+
+use crate::acpi::Madt;
+use crate::cpu::percpu;
+use crate::hw::pci::PciMsi;
+use crate::hw::{lapic, pci, pit};
+use crate::irq::{self, vectors};
+use crate::kprintln;
 
 /// LAPIC timer period on every CPU.
 pub const TICK_NS: u32 = 1_000_000;
 /// PIT rate; each PIT interrupt also drives the traffic generator.
 pub const PIT_HZ: u32 = 1000;
 
-/// Bookkeeping shared by every device source: where it was handled and
-/// where it was allowed to be.
-pub struct Source {
-    /// Name in logs.
-    pub name: &'static str,
-    /// Its irq (u32::MAX until set up).
-    pub irq: AtomicU32,
-    /// CPUs it may be handled on (bit per CPU): its effective affinity, or
-    /// the union of old and new while a move is in flight.
-    pub allowed: AtomicU64,
-    /// Handled count per CPU.
-    pub per_cpu: [AtomicU64; MAX_CPUS],
-    /// Handled on a CPU outside `allowed`.
-    pub wrong_cpu: AtomicU64,
-}
-
-impl Source {
-    const fn new(name: &'static str) -> Self {
-        Self {
-            name,
-            irq: AtomicU32::new(u32::MAX),
-            allowed: AtomicU64::new(1),
-            per_cpu: [const { AtomicU64::new(0) }; MAX_CPUS],
-            wrong_cpu: AtomicU64::new(0),
-        }
-    }
-
-    /// The irq, if set up.
-    pub fn irq(&self) -> Option<IrqNumber> {
-        match self.irq.load(Ordering::Acquire) {
-            u32::MAX => None,
-            n => Some(IrqNumber(n)),
-        }
-    }
-
-    fn record(&self) {
-        let cpu = percpu::current();
-        if self.allowed.load(Ordering::Acquire) & (1 << cpu.0) == 0 {
-            self.wrong_cpu.fetch_add(1, Ordering::Relaxed);
-            kprintln!(
-                "{}: handled on cpu{} outside its affinity",
-                self.name,
-                cpu.0
-            );
-        }
-        self.per_cpu[cpu.index()].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Total handled.
-    pub fn total(&self) -> u64 {
-        self.per_cpu.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
-    /// Handled on `cpu`.
-    pub fn on(&self, cpu: CpuId) -> u64 {
-        self.per_cpu[cpu.index()].load(Ordering::Relaxed)
-    }
-}
-
-/// Converts a mask to the bit form of [`Source::allowed`].
-pub fn mask_bits(m: &CpuMask) -> u64 {
-    m.iter()
-        .filter(|c| c.index() < 64)
-        .fold(0, |b, c| b | (1 << c.0))
-}
-
 /// One `edu` function (QEMU `hw/misc/edu.c`): writing the raise register
 /// (0x60) sets status bits (0x24) and interrupts (INTx while status != 0, or
 /// one MSI per raise); writing the ack register (0x64) clears them.
 pub struct Edu {
-    /// Bookkeeping.
-    pub src: Source,
+    dev: Caused,
     mmio: AtomicU64,
-    /// Interrupts raised (caused) by the kernel.
-    pub raised: AtomicU64,
-    /// Interrupts the driver handled.
-    pub handled: AtomicU64,
-    /// Handler calls that found no status bit (IRQ_NONE).
-    pub unhandled: AtomicU64,
-    in_flight: AtomicBool,
-    /// Stops the generator (affinity changes wait for quiescence).
-    pub paused: AtomicBool,
     #[cfg(feature = "drop-edu-irqs")]
     drop_toggle: AtomicU64,
+}
+
+impl Deref for Edu {
+    type Target = Caused;
+    fn deref(&self) -> &Caused {
+        &self.dev
+    }
 }
 
 const EDU_STATUS: usize = 0x24;
@@ -122,13 +57,8 @@ const EDU_ACK: usize = 0x64;
 impl Edu {
     const fn new(name: &'static str) -> Self {
         Self {
-            src: Source::new(name),
+            dev: Caused::new(name),
             mmio: AtomicU64::new(0),
-            raised: AtomicU64::new(0),
-            handled: AtomicU64::new(0),
-            unhandled: AtomicU64::new(0),
-            in_flight: AtomicBool::new(false),
-            paused: AtomicBool::new(true),
             #[cfg(feature = "drop-edu-irqs")]
             drop_toggle: AtomicU64::new(0),
         }
@@ -151,7 +81,7 @@ impl Edu {
 
     /// The driver's hard interrupt handler (MSI): record, service.
     fn handle(&self) -> IrqReturn {
-        self.src.record();
+        self.src.record(percpu::current());
         self.service()
     }
 
@@ -167,37 +97,21 @@ impl Edu {
         #[cfg(feature = "drop-edu-irqs")]
         if self.drop_toggle.fetch_add(1, Ordering::Relaxed) % 2 == 1 {
             // Deliberately broken build: lose every second interrupt.
-            self.in_flight.store(false, Ordering::Release);
+            self.lost();
             return IrqReturn::HANDLED;
         }
-        self.handled.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.store(false, Ordering::Release);
+        self.done();
         IrqReturn::HANDLED
     }
 
-    /// Raises one interrupt unless the previous one is still in flight
-    /// (edu's status is a bitmask: a second raise before the handler acked
-    /// the first would merge with it). Nothing is ever re-raised: a lost
-    /// interrupt leaves the device in flight for good, and the final
-    /// "raised == handled" check fails. (No wall-clock timeout here: under
-    /// TCG on a loaded host a vCPU can be descheduled for 100+ ms.)
+    /// Raises one interrupt unless paused or the previous one is still in
+    /// flight (edu's status is a bitmask: a second raise before the handler
+    /// acked the first would merge with it). (No wall-clock timeout here:
+    /// under TCG on a loaded host a vCPU can be descheduled for 100+ ms.)
     pub fn raise(&self) {
-        if self.paused.load(Ordering::Acquire) || self.mmio.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        if self
-            .in_flight
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            self.raised.fetch_add(1, Ordering::AcqRel);
+        if self.mmio.load(Ordering::Relaxed) != 0 && self.begin_raise() {
             self.write(EDU_RAISE, 1);
         }
-    }
-
-    /// Whether the last raise was handled.
-    pub fn idle(&self) -> bool {
-        !self.in_flight.load(Ordering::Acquire)
     }
 }
 
@@ -208,7 +122,7 @@ struct EduIntxHandler;
 
 impl IrqHandler for EduIntxHandler {
     fn handle(&self, _irq: IrqNumber) -> IrqReturn {
-        EDU_INTX.src.record();
+        EDU_INTX.src.record(percpu::current());
         IrqReturn::WAKE_THREAD
     }
 
@@ -224,80 +138,32 @@ pub static EDU_MSI: Edu = Edu::new("edu-msi");
 /// The PIT through the IOAPIC.
 pub static PIT: Source = Source::new("pit");
 
-/// IPI test traffic: calls sent to and handled on each CPU.
-pub struct IpiTest {
-    /// Calls queued per target CPU.
-    pub sent: [AtomicU64; MAX_CPUS],
-    /// Calls run per target CPU.
-    pub handled: [AtomicU64; MAX_CPUS],
-    /// Calls run on a CPU other than their target.
-    pub wrong_cpu: AtomicU64,
-    next: AtomicU32,
-}
-
-/// The IPI test counters.
-pub static IPI: IpiTest = IpiTest {
-    sent: [const { AtomicU64::new(0) }; MAX_CPUS],
-    handled: [const { AtomicU64::new(0) }; MAX_CPUS],
-    wrong_cpu: AtomicU64::new(0),
-    next: AtomicU32::new(0),
-};
-
-fn ipi_test_call(target: u64) {
-    if percpu::current().0 as u64 != target {
-        IPI.wrong_cpu.fetch_add(1, Ordering::Relaxed);
-    }
-    IPI.handled[target as usize % MAX_CPUS].fetch_add(1, Ordering::Relaxed);
-}
-
-/// Queues one test call on `cpu` (IPI); false if its queue was full.
-pub fn send_test_ipi(cpu: CpuId) -> bool {
-    IPI.sent[cpu.index()].fetch_add(1, Ordering::AcqRel);
-    if smp::call_on(
-        cpu,
-        CrossCall {
-            func: ipi_test_call,
-            arg: u64::from(cpu.0),
-        },
-    ) {
-        true
-    } else {
-        IPI.sent[cpu.index()].fetch_sub(1, Ordering::AcqRel);
-        false
-    }
-}
-
 /// Whether the generator (driven by the PIT) runs.
 pub static GENERATOR_ON: AtomicBool = AtomicBool::new(false);
 
 /// The traffic generator: on every PIT interrupt, raise both edu functions
 /// and send one test IPI to the next online CPU.
 fn generate() {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
     if !GENERATOR_ON.load(Ordering::Acquire) {
         return;
     }
     EDU_INTX.raise();
     EDU_MSI.raise();
     let online = CORE.online_cpus();
-    let n = IPI.next.fetch_add(1, Ordering::Relaxed);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let w = online.weight() as u32;
     if w > 0
         && let Some(cpu) = online.iter().nth((n % w) as usize)
     {
-        let _ = send_test_ipi(cpu);
+        let _ = ipi_test::send(cpu, 0);
     }
 }
 
-/// Interrupt numbers of the per-CPU sources.
-pub struct PerCpuIrqs {
-    /// LAPIC timer.
-    pub timer: IrqNumber,
-    /// Cross-call IPI.
-    pub call: IrqNumber,
-}
-
-/// Set by [`setup_percpu`].
-pub static PERCPU_IRQS: spin::Once<PerCpuIrqs> = spin::Once::new();
+/// The LAPIC timer (per CPU).
+pub static TIMER: Source = Source::new("lapic-timer");
+/// The cross-call IPI's irq (set by [`setup_percpu`]).
+pub static CALL_IRQ: spin::Once<IrqNumber> = spin::Once::new();
 /// The vector domain (arch-x86): root of every device hierarchy, one
 /// (CPU, vector) per irq from its per-CPU vector matrix.
 pub type Vectors = VectorDomain<LapicOps<&'static MmioRegion, &'static Msrs, fn() -> CpuId>>;
@@ -364,12 +230,12 @@ pub fn setup_percpu() -> Result<(), &'static str> {
         Ok::<IrqNumber, &'static str>(irq)
     };
     let timer = mk(vectors::TIMER, FlowKind::PerCpuDevId, "lapic-timer", |_| {
-        percpu::this().ticks.fetch_add(1, Ordering::Relaxed);
+        TIMER.record(percpu::current());
         // Releases old vectors of moves completed on other CPUs.
         if let Some(v) = VECTORS.get() {
             v.run_cleanup(percpu::current());
         }
-        crate::watchdog::tick();
+        kernel_common::watchdog::tick();
         IrqReturn::HANDLED
     })?;
     let call = mk(
@@ -377,21 +243,22 @@ pub fn setup_percpu() -> Result<(), &'static str> {
         FlowKind::PerCpu,
         "ipi-call-function",
         |_| {
-            smp::flush_cross_calls();
+            kernel_common::smp::flush_cross_calls();
             IrqReturn::HANDLED
         },
     )?;
     let _resend = mk(vectors::RESEND, FlowKind::PerCpu, "ipi-resend", |_| {
-        irq::drain_resends();
+        kernel_common::irq::drain_resends();
         IrqReturn::HANDLED
     })?;
-    PERCPU_IRQS.call_once(|| PerCpuIrqs { timer, call });
+    TIMER.set_irq(timer);
+    CALL_IRQ.call_once(|| call);
     setup_vectors()
 }
 
 /// Starts the LAPIC timer on the calling CPU (hotplug "starting" phase).
 pub fn start_local_timer() -> Result<(), &'static str> {
-    let t = PERCPU_IRQS.get().ok_or("percpu irqs not set up")?.timer;
+    let t = TIMER.irq().ok_or("percpu irqs not set up")?;
     lapic::timer_start_periodic(vectors::TIMER, TICK_NS);
     CORE.enable_percpu_irq(t, TriggerType::None)
         .map_err(e("enable_percpu_irq"))
@@ -399,8 +266,8 @@ pub fn start_local_timer() -> Result<(), &'static str> {
 
 /// Stops the LAPIC timer on the calling CPU (hotplug "dying" phase).
 pub fn stop_local_timer() {
-    if let Some(p) = PERCPU_IRQS.get() {
-        let _ = CORE.disable_percpu_irq(p.timer);
+    if let Some(t) = TIMER.irq() {
+        let _ = CORE.disable_percpu_irq(t);
     }
     lapic::timer_stop();
 }
@@ -515,7 +382,7 @@ pub fn setup_pit(madt: &Madt) -> Result<(), &'static str> {
         return Err("PIT override says level");
     }
     let handler: fn(IrqNumber) -> IrqReturn = |_| {
-        PIT.record();
+        PIT.record(percpu::current());
         generate();
         IrqReturn::HANDLED
     };
@@ -527,7 +394,7 @@ pub fn setup_pit(madt: &Madt) -> Result<(), &'static str> {
         Arc::new(handler),
         RequestFlags::empty(),
     )?;
-    PIT.irq.store(irq.0, Ordering::Release);
+    PIT.set_irq(irq);
     kprintln!("pit: ISA IRQ 0 -> GSI {gsi} -> irq {}", irq.0);
     Ok(())
 }
@@ -589,7 +456,7 @@ pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
         Arc::new(EduIntxHandler),
         RequestFlags::THREADED | RequestFlags::ONESHOT,
     )?;
-    EDU_INTX.src.irq.store(irq.0, Ordering::Release);
+    EDU_INTX.src.set_irq(irq);
     kprintln!(
         "edu-intx: INTx line {line} -> GSI {gsi} -> irq {} (level, fasteoi, threaded oneshot)",
         irq.0
@@ -627,7 +494,7 @@ pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
         IrqRequest::new("edu-msi", Arc::new(|_| EDU_MSI.handle())).dev_id(DevId(0xED1)),
     )
     .map_err(e("request msi"))?;
-    EDU_MSI.src.irq.store(irq.0, Ordering::Release);
+    EDU_MSI.src.set_irq(irq);
     kprintln!(
         "edu-msi: MSI cap at {cap:#x}, vector {vector:#x} -> irq {} (edge)",
         irq.0
@@ -638,25 +505,6 @@ pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
 /// All device sources, for the checks and the migration bookkeeping.
 pub fn device_sources() -> [&'static Source; 3] {
     [&PIT, &EDU_INTX.src, &EDU_MSI.src]
-}
-
-/// Changes the affinity of `src`'s irq, keeping `allowed` correct across the
-/// move: old | new while it is in flight, new once it took effect.
-pub fn move_source(src: &Source, mask: &CpuMask) -> Result<(), &'static str> {
-    let irq = src.irq().ok_or("source not set up")?;
-    let old = src.allowed.load(Ordering::Acquire);
-    src.allowed.store(old | mask_bits(mask), Ordering::Release);
-    CORE.set_affinity(irq, mask).map_err(e("set_affinity"))?;
-    Ok(())
-}
-
-/// Narrows `allowed` to the effective affinity (after a move settled).
-pub fn settle_source(src: &Source) {
-    if let Some(irq) = src.irq()
-        && let Ok(eff) = CORE.effective_affinity(irq)
-    {
-        src.allowed.store(mask_bits(&eff), Ordering::Release);
-    }
 }
 
 /// The 8259 pair as an irqcore chip (`--pic` boot only).
@@ -692,7 +540,7 @@ pub fn setup_pic() -> Result<(), &'static str> {
     };
     let pit_irq = line_irq(0, FlowKind::Edge)?;
     let handler: fn(IrqNumber) -> IrqReturn = |_| {
-        PIT.record();
+        PIT.record(percpu::current());
         generate();
         IrqReturn::HANDLED
     };
@@ -701,7 +549,7 @@ pub fn setup_pic() -> Result<(), &'static str> {
         IrqRequest::new("pit", Arc::new(handler)).dev_id(DevId(0)),
     )
     .map_err(e("request pit"))?;
-    PIT.irq.store(pit_irq.0, Ordering::Release);
+    PIT.set_irq(pit_irq);
     kprintln!("pit: ISA IRQ 0 -> 8259 -> irq {}", pit_irq.0);
 
     let fns = probe_edu()?;
@@ -717,7 +565,7 @@ pub fn setup_pic() -> Result<(), &'static str> {
             .dev_id(DevId(line as usize)),
     )
     .map_err(e("request edu intx"))?;
-    EDU_INTX.src.irq.store(irq.0, Ordering::Release);
+    EDU_INTX.src.set_irq(irq);
     kprintln!(
         "edu-intx: INTx line {line} -> 8259 -> irq {} (level, threaded oneshot)",
         irq.0

@@ -1,8 +1,9 @@
 //! CPU exceptions: none is expected, so each one is fatal and reported.
 
+use kernel_common::console::print_unlocked;
+use kernel_common::exit::{ExitCode, exit};
+
 use crate::cpu::idt::Frame;
-use crate::exit::{ExitCode, exit};
-use crate::serial::print_unlocked;
 
 const NAMES: [&str; 32] = [
     "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",

@@ -18,10 +18,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use irqcore::hotplug::HotplugCtx;
 use irqcore::{CpuControl, CpuId, CpuPhase, HotplugCallback, IrqError};
 
+use kernel_common::irq::{CORE, KernelPlatform};
+
 use crate::cpu::percpu;
 use crate::devices;
 use crate::hw::lapic;
-use crate::irq::{CORE, KernelPlatform};
 use crate::smp;
 
 /// Device vectors found latched on a dying CPU and replayed elsewhere.
@@ -100,14 +101,4 @@ pub fn init() -> Result<(), IrqError> {
         Arc::new(arch_x86::VectorHotplug::from_domain(domain.clone()));
     CORE.register_hotplug(CpuPhase::BringUp, vectors)?;
     CORE.register_hotplug(CpuPhase::Starting, Arc::new(LocalApicHotplug))
-}
-
-/// Brings `cpu` up through every phase.
-pub fn cpu_up(cpu: CpuId) -> Result<(), IrqError> {
-    CORE.cpu_up(cpu, &KernelCpuControl)
-}
-
-/// Takes `cpu` down through every phase (stop-machine inside).
-pub fn cpu_down(cpu: CpuId) -> Result<(), IrqError> {
-    CORE.cpu_down(cpu, &KernelCpuControl)
 }

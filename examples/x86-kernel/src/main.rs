@@ -8,33 +8,32 @@
 //! online again while the devices keep firing, does that again while
 //! another CPU allocates and frees descriptors, then checks that every
 //! interrupt it caused was handled exactly once on an allowed CPU.
+//!
+//! What is x86 specific lives here; the rest (console, checks, locks, heap,
+//! irqcore's `Platform`, SMP rendezvous and jobs, watchdog, the shared
+//! scenario steps) is `kernel-common`, over [`arch::X86`].
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 mod acpi;
+mod arch;
 mod boot;
-mod checks;
 mod cpu;
 mod devices;
 mod exceptions;
-mod exit;
-mod heap;
 mod hotplug;
 mod hw;
 mod irq;
-pub mod scenario;
+mod scenario;
 mod serial;
 mod smp;
-mod sync;
-mod table;
 mod time;
-mod watchdog;
 
 use core::sync::atomic::{AtomicU32, AtomicU64};
 
-use exit::{ExitCode, exit};
+pub(crate) use kernel_common::{check, kprintln};
 
 /// Index of the AP being started, read by the trampoline.
 #[unsafe(no_mangle)]
@@ -46,6 +45,7 @@ static AP_BOOT_STACK: AtomicU64 = AtomicU64::new(0);
 /// BSP entry from the boot code; `start_info` is the PVH `hvm_start_info`.
 #[unsafe(no_mangle)]
 extern "C" fn kmain(start_info: u32) -> ! {
+    kernel_common::arch::install(&arch::X86);
     serial::init();
     cpu::percpu::install(irqcore::CpuId(0));
     cpu::gdt::load_for(irqcore::CpuId(0));
@@ -55,6 +55,5 @@ extern "C" fn kmain(start_info: u32) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    serial::print_unlocked(format_args!("\nPANIC: {info}\nRESULT: FAIL panic\n"));
-    exit(ExitCode::Panic)
+    kernel_common::exit::panic(info)
 }

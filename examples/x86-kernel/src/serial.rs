@@ -1,16 +1,10 @@
 //! COM1 (16550 at port 0x3F8): the kernel's console, which QEMU's
-//! `-serial stdio` forwards to the runner.
-
-use core::fmt::{self, Write};
+//! `-serial stdio` forwards to the runner. `kernel_common::console` prints
+//! through [`write`].
 
 use crate::hw::port::{inb, outb};
-use crate::sync::IrqLock;
 
 const COM1: u16 = 0x3F8;
-
-struct Com1;
-
-static CONSOLE: IrqLock<Com1> = IrqLock::new(Com1);
 
 /// Initialises COM1: 115200 8N1, FIFO on, interrupts off.
 pub fn init() {
@@ -26,41 +20,15 @@ pub fn init() {
     }
 }
 
-impl Write for Com1 {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            // SAFETY: COM1 registers; wait for THR empty (LSR bit 5).
-            unsafe {
-                while inb(COM1 + 5) & 0x20 == 0 {
-                    core::hint::spin_loop();
-                }
-                outb(COM1, b);
+/// Writes `s` to COM1, unlocked (`kernel_common::console` serialises).
+pub fn write(s: &str) {
+    for b in s.bytes() {
+        // SAFETY: COM1 registers; wait for THR empty (LSR bit 5).
+        unsafe {
+            while inb(COM1 + 5) & 0x20 == 0 {
+                core::hint::spin_loop();
             }
+            outb(COM1, b);
         }
-        Ok(())
     }
-}
-
-/// Prints to the console (whole call under one lock: lines never interleave).
-pub fn print(args: fmt::Arguments<'_>) {
-    let _ = CONSOLE.lock().write_fmt(args);
-}
-
-/// Prints without taking the lock: for panic and fatal exception paths,
-/// where the lock holder may be the crashed code.
-pub fn print_unlocked(args: fmt::Arguments<'_>) {
-    let _ = Com1.write_fmt(args);
-}
-
-/// `println!` for the kernel console.
-#[macro_export]
-macro_rules! kprintln {
-    () => { $crate::serial::print(format_args!("\n")) };
-    ($($t:tt)*) => { $crate::serial::print(format_args!("{}\n", format_args!($($t)*))) };
-}
-
-/// `print!` for the kernel console.
-#[macro_export]
-macro_rules! kprint {
-    ($($t:tt)*) => { $crate::serial::print(format_args!($($t)*)) };
 }

@@ -1,14 +1,13 @@
 //! The per-CPU area: one [`PerCpu`] per logical CPU, found through GS
 //! (IA32_GS_BASE points at it), plus the APIC-id <-> CPU-index maps.
 
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use irqcore::CpuId;
 
 use crate::hw::cpu;
 
-/// Most CPUs this kernel runs (QEMU `-smp 1..8`).
-pub const MAX_CPUS: usize = 8;
+pub use kernel_common::MAX_CPUS;
 
 /// State of one CPU. `index` must stay the first field: `current()` reads it
 /// at `gs:0`.
@@ -18,19 +17,6 @@ pub struct PerCpu {
     pub index: AtomicU64,
     /// APIC id.
     pub apic_id: AtomicU32,
-    /// Set by the CPU once it runs its idle loop with interrupts on.
-    pub alive: AtomicBool,
-    /// Result of irqcore's `cpu_starting` on this CPU: 0 none yet, 1 ok,
-    /// 2 refused.
-    pub starting_result: AtomicU8,
-    /// Work for this CPU's stopper context (see `smp::run_on_cpus`).
-    pub stopper_work: AtomicUsize,
-    /// Generation counter of completed stopper work.
-    pub stopper_done: AtomicU64,
-    /// LAPIC timer ticks handled on this CPU.
-    pub ticks: AtomicU64,
-    /// Interrupts handled on this CPU while it was not online (must stay 0).
-    pub irqs_while_offline: AtomicU64,
 }
 
 impl PerCpu {
@@ -38,12 +24,6 @@ impl PerCpu {
         Self {
             index: AtomicU64::new(0),
             apic_id: AtomicU32::new(0),
-            alive: AtomicBool::new(false),
-            starting_result: AtomicU8::new(0),
-            stopper_work: AtomicUsize::new(0),
-            stopper_done: AtomicU64::new(0),
-            ticks: AtomicU64::new(0),
-            irqs_while_offline: AtomicU64::new(0),
         }
     }
 }
@@ -96,9 +76,4 @@ pub fn current() -> CpuId {
     // (`install` is the first thing BSP and APs do after long mode); index
     // is at offset 0.
     CpuId(unsafe { cpu::gs_read_u64::<0>() } as u32)
-}
-
-/// The calling CPU's area.
-pub fn this() -> &'static PerCpu {
-    of(current())
 }

@@ -4,7 +4,7 @@
 use irqcore::MsiMsg;
 
 use super::port::{inl, outl};
-use crate::sync::IrqLock;
+use kernel_common::sync::IrqLock;
 
 /// One function's address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,18 +1,18 @@
 //! A watchdog for scenario phases that could hang (CPUs deadlocked against
 //! each other): armed with a deadline around such a phase and checked on
-//! every CPU's timer tick, it ends the run with `RESULT: FAIL` once the
-//! deadline has passed, instead of leaving QEMU to the runner's timeout.
-//! Any CPU whose interrupts are still on notices, so a deadlock in which
-//! some CPUs spin with interrupts off is caught too.
+//! every CPU's timer tick ([`tick`]), it ends the run with `RESULT: FAIL`
+//! once the deadline has passed, instead of leaving QEMU to the runner's
+//! timeout. Any CPU whose interrupts are still on notices, so a deadlock in
+//! which some CPUs spin with interrupts off is caught too.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::cpu::percpu;
+use crate::arch::{current_cpu, now_us};
+use crate::console::print_unlocked;
 use crate::exit::{ExitCode, exit};
 use crate::sync::IrqLock;
-use crate::{serial, time};
 
-/// Deadline in `time::now_us` microseconds; 0: disarmed.
+/// Deadline in [`now_us`] microseconds; 0: disarmed.
 static DEADLINE_US: AtomicU64 = AtomicU64::new(0);
 /// What is guarded, for the failure line.
 static WHAT: IrqLock<&str> = IrqLock::new("");
@@ -22,7 +22,7 @@ static FIRED: AtomicBool = AtomicBool::new(false);
 /// Arms the watchdog: `what` must finish within `timeout_us`.
 pub fn arm(timeout_us: u64, what: &'static str) {
     *WHAT.lock() = what;
-    DEADLINE_US.store(time::now_us() + timeout_us, Ordering::Release);
+    DEADLINE_US.store(now_us() + timeout_us, Ordering::Release);
 }
 
 /// Disarms the watchdog.
@@ -33,15 +33,15 @@ pub fn disarm() {
 /// Called on every timer tick, on every CPU (interrupt context).
 pub fn tick() {
     let deadline = DEADLINE_US.load(Ordering::Acquire);
-    if deadline == 0 || time::now_us() < deadline || FIRED.swap(true, Ordering::AcqRel) {
+    if deadline == 0 || now_us() < deadline || FIRED.swap(true, Ordering::AcqRel) {
         return;
     }
     // `WHAT` is only held with interrupts off, so not by code this tick
     // interrupted; the console lock may be: print without it.
     let what = *WHAT.lock();
-    serial::print_unlocked(format_args!(
+    print_unlocked(format_args!(
         "\nWATCHDOG (cpu{}): {what} did not finish in time\nRESULT: FAIL watchdog: {what}\n",
-        percpu::current().0
+        current_cpu().0
     ));
     exit(ExitCode::Fail)
 }

@@ -120,14 +120,26 @@ extern crate alloc;
 extern crate std;
 
 mod common;
+pub mod dma;
 pub mod gicv2;
 pub mod gicv3;
 pub mod glue;
 pub mod hw;
 pub mod intid;
+pub mod its;
+pub mod its_cmd;
+#[cfg(any(test, feature = "model"))]
+pub mod its_model;
+pub mod lpi;
+#[cfg(any(test, feature = "model"))]
+pub mod mem_model;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
+pub mod msi;
 pub mod regs;
+pub mod v2m;
+#[cfg(any(test, feature = "model"))]
+pub mod v2m_model;
 
 pub use common::{GicError, GicOptions, SgiTarget};
 pub use gicv2::GicV2;

@@ -31,6 +31,8 @@ mod exit;
 mod fdt;
 mod heap;
 mod irq;
+mod msi;
+mod pci;
 mod psci;
 mod scenario;
 mod smp;

@@ -160,6 +160,11 @@ pub fn run() -> ! {
     let ok = wait_until(PATIENCE_US, || RTC.handled.load(Ordering::Acquire) >= 3);
     check!(ok, "PL031 alarm SPI handled through irqcore");
 
+    // ----- MSI: edu on PCIe through the ITS (GICv3) or GICv2m (GICv2) ------
+    if let Err(e) = crate::msi::setup() {
+        fail(e)
+    }
+
     // ----- SMP --------------------------------------------------------------
     let t = time::now_us();
     for c in 1..n {
@@ -236,11 +241,16 @@ pub fn run() -> ! {
         kprintln!("hotplug: single CPU, no CPU to take offline");
     }
 
+    // ----- MSI affinity and hotplug ----------------------------------------------
+    crate::msi::run_phase(n);
+
     // ----- descriptor allocation during hotplug --------------------------------
     alloc_free_during_hotplug(n);
 
     // ----- quiesce and final checks -------------------------------------------
     RTC.paused.store(true, Ordering::Release);
+    let msi_quiet = crate::msi::quiesce();
+    check!(msi_quiet, "edu-msi: the last MSI completed");
     let quiet = wait_until(PATIENCE_US, || RTC.idle() && ipis_done());
     check!(quiet, "all caused interrupts completed");
     // Stop every local timer so tick counts are stable for the final checks.
@@ -601,6 +611,7 @@ fn alloc_free_during_hotplug(n: u32) {
 }
 
 fn final_checks(n: u32) {
+    crate::msi::final_checks(n);
     let timer_irq = TIMER.irq();
     let call_irq = irq::ipis().map(|i| i.call);
     for c in 0..n {

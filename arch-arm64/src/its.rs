@@ -701,7 +701,9 @@ impl<M: Mmio> Its<M> {
 
     /// Moves `device`'s `event` to `cpu`'s collection: `MOVI`, then `SYNC`
     /// to the old and the new redistributor, so the interrupt is nowhere in
-    /// between once this returns.
+    /// between once this returns. After [`ItsError::Timeout`] the commands
+    /// stay queued; the driver records the new target only once a move
+    /// completed (irqcore retries a `Busy` move at the next safe point).
     pub fn move_event(&self, device: DeviceId, event: EventId, cpu: CpuId) -> Result<(), ItsError> {
         self.with(|g| {
             let dev = Self::check_event(g, device, event)?;
@@ -710,9 +712,10 @@ impl<M: Mmio> Its<M> {
                 .get(&event)
                 .ok_or(ItsError::EventNotMapped(device, event))?;
             let to = self.target(g, cpu)?;
-            if m.cpu == cpu {
-                return Ok(());
-            }
+            // Issued even when the driver believes the event is there
+            // already: after a `Timeout` an earlier MOVI may still be in
+            // the queue and run later; the queue being FIFO, the last
+            // request queued is where the event ends up.
             let from = self.target(g, m.cpu).unwrap_or(to);
             self.submit(
                 g,

@@ -751,3 +751,107 @@ fn cpu_hotplug_maps_collections_and_moves_lpis_off_a_dying_cpu() {
     drop(m);
     let _ = ItsDomain::<arch_arm64::its_model::ItsModelMmio>::new;
 }
+
+#[test]
+fn a_move_while_the_queue_is_stuck_is_deferred_and_the_last_request_wins() {
+    let s = stack(4, 4);
+    let reg = DomainRegistry::new(&s.w.rig.core);
+    let d = domains(&s, &reg);
+    let m = reg.map(d.dev, irqcore::HwIrq(0)).unwrap();
+    let irq = m.irq();
+    let per_cpu: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
+    let pc = per_cpu.clone();
+    s.w.rig
+        .core
+        .request_irq_raw(
+            irq,
+            IrqRequest::new(
+                "edu-msi",
+                Arc::new(move |_| {
+                    pc[model::current_cpu().index()].fetch_add(1, Ordering::SeqCst);
+                    IrqReturn::HANDLED
+                }),
+            )
+            .dev_id(DevId(1)),
+        )
+        .unwrap();
+    s.w.rig
+        .core
+        .set_affinity(irq, &CpuMask::of(CpuId(0)))
+        .unwrap();
+    // The ITS stops reading: every request is accepted by irqcore (the
+    // chip said Busy) and kept; nothing has moved yet. The last one goes
+    // back where the driver believes the event is, so a driver that skipped
+    // a move "to where it already is" would leave it at cpu2 for good.
+    s.w.itsm.set_hold(true);
+    for to in [1, 2, 0] {
+        let mask = CpuMask::of(CpuId(to));
+        s.w.rig.core.set_affinity(irq, &mask).unwrap();
+    }
+    assert_eq!(
+        s.w.rig.core.effective_affinity(irq).unwrap(),
+        CpuMask::of(CpuId(0))
+    );
+    assert_eq!(s.w.its.event(DEV, EventId(0)).unwrap().cpu, CpuId(0));
+    // It reads again; the next interrupt is the safe point where irqcore
+    // applies the pending move: the last request, cpu0.
+    s.w.itsm.set_hold(false);
+    fire(&s, 0);
+    let handled: usize = (0..4).map(|c| entry(&s, &reg, d, c)).sum();
+    assert_eq!(handled, 1);
+    assert_eq!(
+        s.w.rig.core.effective_affinity(irq).unwrap(),
+        CpuMask::of(CpuId(0))
+    );
+    assert_eq!(s.w.its.event(DEV, EventId(0)).unwrap().cpu, CpuId(0));
+    assert_eq!(s.w.itsm.lookup(DEV, EventId(0)).unwrap().cpu, CpuId(0));
+    fire(&s, 0);
+    assert_eq!(
+        entry(&s, &reg, d, 0),
+        1,
+        "delivered at the last requested CPU"
+    );
+    // Both on cpu0: the commands queued while stuck ran in order, so the
+    // hardware was already at the last request when the first MSI came.
+    let counts: Vec<u64> = per_cpu.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert_eq!(counts, [2, 0, 0, 0]);
+    assert!(s.w.itsm.command_errors().is_empty());
+    drop(m);
+}
+
+#[test]
+fn threads_mapping_moving_and_unmapping_events_concurrently_keep_the_its_consistent() {
+    let w = world(4, 4);
+    let devs: Vec<DeviceId> = (0..4).map(|i| DeviceId(0x20 + i)).collect();
+    for &d in &devs {
+        w.its.map_device(d, 8).unwrap();
+    }
+    std::thread::scope(|sc| {
+        for (t, &d) in devs.iter().enumerate() {
+            let its = &w.its;
+            let itsm = &w.itsm;
+            sc.spawn(move || {
+                for round in 0..40u32 {
+                    let ev = EventId(round % 8);
+                    let cpu = CpuId((round + t as u32) % 4);
+                    let lpi = its.map_event(d, ev, cpu).unwrap();
+                    let to = CpuId((round * 3 + 1) % 4);
+                    its.move_event(d, ev, to).unwrap();
+                    its.set_event_enabled(d, ev, round % 2 == 0).unwrap();
+                    let got = itsm.lookup(d, ev).unwrap();
+                    assert_eq!((got.lpi, got.cpu), (lpi.get(), to));
+                    its.unmap_event(d, ev).unwrap();
+                }
+            });
+        }
+    });
+    for &d in &devs {
+        assert_eq!(w.its.nr_events(d), Some(0));
+        w.its.unmap_device(d).unwrap();
+    }
+    assert!(w.itsm.command_errors().is_empty());
+    assert!(
+        (0..w.lpis.nr_lpis()).all(|n| !w.lpis.is_allocated(IntId::lpi(n).unwrap())),
+        "every LPI given back"
+    );
+}

@@ -152,12 +152,17 @@ impl crate::dma::DmaRegion for IdentityRegion {
     fn publish(&self, offset: usize, len: usize) {
         #[cfg(target_arch = "aarch64")]
         {
-            // Clean every 64-byte line (the smallest CTR_EL0.DminLine of
-            // Armv8 cores) of the range to the point of coherency, then a
-            // DSB so the clean completes before the MMIO write that tells
-            // the GIC to look (ARM ARM D7.5.9; IHI 0069H 5.1.1 for a GIC
-            // whose table accesses are non-shareable or non-cacheable).
-            let start = self.base.saturating_add(offset.min(self.len)) & !63;
+            // Clean every data cache line of the range to the point of
+            // coherency, then a DSB so the clean completes before the MMIO
+            // write that tells the GIC to look (ARM ARM D7.5.9; IHI 0069H
+            // 5.1.1 for a GIC whose table accesses are non-shareable or
+            // non-cacheable). The line size is CTR_EL0.DminLine (bits
+            // 19:16, log2 of the number of words).
+            let ctr: u64;
+            // SAFETY: reading CTR_EL0 (cache type, read-only) at EL1.
+            unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+            let line_size = 4usize << ((ctr >> 16) & 0xf);
+            let start = self.base.saturating_add(offset.min(self.len)) & !(line_size - 1);
             let end = self
                 .base
                 .saturating_add(offset.saturating_add(len).min(self.len));
@@ -166,7 +171,7 @@ impl crate::dma::DmaRegion for IdentityRegion {
                 // SAFETY: a cache maintenance instruction on an address of
                 // the region (mapped, per `new`); it changes no data.
                 unsafe { core::arch::asm!("dc cvac, {}", in(reg) line, options(nostack)) };
-                line += 64;
+                line += line_size;
             }
             // SAFETY: a barrier only.
             unsafe { core::arch::asm!("dsb ish", options(nostack)) };

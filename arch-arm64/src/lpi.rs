@@ -19,6 +19,10 @@
 //! which the GIC must be told to re-read it: for an LPI translated by an
 //! ITS that is the ITS `INV` command followed by `SYNC` (the ITS chip does
 //! that, see `crate::its`).
+//!
+//! The LPI number allocator's lock is innermost: taken inside the ITS lock
+//! (which maps and unmaps events), never the other way round, and never
+//! from an interrupt flow.
 
 use crate::common::GicError;
 use crate::dma::{DmaAllocator, DmaError, DmaRegion, alloc_checked};

@@ -63,6 +63,9 @@ pub enum GicError {
     NotSgi,
     /// No online CPU can take the interrupts of a dying CPU.
     NoTargetCpu,
+    /// The GIC does not implement what was asked (LPIs on a GICv2 or a
+    /// distributor without `GICD_TYPER.LPIS`).
+    Unsupported,
 }
 
 impl From<GicError> for IrqError {
@@ -76,6 +79,7 @@ impl From<GicError> for IrqError {
             GicError::BadLayout => IrqError::Chip(ChipError::Invalid),
             GicError::NotSgi => IrqError::InvalidArgument,
             GicError::NoTargetCpu => IrqError::NoOnlineCpu,
+            GicError::Unsupported => IrqError::Chip(ChipError::Unsupported),
         }
     }
 }
@@ -293,8 +297,8 @@ pub(crate) fn trigger_config(id: IntId, trigger: TriggerType) -> Result<Option<b
     use TriggerType as T;
     match (id.kind(), trigger) {
         (_, T::None) => Ok(None),
-        (IntKind::Sgi, T::EdgeRising) => Ok(None),
-        (IntKind::Sgi, _) => Err(ChipError::InvalidTrigger),
+        (IntKind::Sgi | IntKind::Lpi, T::EdgeRising) => Ok(None),
+        (IntKind::Sgi | IntKind::Lpi, _) => Err(ChipError::InvalidTrigger),
         (IntKind::Spi, T::EdgeRising) | (IntKind::Ppi, T::EdgeRising | T::EdgeFalling) => {
             Ok(Some(true))
         }

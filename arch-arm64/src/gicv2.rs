@@ -302,6 +302,22 @@ impl<M: Mmio> GicV2<M> {
     }
 }
 
+impl<M: Mmio> GicV2<M> {
+    /// GICv2 has no LPIs: always [`GicError::Unsupported`].
+    pub fn enable_lpis(
+        &self,
+        _cpu: CpuId,
+        _tables: &crate::lpi::LpiTables,
+    ) -> Result<(), GicError> {
+        Err(GicError::Unsupported)
+    }
+
+    /// GICv2 has no redistributors for an ITS to target: always `None`.
+    pub fn processor_number(&self, _cpu: CpuId) -> Option<u64> {
+        None
+    }
+}
+
 impl<M: Mmio> IrqChip for GicV2<M> {
     fn name(&self) -> &str {
         "GICv2"

@@ -6,6 +6,7 @@
 
 use crate::common::{Bank, CpuTable, GicError, GicOptions, SgiTarget, poll, trigger_config};
 use crate::intid::{IntId, translate_three_cell};
+use crate::lpi::LpiTables;
 use crate::regs::{
     GicSysRegs, IccReg, MPIDR_AFFINITY_MASK, Mmio, aff32_to_mpidr, gicd, gicr, icc, mpidr_to_aff32,
 };
@@ -140,9 +141,12 @@ impl<M: Mmio, S: GicSysRegs> GicV3<M, S> {
         })
     }
 
-    /// The bank holding `id` as seen from the calling CPU.
+    /// The bank holding `id` as seen from the calling CPU (none for an LPI:
+    /// its state lives in memory, see [`crate::lpi`]).
     fn bank_for(&self, id: IntId) -> Option<Bank<'_, M>> {
-        if id.is_private() {
+        if id.is_lpi() {
+            None
+        } else if id.is_private() {
             self.my_private_bank()
         } else {
             Some(self.dist_bank())
@@ -433,7 +437,74 @@ impl<M: Mmio, S: GicSysRegs> GicV3<M, S> {
     }
 
     fn intid(&self, d: &IrqData<'_>) -> Option<IntId> {
-        IntId::from_hwirq(d.hwirq()).filter(|id| id.get() < self.num_lines)
+        IntId::from_hwirq(d.hwirq())
+            .filter(|id| id.get() < self.num_lines || (id.is_lpi() && self.has_lpis()))
+    }
+
+    /// Whether the distributor supports LPIs (`GICD_TYPER.LPIS`).
+    pub fn has_lpis(&self) -> bool {
+        self.dist.read32(gicd::TYPER) & gicd::TYPER_LPIS != 0
+    }
+
+    /// INTID bits the distributor implements (`GICD_TYPER.IDbits` + 1).
+    pub fn id_bits(&self) -> u32 {
+        ((self.dist.read32(gicd::TYPER) >> gicd::TYPER_IDBITS_SHIFT) & 0x1f) + 1
+    }
+
+    /// `GICR_TYPER.Processor_Number` of `cpu`'s redistributor: the target
+    /// an ITS with `GITS_TYPER.PTA` = 0 names in `MAPC` and `SYNC`.
+    pub fn processor_number(&self, cpu: CpuId) -> Option<u64> {
+        let (rd, off) = self.rd(cpu)?;
+        Some((rd.read64(off + gicr::TYPER) >> gicr::TYPER_PROCESSOR_SHIFT) & 0xffff)
+    }
+
+    /// Enables LPIs on `cpu`'s redistributor with `tables` (IHI 0069H
+    /// 5.1.1): `GICR_PROPBASER`, `GICR_PENDBASER`, then
+    /// `GICR_CTLR.EnableLPIs`. The CPU must have been started
+    /// ([`GicV3::cpu_starting`]); it may be called from any CPU. A
+    /// redistributor whose LPIs are already on (a CPU coming back online:
+    /// `EnableLPIs` may be impossible to clear) is left as is if it uses
+    /// these tables, and refused otherwise.
+    pub fn enable_lpis(&self, cpu: CpuId, tables: &LpiTables) -> Result<(), GicError> {
+        if !self.has_lpis() || tables.id_bits() > self.id_bits() {
+            return Err(GicError::Unsupported);
+        }
+        let (rd, off) = self.rd(cpu).ok_or(GicError::BadCpu(cpu))?;
+        if rd.read64(off + gicr::TYPER) & gicr::TYPER_PLPIS == 0 {
+            return Err(GicError::Unsupported);
+        }
+        let prop = tables.propbaser();
+        let pend = tables.pendbaser(cpu)?;
+        if rd.read32(off + gicr::CTLR) & gicr::CTLR_ENABLE_LPIS != 0 {
+            let cur = rd.read64(off + gicr::PROPBASER);
+            return if cur & gicr::BASER_ADDR_MASK == prop & gicr::BASER_ADDR_MASK {
+                Ok(())
+            } else {
+                Err(GicError::BadLayout)
+            };
+        }
+        rd.write64(off + gicr::PROPBASER, prop);
+        if rd.read64(off + gicr::PROPBASER) & gicr::BASER_SHAREABILITY_MASK == 0 {
+            // The redistributor does not snoop (shareability reads back as
+            // non-shareable): make its accesses non-cacheable so it reads
+            // what `DmaRegion::publish` cleaned to memory.
+            let nc = (prop & !(gicr::BASER_SHAREABILITY_MASK | gicr::BASER_INNER_WAWB)) | (1 << 7);
+            rd.write64(off + gicr::PROPBASER, nc);
+        }
+        rd.write64(off + gicr::PENDBASER, pend);
+        if rd.read64(off + gicr::PENDBASER) & gicr::BASER_SHAREABILITY_MASK == 0 {
+            let nc = (pend & !(gicr::BASER_SHAREABILITY_MASK | gicr::BASER_INNER_WAWB)) | (1 << 7);
+            rd.write64(off + gicr::PENDBASER, nc);
+        }
+        let ctlr = rd.read32(off + gicr::CTLR);
+        rd.write32(off + gicr::CTLR, ctlr | gicr::CTLR_ENABLE_LPIS);
+        poll(self.opts.poll_limit, || {
+            rd.read32(off + gicr::CTLR) & gicr::CTLR_RWP == 0
+        })?;
+        if rd.read32(off + gicr::CTLR) & gicr::CTLR_ENABLE_LPIS == 0 {
+            return Err(GicError::Unsupported);
+        }
+        Ok(())
     }
 }
 
@@ -494,7 +565,8 @@ impl<M: Mmio, S: GicSysRegs> IrqChip for GicV3<M, S> {
         force: bool,
     ) -> Result<AffinitySet, ChipError> {
         let id = self.intid(d).ok_or(ChipError::Invalid)?;
-        if id.is_private() {
+        if id.is_private() || id.is_lpi() {
+            // An LPI's route is its ITS collection: the ITS level moves it.
             return Err(ChipError::Unsupported);
         }
         let cpu = self.cpus.pick(mask, force).ok_or(ChipError::Invalid)?;

@@ -5,6 +5,7 @@
 
 use crate::common::{GicError, SgiTarget};
 use crate::intid::{IntId, IntKind};
+use crate::lpi::LpiTables;
 use crate::regs::{GicSysRegs, Mmio};
 use crate::{GicV2, GicV3};
 use alloc::sync::Arc;
@@ -40,8 +41,15 @@ pub trait Gic: IrqChip {
     fn running_priority(&self) -> u8;
     /// Translates a three-cell device-tree specifier for this GIC.
     fn translate(&self, cells: &[u32]) -> Result<(HwIrq, TriggerType), IrqError>;
-    /// Number of INTIDs implemented.
+    /// Number of INTIDs implemented (SGIs, PPIs, SPIs; LPIs are counted by
+    /// [`crate::lpi::LpiTables`]).
     fn num_lines(&self) -> u32;
+    /// Enables LPIs on `cpu`'s redistributor with `tables` (GICv3 only:
+    /// [`GicError::Unsupported`] elsewhere).
+    fn enable_lpis(&self, cpu: CpuId, tables: &LpiTables) -> Result<(), GicError>;
+    /// The target an ITS names `cpu` by (`GICR_TYPER.Processor_Number`);
+    /// `None` on a GICv2 or for a CPU not started.
+    fn lpi_target(&self, cpu: CpuId) -> Option<u64>;
 }
 
 macro_rules! impl_gic {
@@ -77,6 +85,12 @@ macro_rules! impl_gic {
             fn num_lines(&self) -> u32 {
                 <$t>::num_lines(self)
             }
+            fn enable_lpis(&self, cpu: CpuId, tables: &LpiTables) -> Result<(), GicError> {
+                <$t>::enable_lpis(self, cpu, tables)
+            }
+            fn lpi_target(&self, cpu: CpuId) -> Option<u64> {
+                <$t>::processor_number(self, cpu)
+            }
         }
     };
 }
@@ -84,11 +98,11 @@ macro_rules! impl_gic {
 impl_gic!(GicV2<M>, M: Mmio + 'static);
 impl_gic!(GicV3<M, S>, M: Mmio + 'static, S: GicSysRegs + 'static);
 
-/// The flow an INTID class uses: fasteoi for SPIs, percpu_devid for PPIs
+/// The flow an INTID class uses: fasteoi for SPIs and LPIs, percpu_devid for PPIs
 /// and SGIs (per-CPU enable state; the handler's `dev_id` is per CPU).
 pub const fn flow_for(id: IntId) -> FlowKind {
     match id.kind() {
-        IntKind::Spi => FlowKind::FastEoi,
+        IntKind::Spi | IntKind::Lpi => FlowKind::FastEoi,
         IntKind::Ppi | IntKind::Sgi => FlowKind::PerCpuDevId,
     }
 }

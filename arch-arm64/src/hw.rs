@@ -1,5 +1,6 @@
-//! Real register access: volatile MMIO (any architecture) and the GICv3
-//! system registers through `asm!` (aarch64 only).
+//! Real register access: volatile MMIO (any architecture), identity-mapped
+//! table memory for the LPI/ITS tables, and the GICv3 system registers
+//! through `asm!` (aarch64 only).
 //!
 //! This is the only module of the crate with `unsafe` code.
 
@@ -73,6 +74,112 @@ impl Mmio for VolatileMmio {
         if let Some(a) = self.addr(offset, 8) {
             // SAFETY: as in `read64`.
             unsafe { core::ptr::write_volatile(a as *mut u64, value) }
+        }
+    }
+}
+
+/// A block of identity-mapped (virtual = physical) normal memory handed to
+/// the GIC as a table ([`crate::dma::DmaRegion`]). It does not own the
+/// memory: the kernel's allocator wraps it and frees the block on drop.
+#[derive(Debug)]
+pub struct IdentityRegion {
+    base: usize,
+    len: usize,
+}
+
+impl IdentityRegion {
+    /// The `len` bytes at `base`, which is both the virtual and the physical
+    /// address.
+    ///
+    /// # Safety
+    ///
+    /// `base..base + len` must be normal memory, mapped at the same virtual
+    /// and physical address, owned by the caller for as long as the value
+    /// (and the GIC's use of the table) lives, and accessed by nothing else
+    /// but the GIC. `base` must be 8-byte aligned.
+    pub const unsafe fn new(base: usize, len: usize) -> Self {
+        Self { base, len }
+    }
+
+    fn addr(&self, offset: usize, width: usize) -> Option<usize> {
+        if offset.checked_add(width)? > self.len || !offset.is_multiple_of(width) {
+            return None;
+        }
+        self.base.checked_add(offset)
+    }
+}
+
+impl crate::dma::DmaRegion for IdentityRegion {
+    fn phys(&self) -> u64 {
+        self.base as u64
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read_u8(&self, offset: usize) -> u8 {
+        match self.addr(offset, 1) {
+            // SAFETY: inside the region `new`'s contract gives us; volatile
+            // because the GIC writes it too (pending tables, IHI 0069H 5.1.1).
+            Some(a) => unsafe { core::ptr::read_volatile(a as *const u8) },
+            None => 0,
+        }
+    }
+
+    fn write_u8(&self, offset: usize, value: u8) {
+        if let Some(a) = self.addr(offset, 1) {
+            // SAFETY: as in `read_u8`.
+            unsafe { core::ptr::write_volatile(a as *mut u8, value) }
+        }
+    }
+
+    fn read_u64(&self, offset: usize) -> u64 {
+        match self.addr(offset, 8) {
+            // SAFETY: as in `read_u8`; `addr` checked the 8-byte alignment.
+            Some(a) => u64::from_le(unsafe { core::ptr::read_volatile(a as *const u64) }),
+            None => 0,
+        }
+    }
+
+    fn write_u64(&self, offset: usize, value: u64) {
+        if let Some(a) = self.addr(offset, 8) {
+            // SAFETY: as in `read_u64`.
+            unsafe { core::ptr::write_volatile(a as *mut u64, value.to_le()) }
+        }
+    }
+
+    fn publish(&self, offset: usize, len: usize) {
+        #[cfg(target_arch = "aarch64")]
+        {
+            // Clean every data cache line of the range to the point of
+            // coherency, then a DSB so the clean completes before the MMIO
+            // write that tells the GIC to look (ARM ARM D7.5.9; IHI 0069H
+            // 5.1.1 for a GIC whose table accesses are non-shareable or
+            // non-cacheable). The line size is CTR_EL0.DminLine (bits
+            // 19:16, log2 of the number of words).
+            let ctr: u64;
+            // SAFETY: reading CTR_EL0 (cache type, read-only) at EL1.
+            unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+            let line_size = 4usize << ((ctr >> 16) & 0xf);
+            let start = self.base.saturating_add(offset.min(self.len)) & !(line_size - 1);
+            let end = self
+                .base
+                .saturating_add(offset.saturating_add(len).min(self.len));
+            let mut line = start;
+            while line < end {
+                // SAFETY: a cache maintenance instruction on an address of
+                // the region (mapped, per `new`); it changes no data.
+                unsafe { core::arch::asm!("dc cvac, {}", in(reg) line, options(nostack)) };
+                line += line_size;
+            }
+            // SAFETY: a barrier only.
+            unsafe { core::arch::asm!("dsb ish", options(nostack)) };
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            let _ = (offset, len);
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         }
     }
 }

@@ -12,10 +12,15 @@ pub enum IntKind {
     Ppi,
     /// Shared peripheral interrupt, INTID 32..1020: a device line, routable.
     Spi,
+    /// Locality-specific peripheral interrupt, INTID 8192 and up (GICv3):
+    /// a message-based interrupt, configured in memory (the LPI property
+    /// table), edge-like, without an active state (IHI 0069H 5.1).
+    Lpi,
 }
 
-/// A GIC interrupt identifier below 1020 (the special INTIDs 1020..=1023
-/// are not interrupts and cannot be represented).
+/// A GIC interrupt identifier: below 1020 (SGIs, PPIs, SPIs) or an LPI
+/// (8192 up to 2^24). The special INTIDs 1020..=1023 and the reserved range
+/// between are not interrupts and cannot be represented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IntId(u32);
 
@@ -26,14 +31,32 @@ impl IntId {
     pub const SPI_BASE: u32 = 32;
     /// One past the last SPI (1020 upwards are special).
     pub const SPI_END: u32 = 1020;
+    /// The first LPI (IHI 0069H 2.2.1).
+    pub const LPI_BASE: u32 = 8192;
+    /// One past the largest LPI the architecture allows (24 INTID bits).
+    pub const LPI_END: u32 = 1 << 24;
 
     /// `intid` if it names an interrupt.
     pub const fn new(intid: u32) -> Option<Self> {
-        if intid < Self::SPI_END {
+        if intid < Self::SPI_END || (intid >= Self::LPI_BASE && intid < Self::LPI_END) {
             Some(Self(intid))
         } else {
             None
         }
+    }
+
+    /// LPI `n`, INTID 8192 + n.
+    pub const fn lpi(n: u32) -> Option<Self> {
+        if n < Self::LPI_END - Self::LPI_BASE {
+            Some(Self(Self::LPI_BASE + n))
+        } else {
+            None
+        }
+    }
+
+    /// Whether this is an LPI.
+    pub const fn is_lpi(self) -> bool {
+        self.0 >= Self::LPI_BASE
     }
 
     /// SGI `n` (0..16).
@@ -80,8 +103,10 @@ impl IntId {
             IntKind::Sgi
         } else if self.0 < Self::SPI_BASE {
             IntKind::Ppi
-        } else {
+        } else if self.0 < Self::LPI_BASE {
             IntKind::Spi
+        } else {
+            IntKind::Lpi
         }
     }
 

@@ -7,6 +7,33 @@
 //!   redistributors discovered by `GICR_TYPER` affinity and woken per CPU,
 //!   CPU interface through `ICC_*_EL1`, SGIs through `ICC_SGI1R_EL1`.
 //!
+//! * [`lpi`], [`its`]: GICv3 LPIs (configuration and pending tables) and
+//!   the Interrupt Translation Service, MSIs of PCIe devices as LPIs.
+//! * [`v2m`]: GICv2m MSI frames, MSIs as SPIs on a GICv2.
+//! * [`msi`]: the device level (PCI-MSI) above either.
+//!
+//! # What is implemented, and where it runs
+//!
+//! "QEMU" means the reference kernel exercises it under `cargo qemu --arch
+//! aarch64` (QEMU 7.2 `virt`, checked by its `RESULT:` line); "model" means
+//! host tests run the driver against the behavioural models of the `model`,
+//! `its_model` and `v2m_model` modules (feature `model`).
+//!
+//! | feature | QEMU | model |
+//! |---|---|---|
+//! | GICv2 distributor + CPU interface, SPIs (fasteoi), PPIs/SGIs (percpu_devid), `ITARGETSR` affinity | `--gic 2` | yes |
+//! | GICv3 affinity routing, redistributor wake/sleep, `ICC_*` CPU interface, `ICC_SGI1R` IPIs | `--gic 3` | yes |
+//! | split EOI (`EOImode` = 1) | no (off by default) | yes |
+//! | CPU hotplug: SPIs re-routed, redistributor asleep on the way down | `--smp 4` | yes |
+//! | GICv3 LPIs: `GICR_PROPBASER`/`PENDBASER`, `EnableLPIs`, configuration byte + `INV` for mask/unmask | `--gic 3` (edu's MSI) | yes; the model caches the configuration until `INV`, so a missing `INV` is caught |
+//! | ITS: flat device/collection tables and ITTs sized from `GITS_TYPER`/`GITS_BASER`, command queue | `--gic 3`: `MAPD`, `MAPC`, `MAPTI`, `INV`, `INVALL`, `MOVI`, `SYNC` | all of those plus `DISCARD` (the last unmap), `INT` (hardware retrigger), `CLEAR`; command errors stalling the queue |
+//! | ITS domain above the GIC-LPI domain, PCI-MSI domain above it, refcounted mappings | `--gic 3`: one edu vector, mapped once, kept | twice-mapped and shared mappings; the last reference `DISCARD`s |
+//! | ITS affinity (`MOVI` + `SYNC`), CPU hotplug (`MAPC` on up, events moved off a dying CPU) | `--gic 3 --smp 4`: moved to every CPU, each secondary CPU offline/online with the MSI pinned there | the same, plus events without a descriptor moved by the sweep |
+//! | full command queue, ITS that stops reading (`QueueFull`, `Timeout`, irqcore told `Busy` and retrying: last request wins) | no (QEMU executes commands synchronously) | yes |
+//! | too-small / misaligned table memory, unmapped device, EventID beyond the ITT, DeviceID beyond the device table (typed errors, state unchanged) | no | yes |
+//! | ITS with `PTA` = 1, indirect (two-level) tables, GICv4 vLPIs | no (refused: [`its::ItsError::Unsupported`]) | refusal only |
+//! | GICv2m frame: SPI range from `MSI_TYPER` as a domain above the GIC domain, edge SPIs, affinity through the GIC | `--gic 2 --smp 4`: moved to every CPU, hotplug | yes, on GICv2 and GICv3 models; refcounting, an exhausted frame |
+//!
 //! Both are one [`irqcore::IrqChip`] each, for every INTID class: SPIs use
 //! the fasteoi flow, PPIs (timers) and SGIs (IPIs) the percpu_devid flow,
 //! whose mask/unmask act on the calling CPU's bank. The hardware number of
@@ -106,10 +133,28 @@
 //! EOI (`ICC_DIR_EL1`/`GICC_DIR`) support. The register layout here follows
 //! the same specification chapters.
 //!
+//! # MSIs
+//!
+//! ```text
+//! PCI-MSI (msi::MsiDeviceDomain, hwirq = vector)
+//!   -> ITS (its::ItsDomain, hwirq = DeviceID << 32 | EventID)
+//!        -> GIC-LPI (lpi::LpiDomain, hwirq = LPI INTID) -> GicV3 completes it
+//!   -> GICv2m (v2m::V2mDomain, hwirq = SPI INTID)
+//!        -> GIC domain (the SPI)
+//! ```
+//!
+//! The kernel provides the tables' memory ([`dma::DmaAllocator`]: physically
+//! contiguous and aligned; [`hw::IdentityRegion`] wraps identity-mapped
+//! RAM), registers the domains, maps its device's vectors in the top one
+//! and dispatches LPIs through the GIC-LPI domain. The reference kernel's
+//! `examples/arm64-kernel/src/msi.rs` is a complete example.
+//!
 //! # Features
 //!
 //! - `model`: a behavioural model of the GIC (distributor, redistributors,
-//!   CPU interfaces) behind the same register traits; pulls in `std`.
+//!   CPU interfaces, LPIs), of the ITS and of a GICv2m frame, with simulated
+//!   physical memory for their tables (`mem_model`), behind the same
+//!   register traits; pulls in `std`.
 //! - `std`: links `std` (needed by `model`).
 //!   The `asm!` system-register accessors are compiled for `aarch64` only.
 #![no_std]
@@ -120,14 +165,26 @@ extern crate alloc;
 extern crate std;
 
 mod common;
+pub mod dma;
 pub mod gicv2;
 pub mod gicv3;
 pub mod glue;
 pub mod hw;
 pub mod intid;
+pub mod its;
+pub mod its_cmd;
+#[cfg(any(test, feature = "model"))]
+pub mod its_model;
+pub mod lpi;
+#[cfg(any(test, feature = "model"))]
+pub mod mem_model;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
+pub mod msi;
 pub mod regs;
+pub mod v2m;
+#[cfg(any(test, feature = "model"))]
+pub mod v2m_model;
 
 pub use common::{GicError, GicOptions, SgiTarget};
 pub use gicv2::GicV2;

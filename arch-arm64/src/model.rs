@@ -8,7 +8,11 @@
 //! active, priority, group, edge/level configuration, SPI routing
 //! (`ITARGETSR` or `IROUTER`), GICv2 SGI sources, redistributor sleep, and
 //! each CPU interface's priority mask, running priority (a stack of active
-//! priorities) and EOI mode. A one-CPU GICv2 is uniprocessor:
+//! priorities) and EOI mode; GICv3 LPIs (`GICR_CTLR.EnableLPIs`,
+//! `GICR_PROPBASER`/`GICR_PENDBASER`, pending LPIs per redistributor without
+//! an active state, enable and priority from the configuration table in
+//! [`crate::mem_model::ModelMemory`], cached until an ITS `INV`/`INVALL`,
+//! see [`crate::its_model`]). A one-CPU GICv2 is uniprocessor:
 //! `ITARGETSR` reads as zero and ignores writes, as the specification says. An acknowledge returns the highest-priority
 //! (lowest value, then lowest INTID) interrupt that is pending, enabled, not
 //! active, routed to the reading CPU, of an enabled group, and of a priority
@@ -16,7 +20,7 @@
 //!
 //! Simplifications (documented so tests do not rely on them): no security
 //! states (as QEMU `virt` without `secure=on`), binary point ignored (every
-//! priority bit preempts), no LPIs/ITS/extended ranges, GICv2 SGI active
+//! priority bit preempts), no extended ranges, GICv2 SGI active
 //! state is per (CPU, SGI) rather than per source, `RWP` always reads 0.
 //!
 //! Misuse that real hardware would punish with UNPREDICTABLE behaviour or
@@ -130,6 +134,15 @@ struct CpuState {
     /// (INTID, priority) of every acknowledged interrupt whose priority has
     /// not been dropped yet, most recent last.
     active_priorities: Vec<(u32, u8)>,
+    /// `GICR_CTLR.EnableLPIs` (once set, stays set: IMPLEMENTATION DEFINED,
+    /// the choice QEMU makes).
+    lpis_enabled: bool,
+    /// `GICR_PROPBASER`.
+    propbaser: u64,
+    /// `GICR_PENDBASER`.
+    pendbaser: u64,
+    /// Pending LPIs (INTIDs); LPIs have no active state.
+    lpi_pending: std::collections::BTreeSet<u32>,
 }
 
 #[derive(Debug)]
@@ -141,6 +154,11 @@ struct Inner {
     cpus: Vec<CpuState>,
     events: Vec<Event>,
     violations: Vec<String>,
+    /// Physical memory the LPI configuration tables are read from.
+    memory: Option<crate::mem_model::ModelMemory>,
+    /// LPI configuration bytes as last loaded (by `INV`, `INVALL`,
+    /// `MAPTI`): what the redistributors use, as a GIC may cache them.
+    lpi_cache: std::collections::BTreeMap<u32, u8>,
 }
 
 /// The model: one distributor, one redistributor and CPU interface per CPU.
@@ -199,6 +217,10 @@ impl GicModel {
                 grp0_enabled: false,
                 grp1_enabled: false,
                 active_priorities: Vec::new(),
+                lpis_enabled: false,
+                propbaser: 0,
+                pendbaser: 0,
+                lpi_pending: std::collections::BTreeSet::new(),
             })
             .collect();
         Arc::new(Self {
@@ -213,6 +235,8 @@ impl GicModel {
                 cpus,
                 events: Vec::new(),
                 violations: Vec::new(),
+                memory: None,
+                lpi_cache: std::collections::BTreeMap::new(),
             }),
         })
     }
@@ -359,6 +383,83 @@ impl GicModel {
             .is_some_and(|c| c.grp0_enabled || c.grp1_enabled)
     }
 
+    /// Gives the model the physical memory LPI configuration tables live in
+    /// (done by the ITS model).
+    pub fn attach_memory(&self, mem: crate::mem_model::ModelMemory) {
+        self.lock().memory = Some(mem);
+    }
+
+    /// An LPI arrives at `cpu`'s redistributor (from an ITS). Dropped, and
+    /// recorded as a violation, if LPIs are not enabled there.
+    pub fn set_lpi_pending(&self, cpu: CpuId, intid: u32) {
+        let mut g = self.lock();
+        let g = &mut *g;
+        match g.cpus.get_mut(cpu.index()) {
+            Some(c) if c.lpis_enabled => {
+                c.lpi_pending.insert(intid);
+            }
+            _ => g.violations.push(format!(
+                "LPI {intid} sent to cpu{} whose redistributor has LPIs off",
+                cpu.0
+            )),
+        }
+    }
+
+    /// Clears a pending LPI at `cpu` (ITS `DISCARD`/`CLEAR`/`MOVI`).
+    pub fn clear_lpi_pending(&self, cpu: CpuId, intid: u32) -> bool {
+        self.lock()
+            .cpus
+            .get_mut(cpu.index())
+            .is_some_and(|c| c.lpi_pending.remove(&intid))
+    }
+
+    /// The LPIs pending at `cpu`.
+    pub fn lpis_pending(&self, cpu: CpuId) -> Vec<u32> {
+        self.lock()
+            .cpus
+            .get(cpu.index())
+            .map(|c| c.lpi_pending.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `cpu`'s redistributor has LPIs enabled.
+    pub fn lpis_enabled(&self, cpu: CpuId) -> bool {
+        self.lock()
+            .cpus
+            .get(cpu.index())
+            .is_some_and(|c| c.lpis_enabled)
+    }
+
+    /// The configuration byte of LPI `intid` as `cpu`'s redistributor sees it.
+    pub fn lpi_config(&self, cpu: CpuId, intid: u32) -> Option<u8> {
+        self.lock().lpi_config(cpu.index(), intid)
+    }
+
+    /// Reloads cached LPI configuration from memory: one LPI, or (`None`)
+    /// every cached one.
+    pub(crate) fn lpi_cache_reload(&self, intid: Option<u32>) {
+        let mut g = self.lock();
+        let g = &mut *g;
+        let Some(cpu) = g.cpus.iter().position(|c| c.propbaser != 0) else {
+            return;
+        };
+        let ids: Vec<u32> = match intid {
+            Some(i) => vec![i],
+            None => g.lpi_cache.keys().copied().collect(),
+        };
+        for i in ids {
+            g.lpi_cache.remove(&i);
+            if let Some(b) = g.lpi_config(cpu, i) {
+                g.lpi_cache.insert(i, b);
+            }
+        }
+    }
+
+    /// Records a misuse seen by a companion model (ITS, v2m).
+    pub fn record_violation(&self, what: String) {
+        self.lock().violations.push(what);
+    }
+
     /// Everything that happened so far, in order.
     pub fn events(&self) -> Vec<Event> {
         self.lock().events.clone()
@@ -479,13 +580,51 @@ impl Inner {
                 consider(intid, s, s.pending());
             }
         }
+        if v == GicVersion::V3 && c.lpis_enabled && c.awake() {
+            for &intid in &c.lpi_pending {
+                let Some(cfg) = self.lpi_config(cpu, intid) else {
+                    continue;
+                };
+                let s = IntState {
+                    enabled: cfg & 1 != 0,
+                    priority: cfg & 0xfc,
+                    group1: true,
+                    ..IntState::default()
+                };
+                consider(intid, &s, true);
+            }
+        }
         best
+    }
+
+    /// The configuration byte of LPI `intid` as `cpu`'s redistributor reads
+    /// it (its `GICR_PROPBASER`, from memory).
+    fn lpi_config(&self, cpu: usize, intid: u32) -> Option<u8> {
+        let c = self.cpus.get(cpu)?;
+        let bits = (c.propbaser & 0x1f) as u32 + 1;
+        if intid < 8192 || bits > 31 || intid >= 1 << bits {
+            return None;
+        }
+        if let Some(&b) = self.lpi_cache.get(&intid) {
+            return Some(b);
+        }
+        let base = c.propbaser & gicr::BASER_ADDR_MASK;
+        self.memory
+            .as_ref()?
+            .read_u8(base + u64::from(intid - 8192))
     }
 
     fn acknowledge(&mut self, v: GicVersion, cpu: usize) -> u32 {
         let Some((intid, prio)) = self.best_candidate(v, cpu) else {
             return INTID_SPURIOUS;
         };
+        if intid >= 8192 {
+            let c = &mut self.cpus[cpu];
+            c.lpi_pending.remove(&intid);
+            c.active_priorities.push((intid, prio));
+            self.events.push(Event::Acked(CpuId(cpu as u32), intid));
+            return intid;
+        }
         let mut value = intid;
         let c = &mut self.cpus[cpu];
         if v == GicVersion::V2 && intid < 16 {
@@ -506,7 +645,7 @@ impl Inner {
     }
 
     fn end_of_interrupt(&mut self, cpu: usize, intid: u32) {
-        if intid >= crate::regs::INTID_SPECIAL_FIRST {
+        if (crate::regs::INTID_SPECIAL_FIRST..8192).contains(&intid) {
             return;
         }
         let c = &mut self.cpus[cpu];
@@ -528,12 +667,14 @@ impl Inner {
         }
         self.events
             .push(Event::PriorityDropped(CpuId(cpu as u32), intid));
-        if !self.cpus[cpu].eoimode {
+        // LPIs have no active state: the priority drop is all.
+        if !self.cpus[cpu].eoimode && intid < 8192 {
             self.deactivate(cpu, intid);
         }
     }
 
     fn deactivate_request(&mut self, cpu: usize, intid: u32) {
+        // Special INTIDs, and LPIs (no active state: DIR has no effect).
         if intid >= crate::regs::INTID_SPECIAL_FIRST {
             return;
         }
@@ -706,7 +847,12 @@ impl ModelMmio {
             gicd::TYPER => {
                 let lines = self.model.num_lines / 32 - 1;
                 let cpus = (g.cpus.len().clamp(1, 8) - 1) as u32;
-                lines | (cpus << 5)
+                let lpis = match v {
+                    // 16 INTID bits with LPIs, as QEMU's GICv3.
+                    GicVersion::V3 => gicd::TYPER_LPIS | (15 << gicd::TYPER_IDBITS_SHIFT),
+                    GicVersion::V2 => 0,
+                };
+                lines | (cpus << 5) | lpis
             }
             0xFFE8 => match v {
                 GicVersion::V2 => 0x20,
@@ -852,10 +998,15 @@ impl ModelMmio {
             return 0;
         };
         match reg {
-            gicr::CTLR => 0,
+            gicr::CTLR => u32::from(c.lpis_enabled),
+            gicr::PROPBASER => c.propbaser as u32,
+            0x74 => (c.propbaser >> 32) as u32,
+            gicr::PENDBASER => c.pendbaser as u32,
+            0x7C => (c.pendbaser >> 32) as u32,
             gicr::TYPER | 0xC => {
                 let typer = (u64::from(mpidr_to_aff32(c.mpidr)) << 32)
                     | ((cpu as u64) << 8)
+                    | gicr::TYPER_PLPIS
                     | if cpu + 1 == n { gicr::TYPER_LAST } else { 0 };
                 if reg == gicr::TYPER {
                     typer as u32
@@ -903,7 +1054,39 @@ impl ModelMmio {
         let Some(c) = g.cpus.get_mut(cpu) else {
             return;
         };
+        let set_half = |r: &mut u64, high: bool| {
+            *r = if high {
+                (*r & 0xffff_ffff) | (u64::from(value) << 32)
+            } else {
+                (*r & !0xffff_ffff) | u64::from(value)
+            };
+        };
         match reg {
+            gicr::CTLR if value & gicr::CTLR_ENABLE_LPIS != 0 && !c.lpis_enabled => {
+                if c.propbaser & gicr::BASER_ADDR_MASK == 0
+                    || c.pendbaser & gicr::BASER_ADDR_MASK == 0
+                {
+                    g.violations
+                        .push(format!("cpu{cpu}: EnableLPIs without PROPBASER/PENDBASER"));
+                    return;
+                }
+                c.lpis_enabled = true;
+            }
+            gicr::PROPBASER | 0x74 | gicr::PENDBASER | 0x7C => {
+                if c.lpis_enabled {
+                    // UNPREDICTABLE once LPIs are on (IHI 0069H 12.11.29).
+                    g.violations.push(format!(
+                        "cpu{cpu}: GICR_PROPBASER/PENDBASER written with LPIs enabled"
+                    ));
+                    return;
+                }
+                let high = reg & 4 != 0;
+                if reg < gicr::PENDBASER {
+                    set_half(&mut c.propbaser, high);
+                } else {
+                    set_half(&mut c.pendbaser, high);
+                }
+            }
             gicr::WAKER => {
                 let sleep = value & gicr::WAKER_PROCESSOR_SLEEP != 0;
                 if sleep != c.processor_sleep {

@@ -142,6 +142,11 @@ pub mod gicd {
 
     /// `GICD_IROUTER.Interrupt_Routing_Mode`: 1 = any participating PE.
     pub const IROUTER_IRM: u64 = 1 << 31;
+
+    /// `GICD_TYPER.LPIS` (GICv3): LPIs are supported.
+    pub const TYPER_LPIS: u32 = 1 << 17;
+    /// Shift of `GICD_TYPER.IDbits` (GICv3, bits 23:19): INTID bits - 1.
+    pub const TYPER_IDBITS_SHIFT: u32 = 19;
 }
 
 /// GICv2 CPU interface registers (`GICC_*`), banked per CPU.
@@ -195,8 +200,30 @@ pub mod gicr {
     /// `RD_base`: power management.
     pub const WAKER: usize = 0x0014;
 
+    /// `RD_base`: LPI configuration table base (64-bit, IHI 0069H 12.11.29).
+    pub const PROPBASER: usize = 0x0070;
+    /// `RD_base`: LPI pending table base (64-bit, IHI 0069H 12.11.28).
+    pub const PENDBASER: usize = 0x0078;
+
     /// `GICR_CTLR.RWP`.
     pub const CTLR_RWP: u32 = 1 << 3;
+    /// `GICR_CTLR.EnableLPIs` (IHI 0069H 12.11.2).
+    pub const CTLR_ENABLE_LPIS: u32 = 1 << 0;
+    /// `GICR_TYPER.PLPIS`: physical LPIs supported.
+    pub const TYPER_PLPIS: u64 = 1 << 0;
+    /// Shift of `GICR_TYPER.Processor_Number` (bits 23:8), the target an
+    /// ITS with `GITS_TYPER.PTA` = 0 names in `MAPC`/`SYNC`.
+    pub const TYPER_PROCESSOR_SHIFT: u32 = 8;
+    /// `GICR_PROPBASER`/`GICR_PENDBASER` physical address field, bits 51:12.
+    pub const BASER_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+    /// `GICR_PROPBASER`/`GICR_PENDBASER.Shareability` = Inner Shareable (bits 11:10).
+    pub const BASER_INNER_SHAREABLE: u64 = 1 << 10;
+    /// The shareability field's mask.
+    pub const BASER_SHAREABILITY_MASK: u64 = 3 << 10;
+    /// `InnerCache` = Normal, Read-allocate, Write-allocate, Write-back (bits 9:7).
+    pub const BASER_INNER_WAWB: u64 = 7 << 7;
+    /// `GICR_PENDBASER.PTZ`: the pending table is known to be all zeros.
+    pub const PENDBASER_PTZ: u64 = 1 << 62;
     /// `GICR_TYPER.VLPIS`.
     pub const TYPER_VLPIS: u64 = 1 << 1;
     /// `GICR_TYPER.Last`: the last redistributor of its region.
@@ -227,6 +254,108 @@ pub mod gicr {
     pub const ICFGR0: usize = SGI_BASE + 0x0C00;
     /// Configuration of PPIs.
     pub const ICFGR1: usize = SGI_BASE + 0x0C04;
+}
+
+/// GICv3 ITS registers (`GITS_*`, IHI 0069H 12.19): a control frame
+/// (`ITS_base`) followed by the translation frame holding `GITS_TRANSLATER`.
+pub mod gits {
+    /// Control (`Enabled` bit 0, `Quiescent` bit 31).
+    pub const CTLR: usize = 0x0000;
+    /// Implementer identification.
+    pub const IIDR: usize = 0x0004;
+    /// Features (64-bit).
+    pub const TYPER: usize = 0x0008;
+    /// Command queue base (64-bit).
+    pub const CBASER: usize = 0x0080;
+    /// Command queue write offset (64-bit; byte offset, bits 19:5).
+    pub const CWRITER: usize = 0x0088;
+    /// Command queue read offset (64-bit; `Stalled` in bit 0).
+    pub const CREADR: usize = 0x0090;
+    /// Table descriptors `GITS_BASER<n>`, n = 0..8 (64-bit each).
+    pub const BASER: usize = 0x0100;
+    /// The doorbell devices write their EventID to (translation frame).
+    pub const TRANSLATER: usize = 0x1_0040;
+    /// Size of both frames.
+    pub const FRAME_SIZE: usize = 0x2_0000;
+
+    /// `GITS_CTLR.Enabled`.
+    pub const CTLR_ENABLED: u32 = 1 << 0;
+    /// `GITS_CTLR.Quiescent`.
+    pub const CTLR_QUIESCENT: u32 = 1 << 31;
+    /// `GITS_CREADR.Stalled`: a command error stopped the queue.
+    pub const CREADR_STALLED: u64 = 1 << 0;
+    /// Byte offset bits of `GITS_CWRITER`/`GITS_CREADR` (19:5).
+    pub const QUEUE_OFFSET_MASK: u64 = 0xf_ffe0;
+
+    /// `GITS_TYPER.Physical`: physical LPIs supported.
+    pub const TYPER_PHYSICAL: u64 = 1 << 0;
+    /// Shift of `GITS_TYPER.ITT_entry_size` (bits 7:4, bytes - 1).
+    pub const TYPER_ITT_ENTRY_SIZE_SHIFT: u32 = 4;
+    /// Shift of `GITS_TYPER.ID_bits` (bits 12:8, EventID bits - 1).
+    pub const TYPER_ID_BITS_SHIFT: u32 = 8;
+    /// Shift of `GITS_TYPER.Devbits` (bits 17:13, DeviceID bits - 1).
+    pub const TYPER_DEVBITS_SHIFT: u32 = 13;
+    /// `GITS_TYPER.PTA`: targets are redistributor addresses (else processor numbers).
+    pub const TYPER_PTA: u64 = 1 << 19;
+    /// Shift of `GITS_TYPER.HCC` (bits 31:24): collections held in the ITS itself.
+    pub const TYPER_HCC_SHIFT: u32 = 24;
+    /// Shift of `GITS_TYPER.CIDbits` (bits 35:32, collection ID bits - 1, when `CIL`).
+    pub const TYPER_CIDBITS_SHIFT: u32 = 32;
+    /// `GITS_TYPER.CIL`: `CIDbits` is valid (else collection IDs have 16 bits).
+    pub const TYPER_CIL: u64 = 1 << 36;
+
+    /// `GITS_BASER<n>.Valid`.
+    pub const BASER_VALID: u64 = 1 << 63;
+    /// `GITS_BASER<n>.Indirect` (two-level table).
+    pub const BASER_INDIRECT: u64 = 1 << 62;
+    /// `InnerCache` = Normal, Read-allocate, Write-allocate, Write-back (bits 61:59).
+    pub const BASER_INNER_WAWB: u64 = 7 << 59;
+    /// Shift of `GITS_BASER<n>.Type` (bits 58:56).
+    pub const BASER_TYPE_SHIFT: u32 = 56;
+    /// Shift of `GITS_BASER<n>.Entry_Size` (bits 52:48, bytes - 1).
+    pub const BASER_ENTRY_SIZE_SHIFT: u32 = 48;
+    /// Physical address bits 47:12 of a table (page sizes 4K/16K; 64K uses 47:16).
+    pub const BASER_ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
+    /// `Shareability` = Inner Shareable (bits 11:10).
+    pub const BASER_INNER_SHAREABLE: u64 = 1 << 10;
+    /// The shareability field's mask.
+    pub const BASER_SHAREABILITY_MASK: u64 = 3 << 10;
+    /// Shift of `GITS_BASER<n>.Page_Size` (bits 9:8: 4K, 16K, 64K).
+    pub const BASER_PAGE_SIZE_SHIFT: u32 = 8;
+    /// `GITS_BASER<n>.Size` (bits 7:0): pages - 1.
+    pub const BASER_SIZE_MASK: u64 = 0xff;
+    /// `GITS_BASER<n>.Type` values.
+    pub const BASER_TYPE_NONE: u64 = 0;
+    /// Device table.
+    pub const BASER_TYPE_DEVICE: u64 = 1;
+    /// Collection table.
+    pub const BASER_TYPE_COLLECTION: u64 = 4;
+
+    /// `GITS_CBASER.Valid`.
+    pub const CBASER_VALID: u64 = 1 << 63;
+    /// `GITS_CBASER` physical address bits 51:12.
+    pub const CBASER_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+    /// `GITS_CBASER.Size` (bits 7:0): 4 KiB pages - 1.
+    pub const CBASER_SIZE_MASK: u64 = 0xff;
+}
+
+/// GICv2m MSI frame registers (Arm Server Base System Architecture,
+/// GICv2m appendix; the layout QEMU's `arm_gicv2m` and Linux's driver use).
+pub mod v2m {
+    /// `MSI_TYPER`: first SPI in bits 25:16, number of SPIs in bits 9:0.
+    pub const MSI_TYPER: usize = 0x008;
+    /// `MSI_SETSPI_NS`: a write of an SPI INTID makes it pending.
+    pub const MSI_SETSPI_NS: usize = 0x040;
+    /// `MSI_IIDR`.
+    pub const MSI_IIDR: usize = 0xFCC;
+    /// Size of the frame.
+    pub const FRAME_SIZE: usize = 0x1000;
+    /// Shift of `MSI_TYPER`'s first-SPI field.
+    pub const TYPER_BASE_SHIFT: u32 = 16;
+    /// Mask of `MSI_TYPER`'s first-SPI field (after the shift).
+    pub const TYPER_BASE_MASK: u32 = 0x3ff;
+    /// Mask of `MSI_TYPER`'s number-of-SPIs field.
+    pub const TYPER_NUMBER_MASK: u32 = 0x3ff;
 }
 
 /// GICv3 CPU interface register fields.

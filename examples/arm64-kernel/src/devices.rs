@@ -52,6 +52,7 @@ pub fn setup_timer() -> Result<(), &'static str> {
         cpu::timer_arm(tick_period());
         if me == CpuId(0) {
             RTC.generator_tick();
+            crate::msi::tick();
         }
         kernel_common::watchdog::tick();
         IrqReturn::HANDLED

@@ -15,6 +15,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 pub static BOOT_DTB: AtomicU64 = AtomicU64::new(0);
 
 const FDT_MAGIC: u32 = 0xd00d_feed;
+/// QEMU `virt`'s RAM base.
+const RAM_START: usize = 0x4000_0000;
 const FDT_BEGIN_NODE: u32 = 1;
 const FDT_END_NODE: u32 = 2;
 const FDT_PROP: u32 = 3;
@@ -60,6 +62,15 @@ pub struct DtInfo {
     pub sbsa_uart: Option<u64>,
     /// Its interrupt as an INTID (an SPI: 32 + n).
     pub sbsa_uart_intid: Option<u32>,
+    /// The PCIe host's ECAM window (`pcie@...` `reg`: base, size).
+    pub pcie_ecam: Option<(u64, u64)>,
+    /// Its first 32-bit memory window (`ranges` entry with space code
+    /// 0b10): (PCI address, CPU address, size).
+    pub pcie_mem32: Option<(u64, u64, u64)>,
+    /// The GICv3 ITS (`arm,gic-v3-its` under the GIC node): base.
+    pub gic_its: Option<u64>,
+    /// The GICv2m MSI frame (`arm,gic-v2m-frame` under the GIC node): base.
+    pub gic_v2m: Option<u64>,
 }
 
 impl DtInfo {
@@ -127,7 +138,13 @@ fn cells(v: &[u8], i: usize) -> u64 {
 /// `valid: false`).
 pub fn read() -> DtInfo {
     let mut info = DtInfo::default();
-    let base = BOOT_DTB.load(Ordering::Relaxed) as usize;
+    let mut base = BOOT_DTB.load(Ordering::Relaxed) as usize;
+    if base == 0 {
+        // QEMU boots an ELF kernel with x0 = 0 but still places the tree
+        // at the start of RAM (hw/arm/boot.c: `dtb_start` = the loader
+        // start when the image leaves room there, as ours does at +512K).
+        base = RAM_START;
+    }
     // RAM is 1..2 GiB (identity-mapped Normal memory); refuse anything else.
     if !(0x4000_0000..0x8000_0000).contains(&base) {
         return info;
@@ -146,6 +163,8 @@ pub fn read() -> DtInfo {
     let mut depth = 0usize;
     // The name of the node at depth 1 (below the root) on the current path.
     let mut top = "";
+    // The name of the node at depth 2 (a child of `top`).
+    let mut sub = "";
     while let Some(tok) = blob.be32(p) {
         p += 4;
         match tok {
@@ -155,7 +174,12 @@ pub fn read() -> DtInfo {
                 depth += 1;
                 match depth {
                     2 => top = name,
-                    3 if top == "cpus" && name.starts_with("cpu@") => info.cpus += 1,
+                    3 => {
+                        sub = name;
+                        if top == "cpus" && name.starts_with("cpu@") {
+                            info.cpus += 1;
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -194,6 +218,37 @@ pub fn read() -> DtInfo {
                     (2, "interrupts") if top.starts_with("sbsa-uart") && v.len() >= 12 => {
                         let (kind, n) = (cells(v, 0), cells(v, 1));
                         info.sbsa_uart_intid = Some(n as u32 + if kind == 1 { 16 } else { 32 });
+                    }
+                    (2, "reg") if top.starts_with("pcie@") && v.len() >= 16 => {
+                        info.pcie_ecam = Some((
+                            (cells(v, 0) << 32) | cells(v, 1),
+                            (cells(v, 2) << 32) | cells(v, 3),
+                        ));
+                    }
+                    (2, "ranges") if top.starts_with("pcie@") => {
+                        // Entries of 7 cells: phys.hi phys.mid phys.lo,
+                        // CPU address (2), size (2) (#address-cells 3,
+                        // parent 2, #size-cells 2: QEMU virt).
+                        for e in 0..v.len() / 28 {
+                            let hi = cells(v, 7 * e);
+                            if (hi >> 24) & 3 == 2 && info.pcie_mem32.is_none() {
+                                let pci = (cells(v, 7 * e + 1) << 32) | cells(v, 7 * e + 2);
+                                let cpu = (cells(v, 7 * e + 3) << 32) | cells(v, 7 * e + 4);
+                                let size = (cells(v, 7 * e + 5) << 32) | cells(v, 7 * e + 6);
+                                info.pcie_mem32 = Some((pci, cpu, size));
+                            }
+                        }
+                    }
+                    (3, "reg")
+                        if (top.starts_with("intc") || top.starts_with("interrupt-controller"))
+                            && (sub.starts_with("its@") || sub.starts_with("v2m@")) =>
+                    {
+                        let base = (cells(v, 0) << 32) | cells(v, 1);
+                        if sub.starts_with("its@") {
+                            info.gic_its = Some(base);
+                        } else {
+                            info.gic_v2m = Some(base);
+                        }
                     }
                     (2, "reg") if top.starts_with("sbsa-uart") => {
                         info.sbsa_uart = Some((cells(v, 0) << 32) | cells(v, 1));

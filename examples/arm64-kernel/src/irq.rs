@@ -187,6 +187,11 @@ pub fn entry() {
         return;
     };
     gic.handle_pending_dyn(&mut |id: IntId| {
+        // LPIs (ITS MSIs) live in the GIC-LPI domain, the rest in the GIC's.
+        let dom = match crate::msi::lpi_domain() {
+            Some(lpi) if id.is_lpi() => lpi,
+            _ => dom,
+        };
         let ran = arch_arm64::dispatch(&CORE, |id| REGISTRY.find_mapping(dom, id.hwirq()), id);
         if !ran {
             UNMAPPED.fetch_add(1, Ordering::Relaxed);

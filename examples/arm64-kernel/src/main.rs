@@ -33,6 +33,8 @@ mod cpu;
 mod devices;
 mod fdt;
 mod irq;
+mod msi;
+mod pci;
 mod psci;
 mod scenario;
 mod smp;

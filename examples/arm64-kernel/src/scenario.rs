@@ -60,6 +60,11 @@ pub fn run() -> ! {
     let ok = wait_until(PATIENCE_US, || RTC.handled() >= 3);
     check!(ok, "PL031 alarm SPI handled through irqcore");
 
+    // ----- MSI: edu on PCIe through the ITS (GICv3) or GICv2m (GICv2) ------
+    if let Err(e) = crate::msi::setup() {
+        fail(e)
+    }
+
     // ----- SMP, SGIs, lazy disable -----------------------------------------
     common::bring_up(n, &KernelCpuControl, "PSCI CPU_ON + cpu_up");
     for c in 0..n {
@@ -84,10 +89,16 @@ pub fn run() -> ! {
 
     // ----- hotplug ----------------------------------------------------------
     common::hotplug_each(n, "cpu_down + PSCI CPU_OFF", hotplug_cycle);
+
+    // ----- MSI affinity and hotplug ----------------------------------------------
+    crate::msi::run_phase(n);
+
     common::alloc_free_during_hotplug(n, &KernelCpuControl, &[&RTC.src]);
 
     // ----- quiesce and final checks -------------------------------------------
     RTC.paused.store(true, Ordering::Release);
+    let msi_quiet = crate::msi::quiesce();
+    check!(msi_quiet, "edu-msi: the last MSI completed");
     let quiet = wait_until(PATIENCE_US, || {
         RTC.idle() && kernel_common::ipi_test::done()
     });
@@ -95,6 +106,7 @@ pub fn run() -> ! {
     // Stop every local timer so tick counts are stable for the final checks.
     smp::run_on_cpus(&CORE.online_cpus(), &|_| devices::stop_local_timer());
     let call_irq = irq::ipis().map(|i| i.call);
+    crate::msi::final_checks(n);
     common::final_checks(n, &TIMER, call_irq, &[&RTC], &[]);
     common::end(t_start, format_args!(""))
 }

@@ -151,6 +151,68 @@ fn split_gic(
     (rest, gic, xen)
 }
 
+/// The machine's device tree for the bare-metal boot, beside the kernel.
+pub fn virt_dtb_beside(kernel: &Path) -> PathBuf {
+    kernel.with_file_name("virt.dtb")
+}
+
+/// Dumps QEMU's own device tree for the machine the kernel will boot on
+/// (`-machine dumpdtb`, the same `-M`/`-smp`/`-m`/`-device`) and packs it,
+/// so that `-dtb` puts it where the kernel finds it.
+///
+/// Why: QEMU hands an ELF kernel no tree pointer (`x0` = 0) and puts its
+/// own tree at the start of RAM only if it fits below the image; its
+/// generated tree is 1 MiB (mostly free space) and the kernel is linked
+/// 512 KiB above RAM start, so without this the kernel gets no tree. The
+/// packed copy (a few KiB) fits, and the kernel reads it at RAM start.
+fn write_virt_dtb(qemu: &str, gic: u32, smp: u32, out: &Path) -> Result<(), String> {
+    let raw = out.with_extension("raw.dtb");
+    let status = Command::new(qemu)
+        .args([
+            "-M",
+            &format!("virt,gic-version={gic}"),
+            "-cpu",
+            "cortex-a57",
+        ])
+        .args(["-smp", &smp.to_string(), "-m", "128M", "-nographic"])
+        .args(["-device", "edu"])
+        .arg("-machine")
+        .arg(format!("dumpdtb={}", raw.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {qemu}: {e}"))?;
+    if !status.success() {
+        return Err(format!("qemu -machine dumpdtb failed ({status})"));
+    }
+    let blob = std::fs::read(&raw).map_err(|e| format!("reading {}: {e}", raw.display()))?;
+    let packed = pack_fdt(&blob).ok_or("qemu's dumped device tree is not a valid blob")?;
+    std::fs::write(out, packed).map_err(|e| format!("writing {}: {e}", out.display()))
+}
+
+/// A flattened device tree cut to its used size (Devicetree Specification
+/// v0.4, 5.2: `totalsize` covers the header, the memory reservation map,
+/// the structure block and the strings block; QEMU's blob has free space
+/// after them).
+fn pack_fdt(blob: &[u8]) -> Option<Vec<u8>> {
+    let be32 = |o: usize| -> Option<usize> {
+        Some(u32::from_be_bytes(blob.get(o..o + 4)?.try_into().ok()?) as usize)
+    };
+    if be32(0)? != 0xd00d_feed {
+        return None;
+    }
+    let end_struct = be32(8)?.checked_add(be32(36)?)?;
+    let end_strings = be32(12)?.checked_add(be32(32)?)?;
+    let used = end_struct.max(end_strings).max(be32(16)?);
+    if used > blob.len() || used > be32(4)? {
+        return None;
+    }
+    let mut out = blob[..used].to_vec();
+    out[4..8].copy_from_slice(&(used as u32).to_be_bytes());
+    Some(out)
+}
+
 impl Boot for Aarch64 {
     fn check_options(&self, opts: &Options) -> Result<(), String> {
         let gic = self.gic().map_err(|e| format!("{e}\n{USAGE_GIC}"))?;
@@ -194,6 +256,8 @@ impl Boot for Aarch64 {
             let gic = self.gic().unwrap_or(GicVersion::V3).number();
             crate::xen::prepare(&image, self.qemu_binary(), gic, opts.smp)
         } else if image.is_file() {
+            let gic = self.gic().unwrap_or(GicVersion::V3).number();
+            write_virt_dtb(self.qemu_binary(), gic, opts.smp, &virt_dtb_beside(&image))?;
             Ok(image)
         } else {
             Err(format!(
@@ -242,6 +306,12 @@ impl Boot for Aarch64 {
             .args(["-cpu", "cortex-a57"])
             .args(["-smp", &opts.smp.to_string(), "-m", "128M"])
             .args(["-nographic", "-semihosting"])
+            // QEMU's `edu` PCI device on the virt machine's PCIe host: the
+            // kernel takes its MSIs through the ITS (GICv3) or the GICv2m
+            // frame (GICv2).
+            .args(["-device", "edu"])
+            .arg("-dtb")
+            .arg(virt_dtb_beside(kernel))
             .arg("-kernel")
             .arg(kernel)
             .stdin(Stdio::null())
@@ -369,6 +439,46 @@ mod tests {
         assert!(has(["-smp", "4"]), "{args:?}");
         assert!(has(["-kernel", "/k"]), "{args:?}");
         assert!(args.iter().any(|a| a == "-semihosting"), "{args:?}");
+    }
+
+    #[test]
+    fn the_bare_boot_passes_edu_and_the_packed_tree() {
+        let cmd = Aarch64::new(GicVersion::V2).qemu_command(Path::new("/t/arm64-kernel"), &opts(2));
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let has = |pair: [&str; 2]| args.windows(2).any(|w| w[0] == pair[0] && w[1] == pair[1]);
+        assert!(has(["-device", "edu"]), "{args:?}");
+        assert!(has(["-dtb", "/t/virt.dtb"]), "{args:?}");
+    }
+
+    #[test]
+    fn pack_fdt_cuts_the_free_space_and_fixes_totalsize() {
+        // Header (40 bytes), reservation map at 40 (16 bytes of zeros),
+        // structure block at 56 (8 bytes), strings at 64 (4 bytes), then
+        // free space up to a totalsize of 256.
+        let mut blob = vec![0u8; 256];
+        let put = |b: &mut Vec<u8>, off: usize, v: u32| {
+            b[off..off + 4].copy_from_slice(&v.to_be_bytes());
+        };
+        put(&mut blob, 0, 0xd00d_feed);
+        put(&mut blob, 4, 256);
+        put(&mut blob, 8, 56); // off_dt_struct
+        put(&mut blob, 12, 64); // off_dt_strings
+        put(&mut blob, 16, 40); // off_mem_rsvmap
+        put(&mut blob, 32, 4); // size_dt_strings
+        put(&mut blob, 36, 8); // size_dt_struct
+        let p = pack_fdt(&blob).unwrap();
+        assert_eq!(p.len(), 68);
+        assert_eq!(u32::from_be_bytes(p[4..8].try_into().unwrap()), 68);
+        // Not a tree, or blocks beyond the blob: refused.
+        assert!(pack_fdt(&blob[..40]).is_none());
+        let mut bad = blob.clone();
+        put(&mut bad, 0, 0);
+        assert!(pack_fdt(&bad).is_none());
+        put(&mut blob, 32, 1000);
+        assert!(pack_fdt(&blob).is_none());
     }
 
     #[test]

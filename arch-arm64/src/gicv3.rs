@@ -574,8 +574,10 @@ impl<M: Mmio, S: GicSysRegs> IrqChip for GicV3<M, S> {
         let bank = self.dist_bank();
         let _g = self.lock.lock();
         // Re-route with the line disabled so that it is never delivered
-        // under a half-written route (what Linux's driver does as well).
-        let enabled = bank.is_enabled(id);
+        // under a half-written route (what Linux's driver does as well),
+        // except on a virtual GIC where the disable itself can drop a
+        // queued interrupt (`GicOptions::for_xen_vgic`).
+        let enabled = !self.opts.route_enabled_spi_in_place && bank.is_enabled(id);
         if enabled {
             bank.disable(id);
             let _ = self.wait_dist_rwp();

@@ -159,6 +159,8 @@ struct Inner {
     /// LPI configuration bytes as last loaded (by `INV`, `INVALL`,
     /// `MAPTI`): what the redistributors use, as a GIC may cache them.
     lpi_cache: std::collections::BTreeMap<u32, u8>,
+    /// See [`GicModel::set_xen_vgic_disable_drops_queued`].
+    xen_vgic_disable_drops_queued: bool,
 }
 
 /// The model: one distributor, one redistributor and CPU interface per CPU.
@@ -237,8 +239,22 @@ impl GicModel {
                 violations: Vec::new(),
                 memory: None,
                 lpi_cache: std::collections::BTreeMap::new(),
+                xen_vgic_disable_drops_queued: false,
             }),
         })
+    }
+
+    /// Makes the model behave like Xen 4.17's virtual GIC in the one way
+    /// a driver has to work around (`GicOptions::for_xen_vgic`): an SPI
+    /// that is disabled (`ICENABLER`) while it is active with a new edge
+    /// latched behind it loses that edge. Xen keeps such an edge queued
+    /// behind the instance in the vCPU's list register and discards it if
+    /// the enable is clear when that list register retires (the vCPU's
+    /// first trap after the EOI); the model collapses that window onto the
+    /// disable itself. Off by default: the architecture keeps a disabled
+    /// interrupt pending.
+    pub fn set_xen_vgic_disable_drops_queued(&self, on: bool) {
+        self.lock().xen_vgic_disable_drops_queued = on;
     }
 
     /// The architecture version modelled.
@@ -702,6 +718,7 @@ impl Inner {
     /// Applies a bitmap register write (`set`/`clear` semantics) for 32
     /// INTIDs starting at `first`, banked to `cpu` for INTIDs below 32.
     fn bitmap_write(&mut self, cpu: usize, base: usize, first: u32, value: u32, redist: bool) {
+        let drops_queued = self.xen_vgic_disable_drops_queued;
         for bit in 0..32 {
             if value & (1 << bit) == 0 && base != gicd::IGROUPR {
                 continue;
@@ -725,7 +742,12 @@ impl Inner {
                     }
                     s.enabled = true;
                 }
-                gicd::ICENABLER => s.enabled = false,
+                gicd::ICENABLER => {
+                    if drops_queued && intid >= 32 && s.active {
+                        s.latched = false;
+                    }
+                    s.enabled = false;
+                }
                 gicd::ISPENDR => s.latched = true,
                 gicd::ICPENDR => s.latched = false,
                 gicd::ISACTIVER => s.active = true,

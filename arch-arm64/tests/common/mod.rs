@@ -104,6 +104,23 @@ impl Rig {
                 (m, g)
             }
         };
+        Self::start(model, gic, ncpus, started)
+    }
+
+    /// A GICv3 booted like [`Rig::boot`], its driver built with `opts`.
+    pub fn boot_v3_with(ncpus: usize, opts: GicOptions) -> Rig {
+        let model = GicModel::new_v3(ncpus, LINES);
+        let gic = GicV3::new(
+            model.distributor(),
+            vec![model.redistributors()],
+            model.sysregs(),
+            opts,
+        )
+        .unwrap();
+        Self::start(model, Arc::new(gic), ncpus, ncpus)
+    }
+
+    fn start(model: Arc<GicModel>, gic: Arc<dyn Gic>, ncpus: usize, started: usize) -> Rig {
         let core = IrqCore::new(ModelPlatform::default());
         model::set_current_cpu(CpuId(0));
         gic.init_distributor().unwrap();

@@ -112,10 +112,22 @@ pub fn init_gic() -> Result<GicVersion, &'static str> {
 
 /// [`init_gic`] with the frames at `frames` (`None`: QEMU `virt`'s).
 pub fn init_gic_at(frames: Option<GicFrames>) -> Result<GicVersion, &'static str> {
-    let opts = GicOptions {
+    init_gic_with(frames, gic_options())
+}
+
+/// [`init_gic_at`] for Xen's virtual GIC ([`GicOptions::for_xen_vgic`]).
+pub fn init_gic_xen(frames: Option<GicFrames>) -> Result<GicVersion, &'static str> {
+    init_gic_with(frames, gic_options().for_xen_vgic())
+}
+
+fn gic_options() -> GicOptions {
+    GicOptions {
         max_cpus: MAX_CPUS,
         ..GicOptions::default()
-    };
+    }
+}
+
+fn init_gic_with(frames: Option<GicFrames>, opts: GicOptions) -> Result<GicVersion, &'static str> {
     let (version, gic): (GicVersion, Arc<dyn Gic>) = if cpu::has_gicv3_sysregs() {
         let f = frames.unwrap_or(GicFrames::VIRT);
         // SAFETY: the distributor and redistributor frames of QEMU virt (or

@@ -31,7 +31,7 @@ use arch_arm64::v2m::{V2mFrame, add_v2m_domain};
 use irqcore::domain::DomainId;
 use irqcore::{CpuId, CpuMask, DevId, HwIrq, IrqNumber, IrqRequest, IrqReturn, IrqState};
 
-use crate::devices::{Source, mask_bits};
+use kernel_common::source::{Source, mask_bits};
 use crate::irq::{self, CORE, KernelPlatform, REGISTRY};
 use crate::pci::{self, PciMsi};
 use crate::smp::KernelCpuControl;

@@ -29,11 +29,19 @@ pub struct GicOptions {
     /// without disabling it around the write. Off by default (hardware):
     /// see [`GicOptions::for_xen_vgic`] for when to turn it on.
     pub route_enabled_spi_in_place: bool,
+    /// Read an SPI's routing register back after writing it and answer
+    /// [`ChipError::Busy`](irqcore::ChipError::Busy) when it does not hold
+    /// the new route, so that irqcore keeps the move pending and retries
+    /// it at the interrupt's next safe point (the last request wins). Off
+    /// by default (hardware keeps every write): see
+    /// [`GicOptions::for_xen_vgic`].
+    pub verify_route: bool,
 }
 
 impl GicOptions {
     /// These options adjusted for Xen's virtual GIC (Xen 4.17's vGIC, the
-    /// one a domU sees): [`GicOptions::route_enabled_spi_in_place`] is set.
+    /// one a domU sees): [`GicOptions::route_enabled_spi_in_place`] and
+    /// [`GicOptions::verify_route`] are set.
     ///
     /// Why: on hardware the GICv3 driver disables an enabled SPI around its
     /// `GICD_IROUTER` write, as Linux does, so that the distributor never
@@ -52,9 +60,18 @@ impl GicOptions {
     /// vCPUs, never with the bracket left out). The pending and active
     /// bits read as zero through Xen's `GICD_ISPENDR`/`ISACTIVER`, so the
     /// driver cannot check for that window instead.
+    ///
+    /// Why `verify_route`: Xen refuses to retarget a physical SPI passed
+    /// through to the guest while an earlier retarget of it still waits
+    /// for the instance in flight to be EOIed ("migration failed:
+    /// requested while in progress" in Xen's log), and the refused write
+    /// is dropped: `GICD_IROUTER`/`ITARGETSR` read back the old route. A
+    /// driver that trusted the write would leave the interrupt where an
+    /// older request put it (seed 003's lost "last request wins").
     pub fn for_xen_vgic(self) -> Self {
         Self {
             route_enabled_spi_in_place: true,
+            verify_route: true,
             ..self
         }
     }
@@ -72,6 +89,7 @@ impl Default for GicOptions {
             priority_mask: 0xf0,
             poll_limit: 1_000_000,
             route_enabled_spi_in_place: false,
+            verify_route: false,
         }
     }
 }
@@ -280,6 +298,12 @@ impl<M: Mmio> Bank<'_, M> {
         let old = self.mmio.read32(off);
         let new = (old & !(0xff << shift)) | (u32::from(value) << shift);
         self.mmio.write32(off, new);
+    }
+
+    /// Reads one byte lane.
+    pub(crate) fn read_byte(&self, reg: usize, id: IntId) -> u8 {
+        let off = self.base + reg + (id.get() as usize & !3);
+        (self.mmio.read32(off) >> (8 * (id.get() % 4))) as u8
     }
 
     /// Sets the priority; the caller holds the GIC lock.

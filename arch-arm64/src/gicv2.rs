@@ -324,7 +324,16 @@ impl<M: Mmio> IrqChip for GicV2<M> {
     }
 
     fn flags(&self) -> ChipFlags {
-        ChipFlags::SET_TYPE_MASKED | ChipFlags::SKIP_SET_WAKE | ChipFlags::MASK_ON_SUSPEND
+        let flags =
+            ChipFlags::SET_TYPE_MASKED | ChipFlags::SKIP_SET_WAKE | ChipFlags::MASK_ON_SUSPEND;
+        if self.opts.verify_route {
+            // A refused route is retried from the flow; on Xen's vGIC
+            // without the mask bracket, whose disable drops what Xen
+            // queued (`GicOptions::for_xen_vgic`).
+            flags | ChipFlags::MOVE_UNMASKED
+        } else {
+            flags
+        }
     }
 
     fn mask(&self, d: &IrqData<'_>) {
@@ -343,7 +352,14 @@ impl<M: Mmio> IrqChip for GicV2<M> {
         match self.intid(d) {
             // Completed by the acknowledge loop (see `handle_pending`).
             Some(id) if id.kind() == IntKind::Sgi => {}
-            Some(id) => self.complete(id),
+            Some(id) => {
+                self.complete(id);
+                if self.opts.verify_route && id.kind() == IntKind::Spi {
+                    // As in the GICv3 driver: trap now so that the
+                    // hypervisor retires the EOIed list register.
+                    let _ = self.bank().read_byte(gicd::ITARGETSR, id);
+                }
+            }
             None => {}
         }
     }
@@ -377,6 +393,9 @@ impl<M: Mmio> IrqChip for GicV2<M> {
         let bit = self.cpus.hw_id(cpu).ok_or(ChipError::Invalid)?;
         let _g = self.lock.lock();
         self.bank().write_byte(gicd::ITARGETSR, id, 1 << bit);
+        if self.opts.verify_route && self.bank().read_byte(gicd::ITARGETSR, id) != 1 << bit {
+            return Err(ChipError::Busy);
+        }
         Ok(AffinitySet::Applied {
             effective: CpuMask::of(cpu),
         })

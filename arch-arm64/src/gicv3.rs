@@ -514,7 +514,16 @@ impl<M: Mmio, S: GicSysRegs> IrqChip for GicV3<M, S> {
     }
 
     fn flags(&self) -> ChipFlags {
-        ChipFlags::SET_TYPE_MASKED | ChipFlags::SKIP_SET_WAKE | ChipFlags::MASK_ON_SUSPEND
+        let flags =
+            ChipFlags::SET_TYPE_MASKED | ChipFlags::SKIP_SET_WAKE | ChipFlags::MASK_ON_SUSPEND;
+        if self.opts.verify_route {
+            // A refused route is retried from the flow; on Xen's vGIC
+            // without the mask bracket, whose disable drops what Xen
+            // queued (`GicOptions::for_xen_vgic`).
+            flags | ChipFlags::MOVE_UNMASKED
+        } else {
+            flags
+        }
     }
 
     fn mask(&self, d: &IrqData<'_>) {
@@ -536,6 +545,12 @@ impl<M: Mmio, S: GicSysRegs> IrqChip for GicV3<M, S> {
     fn eoi(&self, d: &IrqData<'_>) {
         if let Some(id) = self.intid(d) {
             self.complete(id);
+            if self.opts.verify_route && id.kind() == crate::IntKind::Spi {
+                // Trap to the hypervisor now (any distributor read does),
+                // so that it retires the EOIed list register before the
+                // next instance can arrive (`GicOptions::for_xen_vgic`).
+                let _ = self.dist.read32(gicd::CTLR);
+            }
         }
     }
 
@@ -586,6 +601,15 @@ impl<M: Mmio, S: GicSysRegs> IrqChip for GicV3<M, S> {
             .write64(gicd::IROUTER + 8 * id.get() as usize, aff);
         if enabled {
             bank.enable(id);
+        }
+        // Affinity fields only (Aff3, Aff2..Aff0; GIC spec 12.9.22): the
+        // interrupt routing mode bit is not part of the route.
+        const ROUTE_AFF: u64 = 0xff_00ff_ffff;
+        if self.opts.verify_route
+            && self.dist.read64(gicd::IROUTER + 8 * id.get() as usize) & ROUTE_AFF
+                != aff & ROUTE_AFF
+        {
+            return Err(ChipError::Busy);
         }
         Ok(AffinitySet::Applied {
             effective: CpuMask::of(cpu),

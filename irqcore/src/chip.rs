@@ -51,6 +51,12 @@ bitflags! {
         /// `eoi` does nothing for this chip: the flows skip the call. Read
         /// once, when the chip is set.
         const NO_EOI = 1 << 9;
+        /// A deferred affinity change is applied without masking the line
+        /// around `set_affinity`: the chip re-routes an unmasked line
+        /// without losing what is pending (a virtual GIC, whose emulated
+        /// disable drops an interrupt queued for the guest). Read once,
+        /// when the chip is set.
+        const MOVE_UNMASKED = 1 << 10;
     }
 }
 

@@ -721,7 +721,8 @@ impl<P: Platform> IrqCore<P> {
         if mask.is_empty() {
             return;
         }
-        let was_masked = g.state.contains(IrqState::MASKED);
+        let was_masked =
+            g.state.contains(IrqState::MASKED) || g.chip_flags.contains(ChipFlags::MOVE_UNMASKED);
         if !was_masked {
             Self::mask(irq, g);
         }

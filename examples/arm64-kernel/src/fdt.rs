@@ -62,6 +62,11 @@ pub struct DtInfo {
     pub sbsa_uart: Option<u64>,
     /// Its interrupt as an INTID (an SPI: 32 + n).
     pub sbsa_uart_intid: Option<u32>,
+    /// A PL031 RTC (`pl031@...`, at the root or, as Xen places a device
+    /// passed through from a partial tree, one level down): base.
+    pub pl031: Option<u64>,
+    /// Its interrupt as an INTID (an SPI: 32 + n).
+    pub pl031_intid: Option<u32>,
     /// The PCIe host's ECAM window (`pcie@...` `reg`: base, size).
     pub pcie_ecam: Option<(u64, u64)>,
     /// Its first 32-bit memory window (`ranges` entry with space code
@@ -249,6 +254,19 @@ pub fn read() -> DtInfo {
                         } else {
                             info.gic_v2m = Some(base);
                         }
+                    }
+                    (2, "reg") if top.starts_with("pl031@") => {
+                        info.pl031 = Some((cells(v, 0) << 32) | cells(v, 1));
+                    }
+                    (3, "reg") if sub.starts_with("pl031@") => {
+                        info.pl031 = Some((cells(v, 0) << 32) | cells(v, 1));
+                    }
+                    (2 | 3, "interrupts")
+                        if v.len() >= 12
+                            && (if depth == 2 { top } else { sub }).starts_with("pl031@") =>
+                    {
+                        let (kind, n) = (cells(v, 0), cells(v, 1));
+                        info.pl031_intid = Some(n as u32 + if kind == 1 { 16 } else { 32 });
                     }
                     (2, "reg") if top.starts_with("sbsa-uart") => {
                         info.sbsa_uart = Some((cells(v, 0) << 32) | cells(v, 1));

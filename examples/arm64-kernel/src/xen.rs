@@ -324,19 +324,21 @@ pub fn run(dt: DtInfo) -> ! {
     loopback(n);
     rebind_storm(n);
     hotplug(n);
-    // Seed 003 is opt-in: Xen 4.17's vGIC does not migrate an emulated
-    // SPI that is still in flight on its old vCPU (`vgic_migrate_irq`
-    // returns at once for an irq without a physical descriptor), and
-    // injections that then target the new vCPU race with the old vCPU's
-    // list-register clean-up under a different lock: under TCG a raise is
-    // lost in about one boot in four (3 vCPUs), and when the injecting
-    // vCPU is itself the new target Xen can hit `BUG()` in
-    // `gicv3_ich_read_lr` (list register 0xff) and panic (2 of 5 boots at
-    // 2 vCPUs). No guest-side ordering of the route writes avoids it; see
-    // `GicOptions::for_xen_vgic` for the one loss path a guest can close.
-    if cfg!(feature = "xen-spi-retarget") {
-        spi_retarget(&dt, n, version);
-    }
+    // Seed 003 on the PL031's SPI, which the runner passes through: Xen
+    // forwards a physical SPI and migrates it (the physical IRQ's
+    // affinity follows the vCPU once the in-flight one is done). The
+    // `xen-spi-retarget` build uses the vpl011's SPI instead, an SPI Xen
+    // emulates: Xen 4.17's vGIC does not migrate an emulated SPI that is
+    // still in flight on its old vCPU (`vgic_migrate_irq` returns at once
+    // for an irq without a physical descriptor), and injections that then
+    // target the new vCPU race with the old vCPU's list-register clean-up
+    // under a different lock: under TCG a raise is lost in about one boot
+    // in four (3 vCPUs), and when the injecting vCPU is itself the new
+    // target Xen can hit `BUG()` in `gicv3_ich_read_lr` (list register
+    // 0xff) and panic (2 of 5 boots at 2 vCPUs). No guest-side ordering of
+    // the route writes avoids it; see `GicOptions::for_xen_vgic` for the
+    // one loss path a guest can close.
+    spi_retarget(&dt, n, version);
 
     // ----- final checks ---------------------------------------------------------
     smp::run_on_cpus(&CORE.online_cpus(), &|_| devices::stop_local_timer());
@@ -797,41 +799,104 @@ fn hotplug(n: u32) {
 
 // ----- seed 003: one SPI retargeted by two vCPUs while it fires ----------------
 
-/// The vpl011's SPI: the one SPI a domU can make pending at will. Xen's
-/// vpl011 injects it when `RIS & IMSC` becomes non-zero; its transmit
-/// interrupt (TXI) stays raised while the transmit FIFO is below half full,
-/// which it is whenever the console is idle. So unmasking TXI in `IMSC`
-/// raises the SPI, and the handler masks it again.
-mod vuart {
-    pub const IMSC: usize = 0x38;
-    pub const RIS: usize = 0x3C;
-    pub const TXI: u32 = 1 << 5;
+/// A device whose SPI the guest can raise and lower at will: one bit of
+/// an interrupt mask register (`IMSC`) gates a raw status bit (`RIS`)
+/// that stays set, so setting the mask bit raises the line and clearing
+/// it lowers it again.
+#[derive(Clone, Copy, Debug)]
+struct SpiDevice {
+    name: &'static str,
+    base: u64,
+    intid: u32,
+    imsc: usize,
+    ris: usize,
+    bit: u32,
 }
 
-static UART_BASE: AtomicU64 = AtomicU64::new(0);
-/// The vpl011 SPI.
-pub static UART_SPI: Source = Source::new("vpl011-spi");
+impl SpiDevice {
+    /// The PL031 RTC passed through by the runner (a physical SPI that
+    /// Xen forwards: its retargeting goes through Xen's physical
+    /// migration path). PrimeCell RTC TRM 3.3: `RTCIMSC` 0x10, `RTCRIS`
+    /// 0x14, bit 0 the alarm; the alarm is latched once at set-up.
+    fn pl031(base: u64, intid: u32) -> Self {
+        SpiDevice {
+            name: "pl031 (passthrough)",
+            base,
+            intid,
+            imsc: 0x10,
+            ris: 0x14,
+            bit: 1,
+        }
+    }
+
+    /// Xen's vpl011: an SPI Xen emulates. Xen injects it when
+    /// `RIS & IMSC` becomes non-zero; its transmit interrupt (TXI, bit 5;
+    /// PL011 TRM 3.3.13: `UARTIMSC` 0x38, `UARTRIS` 0x3C) stays raised
+    /// while the transmit FIFO is below half full, which it is whenever
+    /// the console is idle.
+    fn vpl011(base: u64, intid: u32) -> Self {
+        SpiDevice {
+            name: "vpl011 (emulated)",
+            base,
+            intid,
+            imsc: 0x38,
+            ris: 0x3C,
+            bit: 1 << 5,
+        }
+    }
+
+    fn read(&self, off: usize) -> u32 {
+        // SAFETY: the device's registers in the identity-mapped device
+        // region (0..1 GiB, `boot.rs`); the console uses only the vpl011's
+        // DR and FR, and nothing else touches the RTC under Xen.
+        unsafe { core::ptr::read_volatile((self.base as usize + off) as *const u32) }
+    }
+
+    fn write(&self, off: usize, v: u32) {
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::write_volatile((self.base as usize + off) as *mut u32, v) }
+    }
+
+    /// Whether the raw status is up (a raise will reach the GIC).
+    fn ready(&self) -> bool {
+        self.read(self.ris) & self.bit != 0
+    }
+
+    fn raise(&self) {
+        self.write(self.imsc, self.bit);
+    }
+
+    fn lower(&self) {
+        self.write(self.imsc, 0);
+    }
+
+    /// Latches the raw status (the RTC's alarm: match register at the
+    /// count the load sets, as `devices::Rtc` does on bare metal).
+    fn latch(&self) {
+        if self.name.starts_with("pl031") {
+            const MR: usize = 0x04;
+            const LR: usize = 0x08;
+            const CR: usize = 0x0C;
+            self.lower();
+            self.write(CR, 1);
+            self.write(LR, 0);
+            self.write(MR, 0x1000);
+            self.write(LR, 0x1000);
+        }
+    }
+}
+
+/// The retargeted SPI.
+pub static RETARGET_SPI: Source = Source::new("seed003-spi");
 static SPI_RAISED: AtomicU64 = AtomicU64::new(0);
 static SPI_RETARGETS: AtomicU64 = AtomicU64::new(0);
 static SPI_RETARGET_ERRORS: AtomicU64 = AtomicU64::new(0);
 static SPI_IRQ: spin::Once<IrqNumber> = spin::Once::new();
+static SPI_DEV: spin::Once<SpiDevice> = spin::Once::new();
 /// Tells the retargeting vCPUs to stop.
 static SPI_STOP: AtomicBool = AtomicBool::new(false);
 /// Raises per retargeting run.
 const SPI_RAISES: u64 = 300;
-
-fn vuart_read(off: usize) -> u32 {
-    let base = UART_BASE.load(Ordering::Relaxed) as usize;
-    // SAFETY: the vpl011's registers (SBSA UART = PL011 layout) in the
-    // identity-mapped device region; the console uses only DR and FR.
-    unsafe { core::ptr::read_volatile((base + off) as *const u32) }
-}
-
-fn vuart_write(off: usize, v: u32) {
-    let base = UART_BASE.load(Ordering::Relaxed) as usize;
-    // SAFETY: as in `vuart_read`.
-    unsafe { core::ptr::write_volatile((base + off) as *mut u32, v) }
-}
 
 /// The vCPUs the SPI is moved between: the boot vCPU, vCPU 1 and (with 3
 /// or more) the last one.
@@ -882,54 +947,78 @@ fn gic_route(gicd: usize, intid: u32, v3: bool) -> u64 {
 /// it and retargets it between raises (each raise handled before the
 /// next); the routing must end as the last request, no interrupt may be
 /// lost, nothing may hang, and it must be handled on vCPUs 0 and 1.
+///
+/// The SPI is the PL031's, passed through by the runner; with
+/// `xen-spi-retarget` it is the vpl011's, an SPI Xen emulates, which Xen
+/// 4.17 loses or panics on (see the call site).
 fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
-    let (Some(base), Some(intid)) = (dt.sbsa_uart, dt.sbsa_uart_intid) else {
-        check!(false, "spi: the vpl011 and its SPI are in the device tree");
+    let dev = if cfg!(feature = "xen-spi-retarget") {
+        dt.sbsa_uart
+            .zip(dt.sbsa_uart_intid)
+            .map(|(b, i)| SpiDevice::vpl011(b, i))
+    } else {
+        dt.pl031
+            .zip(dt.pl031_intid)
+            .map(|(b, i)| SpiDevice::pl031(b, i))
+    };
+    let Some(dev) = dev else {
+        check!(
+            false,
+            "spi: the device tree has the SPI device (the PL031 passed through: is the runner's partial tree loaded?)"
+        );
         return;
     };
     if n < 2 {
         kprintln!("spi: one vCPU: no vCPU to retarget the SPI to (skipped)");
         return;
     }
-    UART_BASE.store(base, Ordering::Relaxed);
+    let dev = *SPI_DEV.call_once(|| dev);
+    let intid = dev.intid;
+    kprintln!(
+        "spi: seed 003 on {} at {:#x}, SPI {}",
+        dev.name,
+        dev.base,
+        intid
+    );
     let irq = match irq::map_fwspec(&[0, intid - 32, 4]) {
         Ok(i) => i,
         Err(e) => {
-            check!(false, "spi: map the vpl011 SPI {intid}: {e}");
+            check!(false, "spi: map SPI {intid}: {e}");
             return;
         }
     };
     SPI_IRQ.call_once(|| irq);
-    vuart_write(vuart::IMSC, 0);
+    dev.latch();
     let r = CORE.request_irq_raw(
         irq,
         IrqRequest::new(
-            "vpl011-spi",
+            "seed003-spi",
             Arc::new(|_irq: IrqNumber| {
-                // Lowers the SPI (RIS & IMSC = 0) before counting: the
-                // boot vCPU raises the next one as soon as it sees the
-                // count, and that unmask must not be undone by this one.
-                vuart_write(vuart::IMSC, 0);
-                UART_SPI.record(cpu::current());
+                // Lowers the SPI before counting: the boot vCPU raises
+                // the next one as soon as it sees the count, and that
+                // raise must not be undone by this lowering.
+                if let Some(d) = SPI_DEV.get() {
+                    d.lower();
+                }
+                RETARGET_SPI.record(cpu::current());
                 IrqReturn::HANDLED
             }),
         )
+        .trigger(TriggerType::LevelHigh)
         .dev_id(DevId(0x3301)),
     );
-    check!(r.is_ok(), "spi: request the vpl011 SPI: {r:?}");
+    check!(r.is_ok(), "spi: request SPI {intid}: {r:?}");
+    check!(dev.ready(), "spi: the {} status bit is latched", dev.name);
     let raise_and_wait = || {
-        if vuart_read(vuart::RIS) & vuart::TXI == 0 {
+        if !dev.ready() {
             return false;
         }
-        let before = UART_SPI.total();
+        let before = RETARGET_SPI.total();
         SPI_RAISED.fetch_add(1, Ordering::Relaxed);
-        vuart_write(vuart::IMSC, vuart::TXI);
-        spin_until(|| UART_SPI.total() > before)
+        dev.raise();
+        spin_until(|| RETARGET_SPI.total() > before)
     };
-    check!(
-        raise_and_wait(),
-        "spi: the vpl011 SPI {intid} fires and is handled"
-    );
+    check!(raise_and_wait(), "spi: SPI {intid} fires and is handled");
     let t = time::now_us();
     // vCPU 1 (and the last vCPU, with 3 or more) retarget in a loop; the
     // boot vCPU raises and retargets too, between raises.
@@ -953,8 +1042,8 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
             let snap = CORE.snapshot(irq).ok();
             kprintln!(
                 "spi: raise {raises} not handled: IMSC {:#x} RIS {:#x}; irqcore state {:?} status {:?} effective {:?}",
-                vuart_read(vuart::IMSC),
-                vuart_read(vuart::RIS),
+                dev.read(dev.imsc),
+                dev.read(dev.ris),
                 snap.as_ref().map(|s| s.state),
                 snap.as_ref().map(|s| s.status),
                 snap.as_ref().map(|s| s.effective_affinity),
@@ -965,20 +1054,34 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
     SPI_STOP.store(true, Ordering::Release);
     let done = spin_until(|| smp::job_done(a) && smp::job_done(b));
     check!(done, "spi: the retargeting vCPUs finished (nothing hung)");
-    // The last request wins, in irqcore and in the distributor.
+    // The last request wins, in irqcore and in the distributor. Xen may
+    // refuse the route while an earlier move waits for its EOI; the GIC
+    // driver then answers Busy and irqcore applies the move at the next
+    // interrupt, so raise until it holds (a few raises at most).
     let last = CpuId(n - 2);
     let r = CORE.set_affinity(irq, &CpuMask::of(last));
-    let eff = CORE.effective_affinity(irq).ok();
     let gicd =
         GicFrames::from_reg(dt.gic_regs, version == irq::GicVersion::V3).map_or(0, |f| f.gicd);
     let v3 = version == irq::GicVersion::V3;
-    let route = gic_route(gicd, intid, v3);
     let want = if v3 {
         smp::mpidr_of_cpu(last)
     } else {
         1 << last.0
     };
-    let before_last = UART_SPI.on(last);
+    let mut settle_raises = 0;
+    while settle_raises < 8
+        && (CORE.effective_affinity(irq).ok() != Some(CpuMask::of(last))
+            || gic_route(gicd, intid, v3) != want)
+    {
+        settle_raises += 1;
+        if !raise_and_wait() {
+            lost += 1;
+            break;
+        }
+    }
+    let eff = CORE.effective_affinity(irq).ok();
+    let route = gic_route(gicd, intid, v3);
+    let before_last = RETARGET_SPI.on(last);
     let final_ok = raise_and_wait();
     kprintln!(
         "spi: {raises} raises of SPI {intid}, retargeted {} times by vCPUs 0, {} and {} ({} refused)",
@@ -988,8 +1091,8 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
         SPI_RETARGET_ERRORS.load(Ordering::Relaxed),
     );
     kprintln!(
-        "spi: handled {:?}, lost {lost}; last request vCPU {}: route {route:#x} (want {want:#x}); {} us",
-        (0..n).map(|c| UART_SPI.on(CpuId(c))).collect::<Vec<_>>(),
+        "spi: handled {:?}, lost {lost}; last request vCPU {}: route {route:#x} (want {want:#x}) after {settle_raises} more raise(s); {} us",
+        (0..n).map(|c| RETARGET_SPI.on(CpuId(c))).collect::<Vec<_>>(),
         last.0,
         time::now_us() - t
     );
@@ -998,9 +1101,9 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
         "spi: every raise handled before the next ({raises} raises)"
     );
     check!(
-        UART_SPI.total() >= SPI_RAISED.load(Ordering::Relaxed),
+        RETARGET_SPI.total() >= SPI_RAISED.load(Ordering::Relaxed),
         "spi: handled {} for {} raised",
-        UART_SPI.total(),
+        RETARGET_SPI.total(),
         SPI_RAISED.load(Ordering::Relaxed)
     );
     check!(
@@ -1013,14 +1116,14 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
         "spi: the distributor routes it as the last request ({route:#x}, want {want:#x})"
     );
     check!(
-        final_ok && UART_SPI.on(last) > before_last,
+        final_ok && RETARGET_SPI.on(last) > before_last,
         "spi: after the last request it arrives on vCPU {}",
         last.0
     );
-    let (boot, one) = (UART_SPI.on(CpuId(0)), UART_SPI.on(a));
+    let (boot, one) = (RETARGET_SPI.on(CpuId(0)), RETARGET_SPI.on(a));
     check!(
         boot > 0 && one > 0,
         "spi: handled on both retargeting vCPUs (vCPU 0: {boot}, vCPU 1: {one})"
     );
-    UART_SPI.allowed.store(u64::MAX, Ordering::Relaxed);
+    RETARGET_SPI.allowed.store(u64::MAX, Ordering::Relaxed);
 }

@@ -293,6 +293,12 @@ impl Boot for Aarch64 {
                     kernel.display(),
                     crate::xen::IMAGE_ADDR
                 ))
+                .arg("-device")
+                .arg(format!(
+                    "loader,file={},addr={:#x},force-raw=on",
+                    crate::xen::passthrough_beside(kernel).display(),
+                    crate::xen::PASSTHROUGH_ADDR
+                ))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped());
             return cmd;
@@ -405,6 +411,13 @@ mod tests {
             has([
                 "-device",
                 "loader,file=/t/Image,addr=0x50000000,force-raw=on"
+            ]),
+            "{args:?}"
+        );
+        assert!(
+            has([
+                "-device",
+                "loader,file=/t/passthrough.dtb,addr=0x58000000,force-raw=on"
             ]),
             "{args:?}"
         );

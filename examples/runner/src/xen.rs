@@ -10,6 +10,12 @@
 //!    result compiled back.
 //! 3. QEMU boots Xen (`-kernel`) with that tree; `-device loader` puts the
 //!    Image at [`IMAGE_ADDR`], where the domain node's module says it is.
+//! 4. The PL031 RTC is passed through to the domain ([`passthrough_dts`]):
+//!    the host tree marks it `xen,passthrough`, and a partial device tree
+//!    (a second module, at [`PASSTHROUGH_ADDR`]) maps its registers 1:1
+//!    and routes its SPI to the domain. Its interrupt is then a physical
+//!    SPI Xen forwards to the guest, the only kind Xen 4.17's vGIC
+//!    migrates when the guest retargets it (seed 003).
 //!
 //! Xen's console (and the guest's vpl011 lines, `(XEN) DOM1: ...`) is
 //! QEMU's serial port, streamed as usual. The guest exits QEMU through
@@ -22,6 +28,11 @@ use std::process::{Command, Stdio};
 /// Host-physical address the Image is loaded at (inside QEMU's RAM, away
 /// from where Xen relocates itself and the device tree).
 pub const IMAGE_ADDR: u64 = 0x5000_0000;
+/// Host-physical address of the partial device tree that passes the PL031
+/// through to the domain (after the Image, below where Xen relocates).
+pub const PASSTHROUGH_ADDR: u64 = 0x5800_0000;
+/// The host device tree's path of the device passed through.
+pub const PASSTHROUGH_PATH: &str = "/pl031@9010000";
 /// QEMU's RAM for Xen and the domain.
 pub const HOST_MEM: &str = "1G";
 /// The domain's RAM in KiB (128 MiB at guest-physical 0x4000_0000).
@@ -105,9 +116,13 @@ pub fn elf_to_image(elf: &[u8]) -> Result<(Vec<u8>, u64), String> {
 /// The `/chosen` additions for a dom0less domU with `vcpus` vCPUs whose
 /// Image of `image_size` bytes is at [`IMAGE_ADDR`] (dtc merges this second
 /// root block into the machine's tree).
-pub fn dom0less_dts(vcpus: u32, image_size: u64) -> String {
+pub fn dom0less_dts(vcpus: u32, image_size: u64, passthrough_size: u64) -> String {
     format!(
         r#"
+&{{{PASSTHROUGH_PATH}}} {{
+	xen,passthrough;
+}};
+
 / {{
 	chosen {{
 		#address-cells = <0x2>;
@@ -127,12 +142,52 @@ pub fn dom0less_dts(vcpus: u32, image_size: u64) -> String {
 				reg = <0x0 {addr:#x} 0x0 {image_size:#x}>;
 				bootargs = "irqcore";
 			}};
+
+			module@{pt:x} {{
+				compatible = "multiboot,device-tree", "multiboot,module";
+				reg = <0x0 {pt:#x} 0x0 {passthrough_size:#x}>;
+			}};
 		}};
 	}};
 }};
 "#,
         mem = DOMU_MEM_KIB,
         addr = IMAGE_ADDR,
+        pt = PASSTHROUGH_ADDR,
+    )
+}
+
+/// The partial device tree (Xen's `docs/misc/arm/passthrough.txt`, the
+/// dom0less form) that gives the domain QEMU virt's PL031 RTC: registers
+/// mapped at the same guest-physical address (`xen,reg`), its SPI routed
+/// 1:1 (taken from the host node `xen,path` names), no IOMMU (the RTC does
+/// no DMA). `interrupt-parent` 65000 is Xen's `GUEST_PHANDLE_GIC`.
+pub fn passthrough_dts() -> String {
+    format!(
+        r#"/dts-v1/;
+
+/ {{
+	#address-cells = <0x2>;
+	#size-cells = <0x2>;
+
+	passthrough {{
+		compatible = "simple-bus";
+		ranges;
+		#address-cells = <0x2>;
+		#size-cells = <0x2>;
+
+		pl031@9010000 {{
+			compatible = "arm,pl031", "arm,primecell";
+			reg = <0x0 0x9010000 0x0 0x1000>;
+			interrupt-parent = <65000>;
+			interrupts = <0x0 0x2 0x4>;
+			xen,reg = <0x0 0x9010000 0x0 0x1000 0x0 0x9010000>;
+			xen,path = "{PASSTHROUGH_PATH}";
+			xen,force-assign-without-iommu;
+		}};
+	}};
+}};
+"#
     )
 }
 
@@ -185,8 +240,21 @@ pub fn prepare(elf: &Path, qemu: &str, gic: u32, smp: u32) -> Result<PathBuf, St
     if !out.status.success() {
         return Err(format!("dtc (decompile) failed ({})", out.status));
     }
+    let pt_dts = dir.join("passthrough.dts");
+    std::fs::write(&pt_dts, passthrough_dts()).map_err(|e| format!("writing {e}"))?;
+    let pt_dtb = passthrough_beside(&image_path);
+    run(
+        Command::new("dtc")
+            .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
+            .arg(&pt_dtb)
+            .arg(&pt_dts),
+        "dtc (compile the passthrough tree)",
+    )?;
+    let pt_size = std::fs::metadata(&pt_dtb)
+        .map_err(|e| format!("{}: {e}", pt_dtb.display()))?
+        .len();
     let mut dts = String::from_utf8_lossy(&out.stdout).into_owned();
-    dts.push_str(&dom0less_dts(smp, image.len() as u64));
+    dts.push_str(&dom0less_dts(smp, image.len() as u64, pt_size));
     let dts_path = dir.join("dom0less.dts");
     std::fs::write(&dts_path, dts).map_err(|e| format!("writing the dts: {e}"))?;
     run(
@@ -197,6 +265,11 @@ pub fn prepare(elf: &Path, qemu: &str, gic: u32, smp: u32) -> Result<PathBuf, St
         "dtc (compile)",
     )?;
     Ok(image_path)
+}
+
+/// The partial device tree [`prepare`] wrote for `image`.
+pub fn passthrough_beside(image: &Path) -> PathBuf {
+    image.with_file_name("passthrough.dtb")
 }
 
 /// The device tree [`prepare`] wrote for `image`.
@@ -246,12 +319,27 @@ mod tests {
 
     #[test]
     fn domain_node_names_the_image_and_the_vcpus() {
-        let d = dom0less_dts(4, 0x1234);
+        let d = dom0less_dts(4, 0x1234, 0x200);
         assert!(d.contains("compatible = \"xen,domain\""), "{d}");
         assert!(d.contains("cpus = <0x4>"), "{d}");
         assert!(d.contains("reg = <0x0 0x50000000 0x0 0x1234>"), "{d}");
         assert!(d.contains("guest_loglvl=all"), "{d}");
         assert!(d.contains("vpl011;"), "{d}");
         assert!(d.contains("memory = <0x0 0x20000>"), "{d}");
+        assert!(d.contains("\"multiboot,device-tree\""), "{d}");
+        assert!(d.contains("reg = <0x0 0x58000000 0x0 0x200>"), "{d}");
+        assert!(d.contains("&{/pl031@9010000} {\n\txen,passthrough;"), "{d}");
+    }
+
+    #[test]
+    fn passthrough_tree_maps_the_rtc_one_to_one() {
+        let d = passthrough_dts();
+        assert!(d.contains("xen,path = \"/pl031@9010000\""), "{d}");
+        assert!(
+            d.contains("xen,reg = <0x0 0x9010000 0x0 0x1000 0x0 0x9010000>"),
+            "{d}"
+        );
+        assert!(d.contains("interrupts = <0x0 0x2 0x4>"), "{d}");
+        assert!(d.contains("xen,force-assign-without-iommu;"), "{d}");
     }
 }

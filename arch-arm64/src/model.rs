@@ -161,6 +161,11 @@ struct Inner {
     lpi_cache: std::collections::BTreeMap<u32, u8>,
     /// See [`GicModel::set_xen_vgic_disable_drops_queued`].
     xen_vgic_disable_drops_queued: bool,
+    /// See [`GicModel::set_xen_vgic_refuses_second_move`].
+    xen_vgic_refuses_second_move: bool,
+    /// SPIs moved while active, until their deactivation (Xen's
+    /// `GIC_IRQ_GUEST_MIGRATING`).
+    migrating: std::collections::BTreeSet<u32>,
 }
 
 /// The model: one distributor, one redistributor and CPU interface per CPU.
@@ -240,6 +245,8 @@ impl GicModel {
                 memory: None,
                 lpi_cache: std::collections::BTreeMap::new(),
                 xen_vgic_disable_drops_queued: false,
+                xen_vgic_refuses_second_move: false,
+                migrating: std::collections::BTreeSet::new(),
             }),
         })
     }
@@ -255,6 +262,16 @@ impl GicModel {
     /// interrupt pending.
     pub fn set_xen_vgic_disable_drops_queued(&self, on: bool) {
         self.lock().xen_vgic_disable_drops_queued = on;
+    }
+
+    /// Makes the model refuse a route change the way Xen 4.17's vGIC does
+    /// for an SPI passed through to a guest: the first route write while
+    /// the SPI is active is taken (Xen moves the physical interrupt once
+    /// that instance is deactivated); any further write before then is
+    /// dropped, and the routing register keeps the earlier route. Off by
+    /// default: hardware takes every write.
+    pub fn set_xen_vgic_refuses_second_move(&self, on: bool) {
+        self.lock().xen_vgic_refuses_second_move = on;
     }
 
     /// The architecture version modelled.
@@ -702,10 +719,31 @@ impl Inner {
         self.deactivate(cpu, intid);
     }
 
+    /// Xen's rule for moving an active passed-through SPI (see
+    /// [`GicModel::set_xen_vgic_refuses_second_move`]): whether this
+    /// route write is dropped; an accepted move of an active SPI is marked
+    /// in progress.
+    fn route_change_refused(&mut self, cpu: usize, intid: u32) -> bool {
+        if !self.xen_vgic_refuses_second_move {
+            return false;
+        }
+        if self.migrating.contains(&intid) {
+            return true;
+        }
+        let active = self
+            .state_mut(CpuId(cpu as u32), intid)
+            .is_some_and(|s| s.active);
+        if active {
+            self.migrating.insert(intid);
+        }
+        false
+    }
+
     fn deactivate(&mut self, cpu: usize, intid: u32) {
         match self.state_mut(CpuId(cpu as u32), intid) {
             Some(s) if s.active => {
                 s.active = false;
+                self.migrating.remove(&intid);
                 self.events
                     .push(Event::Deactivated(CpuId(cpu as u32), intid));
             }
@@ -985,7 +1023,11 @@ impl ModelMmio {
                     }
                     for k in 0..4 {
                         if let Some(i) = spi_index(first + k, g.spis.len()) {
-                            g.targets[i] = (value >> (8 * k)) as u8;
+                            let new = (value >> (8 * k)) as u8;
+                            if new != g.targets[i] && g.route_change_refused(cpu, first + k) {
+                                continue;
+                            }
+                            g.targets[i] = new;
                         }
                     }
                     return;
@@ -1000,12 +1042,18 @@ impl ModelMmio {
                 if v == GicVersion::V3 && (gicd::IROUTER..gicd::IROUTER + 0x2000).contains(&off) {
                     let intid = ((off - gicd::IROUTER) / 8) as u32;
                     if let Some(i) = spi_index(intid, g.spis.len()) {
-                        let r = &mut g.router[i];
-                        *r = if off.is_multiple_of(8) {
-                            (*r & !0xffff_ffff) | u64::from(value)
+                        let old = g.router[i];
+                        let new = if off.is_multiple_of(8) {
+                            (old & !0xffff_ffff) | u64::from(value)
                         } else {
-                            (*r & 0xffff_ffff) | (u64::from(value) << 32)
+                            (old & 0xffff_ffff) | (u64::from(value) << 32)
                         };
+                        // A 64-bit write arrives as two halves; only a half
+                        // that changes the route is a move.
+                        if new != old && g.route_change_refused(cpu, intid) {
+                            return;
+                        }
+                        g.router[i] = new;
                     }
                 }
             }

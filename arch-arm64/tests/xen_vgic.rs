@@ -72,3 +72,61 @@ fn hardware_options_disable_an_enabled_spi_around_the_route_write() {
         model::set_current_cpu(CpuId(0));
     }
 }
+
+/// Seed 003 against Xen's refusal (a passed-through SPI on Xen 4.17): CPU 1
+/// has the SPI active; a move to CPU 2 is taken (Xen applies it once the
+/// instance is deactivated), the next request, CPU 0, is refused and the
+/// routing register keeps CPU 2. Returns the route after the next
+/// interrupt and whether the flow masked the line to move it.
+fn second_move_while_active(xen_opts: bool) -> (Vec<CpuId>, bool) {
+    let rig = common::Rig::boot_v3_with(3, opts(xen_opts));
+    rig.model.set_xen_vgic_refuses_second_move(true);
+    let (irq, count) = rig.request(SPI, TriggerType::EdgeRising, |_| {});
+    rig.core.set_affinity(irq, &CpuMask::of(CpuId(1))).unwrap();
+    rig.model.pulse(CpuId(0), SPI);
+    let regs = rig.model.sysregs();
+    let acked = rig.on(1, || regs.read(IccReg::Iar1));
+    assert_eq!(acked, u64::from(SPI), "CPU 1 takes the first edge");
+    rig.core.set_affinity(irq, &CpuMask::of(CpuId(2))).unwrap();
+    // Refused by the vGIC; irqcore must still end on this request.
+    let r = rig.core.set_affinity(irq, &CpuMask::of(CpuId(0)));
+    assert_eq!(r, Ok(()), "a refused move is deferred, not an error");
+    assert_eq!(rig.model.spi_route_cpus(SPI), [CpuId(2)]);
+    rig.on(1, || regs.write(IccReg::Eoir1, u64::from(SPI)));
+    // The next edge goes where the vGIC routes it: CPU 2 handles it and
+    // the flow applies the deferred move there.
+    rig.model.take_events();
+    rig.model.pulse(CpuId(0), SPI);
+    assert_eq!(rig.irq_entry(2), 1, "CPU 2 takes the second edge");
+    let masked = rig.model.take_events().contains(&Event::SpiEnabled(SPI));
+    let route = rig.model.spi_route_cpus(SPI);
+    if route == [CpuId(0)] {
+        rig.model.pulse(CpuId(2), SPI);
+        assert_eq!(
+            rig.irq_entry(0),
+            1,
+            "CPU 0, the last request, takes the third"
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+    rig.assert_clean();
+    model::set_current_cpu(CpuId(0));
+    (route, masked)
+}
+
+#[test]
+fn a_move_xen_refuses_is_retried_until_the_last_request_holds() {
+    let (route, masked) = second_move_while_active(true);
+    assert_eq!(route, [CpuId(0)], "the last request wins");
+    // Retried without the disable/enable bracket, which on Xen's vGIC
+    // drops what it queued behind the active instance.
+    assert!(!masked, "the retry must not mask the line on Xen's vGIC");
+}
+
+#[test]
+fn trusting_the_route_write_leaves_an_older_request_in_force() {
+    // Why `verify_route` exists: a driver that trusts its write reports
+    // CPU 0 while the vGIC keeps routing to CPU 2.
+    let (route, _) = second_move_while_active(false);
+    assert_eq!(route, [CpuId(2)]);
+}

@@ -6,16 +6,18 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`regs`] | the register-access traits: [`Mmio32`], [`Msr`], [`PortIo`] |
+//! | [`regs`] | the register-access traits: [`Mmio32`], [`Msr`], [`PortIo`]; the typed register [`Reg32`] |
+//! | [`ids`] | [`Vector`] (never an exception vector) and [`ApicId`] |
+//! | [`handles`] | owning handles: [`AllocatedVector`] and [`ClaimedPin`] free on drop |
 //! | `entry` | (x86_64) interrupt entry stubs for vectors 32-255 that pass the vector to one dispatch function, for `x86_64`-crate IDTs on stable |
 //! | [`hw`] | the real accessors (x86_64 only, the crate's only hardware access) |
 //! | [`irqsafe`] | [`IrqControl`]: locks shared with interrupt context are taken with interrupts off |
-//! | [`lapic`] | the LAPIC driver: EOI, IPIs incl. INIT/SIPI and shorthands, timer, LVTs, spurious and error vectors |
+//! | [`lapic`] | the LAPIC driver: EOI, IPIs incl. INIT/SIPI and shorthands, timer, LVTs, spurious and error vectors; its register layout in [`lapic::reg`] |
 //! | [`lapic_chip`] | [`LapicTimerChip`] (percpu_devid) and [`LapicIpiChip`] (percpu): the LAPIC's own interrupts as irqcore chips |
 //! | [`matrix`] | [`VectorMatrix`]: per-CPU vector bitmaps, system vectors, managed reservations |
 //! | [`domains`] | irqcore `DomainOps` for the vector, IOAPIC and MSI domains (refcounted mappings) |
 //! | [`vector`] | [`VectorDomain`]: root `IrqChip` of every hierarchy; moves cleaned up on first arrival |
-//! | [`ioapic`] | [`IoApic`]: redirection entries and the IOAPIC `IrqChip` level; [`IoApicSet`] for several IOAPICs |
+//! | [`ioapic`] | [`IoApic`]: redirection entries and the IOAPIC `IrqChip` level; [`IoApicSet`] for several IOAPICs; its register layout in [`ioapic::reg`] |
 //! | [`msi`] | MSI message composition/decoding and the [`MsiChip`] level |
 //! | [`pic8259`] | the legacy PIC pair: remap and mask it ([`Pic8259`]), or drive it as an `IrqChip` ([`Pic8259Chip`]) |
 //! | [`platform_desc`] | [`PlatformDescription`]: what a kernel reads from the ACPI MADT |
@@ -113,8 +115,10 @@ extern crate alloc;
 pub mod domains;
 #[cfg(target_arch = "x86_64")]
 pub mod entry;
+pub mod handles;
 #[cfg(target_arch = "x86_64")]
 pub mod hw;
+pub mod ids;
 pub mod ioapic;
 pub mod irqsafe;
 pub mod lapic;
@@ -128,6 +132,8 @@ pub mod platform_desc;
 pub mod regs;
 pub mod vector;
 
+pub use handles::{AllocatedVector, ClaimedPin};
+pub use ids::{ApicId, ExceptionVector, Vector};
 pub use ioapic::{IoApic, IoApicError, IoApicSet, RedirectionEntry};
 pub use irqsafe::IrqControl;
 pub use lapic::{
@@ -140,5 +146,5 @@ pub use pic8259::{Pic8259, Pic8259Chip, PicError, PicVector};
 pub use platform_desc::{
     CpuInfo, IoApicInfo, IsaOverride, IsaRoute, PlatformDescription, Polarity, TriggerMode,
 };
-pub use regs::{Mmio32, Msr, NoMmio, PortIo};
+pub use regs::{Mmio32, Msr, NoMmio, PortIo, Reg32, RegValue};
 pub use vector::{ApicOps, LapicOps, VectorDomain, VectorHotplug, VectorTarget};

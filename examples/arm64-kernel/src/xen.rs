@@ -863,15 +863,21 @@ fn spi_retargeter() {
 /// The routing the distributor holds for `intid`: GICv3 `GICD_IROUTER`
 /// affinity, or GICv2 `GICD_ITARGETSR` CPU bits.
 fn gic_route(gicd: usize, intid: u32, v3: bool) -> u64 {
-    // SAFETY: distributor registers in the identity-mapped device region;
-    // reading a routing register has no side effect.
+    use arch_arm64::regs::{MPIDR_AFFINITY_MASK, gicd as dist};
+    let Some(id) = arch_arm64::IntId::new(intid) else {
+        return 0;
+    };
+    // SAFETY: distributor registers in the identity-mapped device region
+    // (`IROUTER` doubleword- and `ITARGETSR` byte-accessible, IHI 0069H
+    // 12.9.22 / IHI 0048B 4.3.12); reading a routing register has no side
+    // effect.
     unsafe {
         if v3 {
-            core::ptr::read_volatile((gicd + 0x6000 + 8 * intid as usize) as *const u64)
-                & 0xff_00ff_ffff
+            core::ptr::read_volatile((gicd + dist::IROUTER.word(id)) as *const u64)
+                & MPIDR_AFFINITY_MASK
         } else {
             u64::from(core::ptr::read_volatile(
-                (gicd + 0x800 + intid as usize) as *const u8,
+                (gicd + dist::ITARGETSR.byte(id)) as *const u8,
             ))
         }
     }
@@ -934,7 +940,8 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
     // vCPU 1 (and the last vCPU, with 3 or more) retarget in a loop; the
     // boot vCPU raises and retargets too, between raises.
     let (a, b) = (CpuId(1), CpuId(n - 1));
-    let started = smp::start_job(a, spi_retargeter) && (b == a || smp::start_job(b, spi_retargeter));
+    let started =
+        smp::start_job(a, spi_retargeter) && (b == a || smp::start_job(b, spi_retargeter));
     check!(
         started,
         "spi: retargeting jobs on vCPUs {} and {}",

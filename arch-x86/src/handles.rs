@@ -138,8 +138,9 @@ impl<M: Mmio32 + 'static> IoApic<M> {
                 live: true,
             }),
             Err(e) => {
-                // alloc_pin changes nothing on error: only the mark to undo.
-                let _ = self.release_claimed(pin);
+                // alloc_pin changes nothing on error: only the mark to undo
+                // (the pin was masked and unowned before the claim).
+                let _ = self.free_pin(pin);
                 Err(e)
             }
         }
@@ -160,11 +161,12 @@ impl<M: Mmio32 + 'static> ClaimedPin<M> {
     /// Masks and frees the pin now, reporting errors.
     pub fn free(mut self) -> Result<(), IoApicError> {
         self.live = false;
-        self.ioapic.release_claimed(self.pin)
+        self.ioapic.free_pin(self.pin)
     }
 
     /// Keeps the pin programmed (and owned: it cannot be claimed again) and
-    /// returns the raw level; mask it later with [`IoApic::free_pin`].
+    /// returns the raw level; [`IoApic::free_pin`] later masks it and ends
+    /// the ownership.
     pub fn leak(mut self) -> ChipLevel {
         self.live = false;
         self.level.clone()
@@ -174,7 +176,7 @@ impl<M: Mmio32 + 'static> ClaimedPin<M> {
 impl<M: Mmio32 + 'static> Drop for ClaimedPin<M> {
     fn drop(&mut self) {
         if self.live {
-            let _ = self.ioapic.release_claimed(self.pin);
+            let _ = self.ioapic.free_pin(self.pin);
         }
     }
 }

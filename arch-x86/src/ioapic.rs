@@ -431,10 +431,17 @@ impl<M: Mmio32> IoApic<M> {
         self.update(pin, |e| Ok(e.with_mask(masked))).map(|_| ())
     }
 
-    /// Masks `pin` and forgets its configuration.
+    /// Masks `pin`, forgets its configuration and ends its ownership (a
+    /// pin given up with [`ClaimedPin::leak`](crate::ClaimedPin::leak) can
+    /// be claimed again afterwards).
     pub fn free_pin(&self, pin: u32) -> Result<(), IoApicError> {
-        self.update(pin, |_| Ok(RedirectionEntry::MASKED))
-            .map(|_| ())
+        self.check(pin)?;
+        let mut inner = self.inner.lock();
+        inner.shadow[pin as usize] = RedirectionEntry::MASKED;
+        inner.retarget[pin as usize] = None;
+        inner.claimed[pin as usize] = false;
+        inner.regs.write_entry(pin, RedirectionEntry::MASKED);
+        Ok(())
     }
 
     /// Whether `pin` is owned by a [`ClaimedPin`](crate::ClaimedPin).
@@ -451,13 +458,6 @@ impl<M: Mmio32> IoApic<M> {
             return Err(IoApicError::PinInUse(pin));
         }
         *slot = true;
-        Ok(())
-    }
-
-    /// Masks and forgets `pin`, and ends its ownership.
-    pub(crate) fn release_claimed(&self, pin: u32) -> Result<(), IoApicError> {
-        self.free_pin(pin)?;
-        self.inner.lock().claimed[pin as usize] = false;
         Ok(())
     }
 

@@ -123,4 +123,11 @@ fn dropping_a_claimed_pin_masks_and_frees_its_entry() {
     assert!(io.is_claimed(5), "a leaked pin stays owned");
     drop(kept);
     assert_eq!(io.entry(5).unwrap().vector(), v.vector().unwrap());
+    // The raw free ends a leaked pin's ownership.
+    io.free_pin(5).unwrap();
+    assert!(!io.is_claimed(5) && io.entry(5).unwrap().is_masked());
+    io.claim_pin(irq, 5, TriggerType::EdgeRising, &v.level())
+        .unwrap()
+        .free()
+        .unwrap();
 }

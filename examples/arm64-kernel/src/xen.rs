@@ -33,7 +33,7 @@ use irqcore::{
 };
 use xen_evtchn::abi::{SharedPage, VcpuEvents, arm};
 use xen_evtchn::hypercall_arm::XenHypercalls;
-use xen_evtchn::{Config, DomId, EventChannels, Port, TwoLevel, VcpuId, XenIrqs};
+use xen_evtchn::{ChannelState, Config, DomId, EventChannels, Port, TwoLevel, VcpuId, XenIrqs};
 
 use kernel_common::exit::{ExitCode, exit};
 use kernel_common::source::Source;
@@ -321,6 +321,7 @@ pub fn run(dt: DtInfo) -> ! {
     }
 
     ipis(n);
+    owned_binding();
     loopback(n);
     rebind_storm(n);
     hotplug(n);
@@ -446,6 +447,36 @@ fn ipis(n: u32) {
     kprintln!(
         "ipis: {IPI_SENDS} per vCPU on {n} vCPU(s) in {} us",
         time::now_us() - t
+    );
+}
+
+/// An owning binding handle on real Xen: dropping a `BoundIrq` closes its
+/// port (EVTCHNOP_close; EVTCHNOP_status then says closed) and frees its
+/// descriptor.
+fn owned_binding() {
+    let x = xen();
+    let bound = match x.binder(&CORE).alloc_unbound(DomId::SELF) {
+        Ok(b) => b,
+        Err(e) => {
+            check!(false, "binder: EVTCHNOP_alloc_unbound(DOMID_SELF): {e:?}");
+            return;
+        }
+    };
+    let (port, irq) = (bound.port(), bound.irq());
+    let open = x.channels().ops().status(port).map(|s| s.state);
+    check!(
+        matches!(open, Ok(ChannelState::Unbound { .. })) && CORE.is_allocated(irq),
+        "binder: port {} bound unbound-for-self, irq {} allocated ({open:?})",
+        port.0,
+        irq.0
+    );
+    drop(bound);
+    let closed = x.channels().ops().status(port).map(|s| s.state);
+    check!(
+        closed == Ok(ChannelState::Closed) && !CORE.is_allocated(irq),
+        "binder: dropping the handle closed port {} and freed irq {} ({closed:?})",
+        port.0,
+        irq.0
     );
 }
 

@@ -3,7 +3,7 @@
 //! the GICv3 SGI/PPI frame lay out identically.
 
 use crate::intid::IntId;
-use crate::regs::{Mmio, gicd};
+use crate::regs::{IdBank, Mmio, gicd};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use irqcore::{ChipError, CpuId, CpuMask, IrqError, TriggerType};
@@ -263,16 +263,16 @@ pub(crate) struct Bank<'a, M: Mmio> {
 }
 
 impl<M: Mmio> Bank<'_, M> {
-    fn set_bit(&self, reg: usize, id: IntId) {
-        let (word, bit) = id.bit();
+    fn set_bit(&self, reg: IdBank, id: IntId) {
+        let (word, bit) = reg.bit(id);
         // Set/clear registers: writing zeros has no effect, so no
         // read-modify-write (and no lock) is needed.
-        self.mmio.write32(self.base + reg + 4 * word, bit);
+        self.mmio.write32(self.base + word, bit);
     }
 
-    pub(crate) fn bit_is_set(&self, reg: usize, id: IntId) -> bool {
-        let (word, bit) = id.bit();
-        self.mmio.read32(self.base + reg + 4 * word) & bit != 0
+    pub(crate) fn bit_is_set(&self, reg: IdBank, id: IntId) -> bool {
+        let (word, bit) = reg.bit(id);
+        self.mmio.read32(self.base + word) & bit != 0
     }
 
     pub(crate) fn enable(&self, id: IntId) {
@@ -291,19 +291,26 @@ impl<M: Mmio> Bank<'_, M> {
         self.bit_is_set(gicd::ISENABLER, id)
     }
 
-    /// Read-modify-write of one byte lane; the caller holds the GIC lock.
-    pub(crate) fn write_byte(&self, reg: usize, id: IntId, value: u8) {
-        let off = self.base + reg + (id.get() as usize & !3);
-        let shift = 8 * (id.get() % 4);
+    /// Read-modify-write of `id`'s field in `reg`; the caller holds the GIC
+    /// lock.
+    fn write_field(&self, reg: IdBank, id: IntId, value: u32) {
+        let off = self.base + reg.word(id);
+        let shift = reg.shift(id);
+        let field = field_mask(reg) << shift;
         let old = self.mmio.read32(off);
-        let new = (old & !(0xff << shift)) | (u32::from(value) << shift);
-        self.mmio.write32(off, new);
+        self.mmio
+            .write32(off, (old & !field) | ((value << shift) & field));
     }
 
-    /// Reads one byte lane.
-    pub(crate) fn read_byte(&self, reg: usize, id: IntId) -> u8 {
-        let off = self.base + reg + (id.get() as usize & !3);
-        (self.mmio.read32(off) >> (8 * (id.get() % 4))) as u8
+    /// `id`'s field in `reg`.
+    pub(crate) fn read_field(&self, reg: IdBank, id: IntId) -> u32 {
+        let word = self.mmio.read32(self.base + reg.word(id));
+        (word >> reg.shift(id)) & field_mask(reg)
+    }
+
+    /// Read-modify-write of one byte lane; the caller holds the GIC lock.
+    pub(crate) fn write_byte(&self, reg: IdBank, id: IntId, value: u8) {
+        self.write_field(reg, id, u32::from(value));
     }
 
     /// Sets the priority; the caller holds the GIC lock.
@@ -312,18 +319,17 @@ impl<M: Mmio> Bank<'_, M> {
     }
 
     /// Programs edge (`true`) or level; the caller holds the GIC lock.
+    /// Only the upper bit of the two-bit `ICFGR` field is written (the
+    /// lower one is reserved or implementation defined).
     pub(crate) fn set_edge(&self, id: IntId, edge: bool) {
-        let off = self.base + gicd::ICFGR + 4 * (id.get() as usize / 16);
-        let bit = 1u32 << (2 * (id.get() % 16) + 1);
-        let old = self.mmio.read32(off);
-        let new = if edge { old | bit } else { old & !bit };
-        self.mmio.write32(off, new);
+        let field = self.read_field(gicd::ICFGR, id);
+        let field = if edge { field | 0b10 } else { field & !0b10 };
+        self.write_field(gicd::ICFGR, id, field);
     }
 
     /// Whether `id` is configured edge-triggered (its `ICFGR` bit).
     pub(crate) fn is_edge(&self, id: IntId) -> bool {
-        let off = self.base + gicd::ICFGR + 4 * (id.get() as usize / 16);
-        self.mmio.read32(off) & (1u32 << (2 * (id.get() % 16) + 1)) != 0
+        self.read_field(gicd::ICFGR, id) & 0b10 != 0
     }
 
     /// The trigger `id` is configured with, as `IrqChip::read_trigger`
@@ -338,9 +344,17 @@ impl<M: Mmio> Bank<'_, M> {
         }
     }
 
-    /// Writes a whole word of a per-INTID bank (initialisation).
-    pub(crate) fn write_word(&self, reg: usize, index: usize, value: u32) {
-        self.mmio.write32(self.base + reg + 4 * index, value);
+    /// Writes word `index` of a per-INTID bank (initialisation).
+    pub(crate) fn write_word(&self, reg: IdBank, index: usize, value: u32) {
+        self.mmio.write32(self.base + reg.word_at(index), value);
+    }
+}
+
+/// The mask of one INTID's field in a bank of 32-bit words.
+const fn field_mask(reg: IdBank) -> u32 {
+    match reg.bits_per_id() {
+        n @ 1..32 => (1 << n) - 1,
+        _ => u32::MAX,
     }
 }
 

@@ -6,7 +6,7 @@
 
 use crate::common::{Bank, CpuTable, GicError, GicOptions, SgiTarget, trigger_config};
 use crate::intid::{IntId, IntKind, translate_three_cell};
-use crate::regs::{INTID_SPECIAL_FIRST, Mmio, gicc, gicd};
+use crate::regs::{GiccCtlr, GicdCtlr, INTID_SPECIAL_FIRST, Mmio, TypedMmio, gicc, gicd};
 use core::sync::atomic::{Ordering, fence};
 use irqcore::{
     AffinitySet, ChipError, ChipFlags, CpuId, CpuMask, HwIrq, IrqChip, IrqData, IrqError,
@@ -83,7 +83,7 @@ impl<M: Mmio> GicV2<M> {
     /// The calling CPU's interface mask: the private `ITARGETSR` bytes read
     /// as "this CPU" (IHI 0048B 4.3.12).
     fn my_iface_mask(&self) -> u8 {
-        match self.dist.read32(gicd::ITARGETSR) as u8 {
+        match self.dist.read32(gicd::ITARGETSR.offset()) as u8 {
             // Uniprocessor GICs read as zero here: the one interface is 0.
             0 if self.uniprocessor => 1,
             m => m,
@@ -95,7 +95,7 @@ impl<M: Mmio> GicV2<M> {
     /// routed to the calling CPU; then forwarding enabled.
     pub fn init_distributor(&self) -> Result<(), GicError> {
         let _g = self.lock.lock();
-        self.dist.write32(gicd::CTLR, 0);
+        self.dist.store(gicd::CTLR, GicdCtlr::empty());
         let me = u32::from(self.my_iface_mask());
         let bank = self.bank();
         for w in 1..(self.num_lines / 32) as usize {
@@ -112,7 +112,7 @@ impl<M: Mmio> GicV2<M> {
             bank.write_word(gicd::IPRIORITYR, w, prio);
             bank.write_word(gicd::ITARGETSR, w, me * 0x0101_0101);
         }
-        self.dist.write32(gicd::CTLR, gicd::CTLR_ENABLE_G0);
+        self.dist.store(gicd::CTLR, GicdCtlr::ENABLE_G0);
         Ok(())
     }
 
@@ -143,12 +143,9 @@ impl<M: Mmio> GicV2<M> {
         self.cpuif
             .write32(gicc::PMR, u32::from(self.opts.priority_mask));
         self.cpuif.write32(gicc::BPR, 0);
-        let mode = if self.opts.split_eoi {
-            gicc::CTLR_EOIMODE
-        } else {
-            0
-        };
-        self.cpuif.write32(gicc::CTLR, gicc::CTLR_ENABLE_G0 | mode);
+        let mut ctlr = GiccCtlr::ENABLE_G0;
+        ctlr.set(GiccCtlr::EOIMODE, self.opts.split_eoi);
+        self.cpuif.store(gicc::CTLR, ctlr);
         self.cpus.set_online(cpu, true);
         Ok(())
     }
@@ -179,9 +176,7 @@ impl<M: Mmio> GicV2<M> {
         {
             let _g = self.lock.lock();
             for id in self.spis() {
-                let off = gicd::ITARGETSR + id.get() as usize;
-                let word = self.dist.read32(off & !3);
-                let t = (word >> (8 * (off % 4))) as u8;
+                let t = self.bank().read_field(gicd::ITARGETSR, id) as u8;
                 if t & dying != 0 {
                     let new = match t & !dying {
                         0 => target,
@@ -192,7 +187,7 @@ impl<M: Mmio> GicV2<M> {
                 }
             }
         }
-        self.cpuif.write32(gicc::CTLR, 0);
+        self.cpuif.store(gicc::CTLR, GiccCtlr::empty());
         Ok(moved)
     }
 
@@ -357,7 +352,7 @@ impl<M: Mmio> IrqChip for GicV2<M> {
                 if self.opts.verify_route && id.kind() == IntKind::Spi {
                     // As in the GICv3 driver: trap now so that the
                     // hypervisor retires the EOIed list register.
-                    let _ = self.bank().read_byte(gicd::ITARGETSR, id);
+                    let _ = self.bank().read_field(gicd::ITARGETSR, id) as u8;
                 }
             }
             None => {}
@@ -393,7 +388,7 @@ impl<M: Mmio> IrqChip for GicV2<M> {
         let bit = self.cpus.hw_id(cpu).ok_or(ChipError::Invalid)?;
         let _g = self.lock.lock();
         self.bank().write_byte(gicd::ITARGETSR, id, 1 << bit);
-        if self.opts.verify_route && self.bank().read_byte(gicd::ITARGETSR, id) != 1 << bit {
+        if self.opts.verify_route && self.bank().read_field(gicd::ITARGETSR, id) as u8 != 1 << bit {
             return Err(ChipError::Busy);
         }
         Ok(AffinitySet::Applied {

@@ -8,7 +8,8 @@ use crate::common::{Bank, CpuTable, GicError, GicOptions, SgiTarget, poll, trigg
 use crate::intid::{IntId, translate_three_cell};
 use crate::lpi::LpiTables;
 use crate::regs::{
-    GicSysRegs, IccReg, MPIDR_AFFINITY_MASK, Mmio, aff32_to_mpidr, gicd, gicr, icc, mpidr_to_aff32,
+    GicSysRegs, GicdCtlr, GicrCtlr, GicrWaker, IccReg, MPIDR_AFFINITY_MASK, Mmio, TypedMmio,
+    aff32_to_mpidr, gicd, gicr, icc, mpidr_to_aff32,
 };
 use alloc::vec::Vec;
 use irqcore::{
@@ -155,7 +156,7 @@ impl<M: Mmio, S: GicSysRegs> GicV3<M, S> {
 
     fn wait_dist_rwp(&self) -> Result<(), GicError> {
         poll(self.opts.poll_limit, || {
-            self.dist.read32(gicd::CTLR) & gicd::CTLR_RWP == 0
+            !self.dist.load(gicd::CTLR).contains(GicdCtlr::RWP)
         })
     }
 
@@ -163,9 +164,9 @@ impl<M: Mmio, S: GicSysRegs> GicV3<M, S> {
         if bank.base == 0 {
             self.wait_dist_rwp()
         } else {
-            let rd = bank.base - gicr::SGI_BASE + gicr::CTLR;
+            let ctlr = gicr::CTLR.in_frame(bank.base - gicr::SGI_BASE);
             poll(self.opts.poll_limit, || {
-                bank.mmio.read32(rd) & gicr::CTLR_RWP == 0
+                !bank.mmio.load(ctlr).contains(GicrCtlr::RWP)
             })
         }
     }
@@ -179,7 +180,7 @@ impl<M: Mmio, S: GicSysRegs> GicV3<M, S> {
     /// routing and group 1 enabled; every SPI routed to the calling CPU.
     pub fn init_distributor(&self) -> Result<(), GicError> {
         let _g = self.lock.lock();
-        self.dist.write32(gicd::CTLR, 0);
+        self.dist.store(gicd::CTLR, GicdCtlr::empty());
         self.wait_dist_rwp()?;
         let bank = self.dist_bank();
         for w in 1..(self.num_lines / 32) as usize {
@@ -197,12 +198,12 @@ impl<M: Mmio, S: GicSysRegs> GicV3<M, S> {
         }
         self.wait_dist_rwp()?;
         self.dist
-            .write32(gicd::CTLR, gicd::CTLR_ARE | gicd::CTLR_ENABLE_G1);
+            .store(gicd::CTLR, GicdCtlr::ARE | GicdCtlr::ENABLE_G1);
         self.wait_dist_rwp()?;
         // IROUTER is only meaningful once ARE is set (IHI 0069H 12.9.22).
         let me = self.my_affinity();
         for id in self.spis() {
-            self.dist.write64(gicd::IROUTER + 8 * id.get() as usize, me);
+            self.dist.write64(gicd::IROUTER.word(id), me);
         }
         Ok(())
     }
@@ -226,10 +227,10 @@ impl<M: Mmio, S: GicSysRegs> GicV3<M, S> {
         let (rd, off) = self.rd(cpu).ok_or(GicError::BadLayout)?;
 
         // 1. Wake the redistributor (IHI 0069H 12.11.42, "Power management").
-        let waker = rd.read32(off + gicr::WAKER);
-        rd.write32(off + gicr::WAKER, waker & !gicr::WAKER_PROCESSOR_SLEEP);
+        let waker = gicr::WAKER.in_frame(off);
+        rd.modify(waker, |w| w - GicrWaker::PROCESSOR_SLEEP);
         poll(self.opts.poll_limit, || {
-            rd.read32(off + gicr::WAKER) & gicr::WAKER_CHILDREN_ASLEEP == 0
+            !rd.load(waker).contains(GicrWaker::CHILDREN_ASLEEP)
         })?;
 
         // 2. Its SGIs and PPIs.
@@ -297,7 +298,7 @@ impl<M: Mmio, S: GicSysRegs> GicV3<M, S> {
         {
             let _g = self.lock.lock();
             for id in self.spis() {
-                let reg = gicd::IROUTER + 8 * id.get() as usize;
+                let reg = gicd::IROUTER.word(id);
                 let r = self.dist.read64(reg);
                 if r & gicd::IROUTER_IRM == 0 && r & MPIDR_AFFINITY_MASK == aff {
                     self.dist.write64(reg, target);
@@ -305,15 +306,15 @@ impl<M: Mmio, S: GicSysRegs> GicV3<M, S> {
                 }
             }
         }
-        let waker = rd.read32(off + gicr::WAKER);
-        rd.write32(off + gicr::WAKER, waker | gicr::WAKER_PROCESSOR_SLEEP);
+        let waker = gicr::WAKER.in_frame(off);
+        rd.modify(waker, |w| w | GicrWaker::PROCESSOR_SLEEP);
         // A redistributor without power management ignores the write
         // (Xen's vGICv3 reads GICR_WAKER as zero): it never reports
         // ChildrenAsleep, so there is nothing to wait for (polling would
         // only time out, each read a trap to the hypervisor).
-        if rd.read32(off + gicr::WAKER) & gicr::WAKER_PROCESSOR_SLEEP != 0 {
+        if rd.load(waker).contains(GicrWaker::PROCESSOR_SLEEP) {
             poll(self.opts.poll_limit, || {
-                rd.read32(off + gicr::WAKER) & gicr::WAKER_CHILDREN_ASLEEP != 0
+                rd.load(waker).contains(GicrWaker::CHILDREN_ASLEEP)
             })?;
         }
         Ok(moved)
@@ -475,7 +476,8 @@ impl<M: Mmio, S: GicSysRegs> GicV3<M, S> {
         }
         let prop = tables.propbaser();
         let pend = tables.pendbaser(cpu)?;
-        if rd.read32(off + gicr::CTLR) & gicr::CTLR_ENABLE_LPIS != 0 {
+        let ctlr = gicr::CTLR.in_frame(off);
+        if rd.load(ctlr).contains(GicrCtlr::ENABLE_LPIS) {
             let cur = rd.read64(off + gicr::PROPBASER);
             return if cur & gicr::BASER_ADDR_MASK == prop & gicr::BASER_ADDR_MASK {
                 Ok(())
@@ -496,12 +498,11 @@ impl<M: Mmio, S: GicSysRegs> GicV3<M, S> {
             let nc = (pend & !(gicr::BASER_SHAREABILITY_MASK | gicr::BASER_INNER_WAWB)) | (1 << 7);
             rd.write64(off + gicr::PENDBASER, nc);
         }
-        let ctlr = rd.read32(off + gicr::CTLR);
-        rd.write32(off + gicr::CTLR, ctlr | gicr::CTLR_ENABLE_LPIS);
+        rd.modify(ctlr, |c| c | GicrCtlr::ENABLE_LPIS);
         poll(self.opts.poll_limit, || {
-            rd.read32(off + gicr::CTLR) & gicr::CTLR_RWP == 0
+            !rd.load(ctlr).contains(GicrCtlr::RWP)
         })?;
-        if rd.read32(off + gicr::CTLR) & gicr::CTLR_ENABLE_LPIS == 0 {
+        if !rd.load(ctlr).contains(GicrCtlr::ENABLE_LPIS) {
             return Err(GicError::Unsupported);
         }
         Ok(())
@@ -549,7 +550,7 @@ impl<M: Mmio, S: GicSysRegs> IrqChip for GicV3<M, S> {
                 // Trap to the hypervisor now (any distributor read does),
                 // so that it retires the EOIed list register before the
                 // next instance can arrive (`GicOptions::for_xen_vgic`).
-                let _ = self.dist.read32(gicd::CTLR);
+                let _ = self.dist.load(gicd::CTLR);
             }
         }
     }
@@ -597,8 +598,7 @@ impl<M: Mmio, S: GicSysRegs> IrqChip for GicV3<M, S> {
             bank.disable(id);
             let _ = self.wait_dist_rwp();
         }
-        self.dist
-            .write64(gicd::IROUTER + 8 * id.get() as usize, aff);
+        self.dist.write64(gicd::IROUTER.word(id), aff);
         if enabled {
             bank.enable(id);
         }
@@ -606,7 +606,7 @@ impl<M: Mmio, S: GicSysRegs> IrqChip for GicV3<M, S> {
         // interrupt routing mode bit is not part of the route.
         const ROUTE_AFF: u64 = 0xff_00ff_ffff;
         if self.opts.verify_route
-            && self.dist.read64(gicd::IROUTER + 8 * id.get() as usize) & ROUTE_AFF
+            && self.dist.read64(gicd::IROUTER.word(id)) & ROUTE_AFF
                 != aff & ROUTE_AFF
         {
             return Err(ChipError::Busy);

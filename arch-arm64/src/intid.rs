@@ -114,11 +114,6 @@ impl IntId {
     pub const fn is_private(self) -> bool {
         self.0 < Self::SPI_BASE
     }
-
-    /// Word index and bit of this INTID in a one-bit-per-INTID register array.
-    pub(crate) const fn bit(self) -> (usize, u32) {
-        ((self.0 / 32) as usize, 1 << (self.0 % 32))
-    }
 }
 
 /// Cell 0 of a GIC specifier: shared peripheral interrupt.

@@ -50,7 +50,7 @@ use crate::glue::Gic;
 use crate::intid::IntId;
 use crate::its_cmd::{CollectionId, Decoded, DeviceId, EventId, ItsCommand, RdBase};
 use crate::lpi::{LpiError, LpiTables};
-use crate::regs::{Mmio, gits};
+use crate::regs::{GitsCtlr, Mmio, TypedMmio, gits};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -299,12 +299,12 @@ impl<M: Mmio> Its<M> {
         let hcc = ((typer >> gits::TYPER_HCC_SHIFT) & 0xff) as usize;
 
         // Quiesce: disabled, and wait for Quiescent (IHI 0069H 12.19.4).
-        let ctlr = mmio.read32(gits::CTLR);
-        if ctlr & gits::CTLR_ENABLED != 0 {
-            mmio.write32(gits::CTLR, ctlr & !gits::CTLR_ENABLED);
+        let ctlr = mmio.load(gits::CTLR);
+        if ctlr.contains(GitsCtlr::ENABLED) {
+            mmio.store(gits::CTLR, ctlr - GitsCtlr::ENABLED);
         }
         crate::common::poll(opts.poll_limit, || {
-            mmio.read32(gits::CTLR) & gits::CTLR_QUIESCENT != 0
+            mmio.load(gits::CTLR).contains(GitsCtlr::QUIESCENT)
         })
         .map_err(|_| ItsError::Timeout)?;
 
@@ -316,8 +316,8 @@ impl<M: Mmio> Its<M> {
         let mut basers = Vec::new();
         let mut device_limit = 0u64;
         let mut have_collections = hcc >= opts.max_cpus;
-        for n in 0..8 {
-            let reg = gits::BASER + 8 * n;
+        for n in 0..gits::NR_BASER {
+            let reg = gits::baser(n);
             let b = mmio.read64(reg);
             let ty = (b >> gits::BASER_TYPE_SHIFT) & 7;
             let entry = (((b >> gits::BASER_ENTRY_SIZE_SHIFT) & 0x1f) + 1) as usize;
@@ -385,8 +385,8 @@ impl<M: Mmio> Its<M> {
             mmio.write64(gits::CBASER, nc);
         }
         mmio.write64(gits::CWRITER, 0);
-        mmio.write32(gits::CTLR, gits::CTLR_ENABLED);
-        if mmio.read32(gits::CTLR) & gits::CTLR_ENABLED == 0 {
+        mmio.store(gits::CTLR, GitsCtlr::ENABLED);
+        if !mmio.load(gits::CTLR).contains(GitsCtlr::ENABLED) {
             return Err(ItsError::Unsupported);
         }
         Ok(Self {
@@ -468,7 +468,7 @@ impl<M: Mmio> Its<M> {
         let mut w = g.cwriter;
         for c in cmds {
             for (i, word) in c.words().iter().enumerate() {
-                g.queue.write_u64(w + 8 * i, *word);
+                g.queue.write_u64(w + ItsCommand::word_offset(i), *word);
             }
             g.queue.publish(w, ItsCommand::SIZE);
             w = (w + ItsCommand::SIZE) % len;
@@ -810,7 +810,7 @@ impl<M: Mmio> Its<M> {
             if off + ItsCommand::SIZE > g.queue.len() {
                 return None;
             }
-            let w = [0, 1, 2, 3].map(|i| g.queue.read_u64(off + 8 * i));
+            let w = [0, 1, 2, 3].map(|i| g.queue.read_u64(off + ItsCommand::word_offset(i)));
             Some(ItsCommand::decode(w, false))
         })
     }

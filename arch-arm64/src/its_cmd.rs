@@ -177,6 +177,12 @@ impl ItsCommand {
     /// Size of one command in the queue.
     pub const SIZE: usize = 32;
 
+    /// The byte offset of doubleword `i` (0..4) of a command inside its
+    /// 32-byte queue slot (IHI 0069H 5.3: four little-endian doublewords).
+    pub const fn word_offset(i: usize) -> usize {
+        i * core::mem::size_of::<u64>()
+    }
+
     fn dev_event(op: u8, device: DeviceId, event: EventId) -> Self {
         Self {
             words: [

@@ -34,7 +34,10 @@
 use crate::its_cmd::{Decoded, DeviceId, EventId, ItsCommand};
 use crate::mem_model::ModelMemory;
 use crate::model::GicModel;
-use crate::regs::{Mmio, gits};
+use crate::regs::{GitsCtlr, Mmio, gits};
+
+/// `GITS_CTLR`'s offset, for the decoders' `match`es.
+const GITS_CTLR: usize = gits::CTLR.offset();
 use irqcore::CpuId;
 use std::format;
 use std::string::String;
@@ -524,29 +527,25 @@ impl ItsModel {
     fn read64(&self, off: usize) -> u64 {
         let g = self.lock();
         match off {
-            gits::CTLR => {
-                let quiescent = !g.enabled || g.creadr == g.cwriter;
-                u64::from(g.enabled)
-                    | if quiescent {
-                        u64::from(gits::CTLR_QUIESCENT)
-                    } else {
-                        0
-                    }
+            GITS_CTLR => {
+                let mut ctlr = GitsCtlr::empty();
+                ctlr.set(GitsCtlr::ENABLED, g.enabled);
+                ctlr.set(GitsCtlr::QUIESCENT, !g.enabled || g.creadr == g.cwriter);
+                u64::from(ctlr.bits())
             }
             gits::TYPER => self.typer(),
             gits::CBASER => g.cbaser,
             gits::CWRITER => g.cwriter,
             gits::CREADR => g.creadr | if g.stalled { gits::CREADR_STALLED } else { 0 },
-            o if (gits::BASER..gits::BASER + 64).contains(&o) => g.baser[(o - gits::BASER) / 8],
-            _ => 0,
+            o => gits::decode_baser(o).map_or(0, |n| g.baser[n]),
         }
     }
 
     fn write64(&self, off: usize, value: u64, high_half_only: bool) {
         let mut g = self.lock();
         match off {
-            gits::CTLR => {
-                let en = value & u64::from(gits::CTLR_ENABLED) != 0;
+            GITS_CTLR => {
+                let en = GitsCtlr::from_bits_retain(value as u32).contains(GitsCtlr::ENABLED);
                 if en && !g.enabled {
                     g.enabled = true;
                     g.creadr = 0;
@@ -571,8 +570,8 @@ impl ItsModel {
                 }
                 self.process(&mut g);
             }
-            o if (gits::BASER..gits::BASER + 64).contains(&o) && !g.enabled => {
-                let n = (o - gits::BASER) / 8;
+            o if gits::decode_baser(o).is_some() && !g.enabled => {
+                let n = gits::decode_baser(o).unwrap_or_default();
                 // Type and Entry_Size are read-only.
                 let ro = (7 << gits::BASER_TYPE_SHIFT) | (0x1f << gits::BASER_ENTRY_SIZE_SHIFT);
                 if (g.baser[n] >> gits::BASER_TYPE_SHIFT) & 7 != 0 {
@@ -623,7 +622,7 @@ impl Mmio for ItsModelMmio {
 
     fn write32(&self, offset: usize, value: u32) {
         let reg = offset & !7;
-        if reg == gits::CTLR && offset == gits::CTLR {
+        if reg == GITS_CTLR && offset == GITS_CTLR {
             self.model.write64(reg, u64::from(value), false);
             return;
         }

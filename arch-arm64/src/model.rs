@@ -34,8 +34,8 @@
 //! with [`set_current_cpu`].
 
 use crate::regs::{
-    GicSysRegs, INTID_SPURIOUS, IccReg, MPIDR_AFFINITY_MASK, Mmio, aff32_to_mpidr, gicc, gicd,
-    gicr, icc, mpidr_to_aff32,
+    GicSysRegs, GiccCtlr, GicdCtlr, GicrCtlr, GicrWaker, INTID_SPURIOUS, IccReg, IdBank,
+    MPIDR_AFFINITY_MASK, Mmio, aff32_to_mpidr, gicc, gicd, gicr, icc, mpidr_to_aff32,
 };
 use core::cell::Cell;
 use irqcore::CpuId;
@@ -147,7 +147,7 @@ struct CpuState {
 
 #[derive(Debug)]
 struct Inner {
-    ctlr: u32,
+    ctlr: GicdCtlr,
     spis: Vec<IntState>,
     targets: Vec<u8>,
     router: Vec<u64>,
@@ -235,7 +235,7 @@ impl GicModel {
             num_lines,
             wake_delay: 2,
             inner: Mutex::new(Inner {
-                ctlr: 0,
+                ctlr: GicdCtlr::empty(),
                 spis: vec![IntState::default(); num_spis],
                 targets: vec![0; num_spis],
                 router: vec![0; num_spis],
@@ -569,15 +569,12 @@ impl Inner {
     fn group_enabled(&self, v: GicVersion, cpu: usize, group1: bool) -> bool {
         let c = &self.cpus[cpu];
         match (v, group1) {
-            (GicVersion::V2, false) => self.ctlr & gicd::CTLR_ENABLE_G0 != 0 && c.grp0_enabled,
-            (GicVersion::V2, true) => self.ctlr & gicd::CTLR_ENABLE_G1 != 0 && c.grp1_enabled,
+            (GicVersion::V2, false) => self.ctlr.contains(GicdCtlr::ENABLE_G0) && c.grp0_enabled,
+            (GicVersion::V2, true) => self.ctlr.contains(GicdCtlr::ENABLE_G1) && c.grp1_enabled,
             // IAR1 acknowledges group 1 only.
             (GicVersion::V3, false) => false,
             (GicVersion::V3, true) => {
-                self.ctlr & gicd::CTLR_ENABLE_G1 != 0
-                    && self.ctlr & gicd::CTLR_ARE != 0
-                    && c.grp1_enabled
-                    && c.sre
+                self.ctlr.contains(GicdCtlr::ENABLE_G1 | GicdCtlr::ARE) && c.grp1_enabled && c.sre
             }
         }
     }
@@ -755,7 +752,7 @@ impl Inner {
 
     /// Applies a bitmap register write (`set`/`clear` semantics) for 32
     /// INTIDs starting at `first`, banked to `cpu` for INTIDs below 32.
-    fn bitmap_write(&mut self, cpu: usize, base: usize, first: u32, value: u32, redist: bool) {
+    fn bitmap_write(&mut self, cpu: usize, base: IdBank, first: u32, value: u32, redist: bool) {
         let drops_queued = self.xen_vgic_disable_drops_queued;
         for bit in 0..32 {
             if value & (1 << bit) == 0 && base != gicd::IGROUPR {
@@ -803,7 +800,7 @@ impl Inner {
         }
     }
 
-    fn bitmap_read(&mut self, cpu: usize, base: usize, first: u32) -> u32 {
+    fn bitmap_read(&mut self, cpu: usize, base: IdBank, first: u32) -> u32 {
         let mut v = 0;
         for bit in 0..32 {
             let intid = first + bit;
@@ -887,7 +884,13 @@ pub struct ModelMmio {
     frame: Frame,
 }
 
-const BITMAP_REGS: [usize; 7] = [
+// The typed control registers' offsets, for the decoders' `match`es.
+const GICD_CTLR: usize = gicd::CTLR.offset();
+const GICC_CTLR: usize = gicc::CTLR.offset();
+const GICR_CTLR: usize = gicr::CTLR.offset();
+const GICR_WAKER: usize = gicr::WAKER.offset();
+
+const BITMAP_REGS: [IdBank; 7] = [
     gicd::IGROUPR,
     gicd::ISENABLER,
     gicd::ICENABLER,
@@ -903,7 +906,7 @@ impl ModelMmio {
         // With affinity routing the distributor's private words are RAZ/WI.
         let private_raz = v == GicVersion::V3;
         match off {
-            gicd::CTLR => g.ctlr,
+            GICD_CTLR => g.ctlr.bits(),
             gicd::TYPER => {
                 let lines = self.model.num_lines / 32 - 1;
                 let cpus = (g.cpus.len().clamp(1, 8) - 1) as u32;
@@ -914,30 +917,26 @@ impl ModelMmio {
                 };
                 lines | (cpus << 5) | lpis
             }
-            0xFFE8 => match v {
+            gicd::PIDR2 => match v {
                 GicVersion::V2 => 0x20,
                 GicVersion::V3 => 0x30,
             },
             _ => {
-                for base in BITMAP_REGS {
-                    if (base..base + 0x80).contains(&off) {
-                        let first = ((off - base) / 4 * 32) as u32;
+                for bank in BITMAP_REGS {
+                    if let Some(first) = bank.decode(off) {
                         if first < 32 && private_raz {
                             return 0;
                         }
-                        return g.bitmap_read(cpu, base, first);
+                        return g.bitmap_read(cpu, bank, first);
                     }
                 }
-                if (gicd::IPRIORITYR..gicd::IPRIORITYR + 0x400).contains(&off) {
-                    let first = (off - gicd::IPRIORITYR) as u32;
+                if let Some(first) = gicd::IPRIORITYR.decode(off) {
                     if first < 32 && private_raz {
                         return 0;
                     }
                     return g.bytes_read(cpu, first, |s| s.priority);
                 }
-                if v == GicVersion::V2 && (gicd::ITARGETSR..gicd::ITARGETSR + 0x400).contains(&off)
-                {
-                    let first = (off - gicd::ITARGETSR) as u32;
+                if let (GicVersion::V2, Some(first)) = (v, gicd::ITARGETSR.decode(off)) {
                     if g.cpus.len() == 1 {
                         // Uniprocessor: RAZ/WI (IHI 0048B 4.3.12).
                         return 0;
@@ -952,15 +951,13 @@ impl ModelMmio {
                         acc | (u32::from(t) << (8 * k))
                     });
                 }
-                if (gicd::ICFGR..gicd::ICFGR + 0x100).contains(&off) {
-                    let first = ((off - gicd::ICFGR) / 4 * 16) as u32;
+                if let Some(first) = gicd::ICFGR.decode(off) {
                     if first < 32 && private_raz {
                         return 0;
                     }
                     return g.cfg_read(cpu, first);
                 }
-                if v == GicVersion::V3 && (gicd::IROUTER..gicd::IROUTER + 0x2000).contains(&off) {
-                    let intid = ((off - gicd::IROUTER) / 8) as u32;
+                if let (GicVersion::V3, Some(intid)) = (v, gicd::IROUTER.decode(off)) {
                     let r = spi_index(intid, g.spis.len()).map_or(0, |i| g.router[i]);
                     return if off.is_multiple_of(8) {
                         r as u32
@@ -977,12 +974,12 @@ impl ModelMmio {
         let v = self.model.version;
         let private_wi = v == GicVersion::V3;
         match off {
-            gicd::CTLR => {
+            GICD_CTLR => {
                 let mask = match v {
-                    GicVersion::V2 => gicd::CTLR_ENABLE_G0 | gicd::CTLR_ENABLE_G1,
-                    GicVersion::V3 => gicd::CTLR_ENABLE_G0 | gicd::CTLR_ENABLE_G1 | gicd::CTLR_ARE,
+                    GicVersion::V2 => GicdCtlr::ENABLE_G0 | GicdCtlr::ENABLE_G1,
+                    GicVersion::V3 => GicdCtlr::ENABLE_G0 | GicdCtlr::ENABLE_G1 | GicdCtlr::ARE,
                 };
-                g.ctlr = value & mask;
+                g.ctlr = GicdCtlr::from_bits_retain(value) & mask;
             }
             gicd::SGIR if v == GicVersion::V2 => {
                 let intid = value & 0xf;
@@ -999,25 +996,21 @@ impl ModelMmio {
                 }
             }
             _ => {
-                for base in BITMAP_REGS {
-                    if (base..base + 0x80).contains(&off) {
-                        let first = ((off - base) / 4 * 32) as u32;
+                for bank in BITMAP_REGS {
+                    if let Some(first) = bank.decode(off) {
                         if !(first < 32 && private_wi) {
-                            g.bitmap_write(cpu, base, first, value, false);
+                            g.bitmap_write(cpu, bank, first, value, false);
                         }
                         return;
                     }
                 }
-                if (gicd::IPRIORITYR..gicd::IPRIORITYR + 0x400).contains(&off) {
-                    let first = (off - gicd::IPRIORITYR) as u32;
+                if let Some(first) = gicd::IPRIORITYR.decode(off) {
                     if !(first < 32 && private_wi) {
                         g.priority_write(cpu, first, value);
                     }
                     return;
                 }
-                if v == GicVersion::V2 && (gicd::ITARGETSR..gicd::ITARGETSR + 0x400).contains(&off)
-                {
-                    let first = (off - gicd::ITARGETSR) as u32;
+                if let (GicVersion::V2, Some(first)) = (v, gicd::ITARGETSR.decode(off)) {
                     if g.cpus.len() == 1 {
                         return; // uniprocessor: RAZ/WI
                     }
@@ -1032,29 +1025,27 @@ impl ModelMmio {
                     }
                     return;
                 }
-                if (gicd::ICFGR..gicd::ICFGR + 0x100).contains(&off) {
-                    let first = ((off - gicd::ICFGR) / 4 * 16) as u32;
+                if let Some(first) = gicd::ICFGR.decode(off) {
                     if !(first < 32 && private_wi) {
                         g.cfg_write(cpu, first, value);
                     }
                     return;
                 }
-                if v == GicVersion::V3 && (gicd::IROUTER..gicd::IROUTER + 0x2000).contains(&off) {
-                    let intid = ((off - gicd::IROUTER) / 8) as u32;
-                    if let Some(i) = spi_index(intid, g.spis.len()) {
-                        let old = g.router[i];
-                        let new = if off.is_multiple_of(8) {
-                            (old & !0xffff_ffff) | u64::from(value)
-                        } else {
-                            (old & 0xffff_ffff) | (u64::from(value) << 32)
-                        };
-                        // A 64-bit write arrives as two halves; only a half
-                        // that changes the route is a move.
-                        if new != old && g.route_change_refused(cpu, intid) {
-                            return;
-                        }
-                        g.router[i] = new;
+                if let (GicVersion::V3, Some(intid)) = (v, gicd::IROUTER.decode(off))
+                    && let Some(i) = spi_index(intid, g.spis.len())
+                {
+                    let old = g.router[i];
+                    let new = if off.is_multiple_of(8) {
+                        (old & !0xffff_ffff) | u64::from(value)
+                    } else {
+                        (old & 0xffff_ffff) | (u64::from(value) << 32)
+                    };
+                    // A 64-bit write arrives as two halves; only a half
+                    // that changes the route is a move.
+                    if new != old && g.route_change_refused(cpu, intid) {
+                        return;
                     }
+                    g.router[i] = new;
                 }
             }
         }
@@ -1068,7 +1059,7 @@ impl ModelMmio {
             return 0;
         };
         match reg {
-            gicr::CTLR => u32::from(c.lpis_enabled),
+            GICR_CTLR => u32::from(c.lpis_enabled),
             gicr::PROPBASER => c.propbaser as u32,
             0x74 => (c.propbaser >> 32) as u32,
             gicr::PENDBASER => c.pendbaser as u32,
@@ -1084,7 +1075,7 @@ impl ModelMmio {
                     (typer >> 32) as u32
                 }
             }
-            gicr::WAKER => {
+            GICR_WAKER => {
                 if c.children_asleep != c.processor_sleep {
                     if c.wake_countdown == 0 {
                         c.children_asleep = c.processor_sleep;
@@ -1099,19 +1090,22 @@ impl ModelMmio {
                     }
                 }
                 let c = &g.cpus[cpu];
-                (u32::from(c.processor_sleep) << 1) | (u32::from(c.children_asleep) << 2)
+                let mut waker = GicrWaker::empty();
+                waker.set(GicrWaker::PROCESSOR_SLEEP, c.processor_sleep);
+                waker.set(GicrWaker::CHILDREN_ASLEEP, c.children_asleep);
+                waker.bits()
             }
             gicr::ICFGR0 => 0xAAAA_AAAA,
             gicr::ICFGR1 => g.cfg_read(cpu, 16),
             _ if reg >= gicr::SGI_BASE => {
                 let sgi = reg - gicr::SGI_BASE;
-                if BITMAP_REGS.contains(&sgi) {
-                    return g.bitmap_read(cpu, sgi, 0);
+                if let Some(bank) = BITMAP_REGS.into_iter().find(|b| b.offset() == sgi) {
+                    return g.bitmap_read(cpu, bank, 0);
                 }
-                if (gicd::IPRIORITYR..gicd::IPRIORITYR + 0x20).contains(&sgi) {
-                    return g.bytes_read(cpu, (sgi - gicd::IPRIORITYR) as u32, |s| s.priority);
+                match gicd::IPRIORITYR.decode(sgi) {
+                    Some(first) if first < 32 => g.bytes_read(cpu, first, |s| s.priority),
+                    _ => 0,
                 }
-                0
             }
             _ => 0,
         }
@@ -1132,7 +1126,10 @@ impl ModelMmio {
             };
         };
         match reg {
-            gicr::CTLR if value & gicr::CTLR_ENABLE_LPIS != 0 && !c.lpis_enabled => {
+            GICR_CTLR
+                if GicrCtlr::from_bits_retain(value).contains(GicrCtlr::ENABLE_LPIS)
+                    && !c.lpis_enabled =>
+            {
                 if c.propbaser & gicr::BASER_ADDR_MASK == 0
                     || c.pendbaser & gicr::BASER_ADDR_MASK == 0
                 {
@@ -1157,8 +1154,8 @@ impl ModelMmio {
                     set_half(&mut c.pendbaser, high);
                 }
             }
-            gicr::WAKER => {
-                let sleep = value & gicr::WAKER_PROCESSOR_SLEEP != 0;
+            GICR_WAKER => {
+                let sleep = GicrWaker::from_bits_retain(value).contains(GicrWaker::PROCESSOR_SLEEP);
                 if sleep != c.processor_sleep {
                     c.processor_sleep = sleep;
                     c.wake_countdown = delay;
@@ -1167,10 +1164,10 @@ impl ModelMmio {
             gicr::ICFGR1 => g.cfg_write(cpu, 16, value),
             _ if reg >= gicr::SGI_BASE => {
                 let sgi = reg - gicr::SGI_BASE;
-                if BITMAP_REGS.contains(&sgi) {
-                    g.bitmap_write(cpu, sgi, 0, value, true);
-                } else if (gicd::IPRIORITYR..gicd::IPRIORITYR + 0x20).contains(&sgi) {
-                    g.priority_write(cpu, (sgi - gicd::IPRIORITYR) as u32, value);
+                if let Some(bank) = BITMAP_REGS.into_iter().find(|b| b.offset() == sgi) {
+                    g.bitmap_write(cpu, bank, 0, value, true);
+                } else if let Some(first) = gicd::IPRIORITYR.decode(sgi).filter(|f| *f < 32) {
+                    g.priority_write(cpu, first, value);
                 }
             }
             _ => {}
@@ -1183,10 +1180,12 @@ impl ModelMmio {
             return 0;
         };
         match off {
-            gicc::CTLR => {
-                u32::from(c.grp0_enabled)
-                    | (u32::from(c.grp1_enabled) << 1)
-                    | if c.eoimode { gicc::CTLR_EOIMODE } else { 0 }
+            GICC_CTLR => {
+                let mut ctlr = GiccCtlr::empty();
+                ctlr.set(GiccCtlr::ENABLE_G0, c.grp0_enabled);
+                ctlr.set(GiccCtlr::ENABLE_G1, c.grp1_enabled);
+                ctlr.set(GiccCtlr::EOIMODE, c.eoimode);
+                ctlr.bits()
             }
             gicc::PMR => u32::from(c.pmr),
             gicc::BPR => u32::from(c.bpr),
@@ -1201,10 +1200,11 @@ impl ModelMmio {
             return;
         };
         match off {
-            gicc::CTLR => {
-                c.grp0_enabled = value & gicc::CTLR_ENABLE_G0 != 0;
-                c.grp1_enabled = value & gicc::CTLR_ENABLE_G1 != 0;
-                c.eoimode = value & gicc::CTLR_EOIMODE != 0;
+            GICC_CTLR => {
+                let ctlr = GiccCtlr::from_bits_retain(value);
+                c.grp0_enabled = ctlr.contains(GiccCtlr::ENABLE_G0);
+                c.grp1_enabled = ctlr.contains(GiccCtlr::ENABLE_G1);
+                c.eoimode = ctlr.contains(GiccCtlr::EOIMODE);
             }
             gicc::PMR => c.pmr = value as u8,
             gicc::BPR => c.bpr = (value & 7) as u8,

@@ -14,6 +14,21 @@
 //! (IHI 0048B for GICv2, IHI 0069H for GICv3/v4), chapters "Programmers'
 //! model": register names are the specification's, so each constant can be
 //! looked up there.
+//!
+//! # The typed layer
+//!
+//! On top of [`Mmio`]'s byte offsets this module gives the drivers (and the
+//! behavioural models, which decode with the same helpers):
+//!
+//! * [`Reg32<T>`]: a 32-bit register whose value has type `T`. Each control
+//!   register has its own bitflags type ([`GicdCtlr`], [`GiccCtlr`],
+//!   [`GicrCtlr`], [`GicrWaker`], [`GitsCtlr`]), so a distributor bit can
+//!   never be tested against a redistributor register. [`TypedMmio`] reads
+//!   and writes them on any [`Mmio`].
+//! * [`IdBank`]: an INTID-indexed register array (`GICD_ISENABLER<n>`,
+//!   `GICD_IPRIORITYR<n>`, `GICD_IROUTER<n>`, ...). [`IdBank::word`] is the
+//!   offset of an INTID's word and [`IdBank::decode`] the inverse, so no
+//!   driver or model repeats `IROUTER + 8 * id` by hand.
 
 /// One memory-mapped register frame, addressed by byte offset from its base.
 ///
@@ -84,6 +99,236 @@ pub trait GicSysRegs: Send + Sync {
     fn mpidr(&self) -> u64;
 }
 
+use crate::intid::IntId;
+use core::marker::PhantomData;
+
+/// A 32-bit register at a byte offset whose value is a `T`: a bitflags type
+/// for a control register, so only that register's bits can be tested.
+pub struct Reg32<T> {
+    offset: usize,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Reg32<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Reg32<T> {}
+
+impl<T> core::fmt::Debug for Reg32<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Reg32({:#x})", self.offset)
+    }
+}
+
+impl<T> Reg32<T> {
+    /// The register at `offset` from its frame's base.
+    pub const fn new(offset: usize) -> Self {
+        Self {
+            offset,
+            _value: PhantomData,
+        }
+    }
+    /// Its byte offset from the frame's base.
+    pub const fn offset(self) -> usize {
+        self.offset
+    }
+    /// The same register in the frame that starts at `frame` bytes into the
+    /// [`Mmio`] (a redistributor inside its region).
+    pub const fn in_frame(self, frame: usize) -> Self {
+        Self::new(frame + self.offset)
+    }
+}
+
+/// A register value type: the raw 32 bits and back (bits the type does not
+/// name are kept, so a read-modify-write preserves them).
+pub trait RegValue: Copy {
+    /// The value of raw register contents.
+    fn from_raw(raw: u32) -> Self;
+    /// The raw register contents.
+    fn to_raw(self) -> u32;
+}
+
+impl RegValue for u32 {
+    fn from_raw(raw: u32) -> Self {
+        raw
+    }
+    fn to_raw(self) -> u32 {
+        self
+    }
+}
+
+/// Typed access to [`Reg32`] registers, for every [`Mmio`].
+pub trait TypedMmio: Mmio {
+    /// Reads `reg`.
+    fn load<T: RegValue>(&self, reg: Reg32<T>) -> T {
+        T::from_raw(self.read32(reg.offset()))
+    }
+    /// Writes `value` to `reg`.
+    fn store<T: RegValue>(&self, reg: Reg32<T>, value: T) {
+        self.write32(reg.offset(), value.to_raw());
+    }
+    /// Read-modify-write of `reg` (the caller serialises writers).
+    fn modify<T: RegValue>(&self, reg: Reg32<T>, f: impl FnOnce(T) -> T) {
+        self.store(reg, f(self.load(reg)));
+    }
+}
+
+impl<M: Mmio + ?Sized> TypedMmio for M {}
+
+macro_rules! control_register {
+    ($(#[doc = $doc:literal])* $name:ident { $($(#[doc = $fdoc:literal])* const $flag:ident = $bit:expr;)* }) => {
+        bitflags::bitflags! {
+            $(#[doc = $doc])*
+            #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+            pub struct $name: u32 {
+                $($(#[doc = $fdoc])* const $flag = $bit;)*
+                // Bits the driver does not name are kept on read-modify-write.
+                const _ = !0;
+            }
+        }
+        impl RegValue for $name {
+            fn from_raw(raw: u32) -> Self {
+                Self::from_bits_retain(raw)
+            }
+            fn to_raw(self) -> u32 {
+                self.bits()
+            }
+        }
+    };
+}
+
+control_register! {
+    /// `GICD_CTLR` (IHI 0048B 4.3.1, IHI 0069H 12.9.4, non-secure view with
+    /// `DS` = 1 / GICv2 without security extensions).
+    GicdCtlr {
+        /// `EnableGrp0` (GICv2; GICv3 with `DS` = 1).
+        const ENABLE_G0 = 1 << 0;
+        /// `EnableGrp1` (GICv2) / `EnableGrp1NS` (GICv3).
+        const ENABLE_G1 = 1 << 1;
+        /// `ARE_NS` (GICv3): affinity routing.
+        const ARE = 1 << 4;
+        /// `RWP` (GICv3): a register write is still propagating.
+        const RWP = 1 << 31;
+    }
+}
+
+control_register! {
+    /// `GICC_CTLR` (IHI 0048B 4.4.1).
+    GiccCtlr {
+        /// `EnableGrp0`.
+        const ENABLE_G0 = 1 << 0;
+        /// `EnableGrp1`.
+        const ENABLE_G1 = 1 << 1;
+        /// `EOImode` (bit 9: `EOImodeNS` in the non-secure view, `EOImodeS`
+        /// without security extensions; the one that applies to us).
+        const EOIMODE = 1 << 9;
+    }
+}
+
+control_register! {
+    /// `GICR_CTLR` (IHI 0069H 12.11.2).
+    GicrCtlr {
+        /// `EnableLPIs`.
+        const ENABLE_LPIS = 1 << 0;
+        /// `RWP`: a register write is still propagating.
+        const RWP = 1 << 3;
+    }
+}
+
+control_register! {
+    /// `GICR_WAKER` (IHI 0069H 12.11.41).
+    GicrWaker {
+        /// `ProcessorSleep`.
+        const PROCESSOR_SLEEP = 1 << 1;
+        /// `ChildrenAsleep` (read-only).
+        const CHILDREN_ASLEEP = 1 << 2;
+    }
+}
+
+control_register! {
+    /// `GITS_CTLR` (IHI 0069H 12.19.6).
+    GitsCtlr {
+        /// `Enabled`.
+        const ENABLED = 1 << 0;
+        /// `Quiescent` (read-only).
+        const QUIESCENT = 1 << 31;
+    }
+}
+
+/// An INTID-indexed register array: `bits` bits per INTID from `base`
+/// (one bit for the set/clear-enable, pending and active banks, two for
+/// `ICFGR`, a byte for `IPRIORITYR`/`ITARGETSR`, a doubleword for
+/// `IROUTER`), packed into 32-bit words (64-bit ones for `IROUTER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdBank {
+    base: usize,
+    bits: u32,
+    ids: u32,
+}
+
+impl IdBank {
+    /// `ids` fields of `bits` bits (1, 2, 8 or 64) from byte offset `base`.
+    pub const fn new(base: usize, bits: u32, ids: u32) -> Self {
+        Self { base, bits, ids }
+    }
+    /// The byte offset of the bank's first word.
+    pub const fn offset(self) -> usize {
+        self.base
+    }
+    /// Bits per INTID.
+    pub const fn bits_per_id(self) -> u32 {
+        self.bits
+    }
+    /// One past the bank's last byte.
+    pub const fn end(self) -> usize {
+        self.base + (self.ids as usize * self.bits as usize).div_ceil(8)
+    }
+    const fn word_bytes(self) -> usize {
+        if self.bits == 64 { 8 } else { 4 }
+    }
+    /// INTIDs per word.
+    pub const fn ids_per_word(self) -> u32 {
+        (self.word_bytes() as u32 * 8) / self.bits
+    }
+    /// The byte offset of word `index` (initialisation sweeps).
+    pub const fn word_at(self, index: usize) -> usize {
+        self.base + index * self.word_bytes()
+    }
+    /// The byte offset of the word holding `id`'s field.
+    pub const fn word(self, id: IntId) -> usize {
+        self.word_at((id.get() / self.ids_per_word()) as usize)
+    }
+    /// The byte offset of `id`'s own byte (byte-per-INTID banks only,
+    /// which the architecture makes byte-accessible).
+    pub const fn byte(self, id: IntId) -> usize {
+        self.base + id.get() as usize
+    }
+    /// The shift of `id`'s field inside its word.
+    pub const fn shift(self, id: IntId) -> u32 {
+        (id.get() % self.ids_per_word()) * self.bits
+    }
+    /// The (word offset, single-bit mask) of `id` in a one-bit bank.
+    pub const fn bit(self, id: IntId) -> (usize, u32) {
+        (self.word(id), 1 << self.shift(id))
+    }
+    /// Whether `offset` falls inside the bank.
+    pub const fn contains(self, offset: usize) -> bool {
+        offset >= self.base && offset < self.end()
+    }
+    /// The first INTID of the word at `offset`, if `offset` is inside the
+    /// bank (the inverse of [`IdBank::word`], for the models). The offset
+    /// need not be word-aligned: its word is the one it falls in.
+    pub const fn decode(self, offset: usize) -> Option<u32> {
+        if !self.contains(offset) {
+            return None;
+        }
+        let word = (offset - self.base) / self.word_bytes();
+        Some(word as u32 * self.ids_per_word())
+    }
+}
+
 /// INTIDs 1020..=1023 are special; 1023 means "nothing pending" (spurious).
 pub const INTID_SPURIOUS: u32 = 1023;
 /// The first special INTID: an acknowledge returning 1020..=1023 is not an interrupt.
@@ -91,45 +336,41 @@ pub const INTID_SPECIAL_FIRST: u32 = 1020;
 
 /// Distributor registers common to GICv2 and GICv3 (`GICD_*`).
 pub mod gicd {
+    use super::{GicdCtlr, IdBank, Reg32};
+
     /// Control.
-    pub const CTLR: usize = 0x000;
+    pub const CTLR: Reg32<GicdCtlr> = Reg32::new(0x000);
     /// Interrupt controller type (`ITLinesNumber` in bits 4:0).
     pub const TYPER: usize = 0x004;
     /// Group (one bit per INTID; 1 = group 1).
-    pub const IGROUPR: usize = 0x080;
+    pub const IGROUPR: IdBank = IdBank::new(0x080, 1, 1024);
     /// Set-enable (one bit per INTID, write 1 to set).
-    pub const ISENABLER: usize = 0x100;
+    pub const ISENABLER: IdBank = IdBank::new(0x100, 1, 1024);
     /// Clear-enable.
-    pub const ICENABLER: usize = 0x180;
+    pub const ICENABLER: IdBank = IdBank::new(0x180, 1, 1024);
     /// Set-pending.
-    pub const ISPENDR: usize = 0x200;
+    pub const ISPENDR: IdBank = IdBank::new(0x200, 1, 1024);
     /// Clear-pending.
-    pub const ICPENDR: usize = 0x280;
+    pub const ICPENDR: IdBank = IdBank::new(0x280, 1, 1024);
     /// Set-active.
-    pub const ISACTIVER: usize = 0x300;
+    pub const ISACTIVER: IdBank = IdBank::new(0x300, 1, 1024);
     /// Clear-active.
-    pub const ICACTIVER: usize = 0x380;
+    pub const ICACTIVER: IdBank = IdBank::new(0x380, 1, 1024);
     /// Priority (one byte per INTID).
-    pub const IPRIORITYR: usize = 0x400;
+    pub const IPRIORITYR: IdBank = IdBank::new(0x400, 8, 1024);
     /// GICv2 CPU targets (one byte per INTID, bit n = CPU interface n).
-    pub const ITARGETSR: usize = 0x800;
+    pub const ITARGETSR: IdBank = IdBank::new(0x800, 8, 1024);
     /// Configuration (two bits per INTID; bit 1 of the field = edge).
-    pub const ICFGR: usize = 0xC00;
+    pub const ICFGR: IdBank = IdBank::new(0xC00, 2, 1024);
     /// GICv2 software-generated interrupt register.
     pub const SGIR: usize = 0xF00;
-    /// GICv3 SPI routing (one doubleword per INTID, from INTID 32 at 0x6100).
-    pub const IROUTER: usize = 0x6000;
+    /// GICv3 SPI routing (one doubleword per INTID, from INTID 32 at 0x6100;
+    /// the words of INTIDs 0..32 are reserved).
+    pub const IROUTER: IdBank = IdBank::new(0x6000, 64, 1024);
     /// Size of the distributor frame the drivers address.
     pub const FRAME_SIZE: usize = 0x10000;
-
-    /// `GICD_CTLR.EnableGrp0` (GICv2; GICv3 with `DS` = 1).
-    pub const CTLR_ENABLE_G0: u32 = 1 << 0;
-    /// `GICD_CTLR.EnableGrp1` (GICv2) / `EnableGrp1NS` (GICv3).
-    pub const CTLR_ENABLE_G1: u32 = 1 << 1;
-    /// `GICD_CTLR.ARE_NS` (GICv3): affinity routing.
-    pub const CTLR_ARE: u32 = 1 << 4;
-    /// `GICD_CTLR.RWP` (GICv3): a register write is still propagating.
-    pub const CTLR_RWP: u32 = 1 << 31;
+    /// `GICD_PIDR2` (architecture revision in bits 7:4).
+    pub const PIDR2: usize = 0xFFE8;
 
     /// `GICD_SGIR.TargetListFilter`: send to the CPUs in `CPUTargetList`.
     pub const SGIR_FILTER_LIST: u32 = 0 << 24;
@@ -151,8 +392,10 @@ pub mod gicd {
 
 /// GICv2 CPU interface registers (`GICC_*`), banked per CPU.
 pub mod gicc {
+    use super::{GiccCtlr, Reg32};
+
     /// Control.
-    pub const CTLR: usize = 0x0000;
+    pub const CTLR: Reg32<GiccCtlr> = Reg32::new(0x0000);
     /// Priority mask.
     pub const PMR: usize = 0x0004;
     /// Binary point.
@@ -168,13 +411,6 @@ pub mod gicc {
     /// Size of the CPU interface frame the drivers address.
     pub const FRAME_SIZE: usize = 0x2000;
 
-    /// `GICC_CTLR.EnableGrp0`.
-    pub const CTLR_ENABLE_G0: u32 = 1 << 0;
-    /// `GICC_CTLR.EnableGrp1`.
-    pub const CTLR_ENABLE_G1: u32 = 1 << 1;
-    /// `GICC_CTLR.EOImode` (bit 9: `EOImodeNS` in the non-secure view,
-    /// `EOImodeS` without security extensions; the one that applies to us).
-    pub const CTLR_EOIMODE: u32 = 1 << 9;
     /// Bits 9:0 of `GICC_IAR`: the INTID.
     pub const IAR_INTID_MASK: u32 = 0x3ff;
     /// Shift of `GICC_IAR.CPUID` (source CPU of an SGI).
@@ -184,6 +420,8 @@ pub mod gicc {
 /// GICv3 redistributor registers (`GICR_*`): an `RD_base` frame followed
 /// by an `SGI_base` frame for each CPU.
 pub mod gicr {
+    use super::{GicrCtlr, GicrWaker, Reg32};
+
     /// Size of one 64 KiB frame.
     pub const FRAME: usize = 0x10000;
     /// Offset of the `SGI_base` frame from `RD_base`.
@@ -193,22 +431,18 @@ pub mod gicr {
     /// Stride with GICv4 virtual LPI frames.
     pub const STRIDE_VLPIS: usize = 4 * FRAME;
 
-    /// `RD_base`: control (`RWP` in bit 3).
-    pub const CTLR: usize = 0x0000;
+    /// `RD_base`: control.
+    pub const CTLR: Reg32<GicrCtlr> = Reg32::new(0x0000);
     /// `RD_base`: type (64-bit; affinity in bits 63:32, `Last` bit 4, `VLPIS` bit 1).
     pub const TYPER: usize = 0x0008;
     /// `RD_base`: power management.
-    pub const WAKER: usize = 0x0014;
+    pub const WAKER: Reg32<GicrWaker> = Reg32::new(0x0014);
 
     /// `RD_base`: LPI configuration table base (64-bit, IHI 0069H 12.11.29).
     pub const PROPBASER: usize = 0x0070;
     /// `RD_base`: LPI pending table base (64-bit, IHI 0069H 12.11.28).
     pub const PENDBASER: usize = 0x0078;
 
-    /// `GICR_CTLR.RWP`.
-    pub const CTLR_RWP: u32 = 1 << 3;
-    /// `GICR_CTLR.EnableLPIs` (IHI 0069H 12.11.2).
-    pub const CTLR_ENABLE_LPIS: u32 = 1 << 0;
     /// `GICR_TYPER.PLPIS`: physical LPIs supported.
     pub const TYPER_PLPIS: u64 = 1 << 0;
     /// Shift of `GICR_TYPER.Processor_Number` (bits 23:8), the target an
@@ -228,10 +462,6 @@ pub mod gicr {
     pub const TYPER_VLPIS: u64 = 1 << 1;
     /// `GICR_TYPER.Last`: the last redistributor of its region.
     pub const TYPER_LAST: u64 = 1 << 4;
-    /// `GICR_WAKER.ProcessorSleep`.
-    pub const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
-    /// `GICR_WAKER.ChildrenAsleep` (read-only).
-    pub const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
 
     /// `SGI_base` offsets of the private-interrupt registers (INTIDs 0..32);
     /// same layout as the distributor's first words.
@@ -259,8 +489,10 @@ pub mod gicr {
 /// GICv3 ITS registers (`GITS_*`, IHI 0069H 12.19): a control frame
 /// (`ITS_base`) followed by the translation frame holding `GITS_TRANSLATER`.
 pub mod gits {
-    /// Control (`Enabled` bit 0, `Quiescent` bit 31).
-    pub const CTLR: usize = 0x0000;
+    use super::{GitsCtlr, Reg32};
+
+    /// Control.
+    pub const CTLR: Reg32<GitsCtlr> = Reg32::new(0x0000);
     /// Implementer identification.
     pub const IIDR: usize = 0x0004;
     /// Features (64-bit).
@@ -273,15 +505,26 @@ pub mod gits {
     pub const CREADR: usize = 0x0090;
     /// Table descriptors `GITS_BASER<n>`, n = 0..8 (64-bit each).
     pub const BASER: usize = 0x0100;
+    /// How many `GITS_BASER<n>` there are.
+    pub const NR_BASER: usize = 8;
     /// The doorbell devices write their EventID to (translation frame).
     pub const TRANSLATER: usize = 0x1_0040;
     /// Size of both frames.
     pub const FRAME_SIZE: usize = 0x2_0000;
 
-    /// `GITS_CTLR.Enabled`.
-    pub const CTLR_ENABLED: u32 = 1 << 0;
-    /// `GITS_CTLR.Quiescent`.
-    pub const CTLR_QUIESCENT: u32 = 1 << 31;
+    /// The offset of `GITS_BASER<n>` (`n` below [`NR_BASER`]).
+    pub const fn baser(n: usize) -> usize {
+        BASER + 8 * n
+    }
+
+    /// Which `GITS_BASER<n>` the 64-bit access at `offset` addresses.
+    pub const fn decode_baser(offset: usize) -> Option<usize> {
+        if offset >= BASER && offset < baser(NR_BASER) {
+            Some((offset - BASER) / 8)
+        } else {
+            None
+        }
+    }
     /// `GITS_CREADR.Stalled`: a command error stopped the queue.
     pub const CREADR_STALLED: u64 = 1 << 0;
     /// Byte offset bits of `GITS_CWRITER`/`GITS_CREADR` (19:5).
@@ -400,6 +643,52 @@ pub const fn aff32_to_mpidr(aff: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_banks_match_the_architectural_offsets() {
+        let id = |n| IntId::new(n).unwrap();
+        // IHI 0069H 12.9.22: GICD_IROUTER<32> is at 0x6100.
+        assert_eq!(gicd::IROUTER.word(id(32)), 0x6100);
+        assert_eq!(gicd::IROUTER.decode(0x6104), Some(32));
+        // One bit per INTID: INTID 35 is bit 3 of GICD_ISENABLER1 (0x104).
+        assert_eq!(gicd::ISENABLER.bit(id(35)), (0x104, 1 << 3));
+        // A byte per INTID: INTID 91 is byte 3 of the word at 0x400 + 88.
+        assert_eq!(gicd::IPRIORITYR.word(id(91)), 0x458);
+        assert_eq!(gicd::IPRIORITYR.shift(id(91)), 24);
+        // Two bits per INTID: INTID 40's field is bits 17:16 of ICFGR2.
+        assert_eq!(gicd::ICFGR.word(id(40)), 0xC08);
+        assert_eq!(gicd::ICFGR.shift(id(40)), 16);
+        assert_eq!(gicd::ICFGR.decode(0xC08), Some(32));
+        assert_eq!(gicd::ICFGR.decode(0xD00), None);
+        for n in [0, 31, 32, 100, 1019] {
+            for bank in [
+                gicd::ISENABLER,
+                gicd::IPRIORITYR,
+                gicd::ICFGR,
+                gicd::IROUTER,
+            ] {
+                let first = bank.decode(bank.word(id(n))).unwrap();
+                assert!(
+                    first <= n && n < first + bank.ids_per_word(),
+                    "{bank:?} {n}"
+                );
+            }
+        }
+        assert_eq!(gits::baser(7), 0x138);
+        assert_eq!(gits::decode_baser(0x138), Some(7));
+        assert_eq!(gits::decode_baser(0x140), None);
+    }
+
+    #[test]
+    fn typed_registers_keep_unnamed_bits() {
+        let raw = 0x8000_0013;
+        let ctlr = GicdCtlr::from_raw(raw);
+        assert!(ctlr.contains(GicdCtlr::RWP | GicdCtlr::ARE | GicdCtlr::ENABLE_G1));
+        assert_eq!((ctlr - GicdCtlr::RWP).to_raw(), 0x13);
+        // Bit 3 means RWP in GICR_CTLR but nothing in GICD_CTLR.
+        assert!(GicrCtlr::from_raw(1 << 3).contains(GicrCtlr::RWP));
+        assert!(!GicdCtlr::from_raw(1 << 3).contains(GicdCtlr::RWP));
+    }
 
     #[test]
     fn affinity_packing_round_trips() {

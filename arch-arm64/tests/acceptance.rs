@@ -62,8 +62,12 @@ fn unmapped_spi_is_completed_by_the_loop() {
         rig.on(0, || {
             use arch_arm64::Mmio;
             use arch_arm64::regs::gicd;
-            rig.model.distributor().write32(gicd::ISENABLER + 4, 1 << 3);
-            rig.model.distributor().write32(gicd::ISPENDR + 4, 1 << 3);
+            rig.model
+                .distributor()
+                .write32(gicd::ISENABLER.word_at(1), 1 << 3);
+            rig.model
+                .distributor()
+                .write32(gicd::ISPENDR.word_at(1), 1 << 3);
         });
         assert!(rig.model.state(C0, 35).pending());
         assert_eq!(rig.irq_entry(0), 1);
@@ -435,9 +439,15 @@ fn cpu_death_moves_its_spis() {
             use arch_arm64::regs::gicd;
             let d = rig.model.distributor();
             if v == Version::V2 {
-                d.write32(gicd::ITARGETSR + 84, 0b100);
+                d.write32(
+                    gicd::ITARGETSR.word(arch_arm64::IntId::new(84).unwrap()),
+                    0b100,
+                );
             } else {
-                d.write64(gicd::IROUTER + 8 * 84, default_mpidr(2));
+                d.write64(
+                    gicd::IROUTER.word(arch_arm64::IntId::new(84).unwrap()),
+                    default_mpidr(2),
+                );
             }
         });
         assert_eq!(rig.model.spi_route_cpus(80), vec![CpuId(2)]);

@@ -4,7 +4,7 @@
 mod common;
 
 use arch_arm64::model::{self, GicModel, default_mpidr};
-use arch_arm64::regs::{IccReg, gicc, gicd, gicr};
+use arch_arm64::regs::{GicdCtlr, IccReg, TypedMmio, gicc, gicd, gicr};
 use arch_arm64::{GicError, GicOptions, GicSysRegs, GicV2, GicV3, IntId, Mmio, SgiTarget};
 use irqcore::{CpuId, CpuMask, HwIrq, IrqError, TriggerType};
 
@@ -97,8 +97,8 @@ fn gicv3_cpu_interface_setup() {
         // Everything is group 1, routed with affinity routing on.
         let d = m.distributor();
         assert_eq!(
-            d.read32(gicd::CTLR) & (gicd::CTLR_ARE | gicd::CTLR_ENABLE_G1),
-            0x12
+            d.load(gicd::CTLR) & (GicdCtlr::ARE | GicdCtlr::ENABLE_G1),
+            GicdCtlr::ARE | GicdCtlr::ENABLE_G1
         );
         assert!(m.state(C0, 40).group1 && m.state(C0, 20).group1);
         assert_eq!(m.spi_router(40), default_mpidr(0));
@@ -190,11 +190,11 @@ fn model_flags_out_of_order_eoi_and_dir_without_split_mode() {
     let c = m.cpu_interface();
     gic.set_priority(IntId::new(40).unwrap(), 0x80);
     gic.set_priority(IntId::new(41).unwrap(), 0x40);
-    d.write32(gicd::ISENABLER + 4, 0b11 << 8);
-    d.write32(gicd::ISPENDR + 4, 1 << 8);
+    d.write32(gicd::ISENABLER.word_at(1), 0b11 << 8);
+    d.write32(gicd::ISPENDR.word_at(1), 1 << 8);
     assert_eq!(c.read32(gicc::IAR), 40);
     // 41 preempts 40 (higher priority than the running 0x80).
-    d.write32(gicd::ISPENDR + 4, 1 << 9);
+    d.write32(gicd::ISPENDR.word_at(1), 1 << 9);
     assert_eq!(c.read32(gicc::RPR), 0x80);
     assert_eq!(c.read32(gicc::IAR), 41);
     assert_eq!(c.read32(gicc::IAR), 1023, "nothing else");

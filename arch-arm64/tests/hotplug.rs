@@ -97,8 +97,14 @@ fn cpu_down_moves_spis_and_sleeps_the_redistributor() {
         rig.on(2, || {
             let d = rig.model.distributor();
             match v {
-                Version::V2 => d.write32(gicd::ITARGETSR + 91, 0b100),
-                Version::V3 => d.write64(gicd::IROUTER + 8 * 91, default_mpidr(2)),
+                Version::V2 => {
+                    let id = arch_arm64::IntId::new(91).unwrap();
+                    d.write32(gicd::ITARGETSR.word(id), 0b100 << gicd::ITARGETSR.shift(id))
+                }
+                Version::V3 => d.write64(
+                    gicd::IROUTER.word(arch_arm64::IntId::new(91).unwrap()),
+                    default_mpidr(2),
+                ),
             }
         });
 

@@ -17,7 +17,7 @@ use arch_arm64::lpi::{LpiError, LpiTables, add_lpi_domain};
 use arch_arm64::mem_model::{Misbehave, ModelMemory};
 use arch_arm64::model::{self};
 use arch_arm64::msi::{ItsDeviceParent, MsiDevice, MsiDeviceChip, add_msi_device_domain};
-use arch_arm64::regs::gits;
+use arch_arm64::regs::{GitsCtlr, TypedMmio, gits};
 use arch_arm64::{IntId, Mmio};
 use common::{Rig, Version};
 use irqcore::domain::{DomainId, DomainRegistry};
@@ -339,7 +339,7 @@ fn tables_too_small_or_misaligned_refuse_setup_before_touching_the_its() {
         assert!(matches!(r, Err(ItsError::Dma(_))), "{m:?}");
         let mm = itsm.mmio();
         assert_eq!(mm.read64(gits::CBASER), 0, "{m:?}: queue not programmed");
-        assert_eq!(mm.read32(gits::CTLR) & gits::CTLR_ENABLED, 0);
+        assert!(!mm.load(gits::CTLR).contains(GitsCtlr::ENABLED));
         assert_eq!(mm.read64(gits::BASER) & gits::BASER_VALID, 0);
     }
     // A PTA = 1 ITS or one without physical LPIs is refused.

@@ -17,6 +17,7 @@
 //! chip's `eoi` (fasteoi flow) and `ack` (level flow, after masking) forward
 //! to the vector level, whose LAPIC EOI does that.
 
+use crate::ids::Vector;
 use crate::irqsafe::{IrqControl, IrqSafeMutex};
 use crate::regs::Mmio32;
 use alloc::sync::Arc;
@@ -27,18 +28,9 @@ use irqcore::{
     MsiMsg, TriggerType,
 };
 
-/// Offset of the index register.
-pub const IOREGSEL: usize = 0x00;
-/// Offset of the data window.
-pub const IOWIN: usize = 0x10;
-/// Offset of the EOI register (version >= 0x20).
-pub const IOAPIC_EOI: usize = 0x40;
-/// Indirect register: id.
-pub const REG_ID: u32 = 0x00;
-/// Indirect register: version.
-pub const REG_VERSION: u32 = 0x01;
-/// Indirect register: first redirection entry (low half).
-pub const REG_REDTBL: u32 = 0x10;
+pub mod reg;
+
+pub use reg::{IOAPIC_EOI, IOREGSEL, IOWIN, REG_ID, REG_REDTBL, REG_VERSION};
 
 /// Errors of the IOAPIC driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +48,8 @@ pub enum IoApicError {
     Unreachable,
     /// The IOAPIC has no EOI register (version below 0x20).
     NoEoiRegister,
+    /// The pin is already owned by a [`ClaimedPin`](crate::ClaimedPin).
+    PinInUse(u32),
 }
 
 impl From<IoApicError> for ChipError {
@@ -209,11 +203,8 @@ impl<M: Mmio32> IoApicRegs<M> {
 
     /// Reads pin `pin`'s entry.
     pub fn read_entry(&self, pin: u32) -> RedirectionEntry {
-        // Wrapping: an out-of-range pin selects a register the IOAPIC
-        // ignores, it must not panic.
-        let reg = REG_REDTBL.wrapping_add(pin.wrapping_mul(2));
-        let lo = self.read(reg) as u64;
-        let hi = self.read(reg.wrapping_add(1)) as u64;
+        let lo = self.read(reg::redtbl_low(pin)) as u64;
+        let hi = self.read(reg::redtbl_high(pin)) as u64;
         RedirectionEntry(hi << 32 | lo)
     }
 
@@ -222,13 +213,12 @@ impl<M: Mmio32> IoApicRegs<M> {
     /// mask bit, last); a masked one low half first.
     pub fn write_entry(&self, pin: u32, e: RedirectionEntry) {
         let (lo, hi) = (e.0 as u32, (e.0 >> 32) as u32);
-        let reg = REG_REDTBL.wrapping_add(pin.wrapping_mul(2));
         if e.is_masked() {
-            self.write(reg, lo);
-            self.write(reg.wrapping_add(1), hi);
+            self.write(reg::redtbl_low(pin), lo);
+            self.write(reg::redtbl_high(pin), hi);
         } else {
-            self.write(reg.wrapping_add(1), hi);
-            self.write(reg, lo);
+            self.write(reg::redtbl_high(pin), hi);
+            self.write(reg::redtbl_low(pin), lo);
         }
     }
 
@@ -245,6 +235,8 @@ struct Inner<M> {
     /// Pins whose new target waits for the EOI of the interrupt in flight
     /// (see `set_affinity`), with the message of that target.
     retarget: Vec<Option<MsiMsg>>,
+    /// Pins owned by a [`ClaimedPin`](crate::ClaimedPin).
+    claimed: Vec<bool>,
 }
 
 /// One IOAPIC, usable as the IOAPIC level of an irq's chip stack (hwirq =
@@ -285,6 +277,7 @@ impl<M: Mmio32> IoApic<M> {
                 regs,
                 shadow,
                 retarget: alloc::vec![None; nr_pins as usize],
+                claimed: alloc::vec![false; nr_pins as usize],
             }),
         })
     }
@@ -313,7 +306,8 @@ impl<M: Mmio32> IoApic<M> {
     /// line still asserted is delivered there and never again to the old
     /// (dying) CPU. Refused on IOAPICs older than version 0x20 (no EOI
     /// register).
-    pub fn eoi_vector(&self, vector: u8) -> Result<(), IoApicError> {
+    pub fn eoi_vector(&self, vector: Vector) -> Result<(), IoApicError> {
+        let vector = vector.get();
         if self.version < 0x20 {
             return Err(IoApicError::NoEoiRegister);
         }
@@ -437,10 +431,34 @@ impl<M: Mmio32> IoApic<M> {
         self.update(pin, |e| Ok(e.with_mask(masked))).map(|_| ())
     }
 
-    /// Masks `pin` and forgets its configuration.
+    /// Masks `pin`, forgets its configuration and ends its ownership (a
+    /// pin given up with [`ClaimedPin::leak`](crate::ClaimedPin::leak) can
+    /// be claimed again afterwards).
     pub fn free_pin(&self, pin: u32) -> Result<(), IoApicError> {
-        self.update(pin, |_| Ok(RedirectionEntry::MASKED))
-            .map(|_| ())
+        self.check(pin)?;
+        let mut inner = self.inner.lock();
+        inner.shadow[pin as usize] = RedirectionEntry::MASKED;
+        inner.retarget[pin as usize] = None;
+        inner.claimed[pin as usize] = false;
+        inner.regs.write_entry(pin, RedirectionEntry::MASKED);
+        Ok(())
+    }
+
+    /// Whether `pin` is owned by a [`ClaimedPin`](crate::ClaimedPin).
+    pub fn is_claimed(&self, pin: u32) -> bool {
+        self.check(pin).is_ok() && self.inner.lock().claimed[pin as usize]
+    }
+
+    /// Marks `pin` owned; refused if it already is.
+    pub(crate) fn mark_claimed(&self, pin: u32) -> Result<(), IoApicError> {
+        self.check(pin)?;
+        let mut inner = self.inner.lock();
+        let slot = &mut inner.claimed[pin as usize];
+        if *slot {
+            return Err(IoApicError::PinInUse(pin));
+        }
+        *slot = true;
+        Ok(())
     }
 
     fn pin(d: &IrqData<'_>) -> u32 {

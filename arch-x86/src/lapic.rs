@@ -10,7 +10,8 @@
 //! One [`Lapic`] value serves every CPU: both the xAPIC page and the x2APIC
 //! MSRs address the *executing* CPU's APIC.
 
-use crate::regs::{Mmio32, Msr};
+use crate::ids::{ApicId, Vector};
+use crate::regs::{Mmio32, Msr, Reg32, RegValue};
 
 /// IA32_APIC_BASE (SDM 11.4.4).
 pub const MSR_APIC_BASE: u32 = 0x1B;
@@ -22,76 +23,18 @@ pub const APIC_BASE_X2APIC: u64 = 1 << 10;
 pub const APIC_BASE_BSP: u64 = 1 << 8;
 /// IA32_TSC_DEADLINE (SDM 11.5.4.1).
 pub const MSR_TSC_DEADLINE: u32 = 0x6E0;
-/// First x2APIC MSR; register `offset` lives at `MSR_X2APIC_BASE + offset / 16`.
-pub const MSR_X2APIC_BASE: u32 = 0x800;
 /// The default physical address of the xAPIC page.
 pub const DEFAULT_XAPIC_BASE: u64 = 0xFEE0_0000;
 
-/// xAPIC register offsets (SDM table 11-1).
-pub mod reg {
-    /// Local APIC ID.
-    pub const ID: usize = 0x20;
-    /// Version (bits 0-7) and max LVT entry (bits 16-23).
-    pub const VERSION: usize = 0x30;
-    /// Task priority.
-    pub const TPR: usize = 0x80;
-    /// Processor priority (read-only).
-    pub const PPR: usize = 0xA0;
-    /// End of interrupt (write-only).
-    pub const EOI: usize = 0xB0;
-    /// Logical destination.
-    pub const LDR: usize = 0xD0;
-    /// Destination format (xAPIC only).
-    pub const DFR: usize = 0xE0;
-    /// Spurious-interrupt vector register.
-    pub const SVR: usize = 0xF0;
-    /// In-service register, 8 words of 32 vectors at 16-byte stride.
-    pub const ISR: usize = 0x100;
-    /// Trigger-mode register (1 = level), same layout as ISR.
-    pub const TMR: usize = 0x180;
-    /// Interrupt-request register, same layout as ISR.
-    pub const IRR: usize = 0x200;
-    /// Error status.
-    pub const ESR: usize = 0x280;
-    /// LVT: corrected machine-check interrupt.
-    pub const LVT_CMCI: usize = 0x2F0;
-    /// Interrupt command, low word (writing it sends in xAPIC mode).
-    pub const ICR_LOW: usize = 0x300;
-    /// Interrupt command, high word (xAPIC destination in bits 24-31).
-    pub const ICR_HIGH: usize = 0x310;
-    /// LVT: timer.
-    pub const LVT_TIMER: usize = 0x320;
-    /// LVT: thermal sensor.
-    pub const LVT_THERMAL: usize = 0x330;
-    /// LVT: performance counters.
-    pub const LVT_PMC: usize = 0x340;
-    /// LVT: LINT0 pin.
-    pub const LVT_LINT0: usize = 0x350;
-    /// LVT: LINT1 pin.
-    pub const LVT_LINT1: usize = 0x360;
-    /// LVT: APIC error.
-    pub const LVT_ERROR: usize = 0x370;
-    /// Timer initial count.
-    pub const TIMER_INITIAL: usize = 0x380;
-    /// Timer current count (read-only).
-    pub const TIMER_CURRENT: usize = 0x390;
-    /// Timer divide configuration.
-    pub const TIMER_DIVIDE: usize = 0x3E0;
-    /// Self-IPI (x2APIC only).
-    pub const SELF_IPI: usize = 0x3F0;
-}
+pub mod reg;
 
-/// SVR bit: APIC software enable.
-pub const SVR_ENABLE: u32 = 1 << 8;
-/// SVR bit: suppress EOI broadcast to IOAPICs (directed EOI, SDM 11.8.5).
-pub const SVR_SUPPRESS_EOI_BROADCAST: u32 = 1 << 12;
+pub use reg::{ICR_DELIVERY_PENDING, MSR_X2APIC_BASE, Svr, x2apic_msr};
+
 /// LVT bit: masked.
 pub const LVT_MASKED: u32 = 1 << 16;
-/// ICR / LVT bit: delivery pending (xAPIC ICR only, read-only).
-pub const ICR_DELIVERY_PENDING: u32 = 1 << 12;
 /// Vector conventionally used for the spurious interrupt (low nibble all ones
 /// is required on P6-era parts; 0xFF satisfies every generation).
-pub const DEFAULT_SPURIOUS_VECTOR: u8 = 0xFF;
+pub const DEFAULT_SPURIOUS_VECTOR: Vector = Vector::LAST;
 
 /// How the APIC is addressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,9 +49,7 @@ pub enum ApicMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LapicError {
     /// The destination APIC id does not fit the mode (xAPIC: 8 bits).
-    DestinationOutOfRange(u32),
-    /// Vectors 0-15 are reserved; fixed interrupts must use 16-255.
-    IllegalVector(u8),
+    DestinationOutOfRange(ApicId),
     /// The previous IPI was still pending after the bounded wait (xAPIC).
     IcrBusy,
     /// The requested mode is not reachable from the current one (x2APIC ->
@@ -121,8 +62,8 @@ pub enum LapicError {
 /// What an IPI delivers (SDM 11.6.1, ICR delivery mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpiKind {
-    /// A fixed interrupt on `vector` (16-255).
-    Fixed(u8),
+    /// A fixed interrupt on `vector`.
+    Fixed(Vector),
     /// A non-maskable interrupt.
     Nmi,
     /// INIT (level assert): puts the target in wait-for-SIPI.
@@ -135,7 +76,7 @@ pub enum IpiKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpiDest {
     /// The CPU with this APIC id (physical destination mode).
-    Apic(u32),
+    Apic(ApicId),
     /// Shorthand: the sender itself.
     SelfOnly,
     /// Shorthand: every CPU including the sender.
@@ -145,15 +86,14 @@ pub enum IpiDest {
 }
 
 impl IpiKind {
-    fn icr_low(self) -> Result<u32, LapicError> {
-        Ok(match self {
-            IpiKind::Fixed(v) if v < 16 => return Err(LapicError::IllegalVector(v)),
-            IpiKind::Fixed(v) => v as u32,
+    fn icr_low(self) -> u32 {
+        match self {
+            IpiKind::Fixed(v) => u32::from(v.get()),
             IpiKind::Nmi => 0b100 << 8,
             // INIT is sent with level = assert; trigger edge.
             IpiKind::Init => (0b101 << 8) | (1 << 14),
             IpiKind::Startup(page) => (0b110 << 8) | (1 << 14) | page as u32,
-        })
+        }
     }
 }
 
@@ -179,7 +119,7 @@ pub enum LvtSource {
 }
 
 impl LvtSource {
-    const fn offset(self) -> usize {
+    const fn register(self) -> Reg32<LvtEntry> {
         match self {
             LvtSource::Timer => reg::LVT_TIMER,
             LvtSource::Lint0 => reg::LVT_LINT0,
@@ -201,8 +141,8 @@ impl LvtEntry {
     pub const MASKED: LvtEntry = LvtEntry(LVT_MASKED);
 
     /// Fixed delivery on `vector`, unmasked, edge, active high.
-    pub const fn fixed(vector: u8) -> Self {
-        LvtEntry(vector as u32)
+    pub const fn fixed(vector: Vector) -> Self {
+        LvtEntry(vector.get() as u32)
     }
     /// NMI delivery.
     pub const fn nmi() -> Self {
@@ -212,9 +152,31 @@ impl LvtEntry {
     pub const fn ext_int() -> Self {
         LvtEntry(0b111 << 8)
     }
+    /// The timer entry for `mode` on `vector` (unmasked).
+    pub const fn timer(mode: TimerMode, vector: Vector) -> Self {
+        LvtEntry(mode.lvt_bits() | vector.get() as u32)
+    }
     /// The same entry, masked.
     pub const fn masked(self) -> Self {
         LvtEntry(self.0 | LVT_MASKED)
+    }
+    /// The same entry with the mask bit set to `masked`.
+    pub const fn with_mask(self, masked: bool) -> Self {
+        if masked {
+            LvtEntry(self.0 | LVT_MASKED)
+        } else {
+            LvtEntry(self.0 & !LVT_MASKED)
+        }
+    }
+    /// The timer mode field (bits 17-18) of a timer entry; `None` for the
+    /// reserved encoding.
+    pub const fn timer_mode(self) -> Option<TimerMode> {
+        match (self.0 >> 17) & 3 {
+            0 => Some(TimerMode::OneShot),
+            1 => Some(TimerMode::Periodic),
+            2 => Some(TimerMode::TscDeadline),
+            _ => None,
+        }
     }
     /// The same entry, level triggered (LINT pins only).
     pub const fn level(self) -> Self {
@@ -366,7 +328,18 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
         self.mode
     }
 
-    /// Reads register `offset` (an xAPIC offset from [`reg`]).
+    /// Reads the typed register `reg` (from [`reg`]).
+    pub fn load<T: RegValue>(&self, reg: Reg32<T>) -> T {
+        T::from_raw(self.read(reg.offset()))
+    }
+
+    /// Writes the typed register `reg` (from [`reg`]).
+    pub fn store<T: RegValue>(&self, reg: Reg32<T>, value: T) {
+        self.write(reg.offset(), value.to_raw());
+    }
+
+    /// Reads register `offset` (an xAPIC offset from [`reg`]): the raw,
+    /// untyped layer under [`Lapic::load`].
     pub fn read(&self, offset: usize) -> u32 {
         match self.mode {
             ApicMode::XApic => self.mmio.read32(offset),
@@ -374,7 +347,8 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
         }
     }
 
-    /// Writes register `offset` (an xAPIC offset from [`reg`]).
+    /// Writes register `offset` (an xAPIC offset from [`reg`]): the raw,
+    /// untyped layer under [`Lapic::store`].
     pub fn write(&self, offset: usize, value: u32) {
         match self.mode {
             ApicMode::XApic => self.mmio.write32(offset, value),
@@ -384,10 +358,10 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
 
     /// This CPU's APIC id (xAPIC: bits 24-31 of the ID register; x2APIC: all
     /// 32 bits).
-    pub fn id(&self) -> u32 {
+    pub fn id(&self) -> ApicId {
         match self.mode {
-            ApicMode::XApic => self.read(reg::ID) >> 24,
-            ApicMode::X2Apic => self.read(reg::ID),
+            ApicMode::XApic => ApicId(self.read(reg::ID) >> 24),
+            ApicMode::X2Apic => ApicId(self.read(reg::ID)),
         }
     }
 
@@ -399,36 +373,32 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
     /// Software-enables the APIC with `spurious_vector`, accepts every
     /// priority (TPR 0) and clears stale errors. The LVTs keep their values
     /// (masked after reset); program them with [`Lapic::set_lvt`].
-    pub fn enable(&self, spurious_vector: u8) {
+    pub fn enable(&self, spurious_vector: Vector) {
         self.write(reg::TPR, 0);
-        let svr = self.read(reg::SVR) & SVR_SUPPRESS_EOI_BROADCAST;
-        self.write(reg::SVR, svr | SVR_ENABLE | spurious_vector as u32);
+        let keep = self.load(reg::SVR) & Svr::SUPPRESS_EOI_BROADCAST;
+        self.store(reg::SVR, (keep | Svr::ENABLE).with_vector(spurious_vector));
         self.clear_errors();
     }
 
     /// Software-disables the APIC (all LVTs become masked).
     pub fn disable(&self) {
-        let svr = self.read(reg::SVR);
-        self.write(reg::SVR, svr & !SVR_ENABLE);
+        let svr = self.load(reg::SVR);
+        self.store(reg::SVR, svr - Svr::ENABLE);
     }
 
     /// Sets the spurious-interrupt vector, keeping the other SVR bits.
-    pub fn set_spurious_vector(&self, vector: u8) {
-        let svr = self.read(reg::SVR) & !0xFF;
-        self.write(reg::SVR, svr | vector as u32);
+    pub fn set_spurious_vector(&self, vector: Vector) {
+        let svr = self.load(reg::SVR);
+        self.store(reg::SVR, svr.with_vector(vector));
     }
 
     /// Turns EOI broadcast suppression on or off (directed EOI: the IOAPIC
     /// driver then writes the IOAPIC's EOI register itself). Only valid if
     /// the version register's bit 24 says the APIC supports it.
     pub fn set_suppress_eoi_broadcast(&self, on: bool) {
-        let svr = self.read(reg::SVR);
-        let svr = if on {
-            svr | SVR_SUPPRESS_EOI_BROADCAST
-        } else {
-            svr & !SVR_SUPPRESS_EOI_BROADCAST
-        };
-        self.write(reg::SVR, svr);
+        let mut svr = self.load(reg::SVR);
+        svr.set(Svr::SUPPRESS_EOI_BROADCAST, on);
+        self.store(reg::SVR, svr);
     }
 
     /// Whether the APIC can suppress EOI broadcasts (version bit 24).
@@ -458,35 +428,34 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
         self.read(reg::PPR) as u8
     }
 
-    fn vector_bit(&self, base: usize, vector: u8) -> bool {
-        let word = self.read(base + (vector as usize / 32) * 0x10);
-        word & (1 << (vector % 32)) != 0
+    fn vector_bit(&self, bank: reg::VectorBank, vector: Vector) -> bool {
+        self.read(bank.word(vector)) & bank.bit(vector) != 0
     }
 
     /// Whether `vector` is requested (IRR) on this CPU.
-    pub fn is_pending(&self, vector: u8) -> bool {
+    pub fn is_pending(&self, vector: Vector) -> bool {
         self.vector_bit(reg::IRR, vector)
     }
 
     /// Whether `vector` is in service (ISR) on this CPU.
-    pub fn is_in_service(&self, vector: u8) -> bool {
+    pub fn is_in_service(&self, vector: Vector) -> bool {
         self.vector_bit(reg::ISR, vector)
     }
 
     /// Whether `vector` was accepted as level triggered (TMR).
-    pub fn is_level(&self, vector: u8) -> bool {
+    pub fn is_level(&self, vector: Vector) -> bool {
         self.vector_bit(reg::TMR, vector)
     }
 
     /// Sends an IPI.
     pub fn send_ipi(&self, kind: IpiKind, dest: IpiDest) -> Result<(), LapicError> {
-        let mut low = kind.icr_low()?;
+        let mut low = kind.icr_low();
         let dest_id = match dest {
             IpiDest::Apic(id) => {
-                if self.mode == ApicMode::XApic && id > 0xFF {
+                if self.mode == ApicMode::XApic && id.get() > 0xFF {
                     return Err(LapicError::DestinationOutOfRange(id));
                 }
-                id
+                id.get()
             }
             IpiDest::SelfOnly => {
                 // SDM table 11-3: INIT/SIPI/NMI with the self shorthand are
@@ -537,13 +506,11 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
 
     /// Sends a fixed interrupt on `vector` to this CPU: the x2APIC self-IPI
     /// register when available, else the ICR self shorthand.
-    pub fn self_ipi(&self, vector: u8) -> Result<(), LapicError> {
-        if vector < 16 {
-            return Err(LapicError::IllegalVector(vector));
-        }
+    pub fn self_ipi(&self, vector: Vector) -> Result<(), LapicError> {
         match self.mode {
             ApicMode::X2Apic => {
-                self.msr.write_msr(x2apic_msr(reg::SELF_IPI), vector as u64);
+                self.msr
+                    .write_msr(x2apic_msr(reg::SELF_IPI), u64::from(vector.get()));
                 Ok(())
             }
             ApicMode::XApic => self.send_ipi(IpiKind::Fixed(vector), IpiDest::SelfOnly),
@@ -556,7 +523,7 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
     /// each SIPI).
     pub fn start_ap(
         &self,
-        apic_id: u32,
+        apic_id: ApicId,
         trampoline_page: u8,
         mut delay_us: impl FnMut(u32),
     ) -> Result<(), LapicError> {
@@ -571,16 +538,16 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
 
     /// Programs an LVT entry.
     pub fn set_lvt(&self, source: LvtSource, entry: LvtEntry) {
-        self.write(source.offset(), entry.0);
+        self.store(source.register(), entry);
     }
 
     /// Reads an LVT entry.
     pub fn lvt(&self, source: LvtSource) -> LvtEntry {
-        LvtEntry(self.read(source.offset()))
+        self.load(source.register())
     }
 
     /// Routes APIC internal errors to `vector`.
-    pub fn setup_error_interrupt(&self, vector: u8) {
+    pub fn setup_error_interrupt(&self, vector: Vector) {
         self.clear_errors();
         self.set_lvt(LvtSource::Error, LvtEntry::fixed(vector));
         self.clear_errors();
@@ -616,16 +583,13 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
     pub fn start_timer(
         &self,
         mode: TimerMode,
-        vector: u8,
+        vector: Vector,
         initial_count: u32,
     ) -> Result<(), LapicError> {
-        if vector < 16 {
-            return Err(LapicError::IllegalVector(vector));
-        }
         if mode == TimerMode::TscDeadline {
             return Err(LapicError::WrongMode);
         }
-        self.write(reg::LVT_TIMER, LVT_MASKED | mode.lvt_bits() | vector as u32);
+        self.store(reg::LVT_TIMER, LvtEntry::timer(mode, vector).masked());
         // Writing the initial count starts the timer.
         self.write(reg::TIMER_INITIAL, initial_count);
         Ok(())
@@ -634,13 +598,10 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
     /// Arms the TSC-deadline timer: interrupt on `vector` once the TSC
     /// reaches `deadline` (0 disarms). Like [`Lapic::start_timer`] the LVT is
     /// written masked. The kernel must have checked CPUID.01H:ECX\[24\].
-    pub fn start_tsc_deadline(&self, vector: u8, deadline: u64) -> Result<(), LapicError> {
-        if vector < 16 {
-            return Err(LapicError::IllegalVector(vector));
-        }
-        self.write(
+    pub fn start_tsc_deadline(&self, vector: Vector, deadline: u64) -> Result<(), LapicError> {
+        self.store(
             reg::LVT_TIMER,
-            LVT_MASKED | TimerMode::TscDeadline.lvt_bits() | vector as u32,
+            LvtEntry::timer(TimerMode::TscDeadline, vector).masked(),
         );
         // SDM 11.5.4.1: the LVT write must be ordered before the MSR write;
         // in xAPIC mode an MMIO write is not serialised against wrmsr.
@@ -652,22 +613,18 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
     /// Masks or unmasks the timer's LVT entry on this CPU, keeping its mode
     /// and vector (the count keeps running either way).
     pub fn set_timer_masked(&self, masked: bool) {
-        let lvt = self.read(reg::LVT_TIMER);
-        let new = if masked {
-            lvt | LVT_MASKED
-        } else {
-            lvt & !LVT_MASKED
-        };
+        let lvt = self.load(reg::LVT_TIMER);
+        let new = lvt.with_mask(masked);
         if new != lvt {
-            self.write(reg::LVT_TIMER, new);
+            self.store(reg::LVT_TIMER, new);
         }
     }
 
     /// Stops the timer (masks it and clears the count / deadline).
     pub fn stop_timer(&self) {
-        let lvt = self.read(reg::LVT_TIMER);
-        self.write(reg::LVT_TIMER, lvt | LVT_MASKED);
-        if lvt & (3 << 17) == TimerMode::TscDeadline.lvt_bits() {
+        let lvt = self.load(reg::LVT_TIMER);
+        self.store(reg::LVT_TIMER, lvt.masked());
+        if lvt.timer_mode() == Some(TimerMode::TscDeadline) {
             self.msr.write_msr(MSR_TSC_DEADLINE, 0);
         } else {
             self.write(reg::TIMER_INITIAL, 0);
@@ -678,9 +635,4 @@ impl<M: Mmio32, R: Msr> Lapic<M, R> {
     pub fn timer_current_count(&self) -> u32 {
         self.read(reg::TIMER_CURRENT)
     }
-}
-
-/// The x2APIC MSR of xAPIC register `offset` (SDM table 11-6).
-pub const fn x2apic_msr(offset: usize) -> u32 {
-    MSR_X2APIC_BASE + (offset as u32 >> 4)
 }

@@ -22,6 +22,7 @@
 //! core.enable_percpu_irq(irq, TriggerType::None)?;              // unmasks
 //! ```
 
+use crate::ids::{ApicId, Vector};
 use crate::lapic::Lapic;
 use crate::regs::{Mmio32, Msr};
 use alloc::sync::Arc;
@@ -43,8 +44,11 @@ impl<M: Mmio32 + 'static, R: Msr + 'static> LapicTimerChip<M, R> {
     }
 
     /// The chip level for `IrqCore::set_chip` (flow `PerCpuDevId`).
-    pub fn level(self: &Arc<Self>, vector: u8) -> ChipLevel {
-        ChipLevel::new(self.clone() as Arc<dyn IrqChip>, HwIrq(vector as u64))
+    pub fn level(self: &Arc<Self>, vector: Vector) -> ChipLevel {
+        ChipLevel::new(
+            self.clone() as Arc<dyn IrqChip>,
+            HwIrq(u64::from(vector.get())),
+        )
     }
 
     /// The LAPIC driver.
@@ -85,12 +89,15 @@ impl<M: Mmio32 + 'static, R: Msr + 'static> LapicIpiChip<M, R> {
     }
 
     /// The chip level of the IPI on `vector` (flow `PerCpu`).
-    pub fn level(self: &Arc<Self>, vector: u8) -> ChipLevel {
-        ChipLevel::new(self.clone() as Arc<dyn IrqChip>, HwIrq(vector as u64))
+    pub fn level(self: &Arc<Self>, vector: Vector) -> ChipLevel {
+        ChipLevel::new(
+            self.clone() as Arc<dyn IrqChip>,
+            HwIrq(u64::from(vector.get())),
+        )
     }
 
     /// Sends the IPI on `vector` to the CPU with `apic_id`.
-    pub fn send(&self, apic_id: u32, vector: u8) -> Result<(), crate::LapicError> {
+    pub fn send(&self, apic_id: ApicId, vector: Vector) -> Result<(), crate::LapicError> {
         use crate::lapic::{IpiDest, IpiKind};
         self.lapic
             .send_ipi(IpiKind::Fixed(vector), IpiDest::Apic(apic_id))

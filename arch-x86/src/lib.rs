@@ -6,16 +6,18 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`regs`] | the register-access traits: [`Mmio32`], [`Msr`], [`PortIo`] |
+//! | [`regs`] | the register-access traits: [`Mmio32`], [`Msr`], [`PortIo`]; the typed register [`Reg32`] |
+//! | [`ids`] | [`Vector`] (never an exception vector) and [`ApicId`] |
+//! | [`handles`] | owning handles: [`AllocatedVector`] and [`ClaimedPin`] free on drop |
 //! | `entry` | (x86_64) interrupt entry stubs for vectors 32-255 that pass the vector to one dispatch function, for `x86_64`-crate IDTs on stable |
 //! | [`hw`] | the real accessors (x86_64 only, the crate's only hardware access) |
 //! | [`irqsafe`] | [`IrqControl`]: locks shared with interrupt context are taken with interrupts off |
-//! | [`lapic`] | the LAPIC driver: EOI, IPIs incl. INIT/SIPI and shorthands, timer, LVTs, spurious and error vectors |
+//! | [`lapic`] | the LAPIC driver: EOI, IPIs incl. INIT/SIPI and shorthands, timer, LVTs, spurious and error vectors; its register layout in [`lapic::reg`] |
 //! | [`lapic_chip`] | [`LapicTimerChip`] (percpu_devid) and [`LapicIpiChip`] (percpu): the LAPIC's own interrupts as irqcore chips |
 //! | [`matrix`] | [`VectorMatrix`]: per-CPU vector bitmaps, system vectors, managed reservations |
 //! | [`domains`] | irqcore `DomainOps` for the vector, IOAPIC and MSI domains (refcounted mappings) |
 //! | [`vector`] | [`VectorDomain`]: root `IrqChip` of every hierarchy; moves cleaned up on first arrival |
-//! | [`ioapic`] | [`IoApic`]: redirection entries and the IOAPIC `IrqChip` level; [`IoApicSet`] for several IOAPICs |
+//! | [`ioapic`] | [`IoApic`]: redirection entries and the IOAPIC `IrqChip` level; [`IoApicSet`] for several IOAPICs; its register layout in [`ioapic::reg`] |
 //! | [`msi`] | MSI message composition/decoding and the [`MsiChip`] level |
 //! | [`pic8259`] | the legacy PIC pair: remap and mask it ([`Pic8259`]), or drive it as an `IrqChip` ([`Pic8259Chip`]) |
 //! | [`platform_desc`] | [`PlatformDescription`]: what a kernel reads from the ACPI MADT |
@@ -27,13 +29,18 @@
 //! root level. A kernel builds the chip stack of an irq, outermost first, and
 //! hands it to `IrqCore::set_chip`:
 //!
-//! * IOAPIC pin: `[ioapic.alloc_pin(irq, pin, trigger, &v)?, v]`, flow
-//!   `Edge` for edge pins, `FastEoi` for level pins;
-//! * MSI: `[ChipLevel::new(msi_chip, HwIrq(index)), v]`, flow `Edge`;
+//! * IOAPIC pin: `[pin.level(), v.level()]` with
+//!   `pin = ioapic.claim_pin(irq, pin, trigger, &v.level())?`, flow `Edge`
+//!   for edge pins, `FastEoi` for level pins;
+//! * MSI: `[ChipLevel::new(msi_chip, HwIrq(index)), v.level()]`, flow `Edge`;
 //!
-//! where `v = vectors.alloc(irq, &mask, managed)?`. The interrupt entry for
-//! vector `n` on CPU `c` calls `vectors.irq_for_vector(c, n)` (lock-free)
-//! and then `IrqCore::handle_irq`.
+//! where `v = vectors.alloc_vector(irq, &mask, managed)?` (an owning
+//! [`AllocatedVector`]; dropping it, and the [`ClaimedPin`], gives the
+//! resources back; `VectorDomain::alloc` and `IoApic::alloc_pin` are the raw
+//! layer underneath). The interrupt entry for vector `n` on CPU `c` calls
+//! `vectors.irq_for_vector(c, n)` (lock-free) and then `IrqCore::handle_irq`.
+//! Vectors are [`Vector`]s (never an exception vector) and APIC ids
+//! [`ApicId`]s throughout.
 //!
 //! Lock order: irqcore's descriptor lock → [`VectorDomain`]'s lock /
 //! [`IoApic`]'s lock (never both of these at once: the IOAPIC level releases
@@ -48,7 +55,7 @@
 //! ```ignore
 //! use arch_x86::hw::{MmioRegion, Msrs, Ports};
 //! use arch_x86::lapic::{ApicMode, Lapic, TimerDivide, TimerMode, DEFAULT_SPURIOUS_VECTOR};
-//! use arch_x86::{IoApic, LapicOps, MsiDestFormat, Pic8259, VectorDomain};
+//! use arch_x86::{IoApic, LapicOps, MsiDestFormat, Pic8259, Vector, VectorDomain};
 //! use irqcore::{CpuId, CpuMask, FlowKind, IrqNumber};
 //!
 //! // SAFETY: CPL 0; both pages mapped uncached at these virtual addresses.
@@ -63,17 +70,20 @@
 //! // is cloned for every user instead of building a second driver.
 //! let lapic = Lapic::init(mode, lapic_mmio, msrs)?.into_shared(); // every AP: Lapic::init too
 //! lapic.enable(DEFAULT_SPURIOUS_VECTOR);
-//! lapic.setup_error_interrupt(0xFE);
+//! const ERROR: Vector = Vector::of::<0xFE>();
+//! const TIMER: Vector = Vector::of::<0xEC>();
+//! const CLEANUP: Vector = Vector::of::<0xEF>();
+//! lapic.setup_error_interrupt(ERROR);
 //! lapic.set_timer_divide(TimerDivide::By16);
-//! lapic.start_timer(TimerMode::Periodic, 0xEC, 100_000)?; // masked until enable_percpu_irq
+//! lapic.start_timer(TimerMode::Periodic, TIMER, 100_000)?; // masked until enable_percpu_irq
 //!
 //! let ids = desc.apic_ids();
-//! let ops = LapicOps::new(lapic.clone(), this_cpu as fn() -> CpuId, &ids, Some(0xEF)); // 0xEF: cleanup IPI
+//! let ops = LapicOps::new(lapic.clone(), this_cpu as fn() -> CpuId, &ids, Some(CLEANUP)); // cleanup IPI
 //! let vectors = Arc::new(VectorDomain::new(ops, &ids, MsiDestFormat::XApic)?); // locks: IrqControl::DEFAULT
 //! if desc.has_8259 {
 //!     vectors.reserve_system_vectors(arch_x86::PIC8259_VECTORS)?; // its IRQ 7/15 can fire even masked
 //! }
-//! vectors.assign_system_vector(0xEF)?; // and any other kernel vector inside 0x20..0xEC
+//! vectors.assign_system_vector(CLEANUP)?; // and any other kernel vector inside 0x20..0xEC
 //! vectors.cpu_online(CpuId(0))?;         // the boot CPU; APs: through the hotplug phase
 //! vectors.register_hotplug(&core)?;
 //!
@@ -81,13 +91,16 @@
 //! let ioapic = Arc::new(IoApic::new("IO-APIC", ioapic_mmio, io.gsi_base)?);
 //! let route = desc.isa_route(4);  // COM1, MADT overrides applied
 //! let irq = core.alloc_descs(IrqNumber(32), 1)?;
-//! let v = vectors.alloc(irq, &CpuMask::of(CpuId(0)), false)?;
-//! let pin = ioapic.alloc_pin(irq, route.gsi - io.gsi_base, route.trigger, &v)?;
+//! let v = vectors.alloc_vector(irq, &CpuMask::of(CpuId(0)), false)?;
+//! let pin = ioapic.claim_pin(irq, route.gsi - io.gsi_base, route.trigger, &v.level())?;
 //! let flow = if route.trigger.is_level() { FlowKind::FastEoi } else { FlowKind::Edge };
-//! core.set_chip(irq, vec![pin, v], flow)?;
+//! core.set_chip(irq, vec![pin.level(), v.level()], flow)?;
+//! // Kept for the kernel's lifetime (or stored, and dropped after free_irq).
+//! let _ = (pin.leak(), v.leak());
 //!
-//! // Interrupt entry for device vector `n` on CPU `c` (interrupts off):
-//! //   if let Some(irq) = vectors.irq_for_vector(c, n) { core.handle_irq(irq) }
+//! // Interrupt entry for IDT vector `raw` on CPU `c` (interrupts off):
+//! //   match Vector::new(raw) { Err(_) => exception, Ok(n) =>
+//! //     if let Some(irq) = vectors.irq_for_vector(c, n) { core.handle_irq(irq) } }
 //! // Cleanup vector 0xEF: vectors.run_cleanup(c); lapic.eoi().
 //! // Timer/IPI vectors: irqs with `LapicTimerChip` (PerCpuDevId) and
 //! // `LapicIpiChip` (PerCpu) over `lapic.clone()`; their flows EOI.
@@ -113,8 +126,10 @@ extern crate alloc;
 pub mod domains;
 #[cfg(target_arch = "x86_64")]
 pub mod entry;
+pub mod handles;
 #[cfg(target_arch = "x86_64")]
 pub mod hw;
+pub mod ids;
 pub mod ioapic;
 pub mod irqsafe;
 pub mod lapic;
@@ -128,6 +143,8 @@ pub mod platform_desc;
 pub mod regs;
 pub mod vector;
 
+pub use handles::{AllocatedVector, ClaimedPin};
+pub use ids::{ApicId, ExceptionVector, Vector};
 pub use ioapic::{IoApic, IoApicError, IoApicSet, RedirectionEntry};
 pub use irqsafe::IrqControl;
 pub use lapic::{
@@ -140,5 +157,5 @@ pub use pic8259::{Pic8259, Pic8259Chip, PicError, PicVector};
 pub use platform_desc::{
     CpuInfo, IoApicInfo, IsaOverride, IsaRoute, PlatformDescription, Polarity, TriggerMode,
 };
-pub use regs::{Mmio32, Msr, NoMmio, PortIo};
+pub use regs::{Mmio32, Msr, NoMmio, PortIo, Reg32, RegValue};
 pub use vector::{ApicOps, LapicOps, VectorDomain, VectorHotplug, VectorTarget};

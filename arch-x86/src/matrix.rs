@@ -16,14 +16,15 @@
 //! calls it under its lock. All operations are O(CPUs + 256/64) and never
 //! allocate after construction.
 
+use crate::ids::Vector;
 use alloc::vec::Vec;
 use irqcore::{CpuId, CpuMask};
 
 /// First vector available to devices (0-31 are exceptions).
-pub const FIRST_EXTERNAL_VECTOR: u8 = 0x20;
+pub const FIRST_EXTERNAL_VECTOR: Vector = Vector::FIRST;
 /// First vector of the system range (timer, IPIs, error, spurious by
 /// convention): the default allocation window ends here.
-pub const FIRST_SYSTEM_VECTOR: u8 = 0xEC;
+pub const FIRST_SYSTEM_VECTOR: Vector = Vector::of::<0xEC>();
 
 /// The vectors of the legacy 8259 pair after the usual remap
 /// ([`pic8259::DEFAULT_OFFSETS`](crate::pic8259::DEFAULT_OFFSETS)): IRQ 0-15
@@ -118,9 +119,14 @@ pub struct VectorMatrix {
 
 impl VectorMatrix {
     /// A matrix for `nr_cpus` CPUs (all offline) handing out vectors
-    /// `start..end` (`end` exclusive, at most 256, `start >= 16`).
+    /// `start..end` (`end` exclusive, at most 256, `start >= 32`: the
+    /// exception vectors are never handed out).
     pub fn new(nr_cpus: usize, start: u8, end: u16) -> Result<Self, VectorError> {
-        if start < 16 || end > 256 || start as u16 >= end || nr_cpus > irqcore::MAX_CPUS {
+        if Vector::new(start).is_err()
+            || end > 256
+            || start as u16 >= end
+            || nr_cpus > irqcore::MAX_CPUS
+        {
             return Err(VectorError::BadWindow);
         }
         Ok(Self {
@@ -133,7 +139,11 @@ impl VectorMatrix {
 
     /// The default x86 window ([`FIRST_EXTERNAL_VECTOR`]..[`FIRST_SYSTEM_VECTOR`]).
     pub fn with_default_window(nr_cpus: usize) -> Result<Self, VectorError> {
-        Self::new(nr_cpus, FIRST_EXTERNAL_VECTOR, FIRST_SYSTEM_VECTOR as u16)
+        Self::new(
+            nr_cpus,
+            FIRST_EXTERNAL_VECTOR.get(),
+            u16::from(FIRST_SYSTEM_VECTOR.get()),
+        )
     }
 
     /// Number of CPUs the matrix covers.
@@ -151,6 +161,12 @@ impl VectorMatrix {
             .ok_or(VectorError::BadCpu(cpu))
     }
 
+    /// A vector the matrix found in its window (which starts at 32 or
+    /// above, so this cannot fail; the error keeps it panic-free).
+    fn vector(v: u8) -> Result<Vector, VectorError> {
+        Vector::new(v).map_err(|_| VectorError::BadVector(v))
+    }
+
     fn in_window(&self, v: u8) -> bool {
         v >= self.start && (v as u16) < self.end
     }
@@ -158,7 +174,8 @@ impl VectorMatrix {
     /// Reserves `vector` for the system on every CPU (a kernel's timer, IPI
     /// or error vector inside the window). Vectors outside the window are
     /// never handed out anyway and are accepted as a no-op.
-    pub fn assign_system(&mut self, vector: u8) -> Result<(), VectorError> {
+    pub fn assign_system(&mut self, vector: Vector) -> Result<(), VectorError> {
+        let vector = vector.get();
         if !self.in_window(vector) {
             return Ok(());
         }
@@ -206,8 +223,8 @@ impl VectorMatrix {
     }
 
     /// Whether `vector` is reserved for the system.
-    pub fn is_system(&self, vector: u8) -> bool {
-        self.system.get(vector)
+    pub fn is_system(&self, vector: Vector) -> bool {
+        self.system.get(vector.get())
     }
 
     /// Marks `cpu` online: it becomes eligible for allocations. Its maps
@@ -263,9 +280,10 @@ impl VectorMatrix {
     }
 
     /// Whether `vector` is in use (allocated, unmanaged or managed) on `cpu`.
-    pub fn is_allocated(&self, cpu: CpuId, vector: u8) -> bool {
+    pub fn is_allocated(&self, cpu: CpuId, vector: Vector) -> bool {
+        let v = vector.get();
         self.cpu(cpu)
-            .is_ok_and(|c| c.alloc.get(vector) || c.managed_alloc.get(vector))
+            .is_ok_and(|c| c.alloc.get(v) || c.managed_alloc.get(v))
     }
 
     /// Sum of [`available`](Self::available) over the online CPUs.
@@ -279,7 +297,7 @@ impl VectorMatrix {
     /// Allocates an unmanaged vector on the online CPU of `mask` with the
     /// most available vectors (ties: the lowest CPU number), taking the
     /// lowest free vector there.
-    pub fn alloc(&mut self, mask: &CpuMask) -> Result<(CpuId, u8), VectorError> {
+    pub fn alloc(&mut self, mask: &CpuMask) -> Result<(CpuId, Vector), VectorError> {
         let mut best: Option<(CpuId, u32)> = None;
         for cpu in mask.iter() {
             if !self.is_online(cpu) {
@@ -301,12 +319,13 @@ impl VectorMatrix {
             .first_clear_in(start, end)
             .ok_or(VectorError::Exhausted)?;
         c.alloc.set(v);
-        Ok((cpu, v))
+        Ok((cpu, Self::vector(v)?))
     }
 
     /// Takes `vector` on `cpu` for an unmanaged interrupt at a fixed place
     /// (legacy ISA vectors the firmware set up).
-    pub fn assign(&mut self, cpu: CpuId, vector: u8) -> Result<(), VectorError> {
+    pub fn assign(&mut self, cpu: CpuId, vector: Vector) -> Result<(), VectorError> {
+        let vector = vector.get();
         if !self.in_window(vector) || self.system.get(vector) {
             return Err(VectorError::BadVector(vector));
         }
@@ -321,8 +340,9 @@ impl VectorMatrix {
     /// Releases `vector` on `cpu`. A managed vector returns to its
     /// reservation (it is not available to others); an unmanaged one becomes
     /// free.
-    pub fn free(&mut self, cpu: CpuId, vector: u8) -> Result<(), VectorError> {
+    pub fn free(&mut self, cpu: CpuId, vector: Vector) -> Result<(), VectorError> {
         let c = self.cpu_mut(cpu)?;
+        let vector = vector.get();
         if c.managed_alloc.get(vector) {
             c.managed_alloc.clear(vector);
         } else if c.alloc.get(vector) {
@@ -362,7 +382,7 @@ impl VectorMatrix {
 
     /// Allocates a reserved managed vector on the online CPU of `mask` with
     /// the fewest managed vectors in use (ties: the lowest CPU number).
-    pub fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(CpuId, u8), VectorError> {
+    pub fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(CpuId, Vector), VectorError> {
         let mut best: Option<(CpuId, u32)> = None;
         for cpu in mask.iter() {
             if !self.is_online(cpu) {
@@ -381,7 +401,7 @@ impl VectorMatrix {
             .first_set_in(0, 256)
             .ok_or(VectorError::Exhausted)?;
         c.managed_alloc.set(v);
-        Ok((cpu, v))
+        Ok((cpu, Self::vector(v)?))
     }
 
     /// Drops one managed reservation on every CPU of `mask` (the managed
@@ -411,11 +431,11 @@ mod tests {
         let mut m = VectorMatrix::new(2, 0x20, 0x30).unwrap();
         m.cpu_online(CpuId(0)).unwrap();
         assert_eq!(m.available(CpuId(0)), 16);
-        m.assign_system(0x25).unwrap();
+        m.assign_system(Vector::new(0x25).unwrap()).unwrap();
         assert_eq!(m.available(CpuId(0)), 15);
         // A system vector is never handed out.
         let got: Vec<u8> = (0..15)
-            .map(|_| m.alloc(&CpuMask::of(CpuId(0))).unwrap().1)
+            .map(|_| m.alloc(&CpuMask::of(CpuId(0))).unwrap().1.get())
             .collect();
         assert!(!got.contains(&0x25));
         assert_eq!(m.alloc(&CpuMask::of(CpuId(0))), Err(VectorError::Exhausted));
@@ -430,7 +450,7 @@ mod tests {
         );
         assert_eq!(m.cpu_online(CpuId(7)), Err(VectorError::BadCpu(CpuId(7))));
         assert_eq!(
-            m.free(CpuId(0), 0x21),
+            m.free(CpuId(0), Vector::new(0x21).unwrap()),
             Err(VectorError::NotAllocated(CpuId(0), 0x21))
         );
         assert_eq!(
@@ -443,9 +463,9 @@ mod tests {
         );
         m.cpu_online(CpuId(0)).unwrap();
         let (c, v) = m.alloc(&CpuMask::of(CpuId(0))).unwrap();
-        assert_eq!(m.assign_system(v), Err(VectorError::InUse(v)));
+        assert_eq!(m.assign_system(v), Err(VectorError::InUse(v.get())));
         m.free(c, v).unwrap();
-        assert_eq!(m.free(c, v), Err(VectorError::NotAllocated(c, v)));
+        assert_eq!(m.free(c, v), Err(VectorError::NotAllocated(c, v.get())));
     }
 
     #[test]

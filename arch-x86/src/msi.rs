@@ -23,6 +23,7 @@
 //! * data: vector in bits 0-7, delivery mode in bits 8-10, bit 14 level
 //!   (assert), bit 15 trigger (1 = level).
 
+use crate::ids::{ApicId, Vector};
 use irqcore::{ChipError, ChipFlags, IrqChip, IrqData, MsiMsg};
 
 /// The fixed top of every MSI address: the APIC window at 0xFEEx_xxxx.
@@ -47,11 +48,12 @@ pub enum MsiDestFormat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MsiError {
     /// The APIC id does not fit the destination format.
-    DestinationOutOfRange(u32),
+    DestinationOutOfRange(ApicId),
     /// The address is not in the APIC window (or has bits the format does
     /// not define).
     NotApicAddress,
-    /// Vectors 0-15 cannot be delivered.
+    /// The message carries an exception vector (0-31): 0-15 cannot be
+    /// delivered at all, 16-31 would look like an exception to the CPU.
     IllegalVector(u8),
 }
 
@@ -59,9 +61,9 @@ pub enum MsiError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MsiTarget {
     /// Destination APIC id (physical mode) or logical id.
-    pub apic_id: u32,
+    pub apic_id: ApicId,
     /// Vector.
-    pub vector: u8,
+    pub vector: Vector,
     /// Destination mode logical.
     pub logical: bool,
     /// Delivery mode field (0 fixed, 1 lowest priority, 4 NMI, ...).
@@ -72,18 +74,20 @@ pub struct MsiTarget {
 
 /// Composes a fixed, edge, physical-destination message for `vector` on the
 /// CPU with `apic_id`.
-pub fn compose_msi(apic_id: u32, vector: u8, format: MsiDestFormat) -> Result<MsiMsg, MsiError> {
-    if vector < 16 {
-        return Err(MsiError::IllegalVector(vector));
-    }
+pub fn compose_msi(
+    apic_id: ApicId,
+    vector: Vector,
+    format: MsiDestFormat,
+) -> Result<MsiMsg, MsiError> {
+    let apic_id = apic_id.get();
     let low8 = (apic_id & 0xFF) << 12;
     let (address_lo, address_hi) = match format {
         MsiDestFormat::XApic if apic_id > 0xFF => {
-            return Err(MsiError::DestinationOutOfRange(apic_id));
+            return Err(MsiError::DestinationOutOfRange(ApicId(apic_id)));
         }
         MsiDestFormat::XApic => (MSI_ADDRESS_BASE | low8, 0),
         MsiDestFormat::ExtendedDestId if apic_id > 0x7FFF => {
-            return Err(MsiError::DestinationOutOfRange(apic_id));
+            return Err(MsiError::DestinationOutOfRange(ApicId(apic_id)));
         }
         MsiDestFormat::ExtendedDestId => (MSI_ADDRESS_BASE | low8 | ((apic_id >> 8) << 5), 0),
         MsiDestFormat::X2ApicAddressHigh => (MSI_ADDRESS_BASE | low8, apic_id & 0xFFFF_FF00),
@@ -91,7 +95,7 @@ pub fn compose_msi(apic_id: u32, vector: u8, format: MsiDestFormat) -> Result<Ms
     Ok(MsiMsg {
         address_lo,
         address_hi,
-        data: vector as u32,
+        data: u32::from(vector.get()),
     })
 }
 
@@ -116,12 +120,9 @@ pub fn decode_msi(msg: &MsiMsg, format: MsiDestFormat) -> Result<MsiTarget, MsiE
         }
         MsiDestFormat::X2ApicAddressHigh => low8 | msg.address_hi,
     };
-    let vector = msg.data as u8;
-    if vector < 16 {
-        return Err(MsiError::IllegalVector(vector));
-    }
+    let vector = Vector::new(msg.data as u8).map_err(|e| MsiError::IllegalVector(e.0))?;
     Ok(MsiTarget {
-        apic_id,
+        apic_id: ApicId(apic_id),
         vector,
         logical: msg.address_lo & (1 << 2) != 0,
         delivery_mode: ((msg.data >> 8) & 7) as u8,

@@ -8,6 +8,7 @@
 //! Local APIC Address Override (type 5) → `lapic_base`; the PCAT_COMPAT flag
 //! → `has_8259`.
 
+use crate::ids::ApicId;
 use alloc::vec::Vec;
 use irqcore::TriggerType;
 
@@ -86,7 +87,7 @@ impl IsaOverride {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpuInfo {
     /// Its (x2)APIC id.
-    pub apic_id: u32,
+    pub apic_id: ApicId,
     /// Usable (MADT "Enabled" or "Online Capable").
     pub enabled: bool,
 }
@@ -117,7 +118,7 @@ pub struct PlatformDescription {
 
 impl PlatformDescription {
     /// The APIC ids of the usable CPUs, in logical-CPU order.
-    pub fn apic_ids(&self) -> Vec<u32> {
+    pub fn apic_ids(&self) -> Vec<ApicId> {
         self.cpus
             .iter()
             .filter(|c| c.enabled)

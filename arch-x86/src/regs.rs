@@ -98,3 +98,57 @@ impl Mmio32 for NoMmio {
     }
     fn write32(&self, _offset: usize, _value: u32) {}
 }
+
+/// A 32-bit register at a byte offset whose value is a `T`: a bitflags or
+/// entry type, so that only that register's bits can be tested against it
+/// (the LAPIC's [`Svr`](crate::lapic::reg::Svr) and
+/// [`LvtEntry`](crate::LvtEntry) registers).
+pub struct Reg32<T> {
+    offset: usize,
+    _value: core::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Reg32<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Reg32<T> {}
+
+impl<T> core::fmt::Debug for Reg32<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Reg32({:#x})", self.offset)
+    }
+}
+
+impl<T> Reg32<T> {
+    /// The register at byte `offset`.
+    pub const fn new(offset: usize) -> Self {
+        Self {
+            offset,
+            _value: core::marker::PhantomData,
+        }
+    }
+    /// Its byte offset.
+    pub const fn offset(self) -> usize {
+        self.offset
+    }
+}
+
+/// A register value type: the raw 32 bits and back (bits the type does not
+/// name are kept, so a read-modify-write preserves them).
+pub trait RegValue: Copy {
+    /// The value of raw register contents.
+    fn from_raw(raw: u32) -> Self;
+    /// The raw register contents.
+    fn to_raw(self) -> u32;
+}
+
+impl RegValue for u32 {
+    fn from_raw(raw: u32) -> Self {
+        raw
+    }
+    fn to_raw(self) -> u32 {
+        self
+    }
+}

@@ -31,6 +31,7 @@
 //! before asking this level). The domain never calls into the core, except
 //! from the hotplug callbacks, which hold no lock of this crate.
 
+use crate::ids::{ApicId, Vector};
 use crate::irqsafe::{IrqControl, IrqSafeMutex};
 use crate::matrix::{VectorError, VectorMatrix};
 use crate::msi::{MsiDestFormat, compose_msi};
@@ -51,9 +52,9 @@ pub trait ApicOps: Send + Sync {
     /// EOI to the executing CPU's local APIC.
     fn eoi(&self);
     /// Sends fixed `vector` to the CPU with `apic_id`.
-    fn send_ipi(&self, apic_id: u32, vector: u8);
+    fn send_ipi(&self, apic_id: ApicId, vector: Vector);
     /// Whether `vector` is set in the executing CPU's IRR.
-    fn vector_pending(&self, vector: u8) -> bool;
+    fn vector_pending(&self, vector: Vector) -> bool;
     /// Asks `cpu` to call [`VectorDomain::run_cleanup`] soon (an IPI or a
     /// timer on that CPU). The default does nothing: the kernel then calls
     /// `run_cleanup` periodically.
@@ -73,8 +74,8 @@ pub trait ApicOps: Send + Sync {
 pub struct LapicOps<M, R, F> {
     lapic: crate::lapic::Lapic<M, R>,
     current_cpu: F,
-    apic_ids: Vec<u32>,
-    cleanup_vector: Option<u8>,
+    apic_ids: Vec<ApicId>,
+    cleanup_vector: Option<Vector>,
 }
 
 impl<M, R, F> LapicOps<M, R, F> {
@@ -82,8 +83,8 @@ impl<M, R, F> LapicOps<M, R, F> {
     pub fn new(
         lapic: crate::lapic::Lapic<M, R>,
         current_cpu: F,
-        apic_ids: &[u32],
-        cleanup_vector: Option<u8>,
+        apic_ids: &[ApicId],
+        cleanup_vector: Option<Vector>,
     ) -> Self {
         Self {
             lapic,
@@ -113,16 +114,16 @@ where
         self.lapic.eoi();
     }
 
-    fn send_ipi(&self, apic_id: u32, vector: u8) {
+    fn send_ipi(&self, apic_id: ApicId, vector: Vector) {
         use crate::lapic::{IpiDest, IpiKind};
-        // Errors (vector < 16, id too large for xAPIC) cannot happen for
-        // targets the domain composed; nothing useful to do with one here.
+        // Errors (an id too large for xAPIC) cannot happen for targets the
+        // domain composed; nothing useful to do with one here.
         let _ = self
             .lapic
             .send_ipi(IpiKind::Fixed(vector), IpiDest::Apic(apic_id));
     }
 
-    fn vector_pending(&self, vector: u8) -> bool {
+    fn vector_pending(&self, vector: Vector) -> bool {
         self.lapic.is_pending(vector)
     }
 
@@ -139,18 +140,18 @@ pub struct VectorTarget {
     /// Logical CPU.
     pub cpu: CpuId,
     /// APIC id of that CPU.
-    pub apic_id: u32,
+    pub apic_id: ApicId,
     /// Vector.
-    pub vector: u8,
+    pub vector: Vector,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct IrqVector {
     /// Current target; `None` for a managed irq with no online CPU (managed
     /// shutdown).
-    cur: Option<(CpuId, u8)>,
+    cur: Option<(CpuId, Vector)>,
     /// Old target of an unfinished move.
-    prev: Option<(CpuId, u8)>,
+    prev: Option<(CpuId, Vector)>,
     managed: Option<CpuMask>,
 }
 
@@ -158,7 +159,7 @@ struct State {
     matrix: VectorMatrix,
     irqs: BTreeMap<IrqNumber, IrqVector>,
     /// Per CPU: (irq, vector) released once no longer pending there.
-    cleanup: Vec<Vec<(IrqNumber, u8)>>,
+    cleanup: Vec<Vec<(IrqNumber, Vector)>>,
 }
 
 const NO_IRQ: u32 = u32::MAX;
@@ -168,7 +169,7 @@ const NO_IRQ: u32 = u32::MAX;
 /// [`ChipLevel`] of each irq.
 pub struct VectorDomain<O> {
     ops: O,
-    apic_ids: Vec<u32>,
+    apic_ids: Vec<ApicId>,
     msi_format: MsiDestFormat,
     state: IrqSafeMutex<State>,
     /// Per CPU, vector -> irq number: read lock-free by the interrupt entry.
@@ -179,7 +180,11 @@ impl<O: ApicOps> VectorDomain<O> {
     /// A domain for the CPUs whose APIC ids are `apic_ids` (index = logical
     /// CPU), all offline, allocating from `matrix`'s window. `msi_format`
     /// says how to encode destinations in composed messages.
-    pub fn new(ops: O, apic_ids: &[u32], msi_format: MsiDestFormat) -> Result<Self, VectorError> {
+    pub fn new(
+        ops: O,
+        apic_ids: &[ApicId],
+        msi_format: MsiDestFormat,
+    ) -> Result<Self, VectorError> {
         let matrix = VectorMatrix::with_default_window(apic_ids.len())?;
         Self::with_matrix(ops, apic_ids, msi_format, matrix)
     }
@@ -188,7 +193,7 @@ impl<O: ApicOps> VectorDomain<O> {
     /// vectors already assigned).
     pub fn with_matrix(
         ops: O,
-        apic_ids: &[u32],
+        apic_ids: &[ApicId],
         msi_format: MsiDestFormat,
         matrix: VectorMatrix,
     ) -> Result<Self, VectorError> {
@@ -226,12 +231,12 @@ impl<O: ApicOps> VectorDomain<O> {
     }
 
     /// The APIC id of `cpu`.
-    pub fn apic_id(&self, cpu: CpuId) -> Option<u32> {
+    pub fn apic_id(&self, cpu: CpuId) -> Option<ApicId> {
         self.apic_ids.get(cpu.index()).copied()
     }
 
     /// Reserves a system vector on all CPUs (see [`VectorMatrix::assign_system`]).
-    pub fn assign_system_vector(&self, vector: u8) -> Result<(), VectorError> {
+    pub fn assign_system_vector(&self, vector: Vector) -> Result<(), VectorError> {
         self.state.lock().matrix.assign_system(vector)
     }
 
@@ -257,9 +262,9 @@ impl<O: ApicOps> VectorDomain<O> {
         let mut st = self.state.lock();
         st.matrix.cpu_online(cpu)?;
         let table = &self.vector_irq[cpu.index()];
-        for (v, slot) in table.iter().enumerate() {
-            if !st.matrix.is_allocated(cpu, v as u8) {
-                slot.store(NO_IRQ, Ordering::Release);
+        for v in Vector::all() {
+            if !st.matrix.is_allocated(cpu, v) {
+                table[v.index()].store(NO_IRQ, Ordering::Release);
             }
         }
         Ok(())
@@ -278,7 +283,7 @@ impl<O: ApicOps> VectorDomain<O> {
         }
         // Unfinished moves away from this CPU: nothing can arrive on the old
         // vector any more, release it now.
-        let stale: Vec<(IrqNumber, u8)> = st
+        let stale: Vec<(IrqNumber, Vector)> = st
             .irqs
             .iter()
             .filter_map(|(irq, e)| match e.prev {
@@ -300,7 +305,7 @@ impl<O: ApicOps> VectorDomain<O> {
     /// moved away, the kernel replays these on their new targets
     /// (`IrqCore::inject_pending`); [`VectorHotplug`] does it.
     pub fn pending_irqs(&self, cpu: CpuId) -> Vec<IrqNumber> {
-        (0..=255u8)
+        Vector::all()
             .filter_map(|v| {
                 self.irq_for_vector(cpu, v)
                     .filter(|_| self.ops.vector_pending(v))
@@ -308,27 +313,23 @@ impl<O: ApicOps> VectorDomain<O> {
             .collect()
     }
 
-    fn release(&self, st: &mut State, irq: IrqNumber, cpu: CpuId, vector: u8) {
+    fn release(&self, st: &mut State, irq: IrqNumber, cpu: CpuId, vector: Vector) {
         // Cannot fail for a pair we recorded; a failure would mean the
         // bookkeeping is already consistent with "free".
         let _ = st.matrix.free(cpu, vector);
-        if let Some(slot) = self
-            .vector_irq
-            .get(cpu.index())
-            .map(|t| &t[vector as usize])
-        {
+        if let Some(slot) = self.vector_irq.get(cpu.index()).map(|t| &t[vector.index()]) {
             let _ = slot.compare_exchange(irq.0, NO_IRQ, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 
-    fn install(&self, irq: IrqNumber, cpu: CpuId, vector: u8) {
-        self.vector_irq[cpu.index()][vector as usize].store(irq.0, Ordering::Release);
+    fn install(&self, irq: IrqNumber, cpu: CpuId, vector: Vector) {
+        self.vector_irq[cpu.index()][vector.index()].store(irq.0, Ordering::Release);
     }
 
     /// The irq delivered on `vector` of `cpu`: what the interrupt entry
     /// calls before `IrqCore::handle_irq`. Lock-free.
-    pub fn irq_for_vector(&self, cpu: CpuId, vector: u8) -> Option<IrqNumber> {
-        let v = self.vector_irq.get(cpu.index())?[vector as usize].load(Ordering::Acquire);
+    pub fn irq_for_vector(&self, cpu: CpuId, vector: Vector) -> Option<IrqNumber> {
+        let v = self.vector_irq.get(cpu.index())?[vector.index()].load(Ordering::Acquire);
         (v != NO_IRQ).then_some(IrqNumber(v))
     }
 

@@ -79,7 +79,7 @@ fn ioapic_and_msi_domains_over_the_vector_domain() {
                 e.is_active_low(),
                 e.is_masked()
             ),
-            (t.vector, t.apic_id, true, true, false)
+            (t.vector.get(), t.apic_id.get(), true, true, false)
         );
         r.machine.set_ioapic_line(idx, 10, false);
         assert_eq!(r.run_cpu(t.cpu.index()), [irq]);

@@ -4,6 +4,7 @@
 
 mod common;
 
+use arch_x86::Vector;
 use common::rig;
 use irqcore::{CpuId, CpuMask, IrqChip, IrqData, IrqNumber};
 
@@ -14,7 +15,7 @@ fn allocated(r: &common::Rig) -> (u32, u32) {
 
 /// Allocates `irq` on CPU 0 and moves it to CPU 1 through the chip; returns
 /// the old (CPU 0) vector.
-fn moved(r: &common::Rig, irq: IrqNumber) -> (Vec<irqcore::ChipLevel>, u8) {
+fn moved(r: &common::Rig, irq: IrqNumber) -> (Vec<irqcore::ChipLevel>, Vector) {
     let lvl = r.vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
     let old = r.vectors.target(irq).unwrap();
     assert_eq!(old.cpu, CpuId(0));
@@ -89,7 +90,7 @@ fn managed_shutdown_while_the_old_vector_awaits_cleanup_releases_it() {
     assert!(
         !r.vectors
             .with_matrix_ref(|m| m.is_allocated(old.cpu, old.vector)),
-        "the old vector {:#x} on {:?} leaked",
+        "the old vector {} on {:?} leaked",
         old.vector,
         old.cpu
     );

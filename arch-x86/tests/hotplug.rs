@@ -164,7 +164,7 @@ fn cpu_down_moves_interrupts_replays_latched_vectors_and_releases_the_vector_spa
     assert!(!r.vectors.with_matrix_ref(|m| m.is_online(CpuId(1))));
     let new = r.vectors.target(irq).unwrap();
     assert_ne!(new.cpu, CpuId(1));
-    assert_eq!(io.entry(4).unwrap().destination(), new.apic_id);
+    assert_eq!(io.entry(4).unwrap().destination(), new.apic_id.get());
     // The old vector is released at once (its CPU is gone).
     assert!(
         !r.vectors
@@ -236,7 +236,7 @@ fn managed_irq_keeps_its_reservation_across_cpu_offline_and_online() {
     let e = io.entry(6).unwrap();
     assert_eq!(
         (e.is_masked(), e.vector(), e.destination()),
-        (false, t.vector, 1)
+        (false, t.vector.get(), 1)
     );
     r.machine.set_ioapic_line(idx, 6, true);
     assert_eq!(r.run_cpu(1), [irq]);

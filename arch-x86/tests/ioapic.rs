@@ -7,6 +7,7 @@ mod common;
 use arch_x86::model::ModelIoApicMmio;
 use arch_x86::*;
 use common::rig;
+use common::vec_;
 use irqcore::{CpuId, CpuMask, FlowKind, IrqNumber, IrqRequest, IrqReturn, TriggerType};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -54,7 +55,7 @@ fn edge_pin_is_delivered_handled_and_acked() {
     assert!(!e.is_masked() && !e.is_level());
     assert_eq!(e.destination(), 1);
     let t = r.vectors.target(irq).unwrap();
-    assert_eq!((t.cpu, e.vector()), (CpuId(1), t.vector));
+    assert_eq!((t.cpu, e.vector()), (CpuId(1), t.vector.get()));
 
     r.machine.set_ioapic_line(idx, 3, true);
     assert!(r.machine.is_pending(1, t.vector) && !r.machine.is_pending(0, t.vector));
@@ -85,7 +86,7 @@ fn level_setup(
     usize,
     Arc<IoApic<ModelIoApicMmio>>,
     IrqNumber,
-    u8,
+    Vector,
     Arc<AtomicU32>,
     Observed,
 ) {
@@ -177,7 +178,7 @@ fn level_pin_still_asserted_after_eoi_fires_again() {
     // One handled, then redelivered by the EOI because the line is still up.
     let vector = r.vectors.target(irq).unwrap().vector;
     r.machine.set_current_cpu(0);
-    assert_eq!(r.machine.take_interrupt(0), Some(vector));
+    assert_eq!(r.machine.take_interrupt(0), Some(vector.get()));
     r.core.handle_irq(irq).unwrap();
     assert_eq!(n.load(Ordering::SeqCst), 1);
     assert!(
@@ -240,7 +241,7 @@ fn set_affinity_moves_the_destination_and_vector() {
     let e = io.entry(1).unwrap();
     assert_eq!(
         (e.destination(), e.vector(), e.is_masked()),
-        (2, t.vector, false)
+        (2, t.vector.get(), false)
     );
     r.machine.set_ioapic_line(idx, 1, true);
     assert!(r.run_cpu(0).is_empty());
@@ -273,7 +274,7 @@ fn several_ioapics_with_gsi_bases_and_isa_overrides() {
             IsaOverride::from_inti_flags(9, 9, 0b1101),
         ],
         cpus: vec![CpuInfo {
-            apic_id: 0,
+            apic_id: ApicId(0),
             enabled: true,
         }],
         has_8259: true,
@@ -299,7 +300,7 @@ fn several_ioapics_with_gsi_bases_and_isa_overrides() {
             trigger: TriggerType::EdgeRising
         }
     );
-    assert_eq!(desc.apic_ids(), [0]);
+    assert_eq!(desc.apic_ids(), [ApicId(0)]);
 
     let mut set = IoApicSet::new();
     set.add(a.clone());
@@ -416,7 +417,10 @@ fn moving_a_level_pin_with_remote_irr_set_waits_for_its_eoi() {
     assert_eq!(r.run_cpu(0), [irq]);
     let e = io.entry(11).unwrap();
     assert!(!e.remote_irr(), "remote IRR not stuck");
-    assert_eq!((e.vector(), e.destination()), (new.vector, new.apic_id));
+    assert_eq!(
+        (e.vector(), e.destination()),
+        (new.vector.get(), new.apic_id.get())
+    );
     // The line works on the new CPU.
     r.machine.set_ioapic_line(idx, 11, true);
     assert_eq!(r.run_cpu(1), [irq]);
@@ -455,7 +459,7 @@ fn bad_input_to_the_chips_is_refused_without_panic_or_change() {
         r.vectors.free(IrqNumber(5)).err(),
         Some(VectorError::UnknownIrq(IrqNumber(5)))
     );
-    assert_eq!(r.vectors.irq_for_vector(CpuId(77), 0x30), None);
+    assert_eq!(r.vectors.irq_for_vector(CpuId(77), vec_(0x30)), None);
     // An unknown irq on a valid pin: alloc_pin refuses (no target to
     // program), the entry stays masked.
     let v = ChipLevel::new(r.vectors.clone(), HwIrq(6));
@@ -542,12 +546,12 @@ fn eoi_vector_completes_a_move_deferred_by_remote_irr() {
     assert!(e.remote_irr(), "re-delivered");
     assert_eq!(
         r.machine.ioapic_deliveries(idx).last(),
-        Some(&(9, new.vector))
+        Some(&(9, new.vector.get()))
     );
     assert!(r.machine.is_pending(1, new.vector));
     // (The dying CPU's stale IRR bit is dropped with its APIC; the
     // handler below checks that CPU 0 has nothing pending.)
-    assert_eq!(r.machine.take_interrupt(0), Some(old_vector));
+    assert_eq!(r.machine.take_interrupt(0), Some(old_vector.get()));
     assert_eq!(r.run_cpu(1), [irq]);
     assert_eq!(n.load(Ordering::SeqCst), 1);
 }

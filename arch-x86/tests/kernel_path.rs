@@ -6,14 +6,14 @@ mod common;
 
 use arch_x86::model::{Machine, ModelMsr, ModelXApic};
 use arch_x86::*;
-use common::{THIS_CPU, TestPlatform, as_cpu};
+use common::{THIS_CPU, TestPlatform, as_cpu, vec_};
 use irqcore::{
     CoreConfig, CpuId, CpuMask, FlowKind, IrqCore, IrqNumber, IrqRequest, IrqReturn, TriggerType,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-const CLEANUP_VECTOR: u8 = 0xEF;
+const CLEANUP_VECTOR: arch_x86::Vector = arch_x86::Vector::of::<0xEF>();
 
 type Ops = LapicOps<ModelXApic, ModelMsr, fn() -> CpuId>;
 
@@ -31,7 +31,7 @@ fn migration_cleanup_through_a_cleanup_ipi_with_lapic_ops() {
         as_cpu(cpu, || {
             let l =
                 Lapic::init(ApicMode::XApic, machine.local_xapic(), machine.local_msr()).unwrap();
-            l.enable(0xFF);
+            l.enable(arch_x86::lapic::DEFAULT_SPURIOUS_VECTOR);
         });
     }
     let core = IrqCore::with_config(
@@ -45,8 +45,14 @@ fn migration_cleanup_through_a_cleanup_ipi_with_lapic_ops() {
         },
     );
     let lapic = Lapic::attach(ApicMode::XApic, machine.local_xapic(), machine.local_msr());
-    let ops: Ops = LapicOps::new(lapic, this_cpu as fn() -> CpuId, &ids, Some(CLEANUP_VECTOR));
-    let vectors = Arc::new(VectorDomain::new(ops, &ids, MsiDestFormat::XApic).unwrap());
+    let apic_ids = ids.map(ApicId);
+    let ops: Ops = LapicOps::new(
+        lapic,
+        this_cpu as fn() -> CpuId,
+        &apic_ids,
+        Some(CLEANUP_VECTOR),
+    );
+    let vectors = Arc::new(VectorDomain::new(ops, &apic_ids, MsiDestFormat::XApic).unwrap());
     vectors.assign_system_vector(CLEANUP_VECTOR).unwrap();
     for c in 0..2 {
         core.set_cpu_online(CpuId(c), true).unwrap();
@@ -80,7 +86,7 @@ fn migration_cleanup_through_a_cleanup_ipi_with_lapic_ops() {
                     vectors.ops().lapic().eoi();
                 } else {
                     let irq = vectors
-                        .irq_for_vector(CpuId(cpu as u32), vec)
+                        .irq_for_vector(CpuId(cpu as u32), vec_(vec))
                         .expect("mapped vector");
                     core.handle_irq(irq).unwrap();
                 }

@@ -7,6 +7,7 @@ mod common;
 use arch_x86::lapic::{LvtSource, TimerMode};
 use arch_x86::model::{Machine, ModelMsr, ModelXApic};
 use arch_x86::*;
+use common::vec_;
 use common::{THIS_CPU, TestPlatform, as_cpu};
 use irqcore::{
     CoreConfig, CpuId, CpuMask, FlowKind, IrqCore, IrqNumber, IrqRequest, IrqReturn, RequestFlags,
@@ -15,8 +16,8 @@ use irqcore::{
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-const TIMER_VECTOR: u8 = 0xEC;
-const IPI_VECTOR: u8 = 0xFB;
+const TIMER_VECTOR: Vector = Vector::of::<0xEC>();
+const IPI_VECTOR: Vector = Vector::of::<0xFB>();
 
 type Shared = Lapic<Arc<ModelXApic>, Arc<ModelMsr>>;
 
@@ -31,7 +32,7 @@ fn setup(ids: &[u32]) -> (Arc<Machine>, IrqCore<TestPlatform>, Shared) {
         as_cpu(cpu, || {
             Lapic::init(ApicMode::XApic, m.local_xapic(), m.local_msr())
                 .unwrap()
-                .enable(0xFF)
+                .enable(arch_x86::lapic::DEFAULT_SPURIOUS_VECTOR)
         });
     }
     let core = IrqCore::with_config(
@@ -98,7 +99,7 @@ fn timer_starts_masked_until_enable_percpu_irq() {
     m.advance_timer(0, 40);
     m.advance_timer(1, 40);
     assert!(!m.is_pending(1, TIMER_VECTOR));
-    assert_eq!(m.take_interrupt(0), Some(TIMER_VECTOR));
+    assert_eq!(m.take_interrupt(0), Some(TIMER_VECTOR.get()));
     as_cpu(0, || core.handle_irq(irq)).unwrap();
     assert_eq!(n.load(Ordering::SeqCst), 1);
     assert!(!m.is_in_service(0, TIMER_VECTOR), "the flow EOIed the tick");
@@ -119,8 +120,9 @@ fn one_shared_lapic_serves_vector_domain_ipi_and_timer_chips() {
     let (m, core, lapic) = setup(&ids);
     // Three users of one LAPIC driver (one set of accessors, no second
     // driver over the same page).
-    let ops = LapicOps::new(lapic.clone(), this_cpu as fn() -> CpuId, &ids, None);
-    let vectors = Arc::new(VectorDomain::new(ops, &ids, MsiDestFormat::XApic).unwrap());
+    let apic_ids = ids.map(ApicId);
+    let ops = LapicOps::new(lapic.clone(), this_cpu as fn() -> CpuId, &apic_ids, None);
+    let vectors = Arc::new(VectorDomain::new(ops, &apic_ids, MsiDestFormat::XApic).unwrap());
     let ipi = Arc::new(LapicIpiChip::new(lapic.clone()));
     let _timer = LapicTimerChip::new(lapic.clone());
     vectors.assign_system_vector(IPI_VECTOR).unwrap();
@@ -138,16 +140,16 @@ fn one_shared_lapic_serves_vector_domain_ipi_and_timer_chips() {
     .unwrap()
     .leak();
     as_cpu(1, || core.enable_percpu_irq(irq, TriggerType::None)).unwrap();
-    as_cpu(0, || ipi.send(1, IPI_VECTOR)).unwrap();
+    as_cpu(0, || ipi.send(ApicId(1), IPI_VECTOR)).unwrap();
     assert!(m.is_pending(1, IPI_VECTOR));
     assert!(!m.is_pending(0, IPI_VECTOR));
-    assert_eq!(m.take_interrupt(1), Some(IPI_VECTOR));
+    assert_eq!(m.take_interrupt(1), Some(IPI_VECTOR.get()));
     as_cpu(1, || core.handle_irq(irq)).unwrap();
     assert_eq!(n.load(Ordering::SeqCst), 1);
     assert!(!m.is_in_service(1, IPI_VECTOR), "IPI EOIed");
     assert_eq!(
-        as_cpu(1, || ipi.send(0x100_0000, IPI_VECTOR)),
-        Err(LapicError::DestinationOutOfRange(0x100_0000))
+        as_cpu(1, || ipi.send(ApicId(0x100_0000), IPI_VECTOR)),
+        Err(LapicError::DestinationOutOfRange(ApicId(0x100_0000)))
     );
 
     // The vector domain's EOI goes through the same LAPIC.
@@ -162,7 +164,7 @@ fn one_shared_lapic_serves_vector_domain_ipi_and_timer_chips() {
             .send_ipi(IpiKind::Fixed(t.vector), IpiDest::SelfOnly)
     })
     .unwrap();
-    assert_eq!(m.take_interrupt(0), Some(t.vector));
+    assert_eq!(m.take_interrupt(0), Some(t.vector.get()));
     as_cpu(0, || vectors.ops().eoi());
     assert!(!m.is_in_service(0, t.vector));
     drop(v);
@@ -173,22 +175,26 @@ fn the_8259_vectors_stay_out_of_the_device_window() {
     let mut mx = VectorMatrix::with_default_window_and_8259(2).unwrap();
     mx.cpu_online(CpuId(0)).unwrap();
     for v in PIC8259_VECTORS {
-        assert!(mx.is_system(v), "{v:#x} reserved");
+        assert!(mx.is_system(vec_(v)), "{v:#x} reserved");
     }
-    let window = (matrix::FIRST_SYSTEM_VECTOR - matrix::FIRST_EXTERNAL_VECTOR) as u32;
+    let window = u32::from(matrix::FIRST_SYSTEM_VECTOR.get() - matrix::FIRST_EXTERNAL_VECTOR.get());
     assert_eq!(mx.available(CpuId(0)), window - 16);
     let mut got = Vec::new();
     while let Ok((_, v)) = mx.alloc(&CpuMask::of(CpuId(0))) {
-        got.push(v);
+        got.push(v.get());
     }
     assert_eq!(got.first(), Some(&0x30), "first fit starts above the 8259");
     assert_eq!(got.len() as u32, window - 16);
     assert!(got.iter().all(|v| !PIC8259_VECTORS.contains(v)));
-    assert_eq!(mx.assign(CpuId(0), 0x27), Err(VectorError::BadVector(0x27)));
+    assert_eq!(
+        mx.assign(CpuId(0), vec_(0x27)),
+        Err(VectorError::BadVector(0x27))
+    );
 
     // Through the vector domain; all or nothing once something is taken.
     let m = Machine::new(&[0]);
-    let vectors = Arc::new(VectorDomain::new(m.apic_ops(), &[0], MsiDestFormat::XApic).unwrap());
+    let vectors =
+        Arc::new(VectorDomain::new(m.apic_ops(), &[ApicId(0)], MsiDestFormat::XApic).unwrap());
     vectors.cpu_online(CpuId(0)).unwrap();
     let first = vectors
         .alloc(IrqNumber(1), &CpuMask::of(CpuId(0)), false)
@@ -199,11 +205,12 @@ fn the_8259_vectors_stay_out_of_the_device_window() {
         Err(VectorError::InUse(0x20))
     );
     assert!(
-        vectors.with_matrix_ref(|mx| !mx.is_system(0x21)),
+        vectors.with_matrix_ref(|mx| !mx.is_system(vec_(0x21))),
         "nothing reserved"
     );
     drop(first);
-    let fresh = Arc::new(VectorDomain::new(m.apic_ops(), &[0], MsiDestFormat::XApic).unwrap());
+    let fresh =
+        Arc::new(VectorDomain::new(m.apic_ops(), &[ApicId(0)], MsiDestFormat::XApic).unwrap());
     fresh.reserve_system_vectors(PIC8259_VECTORS).unwrap();
     fresh.cpu_online(CpuId(0)).unwrap();
     fresh

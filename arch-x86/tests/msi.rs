@@ -6,6 +6,7 @@ mod common;
 use arch_x86::model::ModelMsiDevice;
 use arch_x86::*;
 use common::rig;
+use common::vec_;
 use irqcore::{
     ChipLevel, CpuId, CpuMask, FlowKind, HwIrq, IrqNumber, IrqRequest, IrqReturn, MsiMsg,
 };
@@ -14,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 #[test]
 fn xapic_physical_destination_bits() {
-    let m = compose_msi(0x12, 0x41, MsiDestFormat::XApic).unwrap();
+    let m = compose_msi(ApicId(0x12), vec_(0x41), MsiDestFormat::XApic).unwrap();
     assert_eq!(
         m,
         MsiMsg {
@@ -28,23 +29,26 @@ fn xapic_physical_destination_bits() {
     assert_eq!(m.data & 0xFF00, 0);
     assert_eq!(m.address_lo & 0b1100, 0);
     assert_eq!(
-        compose_msi(0xFF, 0x30, MsiDestFormat::XApic)
+        compose_msi(ApicId(0xFF), vec_(0x30), MsiDestFormat::XApic)
             .unwrap()
             .address_lo,
         0xFEEF_F000
     );
     assert_eq!(
-        compose_msi(0x100, 0x30, MsiDestFormat::XApic),
-        Err(MsiError::DestinationOutOfRange(0x100))
+        compose_msi(ApicId(0x100), vec_(0x30), MsiDestFormat::XApic),
+        Err(MsiError::DestinationOutOfRange(ApicId(0x100)))
     );
+    // Exception vectors cannot be composed (the type refuses them) nor
+    // decoded.
+    let bad = MsiMsg { data: 0x1F, ..m };
     assert_eq!(
-        compose_msi(1, 0x0F, MsiDestFormat::XApic),
-        Err(MsiError::IllegalVector(0x0F))
+        decode_msi(&bad, MsiDestFormat::XApic),
+        Err(MsiError::IllegalVector(0x1F))
     );
     let t = decode_msi(&m, MsiDestFormat::XApic).unwrap();
     assert_eq!(
         (t.apic_id, t.vector, t.logical, t.delivery_mode, t.level),
-        (0x12, 0x41, false, 0, false)
+        (ApicId(0x12), vec_(0x41), false, 0, false)
     );
 }
 
@@ -52,7 +56,12 @@ fn xapic_physical_destination_bits() {
 fn x2apic_destination_bits() {
     // 32-bit destination: low 8 bits in address bits 12-19, bits 8-31 in
     // address-high bits 8-31.
-    let m = compose_msi(0x0012_3456, 0x80, MsiDestFormat::X2ApicAddressHigh).unwrap();
+    let m = compose_msi(
+        ApicId(0x0012_3456),
+        vec_(0x80),
+        MsiDestFormat::X2ApicAddressHigh,
+    )
+    .unwrap();
     assert_eq!(
         m,
         MsiMsg {
@@ -65,17 +74,17 @@ fn x2apic_destination_bits() {
         decode_msi(&m, MsiDestFormat::X2ApicAddressHigh)
             .unwrap()
             .apic_id,
-        0x0012_3456
+        ApicId(0x0012_3456)
     );
     // An id below 256 needs no high bits.
     assert_eq!(
-        compose_msi(0x7F, 0x80, MsiDestFormat::X2ApicAddressHigh)
+        compose_msi(ApicId(0x7F), vec_(0x80), MsiDestFormat::X2ApicAddressHigh)
             .unwrap()
             .address_hi,
         0
     );
     // 15-bit extended destination id: bits 8-14 in address bits 5-11.
-    let e = compose_msi(0x1234, 0x81, MsiDestFormat::ExtendedDestId).unwrap();
+    let e = compose_msi(ApicId(0x1234), vec_(0x81), MsiDestFormat::ExtendedDestId).unwrap();
     assert_eq!(
         e,
         MsiMsg {
@@ -88,11 +97,11 @@ fn x2apic_destination_bits() {
         decode_msi(&e, MsiDestFormat::ExtendedDestId)
             .unwrap()
             .apic_id,
-        0x1234
+        ApicId(0x1234)
     );
     assert_eq!(
-        compose_msi(0x8000, 0x81, MsiDestFormat::ExtendedDestId),
-        Err(MsiError::DestinationOutOfRange(0x8000))
+        compose_msi(ApicId(0x8000), vec_(0x81), MsiDestFormat::ExtendedDestId),
+        Err(MsiError::DestinationOutOfRange(ApicId(0x8000)))
     );
     // An xAPIC bus refuses messages with bits it does not define.
     assert_eq!(
@@ -116,7 +125,7 @@ fn x2apic_destination_bits() {
 fn x2apic_msi_reaches_a_cpu_with_a_large_apic_id() {
     let m = model_machine_x2(&[0, 0x300]);
     m.set_msi_format(MsiDestFormat::X2ApicAddressHigh);
-    let msg = compose_msi(0x300, 0x55, MsiDestFormat::X2ApicAddressHigh).unwrap();
+    let msg = compose_msi(ApicId(0x300), vec_(0x55), MsiDestFormat::X2ApicAddressHigh).unwrap();
     m.msi_write(&msg).unwrap();
     assert!(m.is_pending(1, 0x55) && !m.is_pending(0, 0x55));
 }
@@ -126,7 +135,7 @@ fn model_machine_x2(ids: &[u32]) -> Arc<arch_x86::model::Machine> {
     for c in 0..ids.len() {
         Lapic::init(ApicMode::X2Apic, m.xapic(c), m.msr(c))
             .unwrap()
-            .enable(0xFF);
+            .enable(arch_x86::lapic::DEFAULT_SPURIOUS_VECTOR);
     }
     m
 }

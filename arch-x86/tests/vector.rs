@@ -28,7 +28,7 @@ fn filling_one_cpu_moves_the_next_allocation_to_another_cpu_of_the_mask() {
         let (c, v) = m.alloc(&cpus(&[1])).unwrap();
         assert_eq!(c, CpuId(1));
         assert!(
-            (0x20..0xEC).contains(&v) && got.insert(v),
+            (0x20..0xEC).contains(&v.get()) && got.insert(v),
             "distinct vectors in the window"
         );
     }
@@ -260,8 +260,8 @@ mod irq_control {
             CpuId(0)
         }
         fn eoi(&self) {}
-        fn send_ipi(&self, _: u32, _: u8) {}
-        fn vector_pending(&self, _: u8) -> bool {
+        fn send_ipi(&self, _: ApicId, _: Vector) {}
+        fn vector_pending(&self, _: Vector) -> bool {
             if ENABLED.load(Ordering::SeqCst) {
                 OFF_WHILE_LOCKED.store(false, Ordering::SeqCst);
             }
@@ -272,7 +272,7 @@ mod irq_control {
     #[test]
     fn the_domain_lock_is_taken_with_interrupts_disabled() {
         let v = Arc::new(
-            VectorDomain::new(Probe, &[0, 1], MsiDestFormat::XApic)
+            VectorDomain::new(Probe, &[ApicId(0), ApicId(1)], MsiDestFormat::XApic)
                 .unwrap()
                 .with_irq_control(IrqControl { save, restore }),
         );

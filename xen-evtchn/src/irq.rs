@@ -20,6 +20,11 @@
 //! change nothing, so the 2015 Xen bring-up deadlock cannot happen. A
 //! callback in [`CpuPhase::Online`] tells the channels which vCPUs may be
 //! affinity targets.
+//!
+//! The `bind_*` calls here are the low-level layer: they return the raw
+//! `(Port, IrqNumber)` and the caller pairs them with [`XenIrqs::unbind`].
+//! [`XenIrqs::binder`](crate::binding) returns the same bindings as owning
+//! [`BoundIrq`](crate::BoundIrq) handles that unbind on drop.
 
 use crate::channels::{EventChannels, PerVcpuPorts};
 use crate::chip::{DynamicChip, LateEoiChip, PercpuChip, PirqChip};

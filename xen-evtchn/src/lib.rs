@@ -109,6 +109,7 @@
 extern crate alloc;
 
 pub mod abi;
+pub mod binding;
 pub mod channels;
 pub mod chip;
 pub mod error;
@@ -124,6 +125,7 @@ pub mod ops;
 pub mod port_layer;
 pub mod two_level;
 
+pub use binding::{Binder, BoundIrq};
 pub use channels::{
     Binding, ChannelKind, Config, EventChannels, LateEoi, MaskReasons, PerVcpuPorts, VcpuState,
 };

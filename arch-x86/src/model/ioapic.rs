@@ -3,7 +3,7 @@
 //! polarity, edge and level semantics, and EOI (broadcast or register).
 
 use crate::ioapic::{
-    IOAPIC_EOI, IOREGSEL, IOWIN, REG_ID, REG_REDTBL, REG_VERSION, RedirectionEntry,
+    IOAPIC_EOI, IOREGSEL, IOWIN, REG_ID, REG_VERSION, RedirectionEntry, reg::decode_redtbl,
 };
 use alloc::vec::Vec;
 
@@ -130,28 +130,29 @@ impl IoApicModel {
         match reg {
             REG_ID => (self.id as u32) << 24,
             REG_VERSION => self.version as u32 | ((self.nr_pins() - 1) << 16),
-            r if r >= REG_REDTBL => {
-                let idx = (r - REG_REDTBL) as usize;
-                match self.pins.get(idx / 2) {
-                    Some(p) if idx.is_multiple_of(2) => p.entry as u32,
+            r => match decode_redtbl(r) {
+                Some((pin, high)) => match self.pins.get(pin as usize) {
+                    Some(p) if !high => p.entry as u32,
                     Some(p) => (p.entry >> 32) as u32,
                     None => u32::MAX,
-                }
-            }
-            _ => 0,
+                },
+                None => 0,
+            },
         }
     }
 
     fn write_indirect(&mut self, reg: u32, value: u32, out: &mut Vec<IoApicMessage>) {
         match reg {
             REG_ID => self.id = ((value >> 24) & 0xF) as u8,
-            r if r >= REG_REDTBL => {
-                let idx = (r - REG_REDTBL) as usize;
-                let Some(p) = self.pins.get_mut(idx / 2) else {
+            r => {
+                let Some((pin, high)) = decode_redtbl(r) else {
+                    return;
+                };
+                let Some(p) = self.pins.get_mut(pin as usize) else {
                     return;
                 };
                 let was_level = RedirectionEntry(p.entry).is_level();
-                if idx.is_multiple_of(2) {
+                if !high {
                     let ro = p.entry & RO_BITS;
                     p.entry = (p.entry & !0xFFFF_FFFF) | (value as u64 & !RO_BITS) | ro;
                 } else {
@@ -162,9 +163,8 @@ impl IoApicModel {
                     // way to EOI a pre-0x20 IOAPIC).
                     p.entry &= !REMOTE_IRR;
                 }
-                self.evaluate_level(idx / 2, out);
+                self.evaluate_level(pin as usize, out);
             }
-            _ => {}
         }
     }
 }

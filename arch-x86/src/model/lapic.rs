@@ -4,21 +4,23 @@
 //! Message delivery between APICs (IPIs, IOAPIC and MSI messages) is done by
 //! the [`Machine`](super::Machine), which owns every APIC.
 
-use crate::lapic::{SVR_ENABLE, SVR_SUPPRESS_EOI_BROADCAST, TimerDivide, reg};
+use crate::lapic::{Svr, TimerDivide, reg};
 use alloc::vec::Vec;
 
 /// LVT indices in [`LapicModel::lvt`].
 pub(crate) const LVT_TIMER: usize = 0;
 pub(crate) const LVT_ERROR: usize = 5;
 const LVT_OFFSETS: [usize; 7] = [
-    reg::LVT_TIMER,
-    reg::LVT_THERMAL,
-    reg::LVT_PMC,
-    reg::LVT_LINT0,
-    reg::LVT_LINT1,
-    reg::LVT_ERROR,
-    reg::LVT_CMCI,
+    reg::LVT_TIMER.offset(),
+    reg::LVT_THERMAL.offset(),
+    reg::LVT_PMC.offset(),
+    reg::LVT_LINT0.offset(),
+    reg::LVT_LINT1.offset(),
+    reg::LVT_ERROR.offset(),
+    reg::LVT_CMCI.offset(),
 ];
+/// The SVR's offset, for the decoders' `match`es.
+const SVR: usize = reg::SVR.offset();
 const LVT_MASK: u32 = 1 << 16;
 
 /// ESR bit: a fixed interrupt with an illegal vector (0-15) was received.
@@ -115,10 +117,10 @@ impl LapicModel {
     }
     /// Software enabled (SVR bit 8).
     pub(crate) fn sw_enabled(&self) -> bool {
-        self.svr & SVR_ENABLE != 0
+        Svr::from_bits_retain(self.svr).contains(Svr::ENABLE)
     }
     pub(crate) fn suppress_eoi_broadcast(&self) -> bool {
-        self.svr & SVR_SUPPRESS_EOI_BROADCAST != 0
+        Svr::from_bits_retain(self.svr).contains(Svr::SUPPRESS_EOI_BROADCAST)
     }
     /// The logical destination: xAPIC LDR bits 24-31; x2APIC derived from
     /// the id (cluster in bits 16-31, one bit of 16 in bits 0-15).
@@ -235,16 +237,10 @@ impl LapicModel {
             reg::PPR => self.ppr(),
             reg::LDR => self.logical_id(),
             reg::DFR if !x2 => self.dfr,
-            reg::SVR => self.svr,
-            o if (reg::ISR..reg::ISR + 0x80).contains(&o) && o % 16 == 0 => {
-                self.isr[(o - reg::ISR) / 16]
-            }
-            o if (reg::TMR..reg::TMR + 0x80).contains(&o) && o % 16 == 0 => {
-                self.tmr[(o - reg::TMR) / 16]
-            }
-            o if (reg::IRR..reg::IRR + 0x80).contains(&o) && o % 16 == 0 => {
-                self.irr[(o - reg::IRR) / 16]
-            }
+            SVR => self.svr,
+            o if reg::ISR.decode(o).is_some() => self.isr[reg::ISR.decode(o).unwrap_or(0)],
+            o if reg::TMR.decode(o).is_some() => self.tmr[reg::TMR.decode(o).unwrap_or(0)],
+            o if reg::IRR.decode(o).is_some() => self.irr[reg::IRR.decode(o).unwrap_or(0)],
             reg::ESR => self.esr,
             reg::ICR_LOW => self.icr_low,
             reg::ICR_HIGH if !x2 => self.icr_high,
@@ -267,7 +263,7 @@ impl LapicModel {
             reg::TPR => self.tpr = value & 0xFF,
             reg::LDR if !x2 => self.ldr = value & 0xFF00_0000,
             reg::DFR if !x2 => self.dfr = value | 0x0FFF_FFFF,
-            reg::SVR => {
+            SVR => {
                 self.svr = value & 0x13FF;
                 if !self.sw_enabled() {
                     // SDM 11.4.7.2: software disable masks every LVT.

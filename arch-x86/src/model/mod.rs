@@ -30,8 +30,9 @@ mod pic;
 pub use lapic::{ESR_ILLEGAL_REGISTER, ESR_RECEIVE_ILLEGAL_VECTOR, ESR_SEND_ILLEGAL_VECTOR};
 pub use pic::PicModel;
 
+use crate::ids::{ApicId, Vector};
 use crate::ioapic::RedirectionEntry;
-use crate::lapic::{MSR_APIC_BASE, MSR_TSC_DEADLINE, MSR_X2APIC_BASE, reg};
+use crate::lapic::{MSR_APIC_BASE, MSR_TSC_DEADLINE, reg};
 use crate::msi::{MsiDestFormat, MsiDevice, MsiError, decode_msi};
 use crate::regs::{Mmio32, Msr, PortIo};
 use crate::vector::ApicOps;
@@ -388,11 +389,11 @@ impl Machine {
         let mut st = self.st.lock();
         let t = decode_msi(msg, st.msi_format)?;
         st.deliver(BusMessage {
-            dest: t.apic_id,
+            dest: t.apic_id.get(),
             logical: t.logical,
             shorthand: 0,
             mode: t.delivery_mode,
-            vector: t.vector,
+            vector: t.vector.get(),
             level: t.level,
             from: None,
         });
@@ -419,15 +420,18 @@ impl Machine {
     }
 
     /// Whether `vector` is requested (IRR) on `cpu`.
-    pub fn is_pending(&self, cpu: usize, vector: u8) -> bool {
+    pub fn is_pending(&self, cpu: usize, vector: impl Into<u8>) -> bool {
+        let vector = vector.into();
         self.with_cpu(cpu, |c| c.irr(vector)).unwrap_or(false)
     }
     /// Whether `vector` is in service (ISR) on `cpu`.
-    pub fn is_in_service(&self, cpu: usize, vector: u8) -> bool {
+    pub fn is_in_service(&self, cpu: usize, vector: impl Into<u8>) -> bool {
+        let vector = vector.into();
         self.with_cpu(cpu, |c| c.isr(vector)).unwrap_or(false)
     }
     /// Whether `vector` was accepted level-triggered (TMR) on `cpu`.
-    pub fn is_level(&self, cpu: usize, vector: u8) -> bool {
+    pub fn is_level(&self, cpu: usize, vector: impl Into<u8>) -> bool {
+        let vector = vector.into();
         self.with_cpu(cpu, |c| c.tmr(vector)).unwrap_or(false)
     }
     /// All vectors pending on `cpu`, ascending.
@@ -635,8 +639,8 @@ impl Msr for ModelMsr {
         match msr {
             MSR_APIC_BASE => c.apic_base,
             MSR_TSC_DEADLINE => c.tsc_deadline,
-            m if (MSR_X2APIC_BASE..MSR_X2APIC_BASE + 0x40).contains(&m) && c.x2apic() => {
-                let offset = ((m - MSR_X2APIC_BASE) as usize) << 4;
+            m if reg::x2apic_offset(m).is_some() && c.x2apic() => {
+                let offset = reg::x2apic_offset(m).unwrap_or(0);
                 if offset == reg::ICR_LOW {
                     return c.icr_low as u64 | (c.icr_high as u64) << 32;
                 }
@@ -688,8 +692,8 @@ impl Msr for ModelMsr {
                     }
                 }
             }
-            m if (MSR_X2APIC_BASE..MSR_X2APIC_BASE + 0x40).contains(&m) && c.x2apic() => {
-                let offset = ((m - MSR_X2APIC_BASE) as usize) << 4;
+            m if reg::x2apic_offset(m).is_some() && c.x2apic() => {
+                let offset = reg::x2apic_offset(m).unwrap_or(0);
                 st.lapic_write(cpu, offset, value);
             }
             _ => c.gp_faults += 1,
@@ -778,24 +782,24 @@ impl ApicOps for ModelApicOps {
         }
     }
 
-    fn send_ipi(&self, apic_id: u32, vector: u8) {
+    fn send_ipi(&self, apic_id: ApicId, vector: Vector) {
         let from = self.m.current_cpu();
         let mut st = self.m.st.lock();
         st.deliver(BusMessage {
-            dest: apic_id,
+            dest: apic_id.get(),
             logical: false,
             shorthand: 0,
             mode: DM_FIXED,
-            vector,
+            vector: vector.get(),
             level: false,
             from: Some(from),
         });
     }
 
-    fn vector_pending(&self, vector: u8) -> bool {
+    fn vector_pending(&self, vector: Vector) -> bool {
         let cpu = self.m.current_cpu();
         let st = self.m.st.lock();
-        st.cpus.get(cpu).is_some_and(|c| c.irr(vector))
+        st.cpus.get(cpu).is_some_and(|c| c.irr(vector.get()))
     }
 
     fn request_cleanup(&self, cpu: CpuId) {

@@ -3,10 +3,15 @@
 #![allow(dead_code)]
 
 use arch_x86::model::{Machine, ModelApicOps};
-use arch_x86::{MsiDestFormat, VectorDomain};
+use arch_x86::{ApicId, MsiDestFormat, Vector, VectorDomain};
 use irqcore::{CoreConfig, CpuId, CpuMask, IrqCore, IrqFlags, IrqNumber, Platform};
 use std::cell::Cell;
 use std::sync::{Arc, Mutex};
+
+/// Vector `n` (tests name vectors by number; `n` is never below 32).
+pub fn vec_(n: u8) -> Vector {
+    Vector::new(n).unwrap()
+}
 
 thread_local! {
     /// The CPU the current thread plays, if it plays one.
@@ -82,7 +87,7 @@ pub fn rig_online(apic_ids: &[u32], online: usize) -> Rig {
             machine.msr(cpu),
         )
         .unwrap();
-        lapic.enable(0xFF);
+        lapic.enable(arch_x86::lapic::DEFAULT_SPURIOUS_VECTOR);
     }
     let core = IrqCore::with_config(
         TestPlatform {
@@ -94,8 +99,9 @@ pub fn rig_online(apic_ids: &[u32], online: usize) -> Rig {
             nr_cpus: apic_ids.len() as u32,
         },
     );
+    let ids: Vec<ApicId> = apic_ids.iter().map(|&a| ApicId(a)).collect();
     let vectors =
-        Arc::new(VectorDomain::new(machine.apic_ops(), apic_ids, MsiDestFormat::XApic).unwrap());
+        Arc::new(VectorDomain::new(machine.apic_ops(), &ids, MsiDestFormat::XApic).unwrap());
     for cpu in 0..online {
         core.set_cpu_online(CpuId(cpu as u32), true).unwrap();
         vectors.cpu_online(CpuId(cpu as u32)).unwrap();
@@ -118,7 +124,7 @@ impl Rig {
     fn run_cpu_here(&self, cpu: usize) -> Vec<IrqNumber> {
         let mut out = Vec::new();
         while let Some(v) = self.machine.take_interrupt(cpu) {
-            match self.vectors.irq_for_vector(CpuId(cpu as u32), v) {
+            match self.vectors.irq_for_vector(CpuId(cpu as u32), vec_(v)) {
                 Some(irq) => {
                     self.core.handle_irq(irq).unwrap();
                     out.push(irq);

@@ -33,7 +33,7 @@ use irqcore::{
 };
 use xen_evtchn::abi::{SharedPage, VcpuEvents, arm};
 use xen_evtchn::hypercall_arm::XenHypercalls;
-use xen_evtchn::{Config, DomId, EventChannels, Port, TwoLevel, VcpuId, XenIrqs};
+use xen_evtchn::{ChannelState, Config, DomId, EventChannels, Port, TwoLevel, VcpuId, XenIrqs};
 
 use kernel_common::exit::{ExitCode, exit};
 use kernel_common::source::Source;
@@ -321,6 +321,7 @@ pub fn run(dt: DtInfo) -> ! {
     }
 
     ipis(n);
+    owned_binding();
     loopback(n);
     rebind_storm(n);
     hotplug(n);
@@ -448,6 +449,36 @@ fn ipis(n: u32) {
     kprintln!(
         "ipis: {IPI_SENDS} per vCPU on {n} vCPU(s) in {} us",
         time::now_us() - t
+    );
+}
+
+/// An owning binding handle on real Xen: dropping a `BoundIrq` closes its
+/// port (EVTCHNOP_close; EVTCHNOP_status then says closed) and frees its
+/// descriptor.
+fn owned_binding() {
+    let x = xen();
+    let bound = match x.binder(&CORE).alloc_unbound(DomId::SELF) {
+        Ok(b) => b,
+        Err(e) => {
+            check!(false, "binder: EVTCHNOP_alloc_unbound(DOMID_SELF): {e:?}");
+            return;
+        }
+    };
+    let (port, irq) = (bound.port(), bound.irq());
+    let open = x.channels().ops().status(port).map(|s| s.state);
+    check!(
+        matches!(open, Ok(ChannelState::Unbound { .. })) && CORE.is_allocated(irq),
+        "binder: port {} bound unbound-for-self, irq {} allocated ({open:?})",
+        port.0,
+        irq.0
+    );
+    drop(bound);
+    let closed = x.channels().ops().status(port).map(|s| s.state);
+    check!(
+        closed == Ok(ChannelState::Closed) && !CORE.is_allocated(irq),
+        "binder: dropping the handle closed port {} and freed irq {} ({closed:?})",
+        port.0,
+        irq.0
     );
 }
 
@@ -928,15 +959,21 @@ fn spi_retargeter() {
 /// The routing the distributor holds for `intid`: GICv3 `GICD_IROUTER`
 /// affinity, or GICv2 `GICD_ITARGETSR` CPU bits.
 fn gic_route(gicd: usize, intid: u32, v3: bool) -> u64 {
-    // SAFETY: distributor registers in the identity-mapped device region;
-    // reading a routing register has no side effect.
+    use arch_arm64::regs::{MPIDR_AFFINITY_MASK, gicd as dist};
+    let Some(id) = arch_arm64::IntId::new(intid) else {
+        return 0;
+    };
+    // SAFETY: distributor registers in the identity-mapped device region
+    // (`IROUTER` doubleword- and `ITARGETSR` byte-accessible, IHI 0069H
+    // 12.9.22 / IHI 0048B 4.3.12); reading a routing register has no side
+    // effect.
     unsafe {
         if v3 {
-            core::ptr::read_volatile((gicd + 0x6000 + 8 * intid as usize) as *const u64)
-                & 0xff_00ff_ffff
+            core::ptr::read_volatile((gicd + dist::IROUTER.word(id)) as *const u64)
+                & MPIDR_AFFINITY_MASK
         } else {
             u64::from(core::ptr::read_volatile(
-                (gicd + 0x800 + intid as usize) as *const u8,
+                (gicd + dist::ITARGETSR.byte(id)) as *const u8,
             ))
         }
     }
@@ -1032,7 +1069,8 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
     // vCPU 1 (and the last vCPU, with 3 or more) retarget in a loop; the
     // boot vCPU raises and retargets too, between raises.
     let (a, b) = (CpuId(1), CpuId(n - 1));
-    let started = smp::start_job(a, spi_retargeter) && (b == a || smp::start_job(b, spi_retargeter));
+    let started =
+        smp::start_job(a, spi_retargeter) && (b == a || smp::start_job(b, spi_retargeter));
     check!(
         started,
         "spi: retargeting jobs on vCPUs {} and {}",

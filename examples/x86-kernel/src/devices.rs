@@ -16,7 +16,7 @@ use irqcore::{
 };
 
 use arch_x86::hw::{MmioRegion, Msrs};
-use arch_x86::{IoApic, LapicOps, MsiDestFormat, PIC8259_VECTORS, VectorDomain};
+use arch_x86::{ApicId, IoApic, LapicOps, MsiDestFormat, PIC8259_VECTORS, Vector, VectorDomain};
 use kernel_common::ipi_test;
 use kernel_common::irq::CORE;
 use kernel_common::source::{Caused, Source};
@@ -181,8 +181,8 @@ pub fn vectors() -> Result<&'static Arc<Vectors>, &'static str> {
 /// still deliver its spurious IRQ 7/15) stay out of the device window; the
 /// kernel's system vectors are above it.
 fn setup_vectors() -> Result<(), &'static str> {
-    let ids: Vec<u32> = (0..percpu::nr_cpus())
-        .map(|c| percpu::apic_id_of(CpuId(c)))
+    let ids: Vec<ApicId> = (0..percpu::nr_cpus())
+        .map(|c| ApicId(percpu::apic_id_of(CpuId(c))))
         .collect();
     // No cleanup IPI: the timer tick runs the cleanup (see `setup_percpu`).
     let ops = LapicOps::new(lapic::lapic(), percpu::current as fn() -> CpuId, &ids, None);
@@ -204,7 +204,7 @@ pub fn setup_percpu() -> Result<(), &'static str> {
     // unmasks its LVT, IPIs cannot be masked; both EOI from the flow.
     let timer_chip: Arc<dyn IrqChip> = Arc::new(arch_x86::LapicTimerChip::new(lapic::lapic()));
     let ipi_chip: Arc<dyn IrqChip> = Arc::new(arch_x86::LapicIpiChip::new(lapic::lapic()));
-    let mk = |vector: u8, flow: FlowKind, name: &'static str, h: fn(IrqNumber) -> IrqReturn| {
+    let mk = |vector: Vector, flow: FlowKind, name: &'static str, h: fn(IrqNumber) -> IrqReturn| {
         let irq = CORE
             .alloc_descs(IrqNumber(16), 1)
             .map_err(e("alloc percpu irq"))?;
@@ -215,7 +215,7 @@ pub fn setup_percpu() -> Result<(), &'static str> {
         };
         CORE.set_chip(
             irq,
-            vec![ChipLevel::new(chip.clone(), HwIrq(u64::from(vector)))],
+            vec![ChipLevel::new(chip.clone(), HwIrq(u64::from(vector.get())))],
             flow,
         )
         .map_err(e("set_chip percpu"))?;
@@ -328,7 +328,7 @@ pub fn is_level_irq(irq: IrqNumber) -> bool {
 }
 
 /// Sends a directed EOI for `vector` to every IOAPIC.
-pub fn ioapic_eoi(vector: u8) {
+pub fn ioapic_eoi(vector: Vector) {
     for c in IOAPICS.get().into_iter().flatten() {
         // Pre-0x20 IOAPICs have no EOI register; QEMU's is 0x20.
         let _ = c.eoi_vector(vector);
@@ -353,15 +353,17 @@ fn setup_gsi(
     {
         l.store(true, Ordering::Release);
     }
-    let vlevel = vectors()?
-        .alloc(irq, &CpuMask::of(CpuId(0)), false)
+    // Owning handles: on any error below, dropping them gives the vector
+    // back and masks the pin again.
+    let vector = vectors()?
+        .alloc_vector(irq, &CpuMask::of(CpuId(0)), false)
         .map_err(e("no free vector"))?;
     // Programs the pin masked with the trigger and the vector level's
     // target (CPU 0 until set_affinity runs).
-    let pin_level = io
-        .alloc_pin(irq, pin, trigger, &vlevel)
-        .map_err(e("alloc_pin"))?;
-    CORE.set_chip(irq, vec![pin_level, vlevel], flow)
+    let pin = io
+        .claim_pin(irq, pin, trigger, &vector.level())
+        .map_err(e("claim_pin"))?;
+    CORE.set_chip(irq, vec![pin.level(), vector.level()], flow)
         .map_err(e("set_chip ioapic"))?;
     CORE.request_irq_raw(
         irq,
@@ -371,6 +373,8 @@ fn setup_gsi(
             .dev_id(DevId(gsi as usize)),
     )
     .map_err(e("request ioapic irq"))?;
+    // The line lives as long as the kernel: keep both for good.
+    let _ = (pin.leak(), vector.leak());
     Ok(irq)
 }
 
@@ -488,7 +492,7 @@ pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
         FlowKind::Edge,
     )
     .map_err(e("set_chip msi"))?;
-    let vector = vectors()?.target(irq).map_or(0, |t| t.vector);
+    let vector = vectors()?.target(irq).map_or(0, |t| t.vector.get());
     CORE.request_irq_raw(
         irq,
         IrqRequest::new("edu-msi", Arc::new(|_| EDU_MSI.handle())).dev_id(DevId(0xED1)),

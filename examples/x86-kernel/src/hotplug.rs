@@ -73,7 +73,10 @@ fn replay_latched_vectors() {
         return;
     };
     let cpu = percpu::current();
-    for v in arch_x86::matrix::FIRST_EXTERNAL_VECTOR..arch_x86::matrix::FIRST_SYSTEM_VECTOR {
+    let device_vectors = arch_x86::Vector::all().filter(|v| {
+        (arch_x86::matrix::FIRST_EXTERNAL_VECTOR..arch_x86::matrix::FIRST_SYSTEM_VECTOR).contains(v)
+    });
+    for v in device_vectors {
         if !lapic::is_pending(v) {
             continue;
         }

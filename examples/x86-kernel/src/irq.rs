@@ -3,6 +3,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use arch_x86::Vector;
 use irqcore::IrqNumber;
 use kernel_common::irq::{self as common, SPURIOUS, UNMAPPED};
 
@@ -14,14 +15,16 @@ use crate::hw::lapic;
 /// from arch-x86's vector domain (`devices::VECTORS`), per CPU, below
 /// `arch_x86::matrix::FIRST_SYSTEM_VECTOR` (0xEC) and above the 8259's.
 pub mod vectors {
+    use arch_x86::Vector;
+
     /// LAPIC timer (per CPU).
-    pub const TIMER: u8 = 0xEF;
+    pub const TIMER: Vector = Vector::of::<0xEF>();
     /// Cross-CPU function call IPI.
-    pub const CALL_FUNCTION: u8 = 0xF1;
+    pub const CALL_FUNCTION: Vector = Vector::of::<0xF1>();
     /// Self-IPI that replays interrupts irqcore asked to resend.
-    pub const RESEND: u8 = 0xF2;
+    pub const RESEND: Vector = Vector::of::<0xF2>();
     /// Spurious vector (no EOI; SDM 10.9).
-    pub const SPURIOUS: u8 = 0xFF;
+    pub const SPURIOUS: Vector = arch_x86::lapic::DEFAULT_SPURIOUS_VECTOR;
 }
 
 /// irq number of each system vector (timer, IPIs; the same on every CPU),
@@ -29,14 +32,14 @@ pub mod vectors {
 static VECTOR_IRQ: [AtomicU32; 256] = [const { AtomicU32::new(u32::MAX) }; 256];
 
 /// Maps system vector `vector` to `irq` for the entry path.
-pub fn map_vector(vector: u8, irq: IrqNumber) {
-    VECTOR_IRQ[usize::from(vector)].store(irq.0, Ordering::Release);
+pub fn map_vector(vector: Vector, irq: IrqNumber) {
+    VECTOR_IRQ[vector.index()].store(irq.0, Ordering::Release);
 }
 
 /// The irq `vector` is mapped to on the executing CPU: a system vector's,
 /// else the vector domain's (lock-free).
-pub fn vector_irq(vector: u8) -> Option<IrqNumber> {
-    match VECTOR_IRQ[usize::from(vector)].load(Ordering::Acquire) {
+pub fn vector_irq(vector: Vector) -> Option<IrqNumber> {
+    match VECTOR_IRQ[vector.index()].load(Ordering::Acquire) {
         u32::MAX => crate::devices::VECTORS
             .get()
             .and_then(|v| v.irq_for_vector(percpu::current(), vector)),
@@ -45,7 +48,7 @@ pub fn vector_irq(vector: u8) -> Option<IrqNumber> {
 }
 
 /// Called by the IDT dispatcher for vectors 32..=255, interrupts off.
-pub fn entry(vector: u8) {
+pub fn entry(vector: Vector) {
     if vector == vectors::SPURIOUS {
         SPURIOUS.fetch_add(1, Ordering::Relaxed);
         return; // no EOI for the spurious vector
@@ -60,7 +63,7 @@ pub fn entry(vector: u8) {
     // mode, with no LAPIC EOI. A spurious IRQ 7/15 is recognised (and
     // EOIed as the 8259 needs) by the chip, and dispatches nothing.
     if let Some(pic) = crate::devices::PIC.get() {
-        match pic.classify(vector) {
+        match pic.classify(vector.get()) {
             arch_x86::PicVector::Line(line) => {
                 common::dispatch(IrqNumber(u32::from(line)));
                 return;

@@ -92,11 +92,10 @@ unsafe extern "C" fn isr_common() {
 }
 
 extern "C" fn dispatch(frame: &mut Frame) {
-    let vector = frame.vector as u8;
-    if vector < 32 {
-        crate::exceptions::handle(frame);
-    } else {
-        crate::irq::entry(vector);
+    // Vectors 0-31 are exceptions: the Vector type refuses them.
+    match arch_x86::Vector::new(frame.vector as u8) {
+        Ok(vector) => crate::irq::entry(vector),
+        Err(_) => crate::exceptions::handle(frame),
     }
 }
 

@@ -7,9 +7,9 @@
 //! CPU's APIC, so one driver serves every CPU. This module keeps only what
 //! the kernel adds: the interrupt-safe ICR sequence and the TSC calibration.
 
-use arch_x86::ApicMode;
 use arch_x86::hw::{MmioRegion, Msrs};
 use arch_x86::lapic::{IpiDest, IpiKind, Lapic, LvtEntry, LvtSource, TimerDivide, TimerMode};
+use arch_x86::{ApicId, ApicMode, Vector};
 use core::ptr::NonNull;
 
 use super::cpu;
@@ -67,7 +67,7 @@ pub fn lapic() -> KernelLapic {
 /// Enables this CPU's LAPIC: global enable in IA32_APIC_BASE, software
 /// enable with `spurious_vector` in the SVR, TPR 0, LINT0 (ExtINT from the
 /// 8259 in virtual-wire mode) masked, timer masked.
-pub fn init_this_cpu(spurious_vector: u8) {
+pub fn init_this_cpu(spurious_vector: Vector) {
     let Some(region) = REGION.get() else { return };
     // Cannot fail: the firmware and INIT leave xAPIC (or x2APIC, kept), and
     // both go to the chosen mode (SDM vol. 3, 11.12.5).
@@ -89,7 +89,7 @@ pub fn disable_this_cpu() {
 
 /// This CPU's APIC id.
 pub fn id() -> u32 {
-    lapic().id()
+    lapic().id().get()
 }
 
 /// Signals end of interrupt for the highest in-service vector.
@@ -101,46 +101,46 @@ pub fn eoi() {
 /// handler on this CPU sending its own IPI between them would redirect ours.
 fn send(kind: IpiKind, dest: IpiDest) {
     let was = cpu::irq_save();
-    // Errors: a vector below 16 or an id above 0xFF, impossible for the
-    // kernel's fixed vectors and MADT ids; or a stuck ICR, which the bounded
-    // wait reports instead of hanging. Nothing better to do here.
+    // Errors: an id above 0xFF in xAPIC mode, impossible for MADT ids the
+    // kernel runs xAPIC with; or a stuck ICR, which the bounded wait
+    // reports instead of hanging. Nothing better to do here.
     let _ = lapic().send_ipi(kind, dest);
     cpu::irq_restore(was);
 }
 
 /// Whether `vector` is pending (requested, not yet in service) in this
 /// CPU's IRR.
-pub fn is_pending(vector: u8) -> bool {
+pub fn is_pending(vector: Vector) -> bool {
     lapic().is_pending(vector)
 }
 
 /// Sends a fixed IPI with `vector` to the CPU with APIC id `dest_apic`.
-pub fn send_ipi(dest_apic: u32, vector: u8) {
-    send(IpiKind::Fixed(vector), IpiDest::Apic(dest_apic));
+pub fn send_ipi(dest_apic: u32, vector: Vector) {
+    send(IpiKind::Fixed(vector), IpiDest::Apic(ApicId(dest_apic)));
 }
 
 /// Sends a fixed IPI with `vector` to this CPU (self shorthand).
-pub fn send_self_ipi(vector: u8) {
+pub fn send_self_ipi(vector: Vector) {
     send(IpiKind::Fixed(vector), IpiDest::SelfOnly);
 }
 
 /// INIT (Intel SDM vol. 3, 9.4.4.1).
 pub fn send_init(dest_apic: u32) {
-    send(IpiKind::Init, IpiDest::Apic(dest_apic));
+    send(IpiKind::Init, IpiDest::Apic(ApicId(dest_apic)));
 }
 
 /// Start-up IPI: the AP starts at `page << 12` in real mode.
 pub fn send_sipi(dest_apic: u32, page: u8) {
-    send(IpiKind::Startup(page), IpiDest::Apic(dest_apic));
+    send(IpiKind::Startup(page), IpiDest::Apic(ApicId(dest_apic)));
 }
 
 /// Starts the periodic timer, **masked** (the timer irq's
 /// `enable_percpu_irq` unmasks it): QEMU's LAPIC timer counts at 1 GHz with
 /// divide-by-1, so `period_ns` is in counts.
-pub fn timer_start_periodic(vector: u8, period_ns: u32) {
+pub fn timer_start_periodic(vector: Vector, period_ns: u32) {
     let l = lapic();
     l.set_timer_divide(TimerDivide::By1);
-    // Cannot fail: the kernel's timer vector is above 15.
+    // Cannot fail: only the TSC-deadline mode is refused here.
     let _ = l.start_timer(TimerMode::Periodic, vector, period_ns);
 }
 
@@ -156,7 +156,7 @@ pub fn measure_tsc_over(ns: u32) -> u64 {
     l.set_timer_divide(TimerDivide::By1);
     let t0 = cpu::rdtsc();
     // Masked: the count runs, nothing is delivered (vector: any legal one).
-    if l.start_timer(TimerMode::OneShot, 0xFF, ns).is_err() {
+    if l.start_timer(TimerMode::OneShot, Vector::LAST, ns).is_err() {
         return 0;
     }
     while l.timer_current_count() != 0 {

@@ -606,8 +606,7 @@ impl<M: Mmio, S: GicSysRegs> IrqChip for GicV3<M, S> {
         // interrupt routing mode bit is not part of the route.
         const ROUTE_AFF: u64 = 0xff_00ff_ffff;
         if self.opts.verify_route
-            && self.dist.read64(gicd::IROUTER.word(id)) & ROUTE_AFF
-                != aff & ROUTE_AFF
+            && self.dist.read64(gicd::IROUTER.word(id)) & ROUTE_AFF != aff & ROUTE_AFF
         {
             return Err(ChipError::Busy);
         }

@@ -65,8 +65,14 @@
 //!   boot in three before, at 2-4 vCPUs).
 //! - On GICv2 (`--features xen-spi-retarget-gicv2`) the final raise after
 //!   the retargeting stops is still lost, or delivered to a vCPU the
-//!   route does not name, in about half the boots at 2 vCPUs; the cause
-//!   is not found.
+//!   route does not name, in about half the boots at 2 vCPUs. When it is
+//!   lost, neither vCPU's interface has anything pending (`GICC_HPPIR`
+//!   1023 on both) while the RTC holds its line high: Xen took the
+//!   physical SPI and no list register is left to deactivate it, the same
+//!   drop as above with a window the trap does not close on Xen's GICv2
+//!   path (why is not found). While other vCPUs keep moving it, QEMU's
+//!   GICv2 (which tracks an SPI's active state per CPU) delivers it to
+//!   another CPU, so only the final raise shows the loss.
 //!
 //! `--features xen-spi-retarget` moves the vpl011's SPI instead, an SPI
 //! Xen emulates, and Xen 4.17 fails that:

@@ -2,6 +2,7 @@
 //! moves applied at a safe point of the flow.
 
 use crate::cpumask::CpuMask;
+use crate::desc::DescInner;
 use crate::desc::IrqState;
 use crate::error::IrqError;
 use crate::ids::IrqNumber;
@@ -127,5 +128,41 @@ impl<P: Platform> IrqCore<P> {
     /// The requested affinity of `irq`.
     pub fn affinity(&self, irq: IrqNumber) -> Result<CpuMask, IrqError> {
         Ok(self.snapshot(irq)?.affinity)
+    }
+}
+
+impl<P: Platform> IrqCore<P> {
+    /// Applies a deferred affinity change at a safe point: the handlers are
+    /// not running and the line is acked.
+    pub(crate) fn move_pending(&self, irq: IrqNumber, g: &mut DescInner) {
+        // Flows call this after ending their run, with the lock held, so no
+        // handler runs now.
+        if !g.state.contains(IrqState::MOVE_PENDING) {
+            return;
+        }
+        g.state.remove(IrqState::MOVE_PENDING);
+        let mask = g.pending_mask().and(&self.online_cpus());
+        if mask.is_empty() {
+            return;
+        }
+        let was_masked = g.state.contains(IrqState::MASKED);
+        if !was_masked {
+            Self::mask(irq, g);
+        }
+        if let Some(d) = g.data(irq) {
+            match g.levels[0].chip.set_affinity(&d, &mask, false) {
+                Ok(r) => {
+                    g.masks
+                        .set(crate::desc::MaskKind::Affinity, g.pending_mask());
+                    g.masks.set(crate::desc::MaskKind::Effective, r.effective());
+                }
+                // Still busy with the previous move: try again next time.
+                Err(crate::error::ChipError::Busy) => g.state.insert(IrqState::MOVE_PENDING),
+                Err(_) => {}
+            }
+        }
+        if !was_masked {
+            Self::unmask(irq, g);
+        }
     }
 }

@@ -93,6 +93,7 @@ pub mod chip;
 mod context;
 pub mod cpumask;
 pub mod desc;
+mod dispatch;
 pub mod domain;
 mod enable;
 pub mod error;
@@ -117,6 +118,7 @@ pub mod store;
 pub(crate) mod sync;
 #[cfg(all(feature = "sim", not(loom)))]
 mod testing;
+mod thread;
 
 pub use action::{DevId, IrqHandler, IrqRequest, IrqReturn, RequestFlags};
 pub use chip::{AffinitySet, ChipFlags, ChipLevel, IrqChip, IrqData, MsiMsg, TriggerType};

@@ -24,6 +24,7 @@
 //! [`Platform::schedule_resend`] is called only after every core lock is
 //! dropped, so a kernel may call back into the core from it.
 
+use crate::desc::{DescInner, IrqState};
 use crate::desc::{IrqDesc, IrqStatus};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
@@ -254,5 +255,31 @@ impl<P: Platform> IrqCore<P> {
         if run {
             self.run_flow(desc, cpu);
         }
+    }
+}
+
+impl<P: Platform> IrqCore<P> {
+    /// Replays an event recorded as PENDING: hardware retrigger if a chip
+    /// of the stack can, software resend through the platform otherwise.
+    /// Level lines are never resent (the hardware re-asserts them).
+    pub(crate) fn check_irq_resend(&self, irq: IrqNumber, g: &mut DescInner, inject: bool) {
+        if g.state.contains(IrqState::LEVEL) {
+            g.status.remove(IrqStatus::PENDING);
+            return;
+        }
+        if g.status.contains(IrqStatus::REPLAY) {
+            return;
+        }
+        if !g.status.contains(IrqStatus::PENDING) && !inject {
+            return;
+        }
+        g.status.remove(IrqStatus::PENDING);
+        let hw = g.data(irq).is_some_and(|d| d.retrigger_hierarchy());
+        if !hw {
+            // The platform hears of it once the locks are dropped
+            // (`kick_resends`); the dispatcher drains the queue itself.
+            self.queue_sw_resend(irq, g);
+        }
+        g.status.insert(IrqStatus::REPLAY);
     }
 }

@@ -1,12 +1,23 @@
 //! Descriptor allocation: allocating and freeing irq numbers with their
-//! descriptors (Linux's `irqdesc.c`), and walking the allocated ones.
+//! descriptors (Linux's `irqdesc.c`), the [`DescRange`] that owns them, and
+//! walking the allocated ones.
+//!
+//! Two layers, as for handlers ([`IrqCore::request_irq`] and
+//! [`IrqCore::request_irq_raw`]):
+//! - [`IrqCore::alloc_desc_range`] returns a [`DescRange`] that frees its
+//!   descriptors when dropped; [`DescRange::leak`] keeps them for good and
+//!   [`DescRange::into_raw`] / [`DescRange::from_raw`] pass them through
+//!   code that keeps plain numbers.
+//! - The low-level layer, for kernels that keep numbers in C-style tables:
+//!   [`IrqCore::alloc_descs`] / [`IrqCore::alloc_desc_at`] return bare
+//!   numbers that must be paired with [`IrqCore::free_descs`] by hand.
 
 use crate::desc::IrqDesc;
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
 use crate::lockdep::LockClass;
-use crate::platform::Platform;
+use crate::platform::{IrqEvent, Platform};
 use crate::store::SparseGuard;
 use alloc::vec::Vec;
 
@@ -34,7 +45,29 @@ impl<P: Platform> IrqCore<P> {
     }
 
     /// Allocates `count` consecutive irq numbers, first fit at or above
+    /// `from`, each with a fresh descriptor (bad flow, no chip, disabled),
+    /// owned by the returned [`DescRange`]: dropping it frees them.
+    ///
+    /// Refused, with nothing allocated, as [`IrqCore::alloc_descs`] is.
+    pub fn alloc_desc_range(
+        &self,
+        from: IrqNumber,
+        count: u32,
+    ) -> Result<DescRange<'_, P>, IrqError> {
+        let first = self.alloc_descs(from, count)?;
+        Ok(DescRange {
+            core: self,
+            first,
+            count,
+            live: true,
+        })
+    }
+
+    /// Allocates `count` consecutive irq numbers, first fit at or above
     /// `from`, each with a fresh descriptor (bad flow, no chip, disabled).
+    ///
+    /// Low-level layer: the caller frees them with [`IrqCore::free_descs`];
+    /// [`IrqCore::alloc_desc_range`] returns a handle that does it on drop.
     pub fn alloc_descs(&self, from: IrqNumber, count: u32) -> Result<IrqNumber, IrqError> {
         Self::check_range(from, count)?;
         self.check_sparse_free()?;
@@ -48,7 +81,8 @@ impl<P: Platform> IrqCore<P> {
         r
     }
 
-    /// Allocates exactly `irq`.
+    /// Allocates exactly `irq` (low-level layer: free it with
+    /// [`IrqCore::free_descs`], or adopt it with [`DescRange::from_raw`]).
     pub fn alloc_desc_at(&self, irq: IrqNumber) -> Result<(), IrqError> {
         self.check_sparse_free()?;
         self.check_may_wait()?;
@@ -139,6 +173,137 @@ impl<P: Platform> IrqCore<P> {
         }
         for irq in irqs {
             f(irq);
+        }
+    }
+}
+
+/// Descriptors allocated by [`IrqCore::alloc_desc_range`]: `count`
+/// consecutive irq numbers from [`DescRange::first`]. Dropping the range
+/// frees them ([`IrqCore::free_descs`]); their memory is reclaimed after a
+/// grace period.
+///
+/// Free the handlers on them first: a descriptor that still has one is not
+/// freed. Declared after the range, a [`Registration`](crate::Registration)
+/// is dropped before it, so the usual order of `let`s does this by itself.
+/// A drop that cannot free (handlers still installed, or a drop in
+/// interrupt context) leaves every descriptor allocated and reports
+/// [`IrqEvent::DescsNotFreed`]; [`DescRange::free`] reports the error to the
+/// caller instead and hands the range back.
+#[must_use = "dropping the range frees its descriptors at once"]
+pub struct DescRange<'a, P: Platform> {
+    core: &'a IrqCore<P>,
+    first: IrqNumber,
+    count: u32,
+    live: bool,
+}
+
+impl<'a, P: Platform> DescRange<'a, P> {
+    /// The first irq number of the range.
+    pub fn first(&self) -> IrqNumber {
+        self.first
+    }
+
+    /// How many irq numbers the range holds (at least one).
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The `i`-th irq number of the range, if `i < count`.
+    pub fn get(&self, i: u32) -> Option<IrqNumber> {
+        (i < self.count).then(|| IrqNumber(self.first.0 + i))
+    }
+
+    /// Whether `irq` belongs to the range.
+    pub fn contains(&self, irq: IrqNumber) -> bool {
+        irq.0.wrapping_sub(self.first.0) < self.count
+    }
+
+    /// The irq numbers of the range, in order.
+    pub fn iter(&self) -> impl Iterator<Item = IrqNumber> {
+        (0..self.count).map(move |i| IrqNumber(self.first.0 + i))
+    }
+
+    /// Frees the descriptors now, reporting errors (drop only reports them
+    /// to the platform). On error nothing was freed and the range is handed
+    /// back with the error.
+    pub fn free(mut self) -> Result<(), (Self, IrqError)> {
+        match self.core.free_descs(self.first, self.count) {
+            Ok(()) => {
+                self.live = false;
+                Ok(())
+            }
+            Err(e) => Err((self, e)),
+        }
+    }
+
+    /// Gives up ownership: the descriptors stay allocated until
+    /// [`IrqCore::free_descs`] is called for them (if ever). Returns the
+    /// first irq number.
+    pub fn leak(mut self) -> IrqNumber {
+        self.live = false;
+        self.first
+    }
+
+    /// Gives up ownership and returns `(first, count)`, to be turned back
+    /// into a range with [`DescRange::from_raw`] (or freed with
+    /// [`IrqCore::free_descs`]) by code that keeps plain numbers.
+    pub fn into_raw(mut self) -> (IrqNumber, u32) {
+        self.live = false;
+        (self.first, self.count)
+    }
+
+    /// Takes ownership of `count` descriptors from `first`, allocated by the
+    /// low-level calls or given up by [`DescRange::into_raw`]. Each must be
+    /// allocated: otherwise [`IrqError::InvalidRange`] (zero count, or past
+    /// the last number) or [`IrqError::UnknownIrq`] naming the first missing
+    /// one, and no handle is made.
+    ///
+    /// The caller promises that nothing else owns them (another range, or
+    /// code that will call [`IrqCore::free_descs`]); two owners would free
+    /// them twice, and the second free would then fail or, should the
+    /// numbers have been allocated again in between, free someone else's
+    /// descriptors. That is a logic error, never memory unsafety: a freed
+    /// descriptor stays valid for every reader until a grace period ends.
+    pub fn from_raw(core: &'a IrqCore<P>, first: IrqNumber, count: u32) -> Result<Self, IrqError> {
+        IrqCore::<P>::check_range(first, count)?;
+        for i in 0..count {
+            let irq = IrqNumber(first.0 + i);
+            if !core.is_allocated(irq) {
+                return Err(IrqError::UnknownIrq(irq));
+            }
+        }
+        Ok(Self {
+            core,
+            first,
+            count,
+            live: true,
+        })
+    }
+}
+
+impl<P: Platform> core::fmt::Debug for DescRange<'_, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DescRange")
+            .field("first", &self.first)
+            .field("count", &self.count)
+            .field("live", &self.live)
+            .finish()
+    }
+}
+
+impl<P: Platform> Drop for DescRange<'_, P> {
+    fn drop(&mut self) {
+        if !self.live {
+            return;
+        }
+        if let Err(error) = self.core.free_descs(self.first, self.count) {
+            // Nothing was freed (free_descs changes nothing on error): the
+            // descriptors stay allocated, and the kernel hears.
+            self.core.platform.report(IrqEvent::DescsNotFreed {
+                first: self.first,
+                count: self.count,
+                error,
+            });
         }
     }
 }

@@ -95,6 +95,9 @@ pub enum IrqError {
     /// thread function). Nothing was changed; use
     /// [`IrqCore::disable_irq_nosync`](crate::IrqCore::disable_irq_nosync).
     InOwnThread(IrqNumber),
+    /// No hotplug callback is registered under this id (never was, or it
+    /// was unregistered already).
+    UnknownHotplugCallback,
 }
 
 impl From<ChipError> for IrqError {

@@ -53,7 +53,8 @@ impl CoreConfig {
 /// # fn main() -> Result<(), IrqError> {
 /// let core = IrqCore::new(Up);
 /// core.set_cpu_online(CpuId(0), true)?;
-/// let irq = core.alloc_descs(IrqNumber(16), 1)?;
+/// let descs = core.alloc_desc_range(IrqNumber(16), 1)?;
+/// let irq = descs.first();
 /// core.set_chip(irq, vec![ChipLevel::new(Arc::new(Line), HwIrq(3))], FlowKind::Level)?;
 ///
 /// // Two devices share the line; each handler says whether it was its device.
@@ -73,7 +74,7 @@ impl CoreConfig {
 /// core.handle_irq(irq)?;
 /// assert_eq!(core.irq_count(irq, CpuId(0)), 1);
 /// drop((a, b));                           // frees both handlers
-/// core.free_descs(irq, 1)?;
+/// drop(descs);                            // then the descriptor
 /// # Ok(()) }
 /// ```
 pub struct IrqCore<P: Platform> {

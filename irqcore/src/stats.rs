@@ -1,4 +1,5 @@
-//! Per-CPU statistics and a `/proc/interrupts`-style table.
+//! Observing interrupts: per-CPU counts, descriptor snapshots and a
+//! `/proc/interrupts`-style table.
 
 use crate::chip::TriggerType;
 use crate::desc::DescSnapshot;

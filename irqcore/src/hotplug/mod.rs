@@ -32,6 +32,11 @@
 //! transition) returns [`IrqError::SparseLockHeldByCaller`] at once instead
 //! of deadlocking, so a misplaced callback is a visible error.
 
+mod callbacks;
+
+use callbacks::Registered;
+pub use callbacks::{Direction, HotplugCallback, HotplugCtx, HotplugId, HotplugRegistration};
+
 use crate::cpumask::CpuMask;
 use crate::desc::{DescInner, IrqState, IrqStatus};
 use crate::error::IrqError;
@@ -41,7 +46,6 @@ use crate::lockdep::LockClass;
 use crate::platform::{IrqEvent, Platform};
 use crate::stop_machine::CpuDownError;
 use crate::store::SparseGuard;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
@@ -58,59 +62,6 @@ pub enum CpuPhase {
     Online,
 }
 
-/// Whether a callback is being called for a CPU coming up or going down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// CPU coming up (`up` callbacks).
-    Up,
-    /// CPU going down (`down` callbacks).
-    Down,
-}
-
-/// A backend's hotplug work for one phase.
-pub trait HotplugCallback<P: Platform>: Send + Sync {
-    /// Name for diagnostics.
-    fn name(&self) -> &str;
-
-    /// The CPU is coming up. An error rolls the transition back: the `down`
-    /// callbacks of everything that already ran are called in reverse.
-    fn up(&self, ctx: &HotplugCtx<'_, P>) -> Result<(), IrqError>;
-
-    /// The CPU is going down. Cannot fail (the `Starting`/"dying" phase runs
-    /// inside stop-machine).
-    fn down(&self, ctx: &HotplugCtx<'_, P>);
-}
-
-/// What a hotplug callback gets.
-pub struct HotplugCtx<'a, P: Platform> {
-    /// The core.
-    pub core: &'a IrqCore<P>,
-    /// The CPU coming up or going down.
-    pub cpu: CpuId,
-    /// The phase being run.
-    pub phase: CpuPhase,
-    /// Up or down.
-    pub direction: Direction,
-}
-
-impl<P: Platform> HotplugCtx<'_, P> {
-    /// Whether the sparse lock is held for this transition (`BringUp` and
-    /// `Starting`, both directions).
-    pub fn sparse_lock_held(&self) -> bool {
-        matches!(self.phase, CpuPhase::BringUp | CpuPhase::Starting)
-    }
-
-    /// Walks every allocated irq. Only allowed while the sparse lock is held
-    /// for the transition (so the set is stable): `BringUp` and `Starting`.
-    pub fn for_each_irq(&self, f: &mut dyn FnMut(IrqNumber)) -> Result<(), IrqError> {
-        if !self.sparse_lock_held() {
-            return Err(IrqError::InvalidArgument);
-        }
-        self.core.walk_irqs_unlocked(f);
-        Ok(())
-    }
-}
-
 /// What the kernel does to start and stop a CPU.
 pub trait CpuControl {
     /// Starts `cpu` (INIT-SIPI-SIPI, PSCI CPU_ON, ...). The new CPU must call
@@ -123,11 +74,6 @@ pub trait CpuControl {
     fn kill_cpu(&self, cpu: CpuId) -> Result<(), IrqError>;
 }
 
-struct Registered<P: Platform> {
-    phase: CpuPhase,
-    cb: Arc<dyn HotplugCallback<P>>,
-}
-
 /// Hotplug state kept in the core.
 pub(crate) struct HotplugState<P: Platform> {
     callbacks: spin::Mutex<Vec<Registered<P>>>,
@@ -135,6 +81,8 @@ pub(crate) struct HotplugState<P: Platform> {
     busy: spin::Mutex<()>,
     /// CPU (index + 1) whose `Starting` up-phase is expected.
     starting: core::sync::atomic::AtomicU32,
+    /// The next [`HotplugId`].
+    next_id: core::sync::atomic::AtomicU64,
 }
 
 impl<P: Platform> HotplugState<P> {
@@ -143,35 +91,12 @@ impl<P: Platform> HotplugState<P> {
             callbacks: spin::Mutex::new(Vec::new()),
             busy: spin::Mutex::new(()),
             starting: core::sync::atomic::AtomicU32::new(0),
+            next_id: core::sync::atomic::AtomicU64::new(1),
         }
     }
 }
 
 impl<P: Platform> IrqCore<P> {
-    /// Registers `cb` for `phase`. Callbacks of a phase run in registration
-    /// order going up and in reverse going down. Refused while a transition
-    /// runs.
-    pub fn register_hotplug(
-        &self,
-        phase: CpuPhase,
-        cb: Arc<dyn HotplugCallback<P>>,
-    ) -> Result<(), IrqError> {
-        self.check_may_wait()?;
-        let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
-        self.hotplug.callbacks.lock().push(Registered { phase, cb });
-        Ok(())
-    }
-
-    fn callbacks_of(&self, phase: CpuPhase) -> Vec<Arc<dyn HotplugCallback<P>>> {
-        self.hotplug
-            .callbacks
-            .lock()
-            .iter()
-            .filter(|r| r.phase == phase)
-            .map(|r| r.cb.clone())
-            .collect()
-    }
-
     /// Runs the `up` callbacks of `phase`; on failure runs the `down` of the
     /// ones that succeeded (reverse) and returns the error.
     fn run_up(&self, cpu: CpuId, phase: CpuPhase) -> Result<(), IrqError> {

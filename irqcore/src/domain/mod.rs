@@ -116,6 +116,7 @@
 //! grace period (which a single lock held across `free_descs` would).
 
 mod error;
+mod lifecycle;
 mod mapping;
 mod ops;
 mod registry;

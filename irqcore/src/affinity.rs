@@ -50,7 +50,7 @@ impl<P: Platform> IrqCore<P> {
     /// `mask` is online it is shut down, and restarted when one returns.
     pub fn set_managed_affinity(&self, irq: IrqNumber, mask: &CpuMask) -> Result<(), IrqError> {
         if mask.is_empty() || !mask.is_subset_of(&CpuMask::first_n(self.nr_cpus as usize)) {
-            return Err(IrqError::InvalidArgument);
+            return Err(IrqError::InvalidMask);
         }
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
@@ -77,7 +77,7 @@ impl<P: Platform> IrqCore<P> {
     pub fn set_affinity(&self, irq: IrqNumber, mask: &CpuMask) -> Result<(), IrqError> {
         let possible = CpuMask::first_n(self.nr_cpus as usize);
         if mask.is_empty() || !mask.is_subset_of(&possible) {
-            return Err(IrqError::InvalidArgument);
+            return Err(IrqError::InvalidMask);
         }
         if !mask.intersects(&self.online_cpus()) {
             return Err(IrqError::NoOnlineCpu);

@@ -89,7 +89,7 @@ impl<P: Platform> IrqCore<P> {
                 return Err(IrqError::IsPerCpu(irq));
             }
             if g.depth == u32::MAX {
-                return Err(IrqError::InvalidArgument);
+                return Err(IrqError::DisableDepthOverflow(irq));
             }
             if g.depth == 0 {
                 Self::irq_disable(irq, g);

@@ -37,14 +37,14 @@ impl<P: Platform> IrqCore<P> {
     /// Installs a handler (C-style: free it with [`IrqCore::free_irq`] and
     /// the same device id, which is required).
     pub fn request_irq_raw(&self, irq: IrqNumber, mut req: IrqRequest) -> Result<(), IrqError> {
-        let dev_id = req.dev_id.ok_or(IrqError::InvalidArgument)?;
+        let dev_id = req.dev_id.ok_or(IrqError::MissingDevId(irq))?;
         self.check_may_wait()?;
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         let id = ActionId(self.next_action_id.fetch_add(1, Ordering::Relaxed));
         let old = self.with_bus_lock(desc, |g| {
             if g.state.contains(IrqState::NO_REQUEST) {
-                return Err(IrqError::InvalidArgument);
+                return Err(IrqError::NotRequestable(irq));
             }
             if g.levels.is_empty() && g.flow != FlowKind::Simple {
                 return Err(IrqError::NoChip(irq));
@@ -64,7 +64,7 @@ impl<P: Platform> IrqCore<P> {
                 return Err(IrqError::OneshotRequired(irq));
             }
             if g.actions.iter().any(|a| a.dev_id == dev_id) {
-                return Err(IrqError::InvalidArgument);
+                return Err(IrqError::DuplicateDevId(irq));
             }
             let first = g.actions.is_empty();
             if !first {

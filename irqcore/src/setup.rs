@@ -22,7 +22,7 @@ impl<P: Platform> IrqCore<P> {
         flow: FlowKind,
     ) -> Result<(), IrqError> {
         if levels.len() > MAX_LEVELS {
-            return Err(IrqError::InvalidArgument);
+            return Err(IrqError::TooManyLevels);
         }
         if levels.is_empty() && !matches!(flow, FlowKind::Bad | FlowKind::Simple) {
             return Err(IrqError::NoChip(irq));
@@ -88,7 +88,7 @@ impl<P: Platform> IrqCore<P> {
             | IrqState::AFFINITY_MANAGED
             | IrqState::MOVE_DEFERRED;
         if !allowed.contains(set | clear) {
-            return Err(IrqError::InvalidArgument);
+            return Err(IrqError::InvalidSettings);
         }
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;

@@ -27,7 +27,7 @@ impl<P: Platform> IrqCore<P> {
         let desc = self.desc(&s, irq)?;
         let r = self.with_bus_lock(desc, |g| {
             if !g.status.contains(IrqStatus::SPURIOUS_DISABLED) {
-                return Err(IrqError::InvalidArgument);
+                return Err(IrqError::NotSpuriousDisabled(irq));
             }
             g.status.remove(IrqStatus::SPURIOUS_DISABLED);
             g.irq_count = 0;

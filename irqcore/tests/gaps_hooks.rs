@@ -19,8 +19,14 @@ fn disable_at_depth_u32_max_is_refused_and_changes_nothing() {
     core.disable_irq(irq).unwrap();
     assert_eq!(core.snapshot(irq).unwrap().depth, u32::MAX);
     chip.take();
-    assert_eq!(core.disable_irq(irq), Err(IrqError::InvalidArgument));
-    assert_eq!(core.disable_irq_nosync(irq), Err(IrqError::InvalidArgument));
+    assert_eq!(
+        core.disable_irq(irq),
+        Err(IrqError::DisableDepthOverflow(irq))
+    );
+    assert_eq!(
+        core.disable_irq_nosync(irq),
+        Err(IrqError::DisableDepthOverflow(irq))
+    );
     let s = core.snapshot(irq).unwrap();
     assert_eq!(s.depth, u32::MAX, "unchanged");
     assert!(s.state.contains(IrqState::DISABLED));

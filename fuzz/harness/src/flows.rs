@@ -305,7 +305,7 @@ impl Flow {
                 let r = as_cpu(cpu, || core.set_affinity(irq, &mask));
                 if mask.is_empty() || !mask.is_subset_of(&CpuMask::first_n(NR_CPUS as usize)) {
                     check!(
-                        r == Err(IrqError::InvalidArgument),
+                        r == Err(IrqError::InvalidMask),
                         "set_affinity {irq:?} {mask:?}: {r:?}"
                     );
                 } else {

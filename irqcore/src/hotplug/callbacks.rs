@@ -57,7 +57,7 @@ impl<P: Platform> HotplugCtx<'_, P> {
     /// for the transition (so the set is stable): `BringUp` and `Starting`.
     pub fn for_each_irq(&self, f: &mut dyn FnMut(IrqNumber)) -> Result<(), IrqError> {
         if !self.sparse_lock_held() {
-            return Err(IrqError::InvalidArgument);
+            return Err(IrqError::SparseLockNotHeld);
         }
         self.core.walk_irqs_unlocked(f);
         Ok(())

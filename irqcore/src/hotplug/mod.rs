@@ -148,7 +148,7 @@ impl<P: Platform> IrqCore<P> {
         let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
         let _order = self.lock_order.acquire(me, LockClass::Hotplug);
         if self.cpu_online(cpu) {
-            return Err(IrqError::BadCpu(cpu));
+            return Err(IrqError::CpuAlreadyOnline(cpu));
         }
         self.run_up(cpu, CpuPhase::Prepare)?;
         let sparse = match self.lock_sparse() {
@@ -178,7 +178,7 @@ impl<P: Platform> IrqCore<P> {
             // The platform returned Ok without the CPU running cpu_starting.
             self.run_down(cpu, CpuPhase::BringUp);
             self.run_down(cpu, CpuPhase::Prepare);
-            return Err(IrqError::BadCpu(cpu));
+            return Err(IrqError::CpuDidNotStart(cpu));
         }
         self.restore_managed_irqs(cpu);
         self.kick_resends();
@@ -191,7 +191,7 @@ impl<P: Platform> IrqCore<P> {
     pub fn cpu_starting(&self) -> Result<(), IrqError> {
         let cpu = self.platform.current_cpu();
         if self.hotplug.starting.load(Ordering::Acquire) != cpu.0 + 1 {
-            return Err(IrqError::BadCpu(cpu));
+            return Err(IrqError::UnexpectedCpuStarting(cpu));
         }
         self.run_up(cpu, CpuPhase::Starting)?;
         self.set_cpu_online(cpu, true)
@@ -213,14 +213,20 @@ impl<P: Platform> IrqCore<P> {
     pub fn cpu_down(&self, cpu: CpuId, control: &dyn CpuControl) -> Result<(), IrqError> {
         self.check_may_wait()?;
         let me = self.platform.current_cpu();
-        if me == cpu || cpu.0 >= self.nr_cpus {
+        if cpu.0 >= self.nr_cpus {
             return Err(IrqError::BadCpu(cpu));
+        }
+        if me == cpu {
+            return Err(IrqError::CpuDownSelf(cpu));
         }
         let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
         let _order = self.lock_order.acquire(me, LockClass::Hotplug);
         let online = self.online_cpus();
-        if !online.contains(cpu) || online.weight() < 2 {
-            return Err(IrqError::BadCpu(cpu));
+        if !online.contains(cpu) {
+            return Err(IrqError::CpuNotOnline(cpu));
+        }
+        if online.weight() < 2 {
+            return Err(IrqError::LastOnlineCpu(cpu));
         }
         self.run_down(cpu, CpuPhase::Online);
         let dying = || -> Result<(), IrqError> {

@@ -3,7 +3,7 @@
 
 use crate::cpumask::CpuMask;
 use crate::desc::DescInner;
-use crate::desc::IrqState;
+use crate::desc::LineState;
 use crate::error::IrqError;
 use crate::ids::IrqNumber;
 use crate::instance::IrqCore;
@@ -38,7 +38,7 @@ impl<P: Platform> IrqCore<P> {
                     // A previous move is still in flight: apply at the
                     // first safe point.
                     g.masks.set(crate::desc::MaskKind::Pending, target);
-                    g.state.insert(IrqState::MOVE_PENDING);
+                    g.line.insert(LineState::MOVE_PENDING);
                 }
                 Err(_) => {}
             }
@@ -58,7 +58,7 @@ impl<P: Platform> IrqCore<P> {
         if !g.actions.is_empty() {
             return Err(IrqError::HasHandlers(irq));
         }
-        g.state.insert(IrqState::AFFINITY_MANAGED);
+        g.line.insert(LineState::AFFINITY_MANAGED);
         g.masks.set(crate::desc::MaskKind::Affinity, *mask);
         Ok(())
     }
@@ -93,18 +93,18 @@ impl<P: Platform> IrqCore<P> {
             if target.is_empty() {
                 return Err(IrqError::NoOnlineCpu);
             }
-            if g.state.contains(IrqState::PER_CPU) {
+            if g.line.contains(LineState::PER_CPU) {
                 return Err(IrqError::IsPerCpu(irq));
             }
-            if g.state.contains(IrqState::AFFINITY_MANAGED) {
+            if g.line.contains(LineState::AFFINITY_MANAGED) {
                 return Err(IrqError::Managed(irq));
             }
             let Some(d) = g.data(irq) else {
                 return Err(IrqError::NoChip(irq));
             };
-            if g.state.contains(IrqState::MOVE_DEFERRED) {
+            if g.line.contains(LineState::MOVE_DEFERRED) {
                 g.masks.set(crate::desc::MaskKind::Pending, *mask);
-                g.state.insert(IrqState::MOVE_PENDING);
+                g.line.insert(LineState::MOVE_PENDING);
                 return Ok(());
             }
             match g.levels[0].chip.set_affinity(&d, &target, false) {
@@ -112,12 +112,12 @@ impl<P: Platform> IrqCore<P> {
                     g.masks.set(crate::desc::MaskKind::Affinity, *mask);
                     g.masks.set(crate::desc::MaskKind::Effective, r.effective());
                     // A direct change supersedes any older deferred one.
-                    g.state.remove(IrqState::MOVE_PENDING);
+                    g.line.remove(LineState::MOVE_PENDING);
                     Ok(())
                 }
                 Err(crate::error::ChipError::Busy) => {
                     g.masks.set(crate::desc::MaskKind::Pending, *mask);
-                    g.state.insert(IrqState::MOVE_PENDING);
+                    g.line.insert(LineState::MOVE_PENDING);
                     Ok(())
                 }
                 Err(e) => Err(IrqError::Chip(e)),
@@ -137,15 +137,15 @@ impl<P: Platform> IrqCore<P> {
     pub(crate) fn move_pending(&self, irq: IrqNumber, g: &mut DescInner) {
         // Flows call this after ending their run, with the lock held, so no
         // handler runs now.
-        if !g.state.contains(IrqState::MOVE_PENDING) {
+        if !g.line.contains(LineState::MOVE_PENDING) {
             return;
         }
-        g.state.remove(IrqState::MOVE_PENDING);
+        g.line.remove(LineState::MOVE_PENDING);
         let mask = g.pending_mask().and(&self.online_cpus());
         if mask.is_empty() {
             return;
         }
-        let was_masked = g.state.contains(IrqState::MASKED);
+        let was_masked = g.line.contains(LineState::MASKED);
         if !was_masked {
             Self::mask(irq, g);
         }
@@ -157,7 +157,7 @@ impl<P: Platform> IrqCore<P> {
                     g.masks.set(crate::desc::MaskKind::Effective, r.effective());
                 }
                 // Still busy with the previous move: try again next time.
-                Err(crate::error::ChipError::Busy) => g.state.insert(IrqState::MOVE_PENDING),
+                Err(crate::error::ChipError::Busy) => g.line.insert(LineState::MOVE_PENDING),
                 Err(_) => {}
             }
         }

@@ -2,7 +2,7 @@
 //! down a line, per-CPU enable, and waiting for running handlers.
 
 use crate::chip::TriggerType;
-use crate::desc::{IrqState, IrqStatus};
+use crate::desc::{DeliveryFlags, LineState};
 use crate::error::IrqError;
 use crate::ids::IrqNumber;
 use crate::instance::IrqCore;
@@ -12,13 +12,13 @@ impl<P: Platform> IrqCore<P> {
     /// Starts the line: depth 0, chip startup (or enable if started), and
     /// replay of an event that arrived while it was off.
     pub(crate) fn startup(&self, irq: IrqNumber, g: &mut crate::desc::DescInner, resend: bool) {
-        if !g.state.contains(IrqState::STARTED) {
+        if !g.line.contains(LineState::STARTED) {
             let online = self.online_cpus();
-            if g.state.contains(IrqState::AFFINITY_MANAGED) && !g.affinity().intersects(&online) {
+            if g.line.contains(LineState::AFFINITY_MANAGED) && !g.affinity().intersects(&online) {
                 // No CPU of a managed irq's mask is online: stay shut down
                 // until one comes up (hotplug restarts it).
-                g.state
-                    .insert(IrqState::MANAGED_SHUTDOWN | IrqState::DISABLED);
+                g.line
+                    .insert(LineState::MANAGED_SHUTDOWN | LineState::DISABLED);
                 g.depth = 1;
                 return;
             }
@@ -27,8 +27,8 @@ impl<P: Platform> IrqCore<P> {
         g.depth = 0;
         if let Some(d) = g.data(irq) {
             let chip = &g.levels[0].chip;
-            if g.state.contains(IrqState::STARTED) {
-                if g.state.contains(IrqState::DISABLED) {
+            if g.line.contains(LineState::STARTED) {
+                if g.line.contains(LineState::DISABLED) {
                     chip.enable(&d);
                 } else {
                     chip.unmask(&d);
@@ -37,8 +37,8 @@ impl<P: Platform> IrqCore<P> {
                 chip.startup(&d);
             }
         }
-        g.state.remove(IrqState::DISABLED | IrqState::MASKED);
-        g.state.insert(IrqState::STARTED);
+        g.line.remove(LineState::DISABLED | LineState::MASKED);
+        g.line.insert(LineState::STARTED);
         if resend {
             self.check_irq_resend(irq, g, false);
         }
@@ -46,36 +46,36 @@ impl<P: Platform> IrqCore<P> {
 
     /// Shuts the line down (last handler freed).
     pub(crate) fn shutdown(&self, irq: IrqNumber, g: &mut crate::desc::DescInner) {
-        if g.state.contains(IrqState::STARTED)
+        if g.line.contains(LineState::STARTED)
             && let Some(d) = g.data(irq)
         {
             g.levels[0].chip.shutdown(&d);
         }
         g.depth = 1;
-        g.state.insert(IrqState::DISABLED | IrqState::MASKED);
+        g.line.insert(LineState::DISABLED | LineState::MASKED);
         // A replay queued for the handler being freed must not reach the
         // next owner of the line.
         self.cancel_sw_resend(irq, g);
         // A managed shutdown ends with the last handler: the next request
         // starts afresh (otherwise a CPU coming back would start a line a
         // NO_AUTOEN requester has not enabled yet).
-        g.state
-            .remove(IrqState::STARTED | IrqState::MANAGED_SHUTDOWN);
+        g.line
+            .remove(LineState::STARTED | LineState::MANAGED_SHUTDOWN);
     }
 
     /// The lazy disable: mark DISABLED; mask only if the chip has a real
     /// disable or the line asked not to be lazy.
     pub(crate) fn irq_disable(irq: IrqNumber, g: &mut crate::desc::DescInner) {
-        g.state.insert(IrqState::DISABLED);
+        g.line.insert(LineState::DISABLED);
         if let Some(d) = g.data(irq) {
             let chip = &g.levels[0].chip;
             if chip.disable(&d) {
-                g.state.insert(IrqState::MASKED);
-            } else if g.state.contains(IrqState::DISABLE_UNLAZY)
-                && !g.state.contains(IrqState::MASKED)
+                g.line.insert(LineState::MASKED);
+            } else if g.line.contains(LineState::DISABLE_UNLAZY)
+                && !g.line.contains(LineState::MASKED)
             {
                 chip.mask(&d);
-                g.state.insert(IrqState::MASKED);
+                g.line.insert(LineState::MASKED);
             }
         }
     }
@@ -85,7 +85,7 @@ impl<P: Platform> IrqCore<P> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         self.with_bus_lock(desc, |g| {
-            if g.state.contains(IrqState::PER_CPU) {
+            if g.line.contains(LineState::PER_CPU) {
                 return Err(IrqError::IsPerCpu(irq));
             }
             if g.depth == u32::MAX {
@@ -132,15 +132,15 @@ impl<P: Platform> IrqCore<P> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         let r = self.with_bus_lock(desc, |g| {
-            if g.state.contains(IrqState::PER_CPU) {
+            if g.line.contains(LineState::PER_CPU) {
                 return Err(IrqError::IsPerCpu(irq));
             }
             // The depth counts the drivers' disables plus one for each
             // disable the core made on its own: a managed shutdown and the
             // spurious detector. Those are undone by a CPU coming back and
             // by `reenable_spurious`, never by a driver's enable.
-            let reserved = u32::from(g.state.contains(IrqState::MANAGED_SHUTDOWN))
-                + u32::from(g.status.contains(IrqStatus::SPURIOUS_DISABLED));
+            let reserved = u32::from(g.line.contains(LineState::MANAGED_SHUTDOWN))
+                + u32::from(g.delivery.contains(DeliveryFlags::SPURIOUS_DISABLED));
             if g.depth <= reserved {
                 return Err(IrqError::UnbalancedEnable(irq));
             }
@@ -203,7 +203,7 @@ impl<P: Platform> IrqCore<P> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         let mut g = self.lock_desc(desc);
-        if !g.state.contains(IrqState::PER_CPU) {
+        if !g.line.contains(LineState::PER_CPU) {
             return Err(IrqError::NotPerCpu(irq));
         }
         if trigger != TriggerType::None {
@@ -224,7 +224,7 @@ impl<P: Platform> IrqCore<P> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         let mut g = self.lock_desc(desc);
-        if !g.state.contains(IrqState::PER_CPU) {
+        if !g.line.contains(LineState::PER_CPU) {
             return Err(IrqError::NotPerCpu(irq));
         }
         if let Some(d) = g.data(irq) {

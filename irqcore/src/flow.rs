@@ -27,7 +27,7 @@
 
 use crate::action::IrqReturn;
 use crate::chip::{ChipFlags, IrqData};
-use crate::desc::{DescInner, IrqDesc, IrqState, IrqStatus, RUN_IN_PROGRESS};
+use crate::desc::{DeliveryFlags, DescInner, IrqDesc, LineState, RUN_IN_PROGRESS};
 use crate::dispatch::EXIT_INLINE_THREADS;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
@@ -124,7 +124,7 @@ impl<P: Platform> IrqCore<P> {
     /// case, including the edge live-lock wait. Returns the (possibly
     /// re-taken) guard and the answer.
     #[inline]
-    fn can_handle_pm<'a>(
+    fn may_run_here<'a>(
         &self,
         desc: &'a IrqDesc,
         g: Guard<'a>,
@@ -136,12 +136,12 @@ impl<P: Platform> IrqCore<P> {
         if !desc.in_progress() {
             return (g, true);
         }
-        self.can_handle_pm_busy(desc, g, cpu, edge)
+        self.may_run_here_busy(desc, g, cpu, edge)
     }
 
-    /// [`Self::can_handle_pm`] when a run may be going on.
+    /// [`Self::may_run_here`] when a run may be going on.
     #[inline(never)]
-    fn can_handle_pm_busy<'a>(
+    fn may_run_here_busy<'a>(
         &self,
         desc: &'a IrqDesc,
         mut g: Guard<'a>,
@@ -162,7 +162,7 @@ impl<P: Platform> IrqCore<P> {
                 self.platform.cpu_relax();
                 g = desc.inner.lock();
             }
-            let ok = !g.state.contains(IrqState::DISABLED) && !g.actions.is_empty();
+            let ok = !g.line.contains(LineState::DISABLED) && !g.actions.is_empty();
             return (g, ok);
         }
         (g, false)
@@ -170,42 +170,42 @@ impl<P: Platform> IrqCore<P> {
 
     /// Are there handlers and is the line enabled? If not, records PENDING.
     fn can_handle_actions(g: &mut DescInner) -> bool {
-        g.status.remove(IrqStatus::REPLAY);
-        if g.actions.is_empty() || g.state.contains(IrqState::DISABLED) {
-            g.status.insert(IrqStatus::PENDING);
+        g.delivery.remove(DeliveryFlags::REPLAY);
+        if g.actions.is_empty() || g.line.contains(LineState::DISABLED) {
+            g.delivery.insert(DeliveryFlags::PENDING);
             return false;
         }
         true
     }
 
     pub(crate) fn mask(irq: IrqNumber, g: &mut DescInner) {
-        if !g.state.contains(IrqState::MASKED) {
+        if !g.line.contains(LineState::MASKED) {
             if let Some(d) = g.data(irq) {
                 g.levels[0].chip.mask(&d);
             }
-            g.state.insert(IrqState::MASKED);
+            g.line.insert(LineState::MASKED);
         }
     }
 
     pub(crate) fn unmask(irq: IrqNumber, g: &mut DescInner) {
-        if g.state.contains(IrqState::MASKED) {
+        if g.line.contains(LineState::MASKED) {
             if let Some(d) = g.data(irq) {
                 g.levels[0].chip.unmask(&d);
             }
-            g.state.remove(IrqState::MASKED);
+            g.line.remove(LineState::MASKED);
         }
     }
 
     fn mask_ack(irq: IrqNumber, g: &mut DescInner) {
         if let Some(d) = g.data(irq) {
             let chip = &g.levels[0].chip;
-            if g.state.contains(IrqState::MASKED) {
+            if g.line.contains(LineState::MASKED) {
                 chip.ack(&d);
             } else {
                 chip.mask_ack(&d);
             }
         }
-        g.state.insert(IrqState::MASKED);
+        g.line.insert(LineState::MASKED);
     }
 
     #[inline]
@@ -258,13 +258,13 @@ impl<P: Platform> IrqCore<P> {
         cpu: CpuId,
         exit: Exit,
     ) -> Option<Guard<'a>> {
-        g.status.remove(IrqStatus::PENDING);
+        g.delivery.remove(DeliveryFlags::PENDING);
         desc.run.store(RUN_IN_PROGRESS, Ordering::Relaxed);
         g.in_progress_cpu = cpu;
         let window_ends = Self::count_for_spurious(&mut g);
-        let oneshot = g.status.contains(IrqStatus::ONESHOT);
+        let oneshot = g.delivery.contains(DeliveryFlags::ONESHOT);
         let may_skip_lock =
-            exit == Exit::Unlocked && !window_ends && !g.state.contains(IrqState::MOVE_PENDING);
+            exit == Exit::Unlocked && !window_ends && !g.line.contains(LineState::MOVE_PENDING);
         let actions = g.actions.raw();
         drop(g);
         // SAFETY: a list that was published in a descriptor is dropped only
@@ -285,7 +285,7 @@ impl<P: Platform> IrqCore<P> {
             return None;
         }
         let mut g = desc.inner.lock();
-        if woken_mask != 0 && g.status.contains(IrqStatus::ONESHOT) {
+        if woken_mask != 0 && g.delivery.contains(DeliveryFlags::ONESHOT) {
             g.threads_oneshot |= woken_mask;
         }
         // Ends the run and drops a RUN_ATTN: what it flagged is read below
@@ -301,7 +301,7 @@ impl<P: Platform> IrqCore<P> {
     /// Counting before the run keeps the counter under the lock while the
     /// common case (handled, window open) needs no lock after it.
     fn count_for_spurious(g: &mut DescInner) -> bool {
-        if g.state.contains(IrqState::PER_CPU) {
+        if g.line.contains(LineState::PER_CPU) {
             return false;
         }
         g.irq_count += 1;
@@ -345,9 +345,9 @@ impl<P: Platform> IrqCore<P> {
     fn flow_edge(&self, desc: &IrqDesc, cpu: CpuId) {
         let irq = desc.irq;
         let g = desc.inner.lock();
-        let (mut g, ok) = self.can_handle_pm(desc, g, cpu, true);
+        let (mut g, ok) = self.may_run_here(desc, g, cpu, true);
         if !ok || !Self::can_handle_actions(&mut g) {
-            g.status.insert(IrqStatus::PENDING);
+            g.delivery.insert(DeliveryFlags::PENDING);
             Self::mask_ack(irq, &mut g);
             return;
         }
@@ -359,9 +359,9 @@ impl<P: Platform> IrqCore<P> {
                 Self::mask(irq, &mut g);
                 break;
             }
-            if g.status.contains(IrqStatus::PENDING)
-                && g.state.contains(IrqState::MASKED)
-                && !g.state.contains(IrqState::DISABLED)
+            if g.delivery.contains(DeliveryFlags::PENDING)
+                && g.line.contains(LineState::MASKED)
+                && !g.line.contains(LineState::DISABLED)
             {
                 Self::unmask(irq, &mut g);
             }
@@ -371,7 +371,8 @@ impl<P: Platform> IrqCore<P> {
                 // change waits.
                 None => return,
             }
-            if !g.status.contains(IrqStatus::PENDING) || g.state.contains(IrqState::DISABLED) {
+            if !g.delivery.contains(DeliveryFlags::PENDING) || g.line.contains(LineState::DISABLED)
+            {
                 break;
             }
         }
@@ -382,7 +383,7 @@ impl<P: Platform> IrqCore<P> {
         let irq = desc.irq;
         let mut g = desc.inner.lock();
         Self::mask_ack(irq, &mut g);
-        let (mut g, ok) = self.can_handle_pm(desc, g, cpu, false);
+        let (mut g, ok) = self.may_run_here(desc, g, cpu, false);
         if !ok || !Self::can_handle_actions(&mut g) {
             // The source is still asserted: whoever unmasks gets it again.
             return;
@@ -397,8 +398,8 @@ impl<P: Platform> IrqCore<P> {
     }
 
     fn cond_unmask(irq: IrqNumber, g: &mut DescInner) {
-        if !g.state.contains(IrqState::DISABLED)
-            && g.state.contains(IrqState::MASKED)
+        if !g.line.contains(LineState::DISABLED)
+            && g.line.contains(LineState::MASKED)
             && g.threads_oneshot == 0
         {
             Self::unmask(irq, g);
@@ -408,10 +409,10 @@ impl<P: Platform> IrqCore<P> {
     fn flow_fasteoi(&self, desc: &IrqDesc, cpu: CpuId) {
         let irq = desc.irq;
         let g = desc.inner.lock();
-        let (mut g, ok) = self.can_handle_pm(desc, g, cpu, false);
+        let (mut g, ok) = self.may_run_here(desc, g, cpu, false);
         if !ok {
-            if g.state.contains(IrqState::RESEND_WHEN_IN_PROGRESS) {
-                g.status.insert(IrqStatus::PENDING);
+            if g.line.contains(LineState::RESEND_WHEN_IN_PROGRESS) {
+                g.delivery.insert(DeliveryFlags::PENDING);
             }
             Self::cond_eoi(irq, &g);
             return;
@@ -423,7 +424,7 @@ impl<P: Platform> IrqCore<P> {
         }
         desc.count_on(cpu);
         g.tot_count += 1;
-        let oneshot = g.status.contains(IrqStatus::ONESHOT);
+        let oneshot = g.delivery.contains(DeliveryFlags::ONESHOT);
         if oneshot {
             Self::mask(irq, &mut g);
         }
@@ -433,8 +434,8 @@ impl<P: Platform> IrqCore<P> {
         self.move_pending(irq, &mut g);
         if !oneshot {
             Self::eoi(irq, &g);
-        } else if !g.state.contains(IrqState::DISABLED)
-            && g.state.contains(IrqState::MASKED)
+        } else if !g.line.contains(LineState::DISABLED)
+            && g.line.contains(LineState::MASKED)
             && g.threads_oneshot == 0
         {
             Self::eoi(irq, &g);
@@ -445,17 +446,17 @@ impl<P: Platform> IrqCore<P> {
                 Self::eoi(irq, &g);
             }
         }
-        if g.status.contains(IrqStatus::PENDING) {
+        if g.delivery.contains(DeliveryFlags::PENDING) {
             self.check_irq_resend(irq, &mut g, false);
         }
     }
 
     fn flow_simple(&self, desc: &IrqDesc, cpu: CpuId) {
         let g = desc.inner.lock();
-        let (mut g, ok) = self.can_handle_pm(desc, g, cpu, false);
+        let (mut g, ok) = self.may_run_here(desc, g, cpu, false);
         if !ok {
-            if g.state.contains(IrqState::RESEND_WHEN_IN_PROGRESS) {
-                g.status.insert(IrqStatus::PENDING);
+            if g.line.contains(LineState::RESEND_WHEN_IN_PROGRESS) {
+                g.delivery.insert(DeliveryFlags::PENDING);
             }
             return;
         }

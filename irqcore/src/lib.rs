@@ -142,7 +142,7 @@ pub use action::{DevId, IrqHandler, IrqRequest, IrqReturn, RequestFlags};
 pub use allocation::DescRange;
 pub use chip::{AffinitySet, ChipFlags, ChipLevel, IrqChip, IrqData, MsiMsg, TriggerType};
 pub use cpumask::{CpuMask, MAX_CPUS};
-pub use desc::{DescSnapshot, IrqState, IrqStatus};
+pub use desc::{DeliveryFlags, DescSnapshot, LineState};
 pub use domain::{
     DomainConfig, DomainError, DomainId, DomainKind, DomainOps, DomainRegistry, FwSpec, Mapping,
 };

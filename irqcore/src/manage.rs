@@ -5,7 +5,7 @@
 use crate::action::{Action, ActionList, DevId, IrqRequest, RequestFlags};
 use crate::chip::{ChipFlags, TriggerType};
 use crate::cpumask::CpuMask;
-use crate::desc::{IrqState, IrqStatus};
+use crate::desc::{DeliveryFlags, LineState};
 use crate::error::IrqError;
 use crate::flow::FlowKind;
 use crate::ids::IrqNumber;
@@ -43,13 +43,13 @@ impl<P: Platform> IrqCore<P> {
         let desc = self.desc(&s, irq)?;
         let id = ActionId(self.next_action_id.fetch_add(1, Ordering::Relaxed));
         let old = self.with_bus_lock(desc, |g| {
-            if g.state.contains(IrqState::NO_REQUEST) {
+            if g.line.contains(LineState::NO_REQUEST) {
                 return Err(IrqError::NotRequestable(irq));
             }
             if g.levels.is_empty() && g.flow != FlowKind::Simple {
                 return Err(IrqError::NoChip(irq));
             }
-            let percpu = g.state.contains(IrqState::PER_CPU);
+            let percpu = g.line.contains(LineState::PER_CPU);
             let wants_percpu = req.flags.contains(RequestFlags::PERCPU);
             if wants_percpu && !percpu {
                 return Err(IrqError::NotPerCpu(irq));
@@ -81,11 +81,11 @@ impl<P: Platform> IrqCore<P> {
                 {
                     return Err(IrqError::TriggerMismatch(irq));
                 }
-                let oneshot = g.status.contains(IrqStatus::ONESHOT);
+                let oneshot = g.delivery.contains(DeliveryFlags::ONESHOT);
                 if oneshot != req.flags.contains(RequestFlags::ONESHOT) {
                     return Err(IrqError::OneshotMismatch(irq));
                 }
-                if g.state.contains(IrqState::PER_CPU_DEVID) {
+                if g.line.contains(LineState::PER_CPU_DEVID) {
                     return Err(IrqError::NotShared(irq));
                 }
             }
@@ -109,27 +109,27 @@ impl<P: Platform> IrqCore<P> {
                 _view: desc.publish_view(g),
             };
             if first {
-                g.status.set(
-                    IrqStatus::ONESHOT,
+                g.delivery.set(
+                    DeliveryFlags::ONESHOT,
                     req.flags.contains(RequestFlags::ONESHOT),
                 );
                 g.irq_count = 0;
                 g.irqs_unhandled = 0;
-                g.status.remove(IrqStatus::SPURIOUS_DISABLED);
+                g.delivery.remove(DeliveryFlags::SPURIOUS_DISABLED);
                 if percpu {
                     // Per-CPU lines are enabled per CPU by enable_percpu_irq.
-                    g.state.insert(IrqState::STARTED);
+                    g.line.insert(LineState::STARTED);
                 } else if req.flags.contains(RequestFlags::NO_AUTOEN)
-                    || g.state.contains(IrqState::NO_AUTOEN)
+                    || g.line.contains(LineState::NO_AUTOEN)
                 {
                     g.depth = 1;
-                    g.state.insert(IrqState::DISABLED);
+                    g.line.insert(LineState::DISABLED);
                 } else {
                     self.startup(irq, g, true);
                 }
-            } else if g.status.contains(IrqStatus::SPURIOUS_DISABLED) {
+            } else if g.delivery.contains(DeliveryFlags::SPURIOUS_DISABLED) {
                 // A new handler on a line the detector gave up on: try again.
-                g.status.remove(IrqStatus::SPURIOUS_DISABLED);
+                g.delivery.remove(DeliveryFlags::SPURIOUS_DISABLED);
                 g.irq_count = 0;
                 g.irqs_unhandled = 0;
                 if g.depth > 0 {
@@ -176,8 +176,9 @@ impl<P: Platform> IrqCore<P> {
                 g.threads_oneshot &= !action.thread_mask;
                 if g.actions.is_empty() {
                     self.shutdown(irq, g);
-                    g.status
-                        .remove(IrqStatus::ONESHOT | IrqStatus::PENDING | IrqStatus::REPLAY);
+                    g.delivery.remove(
+                        DeliveryFlags::ONESHOT | DeliveryFlags::PENDING | DeliveryFlags::REPLAY,
+                    );
                     g.masks
                         .set(crate::desc::MaskKind::PercpuEnabled, CpuMask::new());
                 }

@@ -3,7 +3,7 @@
 
 use crate::action::ActionList;
 use crate::chip::{ChipFlags, ChipLevel, TriggerType};
-use crate::desc::{IrqState, MAX_LEVELS};
+use crate::desc::{LineState, MAX_LEVELS};
 use crate::error::IrqError;
 use crate::flow::FlowKind;
 use crate::ids::IrqNumber;
@@ -37,12 +37,12 @@ impl<P: Platform> IrqCore<P> {
         g.levels = levels.into();
         let old_view = desc.publish_view(&g);
         desc.set_flow(&mut g, flow);
-        g.state.remove(IrqState::PER_CPU | IrqState::PER_CPU_DEVID);
+        g.line.remove(LineState::PER_CPU | LineState::PER_CPU_DEVID);
         match flow {
-            FlowKind::PerCpu => g.state.insert(IrqState::PER_CPU),
+            FlowKind::PerCpu => g.line.insert(LineState::PER_CPU),
             FlowKind::PerCpuDevId => g
-                .state
-                .insert(IrqState::PER_CPU | IrqState::PER_CPU_DEVID | IrqState::NO_AUTOEN),
+                .line
+                .insert(LineState::PER_CPU | LineState::PER_CPU_DEVID | LineState::NO_AUTOEN),
             _ => {}
         }
         drop(g);
@@ -78,23 +78,23 @@ impl<P: Platform> IrqCore<P> {
     pub fn set_irq_settings(
         &self,
         irq: IrqNumber,
-        set: IrqState,
-        clear: IrqState,
+        set: LineState,
+        clear: LineState,
     ) -> Result<(), IrqError> {
-        let allowed = IrqState::DISABLE_UNLAZY
-            | IrqState::RESEND_WHEN_IN_PROGRESS
-            | IrqState::NO_REQUEST
-            | IrqState::NO_AUTOEN
-            | IrqState::AFFINITY_MANAGED
-            | IrqState::MOVE_DEFERRED;
+        let allowed = LineState::DISABLE_UNLAZY
+            | LineState::RESEND_WHEN_IN_PROGRESS
+            | LineState::NO_REQUEST
+            | LineState::NO_AUTOEN
+            | LineState::AFFINITY_MANAGED
+            | LineState::MOVE_DEFERRED;
         if !allowed.contains(set | clear) {
             return Err(IrqError::InvalidSettings);
         }
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         let mut g = self.lock_desc(desc);
-        g.state.insert(set);
-        g.state.remove(clear);
+        g.line.insert(set);
+        g.line.remove(clear);
         Ok(())
     }
 
@@ -130,7 +130,7 @@ impl<P: Platform> IrqCore<P> {
             return Err(IrqError::NoChip(irq));
         };
         let masked_around = chip.flags().contains(ChipFlags::SET_TYPE_MASKED)
-            && !g.state.contains(IrqState::MASKED);
+            && !g.line.contains(LineState::MASKED);
         if masked_around {
             chip.mask(&d);
         }
@@ -143,7 +143,7 @@ impl<P: Platform> IrqCore<P> {
             e => IrqError::Chip(e),
         })?;
         g.trigger = trigger;
-        g.state.set(IrqState::LEVEL, trigger.is_level());
+        g.line.set(LineState::LEVEL, trigger.is_level());
         Ok(())
     }
 }

@@ -2,8 +2,8 @@
 //! are disabled, and re-enabled on request.
 
 use crate::action::IrqReturn;
-use crate::desc::IrqStatus;
-use crate::desc::{DescInner, IrqDesc, IrqState};
+use crate::desc::DeliveryFlags;
+use crate::desc::{DescInner, IrqDesc, LineState};
 use crate::dispatch::EXIT_REPORT_SPURIOUS;
 use crate::error::IrqError;
 use crate::ids::IrqNumber;
@@ -26,10 +26,10 @@ impl<P: Platform> IrqCore<P> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         let r = self.with_bus_lock(desc, |g| {
-            if !g.status.contains(IrqStatus::SPURIOUS_DISABLED) {
+            if !g.delivery.contains(DeliveryFlags::SPURIOUS_DISABLED) {
                 return Err(IrqError::NotSpuriousDisabled(irq));
             }
-            g.status.remove(IrqStatus::SPURIOUS_DISABLED);
+            g.delivery.remove(DeliveryFlags::SPURIOUS_DISABLED);
             g.irq_count = 0;
             g.irqs_unhandled = 0;
             g.depth = g.depth.saturating_sub(1);
@@ -47,8 +47,8 @@ impl<P: Platform> IrqCore<P> {
     pub fn is_spurious_disabled(&self, irq: IrqNumber) -> Result<bool, IrqError> {
         Ok(self
             .snapshot(irq)?
-            .status
-            .contains(IrqStatus::SPURIOUS_DISABLED))
+            .delivery
+            .contains(DeliveryFlags::SPURIOUS_DISABLED))
     }
 }
 
@@ -65,16 +65,16 @@ impl<P: Platform> IrqCore<P> {
     /// interrupt more than 100 ms after the previous one restarts the
     /// unhandled count, so a slow line that is mostly unhandled survives.
     pub(crate) fn note_interrupt(&self, desc: &IrqDesc, g: &mut DescInner, mut ret: IrqReturn) {
-        if g.state.contains(IrqState::PER_CPU) {
+        if g.line.contains(LineState::PER_CPU) {
             return;
         }
         if ret == IrqReturn::WAKE_THREAD {
             let now = desc.threads_handled.load(crate::sync::Ordering::Acquire);
-            if !g.status.contains(IrqStatus::SPURIOUS_DEFERRED) {
+            if !g.delivery.contains(DeliveryFlags::SPURIOUS_DEFERRED) {
                 // First threaded-only interrupt: arm, judge from the next
                 // (and leave it out of the window, which
                 // `count_for_spurious` counted it in).
-                g.status.insert(IrqStatus::SPURIOUS_DEFERRED);
+                g.delivery.insert(DeliveryFlags::SPURIOUS_DEFERRED);
                 g.threads_handled_last = now;
                 g.irq_count = g.irq_count.saturating_sub(1);
                 return;
@@ -100,7 +100,7 @@ impl<P: Platform> IrqCore<P> {
             return;
         }
         if g.irqs_unhandled > SPURIOUS_THRESHOLD {
-            g.status.insert(IrqStatus::SPURIOUS_DISABLED);
+            g.delivery.insert(DeliveryFlags::SPURIOUS_DISABLED);
             g.depth = g.depth.saturating_add(1);
             Self::irq_disable_masked(desc.irq, g);
             desc.exit_work
@@ -111,7 +111,7 @@ impl<P: Platform> IrqCore<P> {
     }
 
     fn irq_disable_masked(irq: IrqNumber, g: &mut DescInner) {
-        g.state.insert(IrqState::DISABLED);
+        g.line.insert(LineState::DISABLED);
         Self::mask(irq, g);
     }
 }

@@ -2,7 +2,7 @@
 //! and finalising oneshot lines once the last thread is done.
 
 use crate::chip::ChipFlags;
-use crate::desc::IrqState;
+use crate::desc::LineState;
 use crate::dispatch::EXIT_INLINE_THREADS;
 use crate::error::IrqError;
 use crate::ids::IrqNumber;
@@ -92,8 +92,8 @@ impl<P: Platform> IrqCore<P> {
             if g.threads_oneshot & a.thread_mask != 0 {
                 g.threads_oneshot &= !a.thread_mask;
                 if g.threads_oneshot == 0
-                    && g.state.contains(IrqState::MASKED)
-                    && !g.state.contains(IrqState::DISABLED)
+                    && g.line.contains(LineState::MASKED)
+                    && !g.line.contains(LineState::DISABLED)
                 {
                     let flags = g.chip_flags;
                     if flags.contains(ChipFlags::EOI_THREADED) {

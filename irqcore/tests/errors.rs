@@ -19,7 +19,7 @@ fn each_setup_fault_has_its_own_variant_and_changes_nothing() {
         Err(IrqError::TooManyLevels)
     );
     assert_eq!(
-        core.set_irq_settings(irq, IrqState::MASKED, IrqState::empty()),
+        core.set_irq_settings(irq, LineState::MASKED, LineState::empty()),
         Err(IrqError::InvalidSettings)
     );
     assert_eq!(
@@ -32,7 +32,7 @@ fn each_setup_fault_has_its_own_variant_and_changes_nothing() {
     );
     assert_eq!(core.snapshot(irq).unwrap(), before);
 
-    core.set_irq_settings(irq, IrqState::NO_REQUEST, IrqState::empty())
+    core.set_irq_settings(irq, LineState::NO_REQUEST, LineState::empty())
         .unwrap();
     assert_eq!(
         core.request_irq(irq, IrqRequest::new("dev", handled()))

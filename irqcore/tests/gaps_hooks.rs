@@ -29,7 +29,7 @@ fn disable_at_depth_u32_max_is_refused_and_changes_nothing() {
     );
     let s = core.snapshot(irq).unwrap();
     assert_eq!(s.depth, u32::MAX, "unchanged");
-    assert!(s.state.contains(IrqState::DISABLED));
+    assert!(s.line.contains(LineState::DISABLED));
     assert_eq!(chip.take(), Vec::<&str>::new());
     // Still balanced from there.
     core.enable_irq(irq).unwrap();
@@ -38,7 +38,7 @@ fn disable_at_depth_u32_max_is_refused_and_changes_nothing() {
     core.enable_irq(irq).unwrap();
     let s = core.snapshot(irq).unwrap();
     assert_eq!(s.depth, 0);
-    assert!(!s.state.contains(IrqState::DISABLED));
+    assert!(!s.line.contains(LineState::DISABLED));
 }
 
 #[test]

@@ -19,7 +19,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use irqcore::hotplug::HotplugCtx;
 use irqcore::{
     ChipFlags, ChipLevel, CoreConfig, CpuId, CpuMask, CpuPhase, DevId, FlowKind, HotplugCallback,
-    HwIrq, IrqCore, IrqError, IrqHandler, IrqNumber, IrqRequest, IrqReturn, IrqState, RequestFlags,
+    HwIrq, IrqCore, IrqError, IrqHandler, IrqNumber, IrqRequest, IrqReturn, LineState,
+    RequestFlags,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1047,7 +1048,7 @@ impl<'c> Harness<'c> {
                     s.affinity
                 );
             }
-            if d.chip.is_some() && !d.flow.percpu() && s.state.contains(IrqState::STARTED) {
+            if d.chip.is_some() && !d.flow.percpu() && s.line.contains(LineState::STARTED) {
                 let eff = s.effective_affinity;
                 check!(
                     !eff.is_empty() && eff.is_subset_of(&online),

@@ -38,7 +38,7 @@ use callbacks::Registered;
 pub use callbacks::{Direction, HotplugCallback, HotplugCtx, HotplugId, HotplugRegistration};
 
 use crate::cpumask::CpuMask;
-use crate::desc::{DescInner, IrqState, IrqStatus};
+use crate::desc::{DeliveryFlags, DescInner, LineState};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
@@ -313,7 +313,7 @@ impl<P: Platform> IrqCore<P> {
 
     /// Moves one irq off `cpu`; returns whether its affinity was broken.
     fn migrate_one(&self, irq: IrqNumber, g: &mut DescInner, cpu: CpuId, after: &CpuMask) -> bool {
-        if g.state.contains(IrqState::PER_CPU) {
+        if g.line.contains(LineState::PER_CPU) {
             if g.percpu_enabled().contains(cpu) {
                 if let Some(d) = g.data(irq) {
                     let chip = &g.levels[0].chip;
@@ -332,21 +332,21 @@ impl<P: Platform> IrqCore<P> {
         } else {
             g.effective()
         };
-        if !g.state.contains(IrqState::STARTED) || !targets.contains(cpu) {
-            if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask().and(after).is_empty() {
-                g.state.remove(IrqState::MOVE_PENDING);
+        if !g.line.contains(LineState::STARTED) || !targets.contains(cpu) {
+            if g.line.contains(LineState::MOVE_PENDING) && g.pending_mask().and(after).is_empty() {
+                g.line.remove(LineState::MOVE_PENDING);
             }
             return false;
         }
         let mut wanted = g.affinity();
-        if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask().intersects(after) {
+        if g.line.contains(LineState::MOVE_PENDING) && g.pending_mask().intersects(after) {
             wanted = g.pending_mask();
         }
-        g.state.remove(IrqState::MOVE_PENDING);
+        g.line.remove(LineState::MOVE_PENDING);
         let mut target = wanted.and(after);
         let mut broken = false;
         if target.is_empty() {
-            if g.state.contains(IrqState::AFFINITY_MANAGED) {
+            if g.line.contains(LineState::AFFINITY_MANAGED) {
                 self.managed_shutdown(irq, g);
                 return false;
             }
@@ -355,7 +355,7 @@ impl<P: Platform> IrqCore<P> {
             broken = true;
         }
         let Some(d) = g.data(irq) else { return broken };
-        let masked_here = !g.state.contains(IrqState::MASKED);
+        let masked_here = !g.line.contains(LineState::MASKED);
         let chip = g.levels[0].chip.clone();
         if masked_here {
             chip.mask(&d);
@@ -374,7 +374,7 @@ impl<P: Platform> IrqCore<P> {
         if masked_here {
             chip.unmask(&IrqData::new(irq, &g.levels));
         }
-        if g.status.contains(IrqStatus::PENDING) {
+        if g.delivery.contains(DeliveryFlags::PENDING) {
             self.check_irq_resend(irq, g, false);
         }
         broken
@@ -384,17 +384,17 @@ impl<P: Platform> IrqCore<P> {
     /// disable depth is incremented so a driver's own disable survives the
     /// offline/online cycle (Linux 6.16's rule).
     fn managed_shutdown(&self, irq: IrqNumber, g: &mut DescInner) {
-        if g.state.contains(IrqState::MANAGED_SHUTDOWN) {
+        if g.line.contains(LineState::MANAGED_SHUTDOWN) {
             return;
         }
-        if g.state.contains(IrqState::STARTED) {
+        if g.line.contains(LineState::STARTED) {
             if let Some(d) = g.data(irq) {
                 g.levels[0].chip.shutdown(&d);
             }
-            g.state.remove(IrqState::STARTED);
+            g.line.remove(LineState::STARTED);
         }
-        g.state
-            .insert(IrqState::MANAGED_SHUTDOWN | IrqState::DISABLED | IrqState::MASKED);
+        g.line
+            .insert(LineState::MANAGED_SHUTDOWN | LineState::DISABLED | LineState::MASKED);
         g.depth = g.depth.saturating_add(1);
     }
 
@@ -414,8 +414,8 @@ impl<P: Platform> IrqCore<P> {
                 continue;
             };
             let mut g = self.lock_desc(desc);
-            if g.state.contains(IrqState::MANAGED_SHUTDOWN) && g.affinity().contains(cpu) {
-                g.state.remove(IrqState::MANAGED_SHUTDOWN);
+            if g.line.contains(LineState::MANAGED_SHUTDOWN) && g.affinity().contains(cpu) {
+                g.line.remove(LineState::MANAGED_SHUTDOWN);
                 g.depth = g.depth.saturating_sub(1);
                 if g.depth == 0 && !g.actions.is_empty() {
                     self.startup(irq, &mut g, true);
@@ -432,8 +432,8 @@ impl<P: Platform> IrqCore<P> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         let mut g = self.lock_desc(desc);
-        g.status.insert(IrqStatus::PENDING);
-        g.status.remove(IrqStatus::REPLAY);
+        g.delivery.insert(DeliveryFlags::PENDING);
+        g.delivery.remove(DeliveryFlags::REPLAY);
         self.check_irq_resend(irq, &mut g, false);
         drop(g);
         drop(s);

@@ -144,7 +144,8 @@ pub use chip::{AffinitySet, ChipFlags, ChipLevel, IrqChip, IrqData, MsiMsg, Trig
 pub use cpumask::{CpuMask, MAX_CPUS};
 pub use desc::{DeliveryFlags, DescSnapshot, LineState};
 pub use domain::{
-    DomainConfig, DomainError, DomainId, DomainKind, DomainOps, DomainRegistry, FwSpec, Mapping,
+    DomainConfig, DomainError, DomainId, DomainKind, DomainOps, DomainRegistration, DomainRegistry,
+    FwSpec, Mapping,
 };
 pub use error::{ChipError, IrqError};
 pub use flow::FlowKind;

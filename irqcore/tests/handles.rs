@@ -1,10 +1,12 @@
 //! Every resource the core hands out has an owning handle whose drop
 //! releases it: descriptor ranges ([`DescRange`]), handlers
-//! ([`Registration`]), hotplug callbacks ([`HotplugRegistration`]). Domain
-//! mappings ([`Mapping`]) are covered in `domain_refcount.rs`
-//! (`shared_intx_survives_unplug_of_other_devices_and_last_unplug_frees_it`).
+//! ([`Registration`]), hotplug callbacks ([`HotplugRegistration`]),
+//! domains ([`DomainRegistration`]) and domain mappings ([`Mapping`]; the
+//! shared-INTx case is in `domain_refcount.rs`).
 mod common;
+mod domain_common;
 use common::*;
+use domain_common::*;
 use irqcore::*;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -215,4 +217,62 @@ fn hotplug_registration_leak_and_unregister() {
         &back,
         &(cb.clone() as Arc<dyn HotplugCallback<TestPlatform>>)
     ));
+}
+
+#[test]
+fn dropping_a_domain_registration_unregisters_the_domain_after_its_mappings() {
+    let core = one_cpu_core();
+    let reg = DomainRegistry::new(&core);
+    let j = Journal::default();
+    let dom = reg
+        .register_domain(
+            DomainConfig::new("d", DomainKind::Linear { size: 8 }),
+            TestDomain::new("d", &j),
+        )
+        .unwrap();
+    let id = dom.id();
+    assert_eq!(reg.domains().len(), 1);
+    {
+        let m = reg.map(id, HwIrq(3)).unwrap();
+        let irq = m.irq();
+        assert_eq!(reg.find_mapping(id, HwIrq(3)), Some(irq));
+        assert!(core.is_allocated(irq));
+        drop(m); // the last reference: unmapped, descriptor freed
+        assert_eq!(reg.find_mapping(id, HwIrq(3)), None);
+        assert!(!core.is_allocated(irq));
+    }
+    drop(dom);
+    assert!(reg.domains().is_empty());
+    assert_eq!(
+        reg.domain_config(id).err(),
+        Some(DomainError::UnknownDomain(id))
+    );
+    assert!(core.platform().events.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_domain_that_still_maps_is_kept_and_the_drop_is_reported() {
+    let core = one_cpu_core();
+    let reg = DomainRegistry::new(&core);
+    let j = Journal::default();
+    let dom = reg
+        .register_domain(
+            DomainConfig::new("d", DomainKind::Linear { size: 8 }),
+            TestDomain::new("d", &j),
+        )
+        .unwrap();
+    let id = dom.id();
+    let irq = reg.create_mapping(id, HwIrq(1)).unwrap(); // a raw reference
+    let Err((dom, e)) = dom.remove() else {
+        panic!("removed a domain that still maps hwirq 1");
+    };
+    assert!(matches!(e, DomainError::DomainBusy { .. }), "{e:?}");
+    drop(dom);
+    assert_eq!(reg.domains().len(), 1, "kept");
+    assert_eq!(
+        core.platform().events.lock().unwrap().as_slice(),
+        [IrqEvent::DomainKept { id, error: e }]
+    );
+    reg.dispose_mapping(irq).unwrap();
+    reg.remove_domain(id).unwrap();
 }

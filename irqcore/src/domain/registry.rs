@@ -62,7 +62,7 @@ pub(super) type Chain = ArrayVec<(DomainId, Arc<dyn DomainOps>, DomainKind), MAX
 /// Which kind of reference a get or put concerns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RefKind {
-    /// Held by a [`Mapping`] handle.
+    /// Held by a [`Mapping`](super::Mapping) handle.
     Handle,
     /// Held by a C-style caller (create/dispose).
     Raw,
@@ -82,7 +82,7 @@ pub struct MappingInfo {
     pub depth: usize,
     /// The domain the mapping was made in (its top level).
     pub top: DomainId,
-    /// References held by [`Mapping`] handles.
+    /// References held by [`Mapping`](super::Mapping) handles.
     pub handle_refs: u32,
     /// References held by raw (C-style) callers.
     pub raw_refs: u32,

@@ -249,11 +249,7 @@ impl fmt::Display for IrqError {
                 f,
                 "irq {irq} has no chip that can do this: set one with set_chip (or through a domain)"
             ),
-            TooManyLevels => write!(
-                f,
-                "a chip stack of more than {} levels",
-                crate::desc::MAX_LEVELS
-            ),
+            TooManyLevels => f.write_str("a chip stack deeper than MAX_LEVELS"),
             InvalidSettings => f.write_str(
                 "only line settings may be set or cleared (DISABLE_UNLAZY, RESEND_WHEN_IN_PROGRESS, \
                  NO_REQUEST, NO_AUTOEN, AFFINITY_MANAGED, MOVE_DEFERRED)",

@@ -1,4 +1,5 @@
-//! Typed identifiers: interrupt numbers, hardware interrupt numbers and CPU ids.
+//! Typed identifiers: interrupt numbers, hardware interrupt numbers, CPU ids,
+//! and the ids of registered domains and hotplug callbacks.
 //!
 //! Each is a newtype so that an irq number can never be passed where a hwirq
 //! or a CPU id is expected (a classic source of bugs in C interrupt code).
@@ -89,6 +90,19 @@ impl CpuId {
     }
 }
 
+/// Names a domain inside one [`DomainRegistry`](crate::DomainRegistry).
+/// Ids are never reused, so a stale id is refused rather than aliased.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DomainId(pub u32);
+
+/// Names one callback registered through
+/// [`IrqCore::hotplug_callback`](crate::IrqCore::hotplug_callback), for
+/// [`IrqCore::unregister_hotplug`](crate::IrqCore::unregister_hotplug) (see
+/// [`HotplugRegistration::leak`](crate::HotplugRegistration::leak)). Only the
+/// core makes them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HotplugId(pub(crate) u64);
+
 macro_rules! id_fmt {
     ($t:ty, $prefix:literal) => {
         impl fmt::Debug for $t {
@@ -106,3 +120,5 @@ macro_rules! id_fmt {
 id_fmt!(IrqNumber, "irq");
 id_fmt!(HwIrq, "hwirq");
 id_fmt!(CpuId, "cpu");
+id_fmt!(DomainId, "domain");
+id_fmt!(HotplugId, "hotplug");

@@ -183,20 +183,15 @@ pub enum IrqEvent {
     /// from process context.
     HotplugCallbackKept {
         /// The callback's id.
-        id: crate::hotplug::HotplugId,
+        id: crate::ids::HotplugId,
         /// Why it could not be unregistered.
         error: crate::error::IrqError,
     },
     /// A [`DomainRegistration`](crate::domain::DomainRegistration) was
-    /// dropped but the domain could not be unregistered (`error`: it still
-    /// maps a hwirq or has a child domain, or the mapping lock could not be
-    /// taken): the domain stays. Unregister it with
-    /// [`DomainRegistry::remove_domain`](crate::DomainRegistry::remove_domain)
-    /// once the cause is gone.
-    DomainKept {
-        /// The domain.
-        id: crate::domain::DomainId,
-        /// Why it could not be unregistered.
-        error: crate::domain::DomainError,
-    },
+    /// dropped but the domain could not be unregistered (it still maps a
+    /// hwirq or has a child domain, or the mapping lock could not be taken):
+    /// the domain stays. Unregister it with
+    /// [`DomainRegistry::remove_domain`](crate::DomainRegistry::remove_domain),
+    /// which says why, once the cause is gone.
+    DomainKept(crate::ids::DomainId),
 }

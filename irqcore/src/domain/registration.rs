@@ -72,13 +72,11 @@ impl<P: Platform> DomainRegistration<'_, '_, P> {
 
 impl<P: Platform> Drop for DomainRegistration<'_, '_, P> {
     fn drop(&mut self) {
-        if self.live
-            && let Err(error) = self.registry.remove_domain(self.id)
-        {
+        if self.live && self.registry.remove_domain(self.id).is_err() {
             self.registry
                 .core()
                 .platform()
-                .report(IrqEvent::DomainKept { id: self.id, error });
+                .report(IrqEvent::DomainKept(self.id));
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::CpuPhase;
 use crate::error::IrqError;
-use crate::ids::{CpuId, IrqNumber};
+use crate::ids::{CpuId, HotplugId, IrqNumber};
 use crate::instance::IrqCore;
 use crate::platform::{IrqEvent, Platform};
 use alloc::sync::Arc;
@@ -69,11 +69,6 @@ pub(super) struct Registered<P: Platform> {
     pub(super) phase: CpuPhase,
     pub(super) cb: Arc<dyn HotplugCallback<P>>,
 }
-
-/// Names one callback registered through [`IrqCore::hotplug_callback`], for
-/// [`IrqCore::unregister_hotplug`] (see [`HotplugRegistration::leak`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct HotplugId(u64);
 
 impl<P: Platform> IrqCore<P> {
     /// Registers `cb` for `phase` and returns a handle that unregisters it

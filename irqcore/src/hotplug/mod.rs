@@ -34,8 +34,9 @@
 
 mod callbacks;
 
+pub use crate::ids::HotplugId;
 use callbacks::Registered;
-pub use callbacks::{Direction, HotplugCallback, HotplugCtx, HotplugId, HotplugRegistration};
+pub use callbacks::{Direction, HotplugCallback, HotplugCtx, HotplugRegistration};
 
 use crate::cpumask::CpuMask;
 use crate::desc::{DeliveryFlags, DescInner, LineState};

@@ -9,7 +9,7 @@ use common::{TestControl, TestPlatform, as_cpu, rig, rig_online};
 use irqcore::hotplug::{Direction, HotplugCtx};
 use irqcore::{
     CpuId, CpuMask, CpuPhase, FlowKind, HotplugCallback, IrqError, IrqNumber, IrqRequest,
-    IrqReturn, IrqState, TriggerType,
+    IrqReturn, LineState, TriggerType,
 };
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -202,7 +202,7 @@ fn managed_irq_keeps_its_reservation_across_cpu_offline_and_online() {
     r.core.set_chip(irq, vec![pin, v], FlowKind::Edge).unwrap();
     as_cpu(0, || r.core.set_affinity(irq, &CpuMask::of(CpuId(1)))).unwrap();
     r.core
-        .set_irq_settings(irq, IrqState::AFFINITY_MANAGED, IrqState::empty())
+        .set_irq_settings(irq, LineState::AFFINITY_MANAGED, LineState::empty())
         .unwrap();
     let n = Arc::new(AtomicU32::new(0));
     let n2 = n.clone();

@@ -1,4 +1,4 @@
-//! Handlers ("actions"), requests and registration handles.
+//! Handlers ("actions"): what a request installs on a line and how it runs.
 
 use crate::chip::TriggerType;
 use crate::ids::IrqNumber;

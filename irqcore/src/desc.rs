@@ -2,10 +2,12 @@
 //!
 //! Three separate state words, as in Linux, because mixing them is where
 //! flow-handler bugs come from:
-//! - [`IrqState`]: what the line is doing (trigger, masked, disabled,
-//!   in progress, per-CPU, managed, move pending, started);
-//! - [`IrqStatus`]: core-private event bookkeeping (pending, replay,
-//!   oneshot, spurious-disabled);
+//! - [`LineState`] (field `line`): what the line is and is doing (trigger,
+//!   masked, disabled, in progress, per-CPU, managed, move pending,
+//!   started) and its settings;
+//! - [`DeliveryFlags`] (field `delivery`): the core's bookkeeping of event
+//!   delivery (an event pending or being replayed, a software resend
+//!   queued, oneshot delivery, the spurious detector's verdict);
 //! - the disable depth, the actions, the affinity masks and the counters.
 //!
 //! Everything mutable sits behind the descriptor lock except the per-CPU
@@ -27,9 +29,10 @@ use bitflags::bitflags;
 pub const MAX_LEVELS: usize = 4;
 
 bitflags! {
-    /// Line state (Linux's IRQD_* bits).
+    /// What the line is and is doing, and its settings (Linux's IRQD_*
+    /// bits): the `line` word of a descriptor.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-    pub struct IrqState: u32 {
+    pub struct LineState: u32 {
         /// The driver disabled the line (logically off).
         const DISABLED = 1 << 0;
         /// The chip is masked (software cache of the hardware state).
@@ -70,9 +73,10 @@ bitflags! {
 }
 
 bitflags! {
-    /// Core-private event status (Linux's IRQS_* bits).
+    /// The core's bookkeeping of event delivery on the line (Linux's IRQS_*
+    /// bits): the `delivery` word of a descriptor.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-    pub struct IrqStatus: u32 {
+    pub struct DeliveryFlags: u32 {
         /// An event arrived that must be (re)delivered.
         const PENDING = 1 << 0;
         /// A resend was issued and has not been consumed by the flow yet.
@@ -179,8 +183,8 @@ impl DescMasks {
 #[repr(C)]
 pub(crate) struct DescInner {
     // --- hot: every interrupt ---
-    pub(crate) state: IrqState,
-    pub(crate) status: IrqStatus,
+    pub(crate) line: LineState,
+    pub(crate) delivery: DeliveryFlags,
     /// The outermost chip's [`ChipFlags`], read when the chip is set (the
     /// flows consult them on every interrupt).
     pub(crate) chip_flags: ChipFlags,
@@ -212,8 +216,8 @@ pub(crate) struct DescInner {
 impl DescInner {
     pub(crate) fn new(nr_cpus: usize) -> Self {
         Self {
-            state: IrqState::DISABLED | IrqState::MASKED,
-            status: IrqStatus::empty(),
+            line: LineState::DISABLED | LineState::MASKED,
+            delivery: DeliveryFlags::empty(),
             chip_flags: ChipFlags::empty(),
             flow: FlowKind::Bad,
             trigger: TriggerType::None,
@@ -445,12 +449,12 @@ impl IrqDesc {
         DescSnapshot {
             irq: self.irq,
             flow: g.flow,
-            state: if self.in_progress() {
-                g.state | IrqState::IN_PROGRESS
+            line: if self.in_progress() {
+                g.line | LineState::IN_PROGRESS
             } else {
-                g.state
+                g.line
             },
-            status: g.status,
+            delivery: g.delivery,
             trigger: match g.trigger {
                 TriggerType::None => g
                     .data(self.irq)
@@ -502,10 +506,10 @@ pub struct DescSnapshot {
     pub irq: IrqNumber,
     /// Flow handler.
     pub flow: FlowKind,
-    /// Line state bits.
-    pub state: IrqState,
-    /// Event status bits.
-    pub status: IrqStatus,
+    /// What the line is and is doing ([`LineState`]).
+    pub line: LineState,
+    /// Delivery bookkeeping ([`DeliveryFlags`]).
+    pub delivery: DeliveryFlags,
     /// Trigger type: the one the core programmed (`set_trigger`, a
     /// request's or a domain mapping's trigger) or, if it never did, what
     /// the outermost chip reads back from the hardware
@@ -549,8 +553,8 @@ mod tests {
         let g = d.inner.lock();
         let data = &*g as *const DescInner as usize;
         assert!(in_line0(m, data - m), "lock word in line 0");
-        assert!(in_line0(&g.state as *const _ as usize, 4));
-        assert!(in_line0(&g.status as *const _ as usize, 4));
+        assert!(in_line0(&g.line as *const _ as usize, 4));
+        assert!(in_line0(&g.delivery as *const _ as usize, 4));
         assert!(in_line0(&g.chip_flags as *const _ as usize, 4));
         assert!(in_line0(&g.flow as *const _ as usize, 1));
         assert!(in_line0(&g.levels as *const _ as usize, 16));

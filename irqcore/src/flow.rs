@@ -27,11 +27,12 @@
 
 use crate::action::IrqReturn;
 use crate::chip::{ChipFlags, IrqData};
-use crate::desc::{DescInner, IrqDesc, IrqState, IrqStatus, RUN_IN_PROGRESS};
-use crate::error::IrqError;
+use crate::desc::{DeliveryFlags, DescInner, IrqDesc, LineState, RUN_IN_PROGRESS};
+use crate::dispatch::EXIT_INLINE_THREADS;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
-use crate::platform::{ActionId, IrqEvent, Platform, ThreadWake};
+use crate::platform::{IrqEvent, Platform, ThreadWake};
+use crate::spurious::SPURIOUS_WINDOW;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 use spin::MutexGuard;
@@ -84,20 +85,6 @@ impl FlowKind {
     }
 }
 
-/// Spurious detector window and threshold (Linux's values: a line is
-/// disabled when *more than* the threshold were unhandled).
-pub(crate) const SPURIOUS_WINDOW: u32 = 100_000;
-pub(crate) const SPURIOUS_THRESHOLD: u32 = 99_900;
-/// With a clock, an unhandled interrupt this long after the previous one
-/// restarts the count (Linux: HZ/10).
-pub(crate) const SPURIOUS_GAP_NS: u64 = 100_000_000;
-
-/// `IrqDesc::exit_work` bits: work a flow leaves for `handle_irq` to do once
-/// the descriptor lock is dropped.
-pub(crate) const EXIT_INLINE_THREADS: u8 = 1 << 0;
-/// See [`EXIT_INLINE_THREADS`].
-pub(crate) const EXIT_REPORT_SPURIOUS: u8 = 1 << 1;
-
 type Guard<'a> = MutexGuard<'a, DescInner>;
 
 /// How `handle_irq_event` may end a run.
@@ -112,78 +99,6 @@ enum Exit {
 }
 
 impl<P: Platform> IrqCore<P> {
-    /// The dispatcher: handles one arrival of `irq` on the calling CPU.
-    ///
-    /// Call it from the interrupt entry with local interrupts disabled, after
-    /// translating the vector/INTID/port to the irq number. It never
-    /// allocates and takes no lock but `irq`'s own descriptor lock. Before it
-    /// returns it also runs thread functions the platform asked to run
-    /// inline ([`ThreadWake::RunInline`](crate::ThreadWake::RunInline)) and
-    /// the queued software resends ([`crate::resend`]).
-    ///
-    /// `Err` means no descriptor exists for `irq` (reported as
-    /// [`IrqEvent::BadIrq`]): nothing ran, and the interrupt entry must
-    /// acknowledge (EOI) the controller itself.
-    pub fn handle_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
-        let (cpu, epoch) = self.irq_epoch()?;
-        epoch.enter_irq();
-        let r = match self.store.lookup(irq) {
-            Some(desc) => {
-                self.run_flow(desc, cpu);
-                self.exit_work(desc);
-                Ok(())
-            }
-            None => {
-                self.platform.report(IrqEvent::BadIrq(irq));
-                Err(IrqError::UnknownIrq(irq))
-            }
-        };
-        // Only the outermost dispatch replays the queue: a nested one (a
-        // chained handler's) runs inside another irq's flow, whose line may
-        // be the very one queued.
-        if !self.resend.is_empty() && !epoch.in_nested_irq() {
-            self.drain_resends(cpu);
-        }
-        epoch.exit_irq();
-        r
-    }
-
-    /// The calling CPU and its read-side slot, for an interrupt-context
-    /// section (a CPU id beyond `nr_cpus` is refused).
-    #[inline]
-    pub(crate) fn irq_epoch(&self) -> Result<(CpuId, &crate::grace::CpuEpoch), IrqError> {
-        let cpu = self.platform.current_cpu();
-        self.epochs
-            .get(cpu.index())
-            .filter(|_| cpu.0 < self.nr_cpus)
-            .map(|e| (cpu, e))
-            .ok_or(IrqError::BadCpu(cpu))
-    }
-
-    /// Work a flow left for after its descriptor lock was dropped: inline
-    /// thread functions and a spurious-disable report.
-    #[inline]
-    fn exit_work(&self, desc: &IrqDesc) {
-        if desc.exit_work.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let work = desc.exit_work.swap(0, Ordering::AcqRel);
-        if work & EXIT_REPORT_SPURIOUS != 0 {
-            self.platform.report(IrqEvent::SpuriousDisabled(desc.irq));
-        }
-        if work & EXIT_INLINE_THREADS != 0 {
-            let actions = desc.inner.lock().actions.raw();
-            // SAFETY: as in `handle_irq_event`: published lists are dropped
-            // only after a grace period and we are in our read-side section.
-            let actions = unsafe { &*actions };
-            for a in actions.iter() {
-                if a.threaded() && a.run_thread.load(crate::sync::Ordering::Acquire) {
-                    let _ = self.run_thread(desc.irq, a.id);
-                }
-            }
-        }
-    }
-
     pub(crate) fn run_flow(&self, desc: &IrqDesc, cpu: CpuId) {
         match desc.flow() {
             FlowKind::Edge => self.flow_edge(desc, cpu),
@@ -209,7 +124,7 @@ impl<P: Platform> IrqCore<P> {
     /// case, including the edge live-lock wait. Returns the (possibly
     /// re-taken) guard and the answer.
     #[inline]
-    fn can_handle_pm<'a>(
+    fn may_run_here<'a>(
         &self,
         desc: &'a IrqDesc,
         g: Guard<'a>,
@@ -221,12 +136,12 @@ impl<P: Platform> IrqCore<P> {
         if !desc.in_progress() {
             return (g, true);
         }
-        self.can_handle_pm_busy(desc, g, cpu, edge)
+        self.may_run_here_busy(desc, g, cpu, edge)
     }
 
-    /// [`Self::can_handle_pm`] when a run may be going on.
+    /// [`Self::may_run_here`] when a run may be going on.
     #[inline(never)]
-    fn can_handle_pm_busy<'a>(
+    fn may_run_here_busy<'a>(
         &self,
         desc: &'a IrqDesc,
         mut g: Guard<'a>,
@@ -247,7 +162,7 @@ impl<P: Platform> IrqCore<P> {
                 self.platform.cpu_relax();
                 g = desc.inner.lock();
             }
-            let ok = !g.state.contains(IrqState::DISABLED) && !g.actions.is_empty();
+            let ok = !g.line.contains(LineState::DISABLED) && !g.actions.is_empty();
             return (g, ok);
         }
         (g, false)
@@ -255,42 +170,42 @@ impl<P: Platform> IrqCore<P> {
 
     /// Are there handlers and is the line enabled? If not, records PENDING.
     fn can_handle_actions(g: &mut DescInner) -> bool {
-        g.status.remove(IrqStatus::REPLAY);
-        if g.actions.is_empty() || g.state.contains(IrqState::DISABLED) {
-            g.status.insert(IrqStatus::PENDING);
+        g.delivery.remove(DeliveryFlags::REPLAY);
+        if g.actions.is_empty() || g.line.contains(LineState::DISABLED) {
+            g.delivery.insert(DeliveryFlags::PENDING);
             return false;
         }
         true
     }
 
-    fn mask(irq: IrqNumber, g: &mut DescInner) {
-        if !g.state.contains(IrqState::MASKED) {
+    pub(crate) fn mask(irq: IrqNumber, g: &mut DescInner) {
+        if !g.line.contains(LineState::MASKED) {
             if let Some(d) = g.data(irq) {
                 g.levels[0].chip.mask(&d);
             }
-            g.state.insert(IrqState::MASKED);
+            g.line.insert(LineState::MASKED);
         }
     }
 
-    fn unmask(irq: IrqNumber, g: &mut DescInner) {
-        if g.state.contains(IrqState::MASKED) {
+    pub(crate) fn unmask(irq: IrqNumber, g: &mut DescInner) {
+        if g.line.contains(LineState::MASKED) {
             if let Some(d) = g.data(irq) {
                 g.levels[0].chip.unmask(&d);
             }
-            g.state.remove(IrqState::MASKED);
+            g.line.remove(LineState::MASKED);
         }
     }
 
     fn mask_ack(irq: IrqNumber, g: &mut DescInner) {
         if let Some(d) = g.data(irq) {
             let chip = &g.levels[0].chip;
-            if g.state.contains(IrqState::MASKED) {
+            if g.line.contains(LineState::MASKED) {
                 chip.ack(&d);
             } else {
                 chip.mask_ack(&d);
             }
         }
-        g.state.insert(IrqState::MASKED);
+        g.line.insert(LineState::MASKED);
     }
 
     #[inline]
@@ -304,7 +219,7 @@ impl<P: Platform> IrqCore<P> {
     }
 
     #[inline]
-    fn eoi(irq: IrqNumber, g: &DescInner) {
+    pub(crate) fn eoi(irq: IrqNumber, g: &DescInner) {
         if g.chip_flags.contains(ChipFlags::NO_EOI) {
             return;
         }
@@ -343,13 +258,13 @@ impl<P: Platform> IrqCore<P> {
         cpu: CpuId,
         exit: Exit,
     ) -> Option<Guard<'a>> {
-        g.status.remove(IrqStatus::PENDING);
+        g.delivery.remove(DeliveryFlags::PENDING);
         desc.run.store(RUN_IN_PROGRESS, Ordering::Relaxed);
         g.in_progress_cpu = cpu;
         let window_ends = Self::count_for_spurious(&mut g);
-        let oneshot = g.status.contains(IrqStatus::ONESHOT);
+        let oneshot = g.delivery.contains(DeliveryFlags::ONESHOT);
         let may_skip_lock =
-            exit == Exit::Unlocked && !window_ends && !g.state.contains(IrqState::MOVE_PENDING);
+            exit == Exit::Unlocked && !window_ends && !g.line.contains(LineState::MOVE_PENDING);
         let actions = g.actions.raw();
         drop(g);
         // SAFETY: a list that was published in a descriptor is dropped only
@@ -370,7 +285,7 @@ impl<P: Platform> IrqCore<P> {
             return None;
         }
         let mut g = desc.inner.lock();
-        if woken_mask != 0 && g.status.contains(IrqStatus::ONESHOT) {
+        if woken_mask != 0 && g.delivery.contains(DeliveryFlags::ONESHOT) {
             g.threads_oneshot |= woken_mask;
         }
         // Ends the run and drops a RUN_ATTN: what it flagged is read below
@@ -386,7 +301,7 @@ impl<P: Platform> IrqCore<P> {
     /// Counting before the run keeps the counter under the lock while the
     /// common case (handled, window open) needs no lock after it.
     fn count_for_spurious(g: &mut DescInner) -> bool {
-        if g.state.contains(IrqState::PER_CPU) {
+        if g.line.contains(LineState::PER_CPU) {
             return false;
         }
         g.irq_count += 1;
@@ -430,9 +345,9 @@ impl<P: Platform> IrqCore<P> {
     fn flow_edge(&self, desc: &IrqDesc, cpu: CpuId) {
         let irq = desc.irq;
         let g = desc.inner.lock();
-        let (mut g, ok) = self.can_handle_pm(desc, g, cpu, true);
+        let (mut g, ok) = self.may_run_here(desc, g, cpu, true);
         if !ok || !Self::can_handle_actions(&mut g) {
-            g.status.insert(IrqStatus::PENDING);
+            g.delivery.insert(DeliveryFlags::PENDING);
             Self::mask_ack(irq, &mut g);
             return;
         }
@@ -444,9 +359,9 @@ impl<P: Platform> IrqCore<P> {
                 Self::mask(irq, &mut g);
                 break;
             }
-            if g.status.contains(IrqStatus::PENDING)
-                && g.state.contains(IrqState::MASKED)
-                && !g.state.contains(IrqState::DISABLED)
+            if g.delivery.contains(DeliveryFlags::PENDING)
+                && g.line.contains(LineState::MASKED)
+                && !g.line.contains(LineState::DISABLED)
             {
                 Self::unmask(irq, &mut g);
             }
@@ -456,7 +371,8 @@ impl<P: Platform> IrqCore<P> {
                 // change waits.
                 None => return,
             }
-            if !g.status.contains(IrqStatus::PENDING) || g.state.contains(IrqState::DISABLED) {
+            if !g.delivery.contains(DeliveryFlags::PENDING) || g.line.contains(LineState::DISABLED)
+            {
                 break;
             }
         }
@@ -467,7 +383,7 @@ impl<P: Platform> IrqCore<P> {
         let irq = desc.irq;
         let mut g = desc.inner.lock();
         Self::mask_ack(irq, &mut g);
-        let (mut g, ok) = self.can_handle_pm(desc, g, cpu, false);
+        let (mut g, ok) = self.may_run_here(desc, g, cpu, false);
         if !ok || !Self::can_handle_actions(&mut g) {
             // The source is still asserted: whoever unmasks gets it again.
             return;
@@ -482,8 +398,8 @@ impl<P: Platform> IrqCore<P> {
     }
 
     fn cond_unmask(irq: IrqNumber, g: &mut DescInner) {
-        if !g.state.contains(IrqState::DISABLED)
-            && g.state.contains(IrqState::MASKED)
+        if !g.line.contains(LineState::DISABLED)
+            && g.line.contains(LineState::MASKED)
             && g.threads_oneshot == 0
         {
             Self::unmask(irq, g);
@@ -493,10 +409,10 @@ impl<P: Platform> IrqCore<P> {
     fn flow_fasteoi(&self, desc: &IrqDesc, cpu: CpuId) {
         let irq = desc.irq;
         let g = desc.inner.lock();
-        let (mut g, ok) = self.can_handle_pm(desc, g, cpu, false);
+        let (mut g, ok) = self.may_run_here(desc, g, cpu, false);
         if !ok {
-            if g.state.contains(IrqState::RESEND_WHEN_IN_PROGRESS) {
-                g.status.insert(IrqStatus::PENDING);
+            if g.line.contains(LineState::RESEND_WHEN_IN_PROGRESS) {
+                g.delivery.insert(DeliveryFlags::PENDING);
             }
             Self::cond_eoi(irq, &g);
             return;
@@ -508,7 +424,7 @@ impl<P: Platform> IrqCore<P> {
         }
         desc.count_on(cpu);
         g.tot_count += 1;
-        let oneshot = g.status.contains(IrqStatus::ONESHOT);
+        let oneshot = g.delivery.contains(DeliveryFlags::ONESHOT);
         if oneshot {
             Self::mask(irq, &mut g);
         }
@@ -518,8 +434,8 @@ impl<P: Platform> IrqCore<P> {
         self.move_pending(irq, &mut g);
         if !oneshot {
             Self::eoi(irq, &g);
-        } else if !g.state.contains(IrqState::DISABLED)
-            && g.state.contains(IrqState::MASKED)
+        } else if !g.line.contains(LineState::DISABLED)
+            && g.line.contains(LineState::MASKED)
             && g.threads_oneshot == 0
         {
             Self::eoi(irq, &g);
@@ -530,17 +446,17 @@ impl<P: Platform> IrqCore<P> {
                 Self::eoi(irq, &g);
             }
         }
-        if g.status.contains(IrqStatus::PENDING) {
+        if g.delivery.contains(DeliveryFlags::PENDING) {
             self.check_irq_resend(irq, &mut g, false);
         }
     }
 
     fn flow_simple(&self, desc: &IrqDesc, cpu: CpuId) {
         let g = desc.inner.lock();
-        let (mut g, ok) = self.can_handle_pm(desc, g, cpu, false);
+        let (mut g, ok) = self.may_run_here(desc, g, cpu, false);
         if !ok {
-            if g.state.contains(IrqState::RESEND_WHEN_IN_PROGRESS) {
-                g.status.insert(IrqStatus::PENDING);
+            if g.line.contains(LineState::RESEND_WHEN_IN_PROGRESS) {
+                g.delivery.insert(DeliveryFlags::PENDING);
             }
             return;
         }
@@ -611,221 +527,5 @@ impl<P: Platform> IrqCore<P> {
         {
             c.eoi(d);
         }
-    }
-
-    /// Runs the thread function of `action` on `irq` (called by the
-    /// platform's interrupt thread after [`Platform::wake_thread`]), then
-    /// finalises oneshot: the line is unmasked once the last oneshot thread
-    /// is done.
-    ///
-    /// No read-side section is held while the thread function runs, so it
-    /// may sleep and may call any process-context API, `free_irq` of its own
-    /// handler included (which then returns without waiting for this very
-    /// call to end). The interrupt thread must not migrate to another CPU
-    /// while inside this call.
-    pub fn run_thread(&self, irq: IrqNumber, action: ActionId) -> Result<(), IrqError> {
-        let me = self.platform.current_cpu();
-        let a = {
-            let s = self.section()?;
-            let desc = self.desc(&s, irq)?;
-            let g = self.lock_desc(desc);
-            if desc.in_progress() && g.in_progress_cpu == me && self.in_interrupt() {
-                // Called from inside this irq's own flow on this CPU (a
-                // `wake_thread` that runs the thread at once): finishing
-                // here would wait for that very flow. Run it when the flow
-                // is done, before `handle_irq` returns.
-                desc.exit_work
-                    .fetch_or(EXIT_INLINE_THREADS, Ordering::AcqRel);
-                return Ok(());
-            }
-            g.actions.iter().find(|a| a.id == action).cloned()
-        };
-        let Some(a) = a else {
-            return Err(IrqError::NoSuchHandler(irq));
-        };
-        // Each wake that set the flag was counted in `threads_pending` once;
-        // count the ones this call consumes so exactly those are undone.
-        let mut consumed = 0u32;
-        let mut handled = 0u32;
-        a.thread_cpu
-            .store(me.0.wrapping_add(1), crate::sync::Ordering::Release);
-        while !a.removed.load(crate::sync::Ordering::Acquire)
-            && a.run_thread.swap(false, crate::sync::Ordering::AcqRel)
-        {
-            consumed += 1;
-            if a.handler.thread(irq).handled() {
-                handled += 1;
-            }
-        }
-        a.thread_cpu.store(0, crate::sync::Ordering::Release);
-        // Finalise. The descriptor is looked up again: it may have gone
-        // while the thread function ran (freed after `free_irq` unlinked
-        // this action), and then there is nothing left to finalise.
-        loop {
-            let s = self.section()?;
-            let Ok(desc) = self.desc(&s, irq) else {
-                return Ok(());
-            };
-            if handled != 0 {
-                desc.threads_handled
-                    .fetch_add(handled, crate::sync::Ordering::AcqRel);
-                handled = 0;
-            }
-            let mut g = self.lock_desc(desc);
-            // Never finalise while a hard handler runs on some CPU: it may
-            // be about to record this wake's oneshot bit.
-            if desc.in_progress() {
-                drop(g);
-                drop(s);
-                self.platform.cpu_relax();
-                continue;
-            }
-            if !g.actions.iter().any(|x| Arc::ptr_eq(x, &a)) {
-                // Unlinked by free_irq, which cleared its oneshot bit.
-                return Ok(());
-            }
-            a.threads_pending
-                .fetch_sub(consumed, crate::sync::Ordering::AcqRel);
-            if a.run_thread.load(crate::sync::Ordering::Acquire) {
-                // Woken again meanwhile: that wake's own run finalises.
-                break;
-            }
-            if g.threads_oneshot & a.thread_mask != 0 {
-                g.threads_oneshot &= !a.thread_mask;
-                if g.threads_oneshot == 0
-                    && g.state.contains(IrqState::MASKED)
-                    && !g.state.contains(IrqState::DISABLED)
-                {
-                    let flags = g.chip_flags;
-                    if flags.contains(ChipFlags::EOI_THREADED) {
-                        Self::eoi(irq, &g);
-                    }
-                    Self::unmask(irq, &mut g);
-                }
-            }
-            break;
-        }
-        Ok(())
-    }
-
-    /// Applies a deferred affinity change at a safe point: the handlers are
-    /// not running and the line is acked.
-    pub(crate) fn move_pending(&self, irq: IrqNumber, g: &mut DescInner) {
-        // Flows call this after ending their run, with the lock held, so no
-        // handler runs now.
-        if !g.state.contains(IrqState::MOVE_PENDING) {
-            return;
-        }
-        g.state.remove(IrqState::MOVE_PENDING);
-        let mask = g.pending_mask().and(&self.online_cpus());
-        if mask.is_empty() {
-            return;
-        }
-        let was_masked =
-            g.state.contains(IrqState::MASKED) || g.chip_flags.contains(ChipFlags::MOVE_UNMASKED);
-        if !was_masked {
-            Self::mask(irq, g);
-        }
-        if let Some(d) = g.data(irq) {
-            match g.levels[0].chip.set_affinity(&d, &mask, false) {
-                Ok(r) => {
-                    g.masks
-                        .set(crate::desc::MaskKind::Affinity, g.pending_mask());
-                    g.masks.set(crate::desc::MaskKind::Effective, r.effective());
-                }
-                // Still busy with the previous move: try again next time.
-                Err(crate::error::ChipError::Busy) => g.state.insert(IrqState::MOVE_PENDING),
-                Err(_) => {}
-            }
-        }
-        if !was_masked {
-            Self::unmask(irq, g);
-        }
-    }
-
-    /// Replays an event recorded as PENDING: hardware retrigger if a chip
-    /// of the stack can, software resend through the platform otherwise.
-    /// Level lines are never resent (the hardware re-asserts them).
-    pub(crate) fn check_irq_resend(&self, irq: IrqNumber, g: &mut DescInner, inject: bool) {
-        if g.state.contains(IrqState::LEVEL) {
-            g.status.remove(IrqStatus::PENDING);
-            return;
-        }
-        if g.status.contains(IrqStatus::REPLAY) {
-            return;
-        }
-        if !g.status.contains(IrqStatus::PENDING) && !inject {
-            return;
-        }
-        g.status.remove(IrqStatus::PENDING);
-        let hw = g.data(irq).is_some_and(|d| d.retrigger_hierarchy());
-        if !hw {
-            // The platform hears of it once the locks are dropped
-            // (`kick_resends`); the dispatcher drains the queue itself.
-            self.queue_sw_resend(irq, g);
-        }
-        g.status.insert(IrqStatus::REPLAY);
-    }
-
-    /// The unhandled-interrupt detector (Linux's `note_interrupt`): over
-    /// every window of 100,000 interrupts, if more than 99,900 were
-    /// unhandled the line is stuck ("nobody cared"): disable it and report
-    /// (the report is made by `handle_irq` once the lock is dropped).
-    ///
-    /// An interrupt whose handlers only woke threads is judged by the
-    /// threads instead, one interrupt late (the threads have not run yet):
-    /// it counts as handled if some thread function returned handled since
-    /// the previous such interrupt. With a platform clock, an unhandled
-    /// interrupt more than 100 ms after the previous one restarts the
-    /// unhandled count, so a slow line that is mostly unhandled survives.
-    fn note_interrupt(&self, desc: &IrqDesc, g: &mut DescInner, mut ret: IrqReturn) {
-        if g.state.contains(IrqState::PER_CPU) {
-            return;
-        }
-        if ret == IrqReturn::WAKE_THREAD {
-            let now = desc.threads_handled.load(crate::sync::Ordering::Acquire);
-            if !g.status.contains(IrqStatus::SPURIOUS_DEFERRED) {
-                // First threaded-only interrupt: arm, judge from the next
-                // (and leave it out of the window, which
-                // `count_for_spurious` counted it in).
-                g.status.insert(IrqStatus::SPURIOUS_DEFERRED);
-                g.threads_handled_last = now;
-                g.irq_count = g.irq_count.saturating_sub(1);
-                return;
-            }
-            if now == g.threads_handled_last {
-                ret = IrqReturn::NONE;
-            } else {
-                g.threads_handled_last = now;
-                ret = IrqReturn::HANDLED;
-            }
-        }
-        if !ret.handled() {
-            let now = self.platform.now_ns();
-            let fresh = match (now, g.last_unhandled_ns) {
-                (Some(now), Some(last)) => now.wrapping_sub(last) > SPURIOUS_GAP_NS,
-                _ => false,
-            };
-            g.irqs_unhandled = if fresh { 1 } else { g.irqs_unhandled + 1 };
-            g.last_unhandled_ns = now;
-        }
-        // `irq_count` was counted before the run (`count_for_spurious`).
-        if g.irq_count < SPURIOUS_WINDOW {
-            return;
-        }
-        if g.irqs_unhandled > SPURIOUS_THRESHOLD {
-            g.status.insert(IrqStatus::SPURIOUS_DISABLED);
-            g.depth = g.depth.saturating_add(1);
-            Self::irq_disable_masked(desc.irq, g);
-            desc.exit_work
-                .fetch_or(EXIT_REPORT_SPURIOUS, Ordering::AcqRel);
-        }
-        g.irq_count = 0;
-        g.irqs_unhandled = 0;
-    }
-
-    fn irq_disable_masked(irq: IrqNumber, g: &mut DescInner) {
-        g.state.insert(IrqState::DISABLED);
-        Self::mask(irq, g);
     }
 }

@@ -37,7 +37,8 @@
 //! # fn main() -> Result<(), IrqError> {
 //! CORE.set_cpu_online(CpuId(0), true)?;
 //! let pic = Arc::new(Pic(AtomicU32::new(u32::MAX)));
-//! let irq = CORE.alloc_descs(IrqNumber(32), 1)?;
+//! let descs = CORE.alloc_desc_range(IrqNumber(32), 1)?; // freed on drop
+//! let irq = descs.first();
 //! CORE.set_chip(irq, vec![ChipLevel::new(pic.clone(), HwIrq(4))], FlowKind::Edge)?;
 //!
 //! let hits = Arc::new(AtomicU32::new(0));
@@ -54,16 +55,33 @@
 //!
 //! drop(uart); // frees the handler and shuts the line down
 //! assert_ne!(pic.0.load(Ordering::Relaxed) & (1 << 4), 0);
+//! drop(descs); // frees the descriptor
+//! assert!(!CORE.is_allocated(irq));
 //! # Ok(()) }
 //! ```
 //!
 //! # Modules
 //!
-//! One concept per module: [`platform`], [`cpumask`], [`ids`], [`chip`],
-//! [`desc`], [`flow`], [`action`], [`store`] (sparse descriptor store),
-//! [`grace`] (the reclamation scheme behind lock-free lookup), [`hotplug`],
-//! [`stop_machine`], [`domain`], [`stats`], [`lockdep`] (the lock order),
-//! and `sim` (a simulated multi-CPU platform, feature `sim`).
+//! One concept per module. The public ones:
+//! [`platform`] (the trait a kernel implements), [`ids`], [`cpumask`],
+//! [`chip`], [`desc`] (the descriptor), [`flow`] (the flow handlers only),
+//! [`action`] (handlers), [`store`] (sparse descriptor store), [`grace`]
+//! (the reclamation scheme behind lock-free lookup), [`resend`] (software
+//! resend), [`hotplug`], [`stop_machine`], [`domain`], [`stats`] (counts,
+//! snapshots, the interrupt table), [`lockdep`] (the lock order),
+//! [`error`], and `sim` (a simulated multi-CPU platform, feature `sim`).
+//!
+//! [`IrqCore`]'s methods are grouped by concern in private modules, each
+//! with its own `impl IrqCore` block, after Linux's `kernel/irq` split:
+//! `instance` (the struct and its constructor), `online` (the online-CPU
+//! mask), `context` (calling contexts, the descriptor lock, read-side
+//! sections), `allocation` (allocating and freeing descriptors,
+//! [`DescRange`]), `reclaim` (dropping what dispatchers may still read),
+//! `setup` (chip, flow, trigger), `manage` (request and free,
+//! [`Registration`]), `enable` (disable depth, startup and shutdown,
+//! synchronize), `affinity`, `spurious` (the unhandled-interrupt detector),
+//! `thread` (interrupt threads) and `dispatch` (the interrupt entry,
+//! [`IrqCore::handle_irq`]).
 //!
 //! # Features
 //!
@@ -86,11 +104,16 @@ extern crate alloc;
 extern crate std;
 
 pub mod action;
+mod affinity;
+mod allocation;
 mod cell_array;
 pub mod chip;
+mod context;
 pub mod cpumask;
 pub mod desc;
+mod dispatch;
 pub mod domain;
+mod enable;
 pub mod error;
 pub mod flow;
 pub mod grace;
@@ -98,30 +121,39 @@ pub mod hotplug;
 pub mod ids;
 mod instance;
 pub mod lockdep;
+mod manage;
+mod online;
 pub mod platform;
+mod reclaim;
 pub mod resend;
+mod setup;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod spurious;
 pub mod stats;
 pub mod stop_machine;
 pub mod store;
 pub(crate) mod sync;
 #[cfg(all(feature = "sim", not(loom)))]
 mod testing;
+mod thread;
 
 pub use action::{DevId, IrqHandler, IrqRequest, IrqReturn, RequestFlags};
+pub use allocation::DescRange;
 pub use chip::{AffinitySet, ChipFlags, ChipLevel, IrqChip, IrqData, MsiMsg, TriggerType};
 pub use cpumask::{CpuMask, MAX_CPUS};
-pub use desc::{DescSnapshot, IrqState, IrqStatus};
+pub use desc::{DeliveryFlags, DescSnapshot, LineState};
 pub use domain::{
-    DomainConfig, DomainError, DomainId, DomainKind, DomainOps, DomainRegistry, FwSpec, Mapping,
+    DomainConfig, DomainError, DomainId, DomainKind, DomainOps, DomainRegistration, DomainRegistry,
+    FwSpec, Mapping,
 };
 pub use error::{ChipError, IrqError};
 pub use flow::FlowKind;
-pub use hotplug::{CpuControl, CpuPhase, HotplugCallback};
+pub use hotplug::{CpuControl, CpuPhase, HotplugCallback, HotplugId, HotplugRegistration};
 pub use ids::{CpuId, HwIrq, IrqNumber};
-pub use instance::{CoreConfig, IrqCore, Registration};
+pub use instance::{CoreConfig, IrqCore};
 pub use lockdep::{LockClass, LockOrder};
+pub use manage::Registration;
 pub use platform::IrqEvent;
 pub use platform::{ActionId, IrqFlags, Platform, ThreadWake};
 pub use stats::InterruptTable;

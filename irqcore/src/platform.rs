@@ -161,4 +161,37 @@ pub enum IrqEvent {
     /// stays installed. Free it with
     /// [`IrqCore::free_irq`](crate::IrqCore::free_irq) from process context.
     FreeRefused(IrqNumber),
+    /// A [`DescRange`](crate::DescRange) was dropped but its descriptors
+    /// could not be freed (`error`: a handler is still installed on one, or
+    /// the drop ran in interrupt context): all `count` from `first` stay
+    /// allocated. Free them with
+    /// [`IrqCore::free_descs`](crate::IrqCore::free_descs) once the cause is
+    /// gone.
+    DescsNotFreed {
+        /// The first irq number of the range.
+        first: IrqNumber,
+        /// How many.
+        count: u32,
+        /// Why [`IrqCore::free_descs`](crate::IrqCore::free_descs) refused.
+        error: crate::error::IrqError,
+    },
+    /// A [`HotplugRegistration`](crate::HotplugRegistration) was dropped but
+    /// could not unregister its callback (`error`: a transition was
+    /// running, or the drop ran in interrupt context): the callback stays.
+    /// Unregister it with
+    /// [`IrqCore::unregister_hotplug`](crate::IrqCore::unregister_hotplug)
+    /// from process context.
+    HotplugCallbackKept {
+        /// The callback's id.
+        id: crate::ids::HotplugId,
+        /// Why it could not be unregistered.
+        error: crate::error::IrqError,
+    },
+    /// A [`DomainRegistration`](crate::domain::DomainRegistration) was
+    /// dropped but the domain could not be unregistered (it still maps a
+    /// hwirq or has a child domain, or the mapping lock could not be taken):
+    /// the domain stays. Unregister it with
+    /// [`DomainRegistry::remove_domain`](crate::DomainRegistry::remove_domain),
+    /// which says why, once the cause is gone.
+    DomainKept(crate::ids::DomainId),
 }

@@ -4,7 +4,7 @@
 //!
 //! # Exactly once, and only for the request that caused it
 //!
-//! A resend is *queued* by setting [`IrqStatus::SW_RESEND`] on the
+//! A resend is *queued* by setting [`DeliveryFlags::SW_RESEND`] on the
 //! descriptor, under its lock, and pushing the irq number into the core's
 //! [`ResendQueue`]. It is *consumed* by whoever clears that bit first, again
 //! under the lock: the core's own drain at the end of
@@ -24,7 +24,8 @@
 //! [`Platform::schedule_resend`] is called only after every core lock is
 //! dropped, so a kernel may call back into the core from it.
 
-use crate::desc::{IrqDesc, IrqStatus};
+use crate::desc::{DeliveryFlags, IrqDesc};
+use crate::desc::{DescInner, LineState};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
@@ -137,8 +138,8 @@ impl<P: Platform> IrqCore<P> {
     /// Queues a software resend of `irq` (descriptor lock held). The kernel
     /// is told afterwards, outside the lock ([`IrqCore::kick_resends`]).
     pub(crate) fn queue_sw_resend(&self, irq: IrqNumber, g: &mut crate::desc::DescInner) {
-        if !g.status.contains(IrqStatus::SW_RESEND) {
-            g.status.insert(IrqStatus::SW_RESEND);
+        if !g.delivery.contains(DeliveryFlags::SW_RESEND) {
+            g.delivery.insert(DeliveryFlags::SW_RESEND);
             self.resend.mark(irq);
         }
     }
@@ -146,8 +147,8 @@ impl<P: Platform> IrqCore<P> {
     /// Cancels a queued software resend of a line being shut down
     /// (descriptor lock held).
     pub(crate) fn cancel_sw_resend(&self, irq: IrqNumber, g: &mut crate::desc::DescInner) {
-        if g.status.contains(IrqStatus::SW_RESEND) {
-            g.status.remove(IrqStatus::SW_RESEND);
+        if g.delivery.contains(DeliveryFlags::SW_RESEND) {
+            g.delivery.remove(DeliveryFlags::SW_RESEND);
             self.resend.remove(irq);
             self.resend.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -215,7 +216,11 @@ impl<P: Platform> IrqCore<P> {
         });
         if overflowed {
             self.store.for_each_unlocked(&mut |desc| {
-                let queued = desc.inner.lock().status.contains(IrqStatus::SW_RESEND);
+                let queued = desc
+                    .inner
+                    .lock()
+                    .delivery
+                    .contains(DeliveryFlags::SW_RESEND);
                 if queued {
                     self.resend_one(desc, cpu);
                 }
@@ -234,18 +239,18 @@ impl<P: Platform> IrqCore<P> {
     fn resend_one(&self, desc: &IrqDesc, cpu: CpuId) {
         let run = {
             let mut g = desc.inner.lock();
-            if !g.status.contains(IrqStatus::SW_RESEND) {
+            if !g.delivery.contains(DeliveryFlags::SW_RESEND) {
                 return;
             }
-            g.status.remove(IrqStatus::SW_RESEND);
+            g.delivery.remove(DeliveryFlags::SW_RESEND);
             // Consumed here: its queue entry (if a drain has not taken it)
             // must not announce it to the platform again.
             self.resend.remove(desc.irq);
             // A run going on is told (RUN_ATTN) so that it takes the lock
             // on its way out and sees PENDING.
             if desc.claim_attention() {
-                g.status.remove(IrqStatus::REPLAY);
-                g.status.insert(IrqStatus::PENDING);
+                g.delivery.remove(DeliveryFlags::REPLAY);
+                g.delivery.insert(DeliveryFlags::PENDING);
                 false
             } else {
                 true
@@ -254,5 +259,31 @@ impl<P: Platform> IrqCore<P> {
         if run {
             self.run_flow(desc, cpu);
         }
+    }
+}
+
+impl<P: Platform> IrqCore<P> {
+    /// Replays an event recorded as PENDING: hardware retrigger if a chip
+    /// of the stack can, software resend through the platform otherwise.
+    /// Level lines are never resent (the hardware re-asserts them).
+    pub(crate) fn check_irq_resend(&self, irq: IrqNumber, g: &mut DescInner, inject: bool) {
+        if g.line.contains(LineState::LEVEL) {
+            g.delivery.remove(DeliveryFlags::PENDING);
+            return;
+        }
+        if g.delivery.contains(DeliveryFlags::REPLAY) {
+            return;
+        }
+        if !g.delivery.contains(DeliveryFlags::PENDING) && !inject {
+            return;
+        }
+        g.delivery.remove(DeliveryFlags::PENDING);
+        let hw = g.data(irq).is_some_and(|d| d.retrigger_hierarchy());
+        if !hw {
+            // The platform hears of it once the locks are dropped
+            // (`kick_resends`); the dispatcher drains the queue itself.
+            self.queue_sw_resend(irq, g);
+        }
+        g.delivery.insert(DeliveryFlags::REPLAY);
     }
 }

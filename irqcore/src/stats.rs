@@ -1,6 +1,9 @@
-//! Per-CPU statistics and a `/proc/interrupts`-style table.
+//! Observing interrupts: per-CPU counts, descriptor snapshots and a
+//! `/proc/interrupts`-style table.
 
 use crate::chip::TriggerType;
+use crate::desc::DescSnapshot;
+use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
 use crate::platform::Platform;
@@ -141,5 +144,23 @@ fn trigger_name(t: TriggerType) -> &'static str {
         TriggerType::EdgeBoth => "edge-b",
         TriggerType::LevelHigh => "level-h",
         TriggerType::LevelLow => "level-l",
+    }
+}
+
+impl<P: Platform> IrqCore<P> {
+    /// Interrupts of `irq` handled on `cpu`.
+    pub fn irq_count(&self, irq: IrqNumber, cpu: CpuId) -> u64 {
+        self.section()
+            .ok()
+            .and_then(|s| self.desc(&s, irq).ok().map(|d| d.count(cpu)))
+            .unwrap_or(0)
+    }
+
+    /// A snapshot of the descriptor of `irq`.
+    pub fn snapshot(&self, irq: IrqNumber) -> Result<DescSnapshot, IrqError> {
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        let _irq = self.irq_save();
+        Ok(desc.snapshot())
     }
 }

@@ -17,7 +17,7 @@ impl<P: Platform> IrqCore<P> {
         let desc = self.desc(&s, irq)?;
         let mut g = self.lock_desc(desc);
         if depth > 0 && g.depth == 0 {
-            g.state.insert(crate::desc::IrqState::DISABLED);
+            g.line.insert(crate::desc::LineState::DISABLED);
         }
         g.depth = depth;
         Ok(())

@@ -79,12 +79,12 @@ fn every_bad_call_is_a_typed_error_with_state_unchanged() {
                     .dev_id(DevId(7))
                     .flags(RequestFlags::SHARED),
             ),
-            IrqError::InvalidArgument,
+            IrqError::DuplicateDevId(irq),
         ),
         (
             "raw request without dev id",
             core.request_irq_raw(irq, IrqRequest::new("d", handled())),
-            IrqError::InvalidArgument,
+            IrqError::MissingDevId(irq),
         ),
         (
             "affinity to offline cpu",
@@ -94,12 +94,12 @@ fn every_bad_call_is_a_typed_error_with_state_unchanged() {
         (
             "affinity to nonexistent cpu",
             core.set_affinity(irq, &CpuMask::of(CpuId(200))),
-            IrqError::InvalidArgument,
+            IrqError::InvalidMask,
         ),
         (
             "empty affinity",
             core.set_affinity(irq, &CpuMask::new()),
-            IrqError::InvalidArgument,
+            IrqError::InvalidMask,
         ),
         (
             "percpu enable on global",

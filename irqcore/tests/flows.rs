@@ -128,8 +128,8 @@ fn lost_edge_scenario(flow: FlowKind) -> (u64, bool) {
         let pending = core
             .snapshot(irq)
             .unwrap()
-            .status
-            .contains(IrqStatus::PENDING);
+            .delivery
+            .contains(DeliveryFlags::PENDING);
         release.wait();
         t0.join().unwrap();
         pending
@@ -204,7 +204,7 @@ fn no_live_lock_after_a_single_target_move() {
     // arrivals, and CPU 1 handled every arrival itself.
     assert_eq!(c0, 1, "old CPU kept looping");
     assert_eq!(c1, ARRIVALS, "new CPU lost or deferred arrivals");
-    assert!(!core.snapshot(irq).unwrap().state.contains(IrqState::MASKED));
+    assert!(!core.snapshot(irq).unwrap().line.contains(LineState::MASKED));
 }
 
 fn common_cpu() -> usize {
@@ -227,7 +227,9 @@ fn lazy_disable(retrigger: bool) {
     core.handle_irq(irq).unwrap();
     assert_eq!(chip.take(), vec!["mask_ack"]);
     let snap = core.snapshot(irq).unwrap();
-    assert!(snap.status.contains(IrqStatus::PENDING) && snap.state.contains(IrqState::MASKED));
+    assert!(
+        snap.delivery.contains(DeliveryFlags::PENDING) && snap.line.contains(LineState::MASKED)
+    );
     assert_eq!(n.load(Ordering::SeqCst), 0);
     core.enable_irq(irq).unwrap();
     if retrigger {
@@ -245,8 +247,8 @@ fn lazy_disable(retrigger: bool) {
     let snap = core.snapshot(irq).unwrap();
     assert!(
         !snap
-            .status
-            .intersects(IrqStatus::PENDING | IrqStatus::REPLAY)
+            .delivery
+            .intersects(DeliveryFlags::PENDING | DeliveryFlags::REPLAY)
     );
 }
 
@@ -266,7 +268,7 @@ fn unlazy_line_masks_at_disable() {
     let core = core_with_cpus(1);
     let chip = RecordingChip::new();
     let irq = irq_with(&core, chip.clone(), FlowKind::Edge);
-    core.set_irq_settings(irq, IrqState::DISABLE_UNLAZY, IrqState::empty())
+    core.set_irq_settings(irq, LineState::DISABLE_UNLAZY, LineState::empty())
         .unwrap();
     let _reg = core
         .request_irq(irq, IrqRequest::new("dev", handled()))
@@ -282,7 +284,7 @@ fn fasteoi_resends_arrival_during_move_when_asked() {
     set_cpu(0);
     let chip = Arc::new(RecordingChip::default());
     let irq = irq_with(&core, chip.clone(), FlowKind::FastEoi);
-    core.set_irq_settings(irq, IrqState::RESEND_WHEN_IN_PROGRESS, IrqState::empty())
+    core.set_irq_settings(irq, LineState::RESEND_WHEN_IN_PROGRESS, LineState::empty())
         .unwrap();
     let entered = Arc::new(Barrier::new(2));
     let release = Arc::new(Barrier::new(2));
@@ -319,8 +321,8 @@ fn fasteoi_resends_arrival_during_move_when_asked() {
         "the arrival during the move was handled once more"
     );
     assert_eq!(
-        core.snapshot(irq).unwrap().status & (IrqStatus::PENDING | IrqStatus::SW_RESEND),
-        IrqStatus::empty()
+        core.snapshot(irq).unwrap().delivery & (DeliveryFlags::PENDING | DeliveryFlags::SW_RESEND),
+        DeliveryFlags::empty()
     );
 }
 

@@ -73,8 +73,8 @@ fn setup(ncpus: u32) -> (Arc<Core>, Arc<BusyChip>, IrqNumber) {
 fn move_pending(core: &Core, irq: IrqNumber) -> bool {
     core.snapshot(irq)
         .unwrap()
-        .state
-        .contains(IrqState::MOVE_PENDING)
+        .line
+        .contains(LineState::MOVE_PENDING)
 }
 
 #[test]

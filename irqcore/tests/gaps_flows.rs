@@ -1,6 +1,6 @@
 //! Flow-handler properties that the edge-only tests left open (issue 17):
 //! lazy disable on fasteoi and simple, the EOI on every path of the bad and
-//! fasteoi flows, the in-progress-elsewhere decisions of `can_handle_pm`, and
+//! fasteoi flows, the in-progress-elsewhere decisions of `may_run_here`, and
 //! the edge flow's unmask condition.
 mod common;
 mod watchdog;
@@ -34,11 +34,11 @@ fn fasteoi_lazy_disable(retrigger: bool) {
     assert_eq!(chip.take(), vec!["mask", "eoi"], "masked on arrival, EOIed");
     let s = core.snapshot(irq).unwrap();
     assert!(
-        s.status.contains(IrqStatus::PENDING),
+        s.delivery.contains(DeliveryFlags::PENDING),
         "a disabled fasteoi arrival must be remembered: {:?}",
-        s.status
+        s.delivery
     );
-    assert!(s.state.contains(IrqState::MASKED));
+    assert!(s.line.contains(LineState::MASKED));
     assert_eq!(n.load(Ordering::SeqCst), 0, "no handler while disabled");
     core.enable_irq(irq).unwrap();
     if retrigger {
@@ -53,7 +53,10 @@ fn fasteoi_lazy_disable(retrigger: bool) {
     assert_eq!(n.load(Ordering::SeqCst), 1, "replayed exactly once");
     assert_eq!(chip.take(), vec!["eoi"]);
     let s = core.snapshot(irq).unwrap();
-    assert!(!s.status.intersects(IrqStatus::PENDING | IrqStatus::REPLAY));
+    assert!(
+        !s.delivery
+            .intersects(DeliveryFlags::PENDING | DeliveryFlags::REPLAY)
+    );
 }
 
 #[test]
@@ -84,8 +87,8 @@ fn simple_flow_lazy_disable_marks_pending_and_replays_once() {
     assert!(
         core.snapshot(irq)
             .unwrap()
-            .status
-            .contains(IrqStatus::PENDING),
+            .delivery
+            .contains(DeliveryFlags::PENDING),
         "a disabled simple arrival must be remembered"
     );
     core.enable_irq(irq).unwrap();
@@ -96,8 +99,8 @@ fn simple_flow_lazy_disable_marks_pending_and_replays_once() {
         !core
             .snapshot(irq)
             .unwrap()
-            .status
-            .intersects(IrqStatus::PENDING | IrqStatus::REPLAY)
+            .delivery
+            .intersects(DeliveryFlags::PENDING | DeliveryFlags::REPLAY)
     );
 }
 
@@ -185,7 +188,7 @@ fn fasteoi_busy_elsewhere(flags: ChipFlags) -> Vec<&'static str> {
     let busy_path = chip.take();
     let s = core.snapshot(irq).unwrap();
     assert!(
-        !s.status.contains(IrqStatus::PENDING),
+        !s.delivery.contains(DeliveryFlags::PENDING),
         "without RESEND_WHEN_IN_PROGRESS nothing is remembered"
     );
     release.wait();
@@ -281,15 +284,15 @@ fn edge_multi_target() {
         c1.handle_irq(irq).unwrap();
     });
     let s = core.snapshot(irq).unwrap();
-    assert!(s.status.contains(IrqStatus::PENDING));
-    assert!(s.state.contains(IrqState::MASKED));
+    assert!(s.delivery.contains(DeliveryFlags::PENDING));
+    assert!(s.line.contains(LineState::MASKED));
     release.wait();
     t0.join().unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2, "the owner ran it again");
     assert_eq!(chip.0.take(), vec!["ack", "mask_ack", "unmask"]);
     let s = core.snapshot(irq).unwrap();
-    assert!(!s.state.contains(IrqState::MASKED), "left masked");
-    assert!(!s.status.contains(IrqStatus::PENDING));
+    assert!(!s.line.contains(LineState::MASKED), "left masked");
+    assert!(!s.delivery.contains(DeliveryFlags::PENDING));
 }
 
 /// A line masked for an unfinished oneshot thread stays masked when an
@@ -323,7 +326,7 @@ fn edge_flow_leaves_a_line_masked_for_a_oneshot_thread_masked() {
     core.set_flow(irq, FlowKind::Edge).unwrap();
     core.handle_irq(irq).unwrap();
     assert_eq!(chip.take(), vec!["ack"], "no unmask without PENDING");
-    assert!(core.snapshot(irq).unwrap().state.contains(IrqState::MASKED));
+    assert!(core.snapshot(irq).unwrap().line.contains(LineState::MASKED));
     core.run_thread(irq, wakes[0].1).unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 1);
     assert_eq!(chip.take(), vec!["unmask"]);

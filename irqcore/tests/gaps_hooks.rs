@@ -19,11 +19,17 @@ fn disable_at_depth_u32_max_is_refused_and_changes_nothing() {
     core.disable_irq(irq).unwrap();
     assert_eq!(core.snapshot(irq).unwrap().depth, u32::MAX);
     chip.take();
-    assert_eq!(core.disable_irq(irq), Err(IrqError::InvalidArgument));
-    assert_eq!(core.disable_irq_nosync(irq), Err(IrqError::InvalidArgument));
+    assert_eq!(
+        core.disable_irq(irq),
+        Err(IrqError::DisableDepthOverflow(irq))
+    );
+    assert_eq!(
+        core.disable_irq_nosync(irq),
+        Err(IrqError::DisableDepthOverflow(irq))
+    );
     let s = core.snapshot(irq).unwrap();
     assert_eq!(s.depth, u32::MAX, "unchanged");
-    assert!(s.state.contains(IrqState::DISABLED));
+    assert!(s.line.contains(LineState::DISABLED));
     assert_eq!(chip.take(), Vec::<&str>::new());
     // Still balanced from there.
     core.enable_irq(irq).unwrap();
@@ -32,7 +38,7 @@ fn disable_at_depth_u32_max_is_refused_and_changes_nothing() {
     core.enable_irq(irq).unwrap();
     let s = core.snapshot(irq).unwrap();
     assert_eq!(s.depth, 0);
-    assert!(!s.state.contains(IrqState::DISABLED));
+    assert!(!s.line.contains(LineState::DISABLED));
 }
 
 #[test]

@@ -124,7 +124,7 @@ impl IrqChip for NestingChip {
     fn unmask(&self, _d: &IrqData<'_>) {}
     fn set_type(&self, _d: &IrqData<'_>, _t: TriggerType) -> Result<(), ChipError> {
         let (core, other) = (self.core.get().unwrap(), *self.other.get().unwrap());
-        let _ = core.set_irq_settings(other, IrqState::DISABLE_UNLAZY, IrqState::empty());
+        let _ = core.set_irq_settings(other, LineState::DISABLE_UNLAZY, LineState::empty());
         Ok(())
     }
 }

@@ -99,8 +99,8 @@ fn a_refused_oneshot_mismatch_changes_nothing() {
     );
     let after = core.snapshot(irq).unwrap();
     assert_eq!(before.handlers, after.handlers);
-    assert_eq!(before.status, after.status);
-    assert_eq!(before.state, after.state);
+    assert_eq!(before.delivery, after.delivery);
+    assert_eq!(before.line, after.line);
     assert_eq!(chip.take(), Vec::<&str>::new(), "no chip call");
     core.handle_irq(irq).unwrap();
     assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 1);

@@ -174,7 +174,7 @@ fn oneshot(flow: FlowKind) {
     chip.take();
     core.handle_irq(irq).unwrap();
     // The hard part only woke the thread: the line stays masked.
-    assert!(core.snapshot(irq).unwrap().state.contains(IrqState::MASKED));
+    assert!(core.snapshot(irq).unwrap().line.contains(LineState::MASKED));
     assert!(!chip.take().contains(&"unmask"));
     let wakes = std::mem::take(&mut *core.platform().wakes.lock().unwrap());
     assert_eq!(wakes.len(), 1);
@@ -183,7 +183,7 @@ fn oneshot(flow: FlowKind) {
     core.run_thread(wakes[0].0, wakes[0].1).unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 1);
     assert_eq!(chip.take(), vec!["unmask"]);
-    assert!(!core.snapshot(irq).unwrap().state.contains(IrqState::MASKED));
+    assert!(!core.snapshot(irq).unwrap().line.contains(LineState::MASKED));
 }
 
 #[test]
@@ -242,7 +242,7 @@ fn spurious_storm_disables_the_line_and_reports() {
             .contains(&IrqEvent::SpuriousDisabled(irq))
     );
     let snap = core.snapshot(irq).unwrap();
-    assert!(snap.state.contains(IrqState::DISABLED | IrqState::MASKED));
+    assert!(snap.line.contains(LineState::DISABLED | LineState::MASKED));
     // Disabled: further arrivals do not reach the handler.
     let before = n.load(Ordering::SeqCst);
     core.handle_irq(irq).unwrap();
@@ -323,5 +323,5 @@ fn a_thread_woken_twice_is_accounted_once_per_wake() {
     core.handle_irq(irq).unwrap();
     core.run_thread(i, a).unwrap();
     core.synchronize_irq(irq).unwrap();
-    assert!(!core.snapshot(irq).unwrap().state.contains(IrqState::MASKED));
+    assert!(!core.snapshot(irq).unwrap().line.contains(LineState::MASKED));
 }

@@ -305,19 +305,19 @@ fn managed_irq_shuts_down_and_restarts_with_its_cpu_keeping_disable_depth() {
     assert!(
         core.snapshot(irq)
             .unwrap()
-            .state
-            .contains(IrqState::MANAGED_SHUTDOWN)
+            .line
+            .contains(LineState::MANAGED_SHUTDOWN)
     );
     core.cpu_up(CpuId(1), &ctl).unwrap();
     let s = core.snapshot(irq).unwrap();
-    assert!(s.state.contains(IrqState::STARTED) && s.depth == 0);
+    assert!(s.line.contains(LineState::STARTED) && s.depth == 0);
     // A driver's disable survives offline/online.
     core.disable_irq(irq).unwrap();
     core.cpu_down(CpuId(1), &ctl).unwrap();
     core.cpu_up(CpuId(1), &ctl).unwrap();
     let s = core.snapshot(irq).unwrap();
     assert_eq!(s.depth, 1);
-    assert!(s.state.contains(IrqState::DISABLED));
+    assert!(s.line.contains(LineState::DISABLED));
     core.enable_irq(irq).unwrap();
     assert_eq!(core.snapshot(irq).unwrap().depth, 0);
 }
@@ -330,7 +330,7 @@ fn seed_003_concurrent_retargeting_converges_to_the_last_request() {
         let chip = Arc::new(TargetChip::default());
         let irq = irq_with(&core, chip.clone(), FlowKind::Edge);
         if deferred {
-            core.set_irq_settings(irq, IrqState::MOVE_DEFERRED, IrqState::empty())
+            core.set_irq_settings(irq, LineState::MOVE_DEFERRED, LineState::empty())
                 .unwrap();
         }
         let _r = core
@@ -379,8 +379,8 @@ fn seed_003_concurrent_retargeting_converges_to_the_last_request() {
                     core.handle_irq(irq).unwrap();
                     let s = core.snapshot(irq).unwrap();
                     if !s
-                        .state
-                        .intersects(IrqState::MOVE_PENDING | IrqState::IN_PROGRESS)
+                        .line
+                        .intersects(LineState::MOVE_PENDING | LineState::IN_PROGRESS)
                     {
                         break;
                     }

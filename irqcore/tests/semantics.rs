@@ -157,7 +157,7 @@ fn unbalanced_enable_on_a_managed_shutdown_line_is_refused() {
     let ctl = ThreadCpus(core.clone());
     core.cpu_down(CpuId(1), &ctl).unwrap();
     let before = core.snapshot(irq).unwrap();
-    assert!(before.state.contains(IrqState::MANAGED_SHUTDOWN));
+    assert!(before.line.contains(LineState::MANAGED_SHUTDOWN));
     assert_eq!(before.depth, 1);
     // The driver never disabled it: every enable is unbalanced.
     for _ in 0..2 {
@@ -167,8 +167,8 @@ fn unbalanced_enable_on_a_managed_shutdown_line_is_refused() {
     core.cpu_up(CpuId(1), &ctl).unwrap();
     let after = core.snapshot(irq).unwrap();
     assert_eq!(after.depth, 0);
-    assert!(after.state.contains(IrqState::STARTED));
-    assert!(!after.state.contains(IrqState::DISABLED));
+    assert!(after.line.contains(LineState::STARTED));
+    assert!(!after.line.contains(LineState::DISABLED));
 }
 
 #[test]

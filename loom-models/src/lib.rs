@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `grace` | the read-side sections and grace periods behind lock-free lookup (`tests/loom_store.rs`) |
 //! | `stop_machine` | the two-phase stop-machine rendezvous (`tests/loom_stop_machine.rs`) |
-//! | `cpumask`, `ids`, `platform` | what `stop_machine` needs, as in irqcore |
+//! | `cpumask`, `ids`, `platform`, `error` | what `stop_machine` needs, as in irqcore |
 //! | `sync` | irqcore's atomics shim: loom's atomics under `cfg(irqcore_loom)`, which `build.rs` sets |
 //!
 //! Everything is behind `cfg(loom)`: a normal build (`cargo test
@@ -31,6 +31,8 @@ extern crate alloc;
 
 #[path = "../../irqcore/src/cpumask.rs"]
 pub mod cpumask;
+#[path = "../../irqcore/src/error.rs"]
+pub mod error;
 #[path = "../../irqcore/src/grace.rs"]
 pub mod grace;
 #[path = "../../irqcore/src/ids.rs"]

@@ -20,12 +20,12 @@
 //!
 //! | flow.rs | here |
 //! |---|---|
-//! | `flow_edge`: lock; `can_handle_pm(.., edge = true)`; if it refuses (or `can_handle_actions` does), set PENDING, `mask_ack`, return | [`flow_edge`], same order |
+//! | `flow_edge`: lock; `may_run_here(.., edge = true)`; if it refuses (or `can_handle_actions` does), set PENDING, `mask_ack`, return | [`flow_edge`], same order |
 //! | `flow_edge`'s loop: unmask if PENDING && MASKED && !DISABLED; `handle_irq_event`; again while PENDING && !DISABLED | the same loop |
-//! | `can_handle_pm`: free if !IN_PROGRESS; the live-lock case (edge, single target = this CPU, in progress on another CPU) drops the lock and `cpu_relax`es until IN_PROGRESS clears; otherwise refuse | [`can_handle_pm`] (`cpu_relax` is a loom yield) |
+//! | `may_run_here`: free if !IN_PROGRESS; the live-lock case (edge, single target = this CPU, in progress on another CPU) drops the lock and `cpu_relax`es until IN_PROGRESS clears; otherwise refuse | [`may_run_here`] (`cpu_relax` is a loom yield) |
 //! | `handle_irq_event`: clear PENDING, store RUN_IN_PROGRESS in `IrqDesc::run` (and `in_progress_cpu`), drop the lock, run the actions; edge: end the run with a compare-exchange RUN_IN_PROGRESS -> 0 without the lock, or, if RUN_ATTN is set, retake the lock and clear `run` there; level: always the latter | [`handle_irq_event`]; the one action is [`run_handler`] |
-//! | `IrqDesc::claim_attention` (in `can_handle_pm`): no run, or set RUN_ATTN with `fetch_or` and use the old RUN_IN_PROGRESS | [`claim_attention`] |
-//! | `flow_level` (the broken variant): `mask_ack`; `can_handle_pm(.., edge = false)`; return if refused; `handle_irq_event`; `cond_unmask` | [`flow_level`] |
+//! | `IrqDesc::claim_attention` (in `may_run_here`): no run, or set RUN_ATTN with `fetch_or` and use the old RUN_IN_PROGRESS | [`claim_attention`] |
+//! | `flow_level` (the broken variant): `mask_ack`; `may_run_here(.., edge = false)`; return if refused; `handle_irq_event`; `cond_unmask` | [`flow_level`] |
 //!
 //! Not modelled: the line stays enabled with one handler throughout, so the
 //! DISABLED and "no action" branches are never taken (they are kept in the
@@ -72,11 +72,11 @@ const RUN_ATTN: u32 = 2;
 /// The bits of the locked descriptor state the protocol reads and writes
 /// (IN_PROGRESS is `Desc::run`, outside the lock, as in `IrqDesc::run`).
 struct DescState {
-    /// `IrqStatus::PENDING`.
+    /// `DeliveryFlags::PENDING`.
     pending: bool,
-    /// `IrqState::MASKED`.
+    /// `LineState::MASKED`.
     masked: bool,
-    /// `IrqState::DISABLED`: never set in this model.
+    /// `LineState::DISABLED`: never set in this model.
     disabled: bool,
     /// `DescInner::in_progress_cpu`.
     in_progress_cpu: usize,
@@ -91,7 +91,7 @@ enum Flow {
     Edge,
     /// `flow_level` on an edge source (the `seeds/004` bug).
     Level,
-    /// `flow_edge` with a `can_handle_pm` that ignores IN_PROGRESS.
+    /// `flow_edge` with a `may_run_here` that ignores IN_PROGRESS.
     EdgeWithoutInProgressCheck,
     /// `flow_edge` whose lock-free exit ignores RUN_ATTN (a plain store
     /// ends the run): must lose an edge.
@@ -139,7 +139,7 @@ struct Coverage {
     handoffs: std::sync::atomic::AtomicUsize,
     /// The running CPU found PENDING and ran the handler again.
     reruns: std::sync::atomic::AtomicUsize,
-    /// An arrival waited in `can_handle_pm`'s live-lock branch.
+    /// An arrival waited in `may_run_here`'s live-lock branch.
     waits: std::sync::atomic::AtomicUsize,
     /// A run ended without the lock (the common case).
     unlocked_exits: std::sync::atomic::AtomicUsize,
@@ -218,8 +218,8 @@ fn claim_attention(d: &Desc) -> bool {
     d.run.fetch_or(RUN_ATTN, AcqRel) & RUN_IN_PROGRESS != 0
 }
 
-/// `IrqCore::can_handle_pm`.
-fn can_handle_pm<'a>(d: &'a Desc, mut g: Guard<'a>, cpu: usize, edge: bool) -> (Guard<'a>, bool) {
+/// `IrqCore::may_run_here`.
+fn may_run_here<'a>(d: &'a Desc, mut g: Guard<'a>, cpu: usize, edge: bool) -> (Guard<'a>, bool) {
     if d.flow == Flow::EdgeWithoutInProgressCheck || !claim_attention(d) {
         return (g, true);
     }
@@ -283,7 +283,7 @@ fn handle_irq_event<'a>(
 /// `IrqCore::flow_edge`.
 fn flow_edge(d: &Desc, cpu: usize) {
     let g = d.lock.lock().unwrap();
-    let (mut g, ok) = can_handle_pm(d, g, cpu, true);
+    let (mut g, ok) = may_run_here(d, g, cpu, true);
     if !ok || !can_handle_actions(&mut g) {
         g.pending = true;
         mask_ack(d, &mut g);
@@ -314,7 +314,7 @@ fn flow_edge(d: &Desc, cpu: usize) {
 fn flow_level(d: &Desc, cpu: usize) {
     let mut g = d.lock.lock().unwrap();
     mask_ack(d, &mut g);
-    let (mut g, ok) = can_handle_pm(d, g, cpu, false);
+    let (mut g, ok) = may_run_here(d, g, cpu, false);
     if !ok || !can_handle_actions(&mut g) {
         return;
     }
@@ -356,7 +356,7 @@ enum Scenario {
     /// `seeds/004`: CPU 0 takes edge 1; while its handler runs the device
     /// raises edge 2 on CPU 1. With `migrated`, CPU 1 first moves the
     /// affinity to itself alone (the seed's migration), which makes
-    /// CPU 1's arrival take `can_handle_pm`'s live-lock wait.
+    /// CPU 1's arrival take `may_run_here`'s live-lock wait.
     Seed004 { migrated: bool },
 }
 

@@ -15,7 +15,7 @@
 //!
 //! The rendezvous is the real one: the control CPU calls
 //! `irqcore::stop_machine::StopMachine::take_cpu_down`, whose state machine
-//! runs on loom atomics under `cfg(loom)`. `hotplug.rs` and `store.rs` do
+//! runs on loom atomics under `cfg(loom)`. `hotplug/mod.rs` and `store.rs` do
 //! not compile under `cfg(loom)`, so the rest is restated:
 //!
 //! | irqcore | here |
@@ -44,7 +44,7 @@
 //! threads through mailboxes; the extra loom operations made the
 //! three-CPU model about ten times slower with the same meaning.)
 //!
-//! The rule the new protocol relies on (hotplug.rs, `cpu_down`'s docs) is
+//! The rule the new protocol relies on (hotplug/mod.rs, `cpu_down`'s docs) is
 //! that a CPU holds the sparse lock only with interrupts off and never
 //! waits for another CPU while holding it; the model's CPUs follow it
 //! ([`Config::irqs_off_under_lock`]). Note that `IrqCore::lock_sparse`

@@ -253,6 +253,6 @@ pub fn dump_rtc() {
         rtc_read(pl031::RIS),
         rtc_read(pl031::MIS),
         RTC.src.allowed.load(Ordering::Relaxed),
-        desc.map(|d| (d.state, d.status, d.effective_affinity)),
+        desc.map(|d| (d.line, d.delivery, d.effective_affinity)),
     );
 }

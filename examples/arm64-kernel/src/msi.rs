@@ -29,7 +29,7 @@ use arch_arm64::msi::{ItsDeviceParent, MsiDeviceChip, add_msi_device_domain};
 use arch_arm64::regs::{gits, v2m};
 use arch_arm64::v2m::{V2mFrame, add_v2m_domain};
 use irqcore::domain::DomainId;
-use irqcore::{CpuId, CpuMask, DevId, HwIrq, IrqNumber, IrqRequest, IrqReturn, IrqState};
+use irqcore::{CpuId, CpuMask, DevId, HwIrq, IrqNumber, IrqRequest, IrqReturn, LineState};
 
 use crate::irq::{self, CORE, KernelPlatform, REGISTRY};
 use crate::pci::{self, PciMsi};
@@ -503,7 +503,7 @@ pub fn final_checks(n: u32) {
     );
     let masked = CORE
         .snapshot(irq)
-        .is_ok_and(|s| s.state.contains(IrqState::MASKED));
+        .is_ok_and(|s| s.line.contains(LineState::MASKED));
     check!(!masked, "edu-msi: not left masked");
     kprintln!(
         "edu-msi: {h} MSIs through {}, per CPU {:?}",

@@ -1088,11 +1088,11 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
             // state says whether a CPU saw it and dropped it.
             let snap = CORE.snapshot(irq).ok();
             kprintln!(
-                "spi: raise {raises} not handled: IMSC {:#x} RIS {:#x}; irqcore state {:?} status {:?} effective {:?}",
+                "spi: raise {raises} not handled: IMSC {:#x} RIS {:#x}; irqcore line {:?} delivery {:?} effective {:?}",
                 dev.read(dev.imsc),
                 dev.read(dev.ris),
-                snap.as_ref().map(|s| s.state),
-                snap.as_ref().map(|s| s.status),
+                snap.as_ref().map(|s| s.line),
+                snap.as_ref().map(|s| s.delivery),
                 snap.as_ref().map(|s| s.effective_affinity),
             );
             break;

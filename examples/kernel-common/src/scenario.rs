@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use irqcore::{CpuControl, CpuId, CpuMask, IrqError, IrqNumber, IrqState, IrqStatus};
+use irqcore::{CpuControl, CpuId, CpuMask, DeliveryFlags, IrqError, IrqNumber, LineState};
 
 use crate::arch::{arch, now_us};
 use crate::irq::{self, CORE};
@@ -129,7 +129,7 @@ pub fn lazy_disable(dev: &Caused, edge: bool) {
     }
     let h0 = dev.handled();
     let snapshot = || CORE.snapshot(irq).ok();
-    let masked = || snapshot().is_some_and(|d| d.state.contains(IrqState::MASKED));
+    let masked = || snapshot().is_some_and(|d| d.line.contains(LineState::MASKED));
     check!(
         !masked(),
         "{name}: disable_irq is lazy (line still unmasked)"
@@ -138,7 +138,7 @@ pub fn lazy_disable(dev: &Caused, edge: bool) {
     // The generator raises one interrupt; when it arrives the flow masks
     // the line without running a handler.
     let arrived = wait_until(PATIENCE_US, masked);
-    let pending = snapshot().is_some_and(|d| d.status.contains(IrqStatus::PENDING));
+    let pending = snapshot().is_some_and(|d| d.delivery.contains(DeliveryFlags::PENDING));
     check!(
         arrived && (pending || !edge),
         "{name}: an arrival while disabled masks the line (edge: and is marked pending)"
@@ -221,7 +221,7 @@ pub fn unplug(cpu: CpuId, ctl: &dyn CpuControl, caused: &[&Caused]) -> Option<Un
         .copied()
         .filter(|&i| {
             CORE.snapshot(i).is_ok_and(|s| {
-                !s.state.contains(IrqState::PER_CPU)
+                !s.line.contains(LineState::PER_CPU)
                     && s.effective_affinity.intersects(&CpuMask::of(cpu))
             })
         })

@@ -40,7 +40,7 @@ use crate::platform::{FuzzPlatform, NR_CPUS, as_cpu, mask_from_bits, set_cpu};
 use arbitrary::{Arbitrary, Unstructured};
 use irqcore::{
     ChipFlags, ChipLevel, CoreConfig, CpuId, CpuMask, DevId, FlowKind, HwIrq, IrqCore, IrqError,
-    IrqHandler, IrqNumber, IrqRequest, IrqReturn, IrqState, Platform, RequestFlags,
+    IrqHandler, IrqNumber, IrqRequest, IrqReturn, LineState, Platform, RequestFlags,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -175,7 +175,7 @@ impl Flow {
             .core
             .snapshot(irq)
             .unwrap_or_else(|e| panic!("snapshot {irq:?}: {e:?}"));
-        let in_progress = snap.state.contains(IrqState::IN_PROGRESS);
+        let in_progress = snap.line.contains(LineState::IN_PROGRESS);
         if cfg.flow == LineFlow::Edge && in_progress && snap.effective_affinity == CpuMask::of(cpu)
         {
             // The new single target waits for the old CPU to finish.
@@ -210,7 +210,7 @@ impl Flow {
                     let irq = st.lines[l].irq;
                     self.core
                         .snapshot(irq)
-                        .is_ok_and(|s| !s.state.contains(IrqState::IN_PROGRESS))
+                        .is_ok_and(|s| !s.line.contains(LineState::IN_PROGRESS))
                 });
                 ready.map(|i| st.waiting.remove(i))
             };
@@ -305,7 +305,7 @@ impl Flow {
                 let r = as_cpu(cpu, || core.set_affinity(irq, &mask));
                 if mask.is_empty() || !mask.is_subset_of(&CpuMask::first_n(NR_CPUS as usize)) {
                     check!(
-                        r == Err(IrqError::InvalidArgument),
+                        r == Err(IrqError::InvalidMask),
                         "set_affinity {irq:?} {mask:?}: {r:?}"
                     );
                 } else {
@@ -475,14 +475,14 @@ fn run(cfgs: [LineCfg; NR_LINES], ops: Vec<Op>) {
             kind,
         )
         .expect("set_chip");
-        let mut set = IrqState::empty();
+        let mut set = LineState::empty();
         if cfg.resend_in_progress {
-            set |= IrqState::RESEND_WHEN_IN_PROGRESS;
+            set |= LineState::RESEND_WHEN_IN_PROGRESS;
         }
         if cfg.move_deferred {
-            set |= IrqState::MOVE_DEFERRED;
+            set |= LineState::MOVE_DEFERRED;
         }
-        core.set_irq_settings(irq, set, IrqState::empty())
+        core.set_irq_settings(irq, set, LineState::empty())
             .expect("settings");
         let n = if cfg.shared { 2 } else { 1 };
         let handlers: Vec<Arc<dyn IrqHandler>> = (0..n)

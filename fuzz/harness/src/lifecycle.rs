@@ -19,7 +19,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use irqcore::hotplug::HotplugCtx;
 use irqcore::{
     ChipFlags, ChipLevel, CoreConfig, CpuId, CpuMask, CpuPhase, DevId, FlowKind, HotplugCallback,
-    HwIrq, IrqCore, IrqError, IrqHandler, IrqNumber, IrqRequest, IrqReturn, IrqState, RequestFlags,
+    HwIrq, IrqCore, IrqError, IrqHandler, IrqNumber, IrqRequest, IrqReturn, LineState,
+    RequestFlags,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -708,7 +709,7 @@ impl<'c> Harness<'c> {
                         } else if !percpu && d.flow.percpu() {
                             Err(IrqError::IsPerCpu(irq))
                         } else if d.handlers.iter().any(|h| h.dev == dev) {
-                            Err(IrqError::InvalidArgument)
+                            Err(IrqError::DuplicateDevId(irq))
                         } else if !first
                             && (!shared
                                 || !d.handlers.iter().all(|h| h.shared)
@@ -845,7 +846,7 @@ impl<'c> Harness<'c> {
                 let chips = &self.chips;
                 let want =
                     if mask.is_empty() || !mask.is_subset_of(&CpuMask::first_n(NR_CPUS as usize)) {
-                        Err(IrqError::InvalidArgument)
+                        Err(IrqError::InvalidMask)
                     } else if !mask.intersects(&online) {
                         Err(IrqError::NoOnlineCpu)
                     } else {
@@ -873,7 +874,7 @@ impl<'c> Harness<'c> {
                 let got = core.set_managed_affinity(irq, &mask);
                 let possible = CpuMask::first_n(NR_CPUS as usize);
                 let want = if mask.is_empty() || !mask.is_subset_of(&possible) {
-                    Err(IrqError::InvalidArgument)
+                    Err(IrqError::InvalidMask)
                 } else {
                     match self.descs.get_mut(&irq.0) {
                         None => Err(IrqError::UnknownIrq(irq)),
@@ -911,8 +912,10 @@ impl<'c> Harness<'c> {
                 let target = CpuId(u32::from(cpu) % (NR_CPUS + 1));
                 let from = self.online_cpu(from);
                 let got = as_cpu(from, || core.cpu_up(target, &ThreadCpus(core)));
-                let want = if target.0 >= NR_CPUS || self.online.contains(&target.0) {
+                let want = if target.0 >= NR_CPUS {
                     Err(IrqError::BadCpu(target))
+                } else if self.online.contains(&target.0) {
+                    Err(IrqError::CpuAlreadyOnline(target))
                 } else {
                     match self.model_alloc(PERCPU_BASE, 1, false) {
                         Err(e) => Err(e),
@@ -941,12 +944,14 @@ impl<'c> Harness<'c> {
                 let target = CpuId(u32::from(cpu) % (NR_CPUS + 1));
                 let from = self.online_cpu(from);
                 let got = as_cpu(from, || core.cpu_down(target, &ThreadCpus(core)));
-                let want = if target == from
-                    || target.0 >= NR_CPUS
-                    || !self.online.contains(&target.0)
-                    || self.online.len() < 2
-                {
+                let want = if target.0 >= NR_CPUS {
                     Err(IrqError::BadCpu(target))
+                } else if target == from {
+                    Err(IrqError::CpuDownSelf(target))
+                } else if !self.online.contains(&target.0) {
+                    Err(IrqError::CpuNotOnline(target))
+                } else if self.online.len() < 2 {
+                    Err(IrqError::LastOnlineCpu(target))
                 } else {
                     self.online.remove(&target.0);
                     if let Some(irq) = self.owned.remove(&target.0) {
@@ -1043,7 +1048,7 @@ impl<'c> Harness<'c> {
                     s.affinity
                 );
             }
-            if d.chip.is_some() && !d.flow.percpu() && s.state.contains(IrqState::STARTED) {
+            if d.chip.is_some() && !d.flow.percpu() && s.line.contains(LineState::STARTED) {
                 let eff = s.effective_affinity;
                 check!(
                     !eff.is_empty() && eff.is_subset_of(&online),

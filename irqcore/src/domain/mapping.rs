@@ -4,7 +4,7 @@ use super::error::DomainError;
 use super::registry::{DomainRegistry, MappingInfo, RefKind};
 use crate::action::IrqRequest;
 use crate::ids::IrqNumber;
-use crate::instance::Registration;
+use crate::manage::Registration;
 use crate::platform::Platform;
 
 /// One reference on a mapping (domain, hwirq) -> irq. Dropping it releases

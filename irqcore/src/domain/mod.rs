@@ -116,8 +116,10 @@
 //! grace period (which a single lock held across `free_descs` would).
 
 mod error;
+mod lifecycle;
 mod mapping;
 mod ops;
+mod registration;
 mod registry;
 mod revmap;
 mod spec;
@@ -125,5 +127,6 @@ mod spec;
 pub use error::DomainError;
 pub use mapping::Mapping;
 pub use ops::{AllocRequest, DomainConfig, DomainId, DomainKind, DomainOps, LevelAlloc, LevelRef};
+pub use registration::DomainRegistration;
 pub use registry::{DomainRegistry, MappingInfo, MappingRecord};
 pub use spec::{FwSpec, MAX_SPEC_CELLS, SpecError, SpecFormat, gic};

@@ -9,16 +9,7 @@ use crate::ids::{HwIrq, IrqNumber};
 use alloc::sync::Arc;
 use core::fmt;
 
-/// Names a domain inside one [`DomainRegistry`](super::DomainRegistry).
-/// Ids are never reused, so a stale id is refused rather than aliased.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DomainId(pub u32);
-
-impl fmt::Debug for DomainId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "domain{}", self.0)
-    }
-}
+pub use crate::ids::DomainId;
 
 /// How a domain stores its hwirq -> irq translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -32,8 +32,14 @@
 //! transition) returns [`IrqError::SparseLockHeldByCaller`] at once instead
 //! of deadlocking, so a misplaced callback is a visible error.
 
+mod callbacks;
+
+pub use crate::ids::HotplugId;
+use callbacks::Registered;
+pub use callbacks::{Direction, HotplugCallback, HotplugCtx, HotplugRegistration};
+
 use crate::cpumask::CpuMask;
-use crate::desc::{DescInner, IrqState, IrqStatus};
+use crate::desc::{DeliveryFlags, DescInner, LineState};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
@@ -41,7 +47,6 @@ use crate::lockdep::LockClass;
 use crate::platform::{IrqEvent, Platform};
 use crate::stop_machine::CpuDownError;
 use crate::store::SparseGuard;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
@@ -58,59 +63,6 @@ pub enum CpuPhase {
     Online,
 }
 
-/// Whether a callback is being called for a CPU coming up or going down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// CPU coming up (`up` callbacks).
-    Up,
-    /// CPU going down (`down` callbacks).
-    Down,
-}
-
-/// A backend's hotplug work for one phase.
-pub trait HotplugCallback<P: Platform>: Send + Sync {
-    /// Name for diagnostics.
-    fn name(&self) -> &str;
-
-    /// The CPU is coming up. An error rolls the transition back: the `down`
-    /// callbacks of everything that already ran are called in reverse.
-    fn up(&self, ctx: &HotplugCtx<'_, P>) -> Result<(), IrqError>;
-
-    /// The CPU is going down. Cannot fail (the `Starting`/"dying" phase runs
-    /// inside stop-machine).
-    fn down(&self, ctx: &HotplugCtx<'_, P>);
-}
-
-/// What a hotplug callback gets.
-pub struct HotplugCtx<'a, P: Platform> {
-    /// The core.
-    pub core: &'a IrqCore<P>,
-    /// The CPU coming up or going down.
-    pub cpu: CpuId,
-    /// The phase being run.
-    pub phase: CpuPhase,
-    /// Up or down.
-    pub direction: Direction,
-}
-
-impl<P: Platform> HotplugCtx<'_, P> {
-    /// Whether the sparse lock is held for this transition (`BringUp` and
-    /// `Starting`, both directions).
-    pub fn sparse_lock_held(&self) -> bool {
-        matches!(self.phase, CpuPhase::BringUp | CpuPhase::Starting)
-    }
-
-    /// Walks every allocated irq. Only allowed while the sparse lock is held
-    /// for the transition (so the set is stable): `BringUp` and `Starting`.
-    pub fn for_each_irq(&self, f: &mut dyn FnMut(IrqNumber)) -> Result<(), IrqError> {
-        if !self.sparse_lock_held() {
-            return Err(IrqError::InvalidArgument);
-        }
-        self.core.walk_irqs_unlocked(f);
-        Ok(())
-    }
-}
-
 /// What the kernel does to start and stop a CPU.
 pub trait CpuControl {
     /// Starts `cpu` (INIT-SIPI-SIPI, PSCI CPU_ON, ...). The new CPU must call
@@ -123,11 +75,6 @@ pub trait CpuControl {
     fn kill_cpu(&self, cpu: CpuId) -> Result<(), IrqError>;
 }
 
-struct Registered<P: Platform> {
-    phase: CpuPhase,
-    cb: Arc<dyn HotplugCallback<P>>,
-}
-
 /// Hotplug state kept in the core.
 pub(crate) struct HotplugState<P: Platform> {
     callbacks: spin::Mutex<Vec<Registered<P>>>,
@@ -135,6 +82,8 @@ pub(crate) struct HotplugState<P: Platform> {
     busy: spin::Mutex<()>,
     /// CPU (index + 1) whose `Starting` up-phase is expected.
     starting: core::sync::atomic::AtomicU32,
+    /// The next [`HotplugId`].
+    next_id: core::sync::atomic::AtomicU64,
 }
 
 impl<P: Platform> HotplugState<P> {
@@ -143,35 +92,12 @@ impl<P: Platform> HotplugState<P> {
             callbacks: spin::Mutex::new(Vec::new()),
             busy: spin::Mutex::new(()),
             starting: core::sync::atomic::AtomicU32::new(0),
+            next_id: core::sync::atomic::AtomicU64::new(1),
         }
     }
 }
 
 impl<P: Platform> IrqCore<P> {
-    /// Registers `cb` for `phase`. Callbacks of a phase run in registration
-    /// order going up and in reverse going down. Refused while a transition
-    /// runs.
-    pub fn register_hotplug(
-        &self,
-        phase: CpuPhase,
-        cb: Arc<dyn HotplugCallback<P>>,
-    ) -> Result<(), IrqError> {
-        self.check_may_wait()?;
-        let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
-        self.hotplug.callbacks.lock().push(Registered { phase, cb });
-        Ok(())
-    }
-
-    fn callbacks_of(&self, phase: CpuPhase) -> Vec<Arc<dyn HotplugCallback<P>>> {
-        self.hotplug
-            .callbacks
-            .lock()
-            .iter()
-            .filter(|r| r.phase == phase)
-            .map(|r| r.cb.clone())
-            .collect()
-    }
-
     /// Runs the `up` callbacks of `phase`; on failure runs the `down` of the
     /// ones that succeeded (reverse) and returns the error.
     fn run_up(&self, cpu: CpuId, phase: CpuPhase) -> Result<(), IrqError> {
@@ -223,7 +149,7 @@ impl<P: Platform> IrqCore<P> {
         let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
         let _order = self.lock_order.acquire(me, LockClass::Hotplug);
         if self.cpu_online(cpu) {
-            return Err(IrqError::BadCpu(cpu));
+            return Err(IrqError::CpuAlreadyOnline(cpu));
         }
         self.run_up(cpu, CpuPhase::Prepare)?;
         let sparse = match self.lock_sparse() {
@@ -253,7 +179,7 @@ impl<P: Platform> IrqCore<P> {
             // The platform returned Ok without the CPU running cpu_starting.
             self.run_down(cpu, CpuPhase::BringUp);
             self.run_down(cpu, CpuPhase::Prepare);
-            return Err(IrqError::BadCpu(cpu));
+            return Err(IrqError::CpuDidNotStart(cpu));
         }
         self.restore_managed_irqs(cpu);
         self.kick_resends();
@@ -266,7 +192,7 @@ impl<P: Platform> IrqCore<P> {
     pub fn cpu_starting(&self) -> Result<(), IrqError> {
         let cpu = self.platform.current_cpu();
         if self.hotplug.starting.load(Ordering::Acquire) != cpu.0 + 1 {
-            return Err(IrqError::BadCpu(cpu));
+            return Err(IrqError::UnexpectedCpuStarting(cpu));
         }
         self.run_up(cpu, CpuPhase::Starting)?;
         self.set_cpu_online(cpu, true)
@@ -288,14 +214,20 @@ impl<P: Platform> IrqCore<P> {
     pub fn cpu_down(&self, cpu: CpuId, control: &dyn CpuControl) -> Result<(), IrqError> {
         self.check_may_wait()?;
         let me = self.platform.current_cpu();
-        if me == cpu || cpu.0 >= self.nr_cpus {
+        if cpu.0 >= self.nr_cpus {
             return Err(IrqError::BadCpu(cpu));
+        }
+        if me == cpu {
+            return Err(IrqError::CpuDownSelf(cpu));
         }
         let _busy = self.hotplug.busy.try_lock().ok_or(IrqError::Busy)?;
         let _order = self.lock_order.acquire(me, LockClass::Hotplug);
         let online = self.online_cpus();
-        if !online.contains(cpu) || online.weight() < 2 {
-            return Err(IrqError::BadCpu(cpu));
+        if !online.contains(cpu) {
+            return Err(IrqError::CpuNotOnline(cpu));
+        }
+        if online.weight() < 2 {
+            return Err(IrqError::LastOnlineCpu(cpu));
         }
         self.run_down(cpu, CpuPhase::Online);
         let dying = || -> Result<(), IrqError> {
@@ -382,7 +314,7 @@ impl<P: Platform> IrqCore<P> {
 
     /// Moves one irq off `cpu`; returns whether its affinity was broken.
     fn migrate_one(&self, irq: IrqNumber, g: &mut DescInner, cpu: CpuId, after: &CpuMask) -> bool {
-        if g.state.contains(IrqState::PER_CPU) {
+        if g.line.contains(LineState::PER_CPU) {
             if g.percpu_enabled().contains(cpu) {
                 if let Some(d) = g.data(irq) {
                     let chip = &g.levels[0].chip;
@@ -401,21 +333,21 @@ impl<P: Platform> IrqCore<P> {
         } else {
             g.effective()
         };
-        if !g.state.contains(IrqState::STARTED) || !targets.contains(cpu) {
-            if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask().and(after).is_empty() {
-                g.state.remove(IrqState::MOVE_PENDING);
+        if !g.line.contains(LineState::STARTED) || !targets.contains(cpu) {
+            if g.line.contains(LineState::MOVE_PENDING) && g.pending_mask().and(after).is_empty() {
+                g.line.remove(LineState::MOVE_PENDING);
             }
             return false;
         }
         let mut wanted = g.affinity();
-        if g.state.contains(IrqState::MOVE_PENDING) && g.pending_mask().intersects(after) {
+        if g.line.contains(LineState::MOVE_PENDING) && g.pending_mask().intersects(after) {
             wanted = g.pending_mask();
         }
-        g.state.remove(IrqState::MOVE_PENDING);
+        g.line.remove(LineState::MOVE_PENDING);
         let mut target = wanted.and(after);
         let mut broken = false;
         if target.is_empty() {
-            if g.state.contains(IrqState::AFFINITY_MANAGED) {
+            if g.line.contains(LineState::AFFINITY_MANAGED) {
                 self.managed_shutdown(irq, g);
                 return false;
             }
@@ -424,7 +356,7 @@ impl<P: Platform> IrqCore<P> {
             broken = true;
         }
         let Some(d) = g.data(irq) else { return broken };
-        let masked_here = !g.state.contains(IrqState::MASKED);
+        let masked_here = !g.line.contains(LineState::MASKED);
         let chip = g.levels[0].chip.clone();
         if masked_here {
             chip.mask(&d);
@@ -443,7 +375,7 @@ impl<P: Platform> IrqCore<P> {
         if masked_here {
             chip.unmask(&IrqData::new(irq, &g.levels));
         }
-        if g.status.contains(IrqStatus::PENDING) {
+        if g.delivery.contains(DeliveryFlags::PENDING) {
             self.check_irq_resend(irq, g, false);
         }
         broken
@@ -453,17 +385,17 @@ impl<P: Platform> IrqCore<P> {
     /// disable depth is incremented so a driver's own disable survives the
     /// offline/online cycle (Linux 6.16's rule).
     fn managed_shutdown(&self, irq: IrqNumber, g: &mut DescInner) {
-        if g.state.contains(IrqState::MANAGED_SHUTDOWN) {
+        if g.line.contains(LineState::MANAGED_SHUTDOWN) {
             return;
         }
-        if g.state.contains(IrqState::STARTED) {
+        if g.line.contains(LineState::STARTED) {
             if let Some(d) = g.data(irq) {
                 g.levels[0].chip.shutdown(&d);
             }
-            g.state.remove(IrqState::STARTED);
+            g.line.remove(LineState::STARTED);
         }
-        g.state
-            .insert(IrqState::MANAGED_SHUTDOWN | IrqState::DISABLED | IrqState::MASKED);
+        g.line
+            .insert(LineState::MANAGED_SHUTDOWN | LineState::DISABLED | LineState::MASKED);
         g.depth = g.depth.saturating_add(1);
     }
 
@@ -483,8 +415,8 @@ impl<P: Platform> IrqCore<P> {
                 continue;
             };
             let mut g = self.lock_desc(desc);
-            if g.state.contains(IrqState::MANAGED_SHUTDOWN) && g.affinity().contains(cpu) {
-                g.state.remove(IrqState::MANAGED_SHUTDOWN);
+            if g.line.contains(LineState::MANAGED_SHUTDOWN) && g.affinity().contains(cpu) {
+                g.line.remove(LineState::MANAGED_SHUTDOWN);
                 g.depth = g.depth.saturating_sub(1);
                 if g.depth == 0 && !g.actions.is_empty() {
                     self.startup(irq, &mut g, true);
@@ -501,8 +433,8 @@ impl<P: Platform> IrqCore<P> {
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         let mut g = self.lock_desc(desc);
-        g.status.insert(IrqStatus::PENDING);
-        g.status.remove(IrqStatus::REPLAY);
+        g.delivery.insert(DeliveryFlags::PENDING);
+        g.delivery.remove(DeliveryFlags::REPLAY);
         self.check_irq_resend(irq, &mut g, false);
         drop(g);
         drop(s);

@@ -27,7 +27,7 @@
 
 use crate::action::IrqReturn;
 use crate::chip::{ChipFlags, IrqData};
-use crate::desc::{DescInner, IrqDesc, IrqState, IrqStatus, RUN_IN_PROGRESS};
+use crate::desc::{DescInner, IrqDesc, IrqSection, IrqState, IrqStatus, RUN_IN_PROGRESS};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
@@ -106,8 +106,9 @@ enum Exit {
     /// Without the lock when nothing needs it (edge, simple).
     Unlocked,
     /// Always under the lock: the flow has chip work after the run
-    /// (level's unmask, fasteoi's EOI), which the chip contract puts under
-    /// the descriptor lock.
+    /// (level's unmask, oneshot's unmask, the EOI of a chip without
+    /// [`ChipFlags::EOI_PER_CPU`]), which the chip contract puts under the
+    /// descriptor lock.
     Locked,
 }
 
@@ -126,11 +127,11 @@ impl<P: Platform> IrqCore<P> {
     /// acknowledge (EOI) the controller itself.
     pub fn handle_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
         let (cpu, epoch) = self.irq_epoch()?;
-        epoch.enter_irq();
+        let sec = IrqSection::enter::<P>(epoch);
         let r = match self.store.lookup(irq) {
             Some(desc) => {
-                self.run_flow(desc, cpu);
-                self.exit_work(desc);
+                self.run_flow(desc, cpu, &sec);
+                self.exit_work(desc, &sec);
                 Ok(())
             }
             None => {
@@ -141,10 +142,10 @@ impl<P: Platform> IrqCore<P> {
         // Only the outermost dispatch replays the queue: a nested one (a
         // chained handler's) runs inside another irq's flow, whose line may
         // be the very one queued.
-        if !self.resend.is_empty() && !epoch.in_nested_irq() {
-            self.drain_resends(cpu);
+        if !self.resend.is_empty() && !sec.nested() {
+            self.drain_resends(cpu, &sec);
         }
-        epoch.exit_irq();
+        drop(sec);
         r
     }
 
@@ -163,7 +164,7 @@ impl<P: Platform> IrqCore<P> {
     /// Work a flow left for after its descriptor lock was dropped: inline
     /// thread functions and a spurious-disable report.
     #[inline]
-    fn exit_work(&self, desc: &IrqDesc) {
+    fn exit_work(&self, desc: &IrqDesc, sec: &IrqSection<'_>) {
         if desc.exit_work.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -172,10 +173,7 @@ impl<P: Platform> IrqCore<P> {
             self.platform.report(IrqEvent::SpuriousDisabled(desc.irq));
         }
         if work & EXIT_INLINE_THREADS != 0 {
-            let actions = desc.inner.lock().actions.raw();
-            // SAFETY: as in `handle_irq_event`: published lists are dropped
-            // only after a grace period and we are in our read-side section.
-            let actions = unsafe { &*actions };
+            let actions = sec.actions(&desc.inner.lock());
             for a in actions.iter() {
                 if a.threaded() && a.run_thread.load(crate::sync::Ordering::Acquire) {
                     let _ = self.run_thread(desc.irq, a.id);
@@ -184,14 +182,14 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
-    pub(crate) fn run_flow(&self, desc: &IrqDesc, cpu: CpuId) {
+    pub(crate) fn run_flow(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         match desc.flow() {
-            FlowKind::Edge => self.flow_edge(desc, cpu),
-            FlowKind::Level => self.flow_level(desc, cpu),
-            FlowKind::FastEoi => self.flow_fasteoi(desc, cpu),
-            FlowKind::PerCpu => self.flow_percpu(desc, cpu, false),
-            FlowKind::PerCpuDevId => self.flow_percpu(desc, cpu, true),
-            FlowKind::Simple => self.flow_simple(desc, cpu),
+            FlowKind::Edge => self.flow_edge(desc, cpu, sec),
+            FlowKind::Level => self.flow_level(desc, cpu, sec),
+            FlowKind::FastEoi => self.flow_fasteoi(desc, cpu, sec),
+            FlowKind::PerCpu => self.flow_percpu(desc, cpu, false, sec),
+            FlowKind::PerCpuDevId => self.flow_percpu(desc, cpu, true, sec),
+            FlowKind::Simple => self.flow_simple(desc, cpu, sec),
             FlowKind::Bad => {
                 desc.count_on(cpu);
                 // Complete it at the controller (a GIC would otherwise keep
@@ -313,6 +311,17 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
+    /// The EOI of a chip with [`ChipFlags::EOI_PER_CPU`], after a run that
+    /// ended without the lock: through the published chip stack (the one
+    /// the lock holder last set, kept alive by the section).
+    fn eoi_unlocked(irq: IrqNumber, sec: &IrqSection<'_>, desc: &IrqDesc) {
+        if let Some(view) = sec.view(desc)
+            && let Some(level) = view.levels.first()
+        {
+            level.chip.eoi(&IrqData::new(irq, &view.levels));
+        }
+    }
+
     fn cond_eoi(irq: IrqNumber, g: &DescInner) {
         let flags = g.chip_flags;
         if !flags.contains(ChipFlags::EOI_IF_HANDLED) {
@@ -342,6 +351,7 @@ impl<P: Platform> IrqCore<P> {
         mut g: Guard<'a>,
         cpu: CpuId,
         exit: Exit,
+        sec: &IrqSection<'_>,
     ) -> Option<Guard<'a>> {
         g.status.remove(IrqStatus::PENDING);
         desc.run.store(RUN_IN_PROGRESS, Ordering::Relaxed);
@@ -350,13 +360,8 @@ impl<P: Platform> IrqCore<P> {
         let oneshot = g.status.contains(IrqStatus::ONESHOT);
         let may_skip_lock =
             exit == Exit::Unlocked && !window_ends && !g.state.contains(IrqState::MOVE_PENDING);
-        let actions = g.actions.raw();
+        let actions = sec.actions(&g);
         drop(g);
-        // SAFETY: a list that was published in a descriptor is dropped only
-        // after a grace period (`IrqCore::retire`), and this CPU is
-        // inside its read-side section (entered by `handle_irq`) until the
-        // flow returns, so the slice outlives this use.
-        let actions = unsafe { &*actions };
         let (ret, woken_mask) = self.run_actions(desc, actions);
         if may_skip_lock
             && (woken_mask == 0 || !oneshot)
@@ -427,7 +432,7 @@ impl<P: Platform> IrqCore<P> {
         a.thread_mask
     }
 
-    fn flow_edge(&self, desc: &IrqDesc, cpu: CpuId) {
+    fn flow_edge(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let irq = desc.irq;
         let g = desc.inner.lock();
         let (mut g, ok) = self.can_handle_pm(desc, g, cpu, true);
@@ -450,7 +455,7 @@ impl<P: Platform> IrqCore<P> {
             {
                 Self::unmask(irq, &mut g);
             }
-            match self.handle_irq_event(desc, g, cpu, Exit::Unlocked) {
+            match self.handle_irq_event(desc, g, cpu, Exit::Unlocked, sec) {
                 Some(ng) => g = ng,
                 // Ended without the lock: nothing was pending, no affinity
                 // change waits.
@@ -463,7 +468,7 @@ impl<P: Platform> IrqCore<P> {
         self.move_pending(irq, &mut g);
     }
 
-    fn flow_level(&self, desc: &IrqDesc, cpu: CpuId) {
+    fn flow_level(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let irq = desc.irq;
         let mut g = desc.inner.lock();
         Self::mask_ack(irq, &mut g);
@@ -474,7 +479,7 @@ impl<P: Platform> IrqCore<P> {
         }
         desc.count_on(cpu);
         g.tot_count += 1;
-        let Some(mut g) = self.handle_irq_event(desc, g, cpu, Exit::Locked) else {
+        let Some(mut g) = self.handle_irq_event(desc, g, cpu, Exit::Locked, sec) else {
             return;
         };
         self.move_pending(irq, &mut g);
@@ -490,7 +495,7 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
-    fn flow_fasteoi(&self, desc: &IrqDesc, cpu: CpuId) {
+    fn flow_fasteoi(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let irq = desc.irq;
         let g = desc.inner.lock();
         let (mut g, ok) = self.can_handle_pm(desc, g, cpu, false);
@@ -512,7 +517,21 @@ impl<P: Platform> IrqCore<P> {
         if oneshot {
             Self::mask(irq, &mut g);
         }
-        let Some(mut g) = self.handle_irq_event(desc, g, cpu, Exit::Locked) else {
+        // The EOI of a chip that completes on the calling CPU's own
+        // interface (or has none) needs no lock: the run may end without
+        // it (see `ChipFlags::EOI_PER_CPU`). Oneshot needs the lock for
+        // its unmask decision.
+        let flags = g.chip_flags;
+        let exit = if !oneshot && flags.intersects(ChipFlags::EOI_PER_CPU | ChipFlags::NO_EOI) {
+            Exit::Unlocked
+        } else {
+            Exit::Locked
+        };
+        let Some(mut g) = self.handle_irq_event(desc, g, cpu, exit, sec) else {
+            // Ended without the lock: nothing pending, no move waiting.
+            if !flags.contains(ChipFlags::NO_EOI) {
+                Self::eoi_unlocked(irq, sec, desc);
+            }
             return;
         };
         self.move_pending(irq, &mut g);
@@ -535,7 +554,7 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
-    fn flow_simple(&self, desc: &IrqDesc, cpu: CpuId) {
+    fn flow_simple(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let g = desc.inner.lock();
         let (mut g, ok) = self.can_handle_pm(desc, g, cpu, false);
         if !ok {
@@ -549,7 +568,7 @@ impl<P: Platform> IrqCore<P> {
         }
         desc.count_on(cpu);
         g.tot_count += 1;
-        let _ = self.handle_irq_event(desc, g, cpu, Exit::Unlocked);
+        let _ = self.handle_irq_event(desc, g, cpu, Exit::Unlocked, sec);
     }
 
     /// The per-CPU flows: every CPU has its own instance of the line, so
@@ -559,10 +578,10 @@ impl<P: Platform> IrqCore<P> {
     /// line no other CPU writes. `ack` and `eoi` act on this CPU's instance
     /// (a GIC PPI/SGI, the local APIC, a per-vCPU event channel) and are
     /// called without the descriptor lock (see [`crate::IrqChip`]).
-    fn flow_percpu(&self, desc: &IrqDesc, cpu: CpuId, devid: bool) {
+    fn flow_percpu(&self, desc: &IrqDesc, cpu: CpuId, devid: bool, sec: &IrqSection<'_>) {
         let irq = desc.irq;
         desc.count_on(cpu);
-        let Some(view) = desc.view() else {
+        let Some(view) = sec.view(desc) else {
             // No chip was ever set (a per-CPU flow needs one): nothing to
             // run, nothing to complete.
             return;
@@ -574,9 +593,7 @@ impl<P: Platform> IrqCore<P> {
         {
             c.ack(d);
         }
-        // SAFETY: the list lives as long as `view`, which this read-side
-        // section keeps alive (see `IrqDesc::view`).
-        let actions = unsafe { &*view.actions.raw() };
+        let actions = view.actions.as_slice();
         if actions.is_empty() {
             if devid {
                 // Spurious on this CPU: disable it here, under the lock

@@ -24,7 +24,7 @@
 //! [`Platform::schedule_resend`] is called only after every core lock is
 //! dropped, so a kernel may call back into the core from it.
 
-use crate::desc::{IrqDesc, IrqStatus};
+use crate::desc::{IrqDesc, IrqSection, IrqStatus};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
@@ -181,16 +181,14 @@ impl<P: Platform> IrqCore<P> {
         // this straight from `schedule_resend` in process context): the
         // flow takes the descriptor lock as the dispatcher does.
         let _irqs_off = self.irq_save();
-        epoch.enter_irq();
-        let r = match self.store.lookup(irq) {
+        let sec = IrqSection::enter::<P>(epoch);
+        match self.store.lookup(irq) {
             Some(desc) => {
-                self.resend_one(desc, cpu);
+                self.resend_one(desc, cpu, &sec);
                 Ok(())
             }
             None => Err(IrqError::UnknownIrq(irq)),
-        };
-        epoch.exit_irq();
-        r
+        }
     }
 
     /// Runs every queued software resend (same context as
@@ -199,25 +197,24 @@ impl<P: Platform> IrqCore<P> {
     pub fn run_resends(&self) -> Result<(), IrqError> {
         let (cpu, epoch) = self.irq_epoch()?;
         let _irqs_off = self.irq_save();
-        epoch.enter_irq();
-        self.drain_resends(cpu);
-        epoch.exit_irq();
+        let sec = IrqSection::enter::<P>(epoch);
+        self.drain_resends(cpu, &sec);
         Ok(())
     }
 
     /// Takes the queue once (the caller is in an interrupt-context
     /// section). Resends queued while draining wait for the next drain.
-    pub(crate) fn drain_resends(&self, cpu: CpuId) {
+    pub(crate) fn drain_resends(&self, cpu: CpuId, sec: &IrqSection<'_>) {
         let overflowed = self.resend.take(&mut |irq| {
             if let Some(desc) = self.store.lookup(irq) {
-                self.resend_one(desc, cpu);
+                self.resend_one(desc, cpu, sec);
             }
         });
         if overflowed {
             self.store.for_each_unlocked(&mut |desc| {
                 let queued = desc.inner.lock().status.contains(IrqStatus::SW_RESEND);
                 if queued {
-                    self.resend_one(desc, cpu);
+                    self.resend_one(desc, cpu, sec);
                 }
             });
         }
@@ -231,7 +228,7 @@ impl<P: Platform> IrqCore<P> {
     /// replay therefore never waits for a handler (the drain runs on its
     /// way out of `handle_irq`, where waiting for another CPU's flow could
     /// only add latency, or hang a CPU that runs both).
-    fn resend_one(&self, desc: &IrqDesc, cpu: CpuId) {
+    fn resend_one(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let run = {
             let mut g = desc.inner.lock();
             if !g.status.contains(IrqStatus::SW_RESEND) {
@@ -252,7 +249,7 @@ impl<P: Platform> IrqCore<P> {
             }
         };
         if run {
-            self.run_flow(desc, cpu);
+            self.run_flow(desc, cpu, sec);
         }
     }
 }

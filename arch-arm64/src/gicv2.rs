@@ -323,8 +323,15 @@ impl<M: Mmio> IrqChip for GicV2<M> {
         "GICv2"
     }
 
+    /// `EOI_PER_CPU`: `eoi` is one write to the calling CPU's interface
+    /// (EOIR, or DIR with split EOI), which the GIC serialises against the
+    /// distributor itself: the fasteoi flow may call it without the
+    /// descriptor lock.
     fn flags(&self) -> ChipFlags {
-        ChipFlags::SET_TYPE_MASKED | ChipFlags::SKIP_SET_WAKE | ChipFlags::MASK_ON_SUSPEND
+        ChipFlags::SET_TYPE_MASKED
+            | ChipFlags::SKIP_SET_WAKE
+            | ChipFlags::MASK_ON_SUSPEND
+            | ChipFlags::EOI_PER_CPU
     }
 
     fn mask(&self, d: &IrqData<'_>) {

@@ -329,8 +329,7 @@ fn fasteoi_eoi_context(flags: ChipFlags) -> Vec<(bool, bool)> {
         .unwrap();
     core.handle_irq(irq).unwrap();
     core.handle_irq(irq).unwrap();
-    let eois = chip.eois.lock().unwrap().clone();
-    eois
+    chip.eois.lock().unwrap().clone()
 }
 
 #[cfg(feature = "sim")]

@@ -344,7 +344,7 @@ impl<P: Platform> IrqCore<P> {
     /// result (`note_interrupt`), and returns the guard. A thread that
     /// finishes before the run ends waits for it before it finalises
     /// (`run_thread`), so the bookkeeping cannot race with it.
-    #[inline]
+    #[inline(always)]
     fn handle_irq_event<'a>(
         &self,
         desc: &'a IrqDesc,

@@ -31,7 +31,9 @@
 //! moves on, i.e. until that section has ended. Either way, when the wait
 //! returns no reader can still hold the pointer, and a reader starting later
 //! cannot find it. This is quiescent-state based reclamation with explicit
-//! per-CPU quiescent states; it needs no timer and no help from the platform.
+//! per-CPU quiescent states; it needs no timer and, in this form, no help
+//! from the platform (the light read side below trades one locked
+//! instruction per section for the platform's barrier on the writer side).
 //!
 //! A CPU cannot wait for its own section: a writer that is itself inside a
 //! section (for example freeing from a handler) waits for the other CPUs and

@@ -514,9 +514,15 @@ impl<M: Mmio, S: GicSysRegs> IrqChip for GicV3<M, S> {
         "GICv3"
     }
 
+    /// `EOI_PER_CPU`: `eoi` is one write to the calling CPU's interface
+    /// (EOIR, or DIR with split EOI), which the GIC serialises against the
+    /// distributor itself: the fasteoi flow may call it without the
+    /// descriptor lock.
     fn flags(&self) -> ChipFlags {
-        let flags =
-            ChipFlags::SET_TYPE_MASKED | ChipFlags::SKIP_SET_WAKE | ChipFlags::MASK_ON_SUSPEND;
+        let flags = ChipFlags::SET_TYPE_MASKED
+            | ChipFlags::SKIP_SET_WAKE
+            | ChipFlags::MASK_ON_SUSPEND
+            | ChipFlags::EOI_PER_CPU;
         if self.opts.verify_route {
             // A refused route is retried from the flow; on Xen's vGIC
             // without the mask bracket, whose disable drops what Xen

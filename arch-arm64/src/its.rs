@@ -821,6 +821,11 @@ impl<M: Mmio> IrqChip for Its<M> {
         "ITS"
     }
 
+    /// `EOI_PER_CPU`: `eoi` only forwards to the GIC's, which is per-CPU.
+    fn flags(&self) -> irqcore::ChipFlags {
+        irqcore::ChipFlags::EOI_PER_CPU
+    }
+
     fn mask(&self, d: &IrqData<'_>) {
         let (dev, ev) = split_hwirq(d.hwirq());
         let _ = self.set_event_enabled(dev, ev, false);

@@ -72,6 +72,11 @@ impl<D: MsiDevice> IrqChip for MsiDeviceChip<D> {
         self.name
     }
 
+    /// `EOI_PER_CPU`: `eoi` only forwards to the GIC's, which is per-CPU.
+    fn flags(&self) -> irqcore::ChipFlags {
+        irqcore::ChipFlags::EOI_PER_CPU
+    }
+
     fn mask(&self, d: &IrqData<'_>) {
         if let Ok(i) = index_of(d) {
             self.device.set_masked(i, true);

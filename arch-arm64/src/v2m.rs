@@ -169,6 +169,11 @@ impl<M: Mmio> IrqChip for V2mChip<M> {
         "GICv2m"
     }
 
+    /// `EOI_PER_CPU`: `eoi` only forwards to the GIC's, which is per-CPU.
+    fn flags(&self) -> irqcore::ChipFlags {
+        irqcore::ChipFlags::EOI_PER_CPU
+    }
+
     fn mask(&self, d: &IrqData<'_>) {
         d.mask_parent();
     }

@@ -148,6 +148,13 @@ impl Platform for BenchPlatform {
         }
     }
     fn schedule_resend(&self, _irq: IrqNumber) {}
+    /// The dispatcher enters its read-side section with a plain store; the
+    /// (rare) writers run the host's `membarrier`, as the simulator does.
+    const SYNCHRONIZE_CPUS: bool = irqcore::sim::HOST_MEMBARRIER;
+    fn synchronize_cpus(&self) {
+        #[cfg(all(target_os = "linux", not(miri)))]
+        irqcore::sim::host_membarrier();
+    }
 }
 
 /// A chip whose callbacks do nothing: dispatch cost without hardware.

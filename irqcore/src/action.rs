@@ -243,6 +243,15 @@ impl ActionList {
         }
     }
 
+    /// The list as a slice.
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[Arc<Action>] {
+        match &self.0 {
+            Some(l) => l,
+            None => &[],
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |l| l.len())
     }

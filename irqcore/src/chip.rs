@@ -51,12 +51,22 @@ bitflags! {
         /// `eoi` does nothing for this chip: the flows skip the call. Read
         /// once, when the chip is set.
         const NO_EOI = 1 << 9;
+        /// `eoi` completes the interrupt on the calling CPU's own interface
+        /// (a GIC CPU interface's EOIR, the local APIC's EOI register) and
+        /// touches no state shared with the other callbacks, so it may be
+        /// called without the descriptor lock, concurrently with any
+        /// callback on another CPU. The fasteoi flow then ends a run that
+        /// needs nothing else under the lock without taking it, and calls
+        /// `eoi` after the run has ended (Linux calls it under the lock;
+        /// the lock serialises nothing such an `eoi` touches). Without it
+        /// `eoi` stays under the lock. Read once, when the chip is set.
+        const EOI_PER_CPU = 1 << 10;
         /// A deferred affinity change is applied without masking the line
         /// around `set_affinity`: the chip re-routes an unmasked line
         /// without losing what is pending (a virtual GIC, whose emulated
         /// disable drops an interrupt queued for the guest). Read once,
         /// when the chip is set.
-        const MOVE_UNMASKED = 1 << 10;
+        const MOVE_UNMASKED = 1 << 11;
     }
 }
 
@@ -343,7 +353,9 @@ impl core::fmt::Debug for IrqData<'_> {
 /// flows do: they act on that CPU's own instance of the line (a GIC
 /// PPI/SGI, the local APIC, a per-vCPU event channel) and may run on
 /// several CPUs at once. They must not call back into the core for the
-/// same irq.
+/// same irq. Likewise `eoi` of a chip with [`ChipFlags::EOI_PER_CPU`] on
+/// the fasteoi flow is called without the lock when the run needs nothing
+/// else under it.
 pub trait IrqChip: Send + Sync {
     /// Name shown in the interrupt table.
     fn name(&self) -> &str;

@@ -13,12 +13,13 @@
 //! Everything mutable sits behind the descriptor lock except the per-CPU
 //! counters, which only their own CPU writes.
 
-use crate::action::ActionList;
-use crate::action::DevId;
+use crate::action::{Action, ActionList, DevId};
 use crate::chip::{ChipFlags, ChipLevel, IrqData, TriggerType};
 use crate::cpumask::CpuMask;
 use crate::flow::FlowKind;
+use crate::grace::CpuEpoch;
 use crate::ids::{CpuId, IrqNumber};
+use crate::platform::Platform;
 use crate::sync::{AtomicU8, AtomicU32, Ordering};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -106,6 +107,69 @@ pub(crate) struct View {
     pub(crate) actions: ActionList,
     /// `DescInner::chip_flags`.
     pub(crate) chip_flags: ChipFlags,
+}
+
+/// The dispatcher's read-side section ([`crate::grace`]) on the calling
+/// CPU: entered by [`IrqSection::enter`], ended when dropped. It is the one
+/// way the dispatcher reads what lock holders publish for lock-free
+/// readers, and holds the dispatcher's only `unsafe`: the action list of a
+/// descriptor and its published [`View`] are borrowed for as long as the
+/// section lives, because a replaced list or view is dropped only after a
+/// grace period (`IrqCore::retire`), which this section holds off.
+pub(crate) struct IrqSection<'a> {
+    epoch: &'a CpuEpoch,
+}
+
+impl<'a> IrqSection<'a> {
+    /// Enters an interrupt-context section on `epoch`, the calling CPU's
+    /// slot: with the light store if `P` provides
+    /// [`Platform::synchronize_cpus`], with the read-modify-write otherwise.
+    #[inline]
+    pub(crate) fn enter<P: Platform>(epoch: &'a CpuEpoch) -> Self {
+        epoch.enter_irq_for::<P>();
+        Self { epoch }
+    }
+
+    /// Whether this section is nested in another dispatcher section on this
+    /// CPU (a chained handler's dispatch).
+    #[inline]
+    pub(crate) fn nested(&self) -> bool {
+        self.epoch.in_nested_irq()
+    }
+
+    /// The action list that `g`, a descriptor's locked state, holds now,
+    /// borrowed for the rest of the section: the flows iterate it after
+    /// dropping the descriptor lock.
+    #[inline]
+    pub(crate) fn actions<'s>(&'s self, g: &DescInner) -> &'s [Arc<Action>] {
+        // SAFETY: `g.actions` is the list published in a descriptor (every
+        // `DescInner` lives in one); whoever replaces it under the lock
+        // hands the old list to `IrqCore::retire`, which drops it only
+        // after a grace period, i.e. after every section that was open
+        // when it was replaced has ended, this one included (it was open
+        // when the caller read `g`, under the lock, before any such
+        // replacement). The borrow of `self` keeps the section open.
+        unsafe { &*g.actions.raw() }
+    }
+
+    /// The [`View`] published in `desc` (`None` until a chip or an action
+    /// was set), borrowed for the rest of the section.
+    #[inline]
+    pub(crate) fn view<'s>(&'s self, desc: &'s IrqDesc) -> Option<&'s View> {
+        let p = desc.view.load(core::sync::atomic::Ordering::Acquire);
+        // SAFETY: a non-null pointer came from `Arc::into_raw` in
+        // `publish_view`; a view that is swapped out is dropped only after a
+        // grace period (`IrqCore::retire`) that this section holds off, and
+        // the current one lives as long as the descriptor (`'s`).
+        unsafe { p.as_ref() }
+    }
+}
+
+impl Drop for IrqSection<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.epoch.exit_irq();
+    }
 }
 
 /// Which of a descriptor's CPU masks ([`DescMasks`]).
@@ -357,20 +421,6 @@ impl IrqDesc {
             run: core::sync::atomic::AtomicU32::new(0),
             view: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
         }
-    }
-
-    /// The published [`View`], if any. The caller must be inside a
-    /// read-side section ([`crate::grace`]) for as long as it uses it, as
-    /// for the descriptor itself.
-    #[inline]
-    pub(crate) fn view(&self) -> Option<&View> {
-        let p = self.view.load(core::sync::atomic::Ordering::Acquire);
-        // SAFETY: a non-null pointer came from `Arc::into_raw` in
-        // `publish_view`; a view that is swapped out is dropped only after a
-        // grace period (`IrqCore::retire`) that the caller's read-side
-        // section holds off, and the current one lives as long as the
-        // descriptor.
-        unsafe { p.as_ref() }
     }
 
     /// With the lock held, after changing `g.levels` or `g.actions`:

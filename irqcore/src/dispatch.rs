@@ -2,7 +2,7 @@
 //! flow ([`crate::flow`]) and then the work a flow leaves for after its
 //! descriptor lock (inline threads, reports, software resends).
 
-use crate::desc::IrqDesc;
+use crate::desc::{IrqDesc, IrqSection};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
@@ -30,11 +30,11 @@ impl<P: Platform> IrqCore<P> {
     /// acknowledge (EOI) the controller itself.
     pub fn handle_irq(&self, irq: IrqNumber) -> Result<(), IrqError> {
         let (cpu, epoch) = self.irq_epoch()?;
-        epoch.enter_irq();
+        let sec = IrqSection::enter::<P>(epoch);
         let r = match self.store.lookup(irq) {
             Some(desc) => {
-                self.run_flow(desc, cpu);
-                self.exit_work(desc);
+                self.run_flow(desc, cpu, &sec);
+                self.exit_work(desc, &sec);
                 Ok(())
             }
             None => {
@@ -45,10 +45,10 @@ impl<P: Platform> IrqCore<P> {
         // Only the outermost dispatch replays the queue: a nested one (a
         // chained handler's) runs inside another irq's flow, whose line may
         // be the very one queued.
-        if !self.resend.is_empty() && !epoch.in_nested_irq() {
-            self.drain_resends(cpu);
+        if !self.resend.is_empty() && !sec.nested() {
+            self.drain_resends(cpu, &sec);
         }
-        epoch.exit_irq();
+        drop(sec);
         r
     }
 
@@ -67,7 +67,7 @@ impl<P: Platform> IrqCore<P> {
     /// Work a flow left for after its descriptor lock was dropped: inline
     /// thread functions and a spurious-disable report.
     #[inline]
-    fn exit_work(&self, desc: &IrqDesc) {
+    fn exit_work(&self, desc: &IrqDesc, sec: &IrqSection<'_>) {
         if desc.exit_work.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -76,10 +76,7 @@ impl<P: Platform> IrqCore<P> {
             self.platform.report(IrqEvent::SpuriousDisabled(desc.irq));
         }
         if work & EXIT_INLINE_THREADS != 0 {
-            let actions = desc.inner.lock().actions.raw();
-            // SAFETY: as in `handle_irq_event`: published lists are dropped
-            // only after a grace period and we are in our read-side section.
-            let actions = unsafe { &*actions };
+            let actions = sec.actions(&desc.inner.lock());
             for a in actions.iter() {
                 if a.threaded() && a.run_thread.load(crate::sync::Ordering::Acquire) {
                     let _ = self.run_thread(desc.irq, a.id);

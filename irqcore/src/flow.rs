@@ -27,7 +27,7 @@
 
 use crate::action::IrqReturn;
 use crate::chip::{ChipFlags, IrqData};
-use crate::desc::{DeliveryFlags, DescInner, IrqDesc, LineState, RUN_IN_PROGRESS};
+use crate::desc::{DeliveryFlags, DescInner, IrqDesc, IrqSection, LineState, RUN_IN_PROGRESS};
 use crate::dispatch::EXIT_INLINE_THREADS;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
@@ -93,20 +93,21 @@ enum Exit {
     /// Without the lock when nothing needs it (edge, simple).
     Unlocked,
     /// Always under the lock: the flow has chip work after the run
-    /// (level's unmask, fasteoi's EOI), which the chip contract puts under
-    /// the descriptor lock.
+    /// (level's unmask, oneshot's unmask, the EOI of a chip without
+    /// [`ChipFlags::EOI_PER_CPU`]), which the chip contract puts under the
+    /// descriptor lock.
     Locked,
 }
 
 impl<P: Platform> IrqCore<P> {
-    pub(crate) fn run_flow(&self, desc: &IrqDesc, cpu: CpuId) {
+    pub(crate) fn run_flow(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         match desc.flow() {
-            FlowKind::Edge => self.flow_edge(desc, cpu),
-            FlowKind::Level => self.flow_level(desc, cpu),
-            FlowKind::FastEoi => self.flow_fasteoi(desc, cpu),
-            FlowKind::PerCpu => self.flow_percpu(desc, cpu, false),
-            FlowKind::PerCpuDevId => self.flow_percpu(desc, cpu, true),
-            FlowKind::Simple => self.flow_simple(desc, cpu),
+            FlowKind::Edge => self.flow_edge(desc, cpu, sec),
+            FlowKind::Level => self.flow_level(desc, cpu, sec),
+            FlowKind::FastEoi => self.flow_fasteoi(desc, cpu, sec),
+            FlowKind::PerCpu => self.flow_percpu(desc, cpu, false, sec),
+            FlowKind::PerCpuDevId => self.flow_percpu(desc, cpu, true, sec),
+            FlowKind::Simple => self.flow_simple(desc, cpu, sec),
             FlowKind::Bad => {
                 desc.count_on(cpu);
                 // Complete it at the controller (a GIC would otherwise keep
@@ -228,6 +229,17 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
+    /// The EOI of a chip with [`ChipFlags::EOI_PER_CPU`], after a run that
+    /// ended without the lock: through the published chip stack (the one
+    /// the lock holder last set, kept alive by the section).
+    fn eoi_unlocked(irq: IrqNumber, sec: &IrqSection<'_>, desc: &IrqDesc) {
+        if let Some(view) = sec.view(desc)
+            && let Some(level) = view.levels.first()
+        {
+            level.chip.eoi(&IrqData::new(irq, &view.levels));
+        }
+    }
+
     fn cond_eoi(irq: IrqNumber, g: &DescInner) {
         let flags = g.chip_flags;
         if !flags.contains(ChipFlags::EOI_IF_HANDLED) {
@@ -250,13 +262,14 @@ impl<P: Platform> IrqCore<P> {
     /// result (`note_interrupt`), and returns the guard. A thread that
     /// finishes before the run ends waits for it before it finalises
     /// (`run_thread`), so the bookkeeping cannot race with it.
-    #[inline]
+    #[inline(always)]
     fn handle_irq_event<'a>(
         &self,
         desc: &'a IrqDesc,
         mut g: Guard<'a>,
         cpu: CpuId,
         exit: Exit,
+        sec: &IrqSection<'_>,
     ) -> Option<Guard<'a>> {
         g.delivery.remove(DeliveryFlags::PENDING);
         desc.run.store(RUN_IN_PROGRESS, Ordering::Relaxed);
@@ -265,13 +278,8 @@ impl<P: Platform> IrqCore<P> {
         let oneshot = g.delivery.contains(DeliveryFlags::ONESHOT);
         let may_skip_lock =
             exit == Exit::Unlocked && !window_ends && !g.line.contains(LineState::MOVE_PENDING);
-        let actions = g.actions.raw();
+        let actions = sec.actions(&g);
         drop(g);
-        // SAFETY: a list that was published in a descriptor is dropped only
-        // after a grace period (`IrqCore::retire`), and this CPU is
-        // inside its read-side section (entered by `handle_irq`) until the
-        // flow returns, so the slice outlives this use.
-        let actions = unsafe { &*actions };
         let (ret, woken_mask) = self.run_actions(desc, actions);
         if may_skip_lock
             && (woken_mask == 0 || !oneshot)
@@ -342,7 +350,7 @@ impl<P: Platform> IrqCore<P> {
         a.thread_mask
     }
 
-    fn flow_edge(&self, desc: &IrqDesc, cpu: CpuId) {
+    fn flow_edge(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let irq = desc.irq;
         let g = desc.inner.lock();
         let (mut g, ok) = self.may_run_here(desc, g, cpu, true);
@@ -365,7 +373,7 @@ impl<P: Platform> IrqCore<P> {
             {
                 Self::unmask(irq, &mut g);
             }
-            match self.handle_irq_event(desc, g, cpu, Exit::Unlocked) {
+            match self.handle_irq_event(desc, g, cpu, Exit::Unlocked, sec) {
                 Some(ng) => g = ng,
                 // Ended without the lock: nothing was pending, no affinity
                 // change waits.
@@ -379,7 +387,7 @@ impl<P: Platform> IrqCore<P> {
         self.move_pending(irq, &mut g);
     }
 
-    fn flow_level(&self, desc: &IrqDesc, cpu: CpuId) {
+    fn flow_level(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let irq = desc.irq;
         let mut g = desc.inner.lock();
         Self::mask_ack(irq, &mut g);
@@ -390,7 +398,7 @@ impl<P: Platform> IrqCore<P> {
         }
         desc.count_on(cpu);
         g.tot_count += 1;
-        let Some(mut g) = self.handle_irq_event(desc, g, cpu, Exit::Locked) else {
+        let Some(mut g) = self.handle_irq_event(desc, g, cpu, Exit::Locked, sec) else {
             return;
         };
         self.move_pending(irq, &mut g);
@@ -406,7 +414,7 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
-    fn flow_fasteoi(&self, desc: &IrqDesc, cpu: CpuId) {
+    fn flow_fasteoi(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let irq = desc.irq;
         let g = desc.inner.lock();
         let (mut g, ok) = self.may_run_here(desc, g, cpu, false);
@@ -428,7 +436,21 @@ impl<P: Platform> IrqCore<P> {
         if oneshot {
             Self::mask(irq, &mut g);
         }
-        let Some(mut g) = self.handle_irq_event(desc, g, cpu, Exit::Locked) else {
+        // The EOI of a chip that completes on the calling CPU's own
+        // interface (or has none) needs no lock: the run may end without
+        // it (see `ChipFlags::EOI_PER_CPU`). Oneshot needs the lock for
+        // its unmask decision.
+        let flags = g.chip_flags;
+        let exit = if !oneshot && flags.intersects(ChipFlags::EOI_PER_CPU | ChipFlags::NO_EOI) {
+            Exit::Unlocked
+        } else {
+            Exit::Locked
+        };
+        let Some(mut g) = self.handle_irq_event(desc, g, cpu, exit, sec) else {
+            // Ended without the lock: nothing pending, no move waiting.
+            if !flags.contains(ChipFlags::NO_EOI) {
+                Self::eoi_unlocked(irq, sec, desc);
+            }
             return;
         };
         self.move_pending(irq, &mut g);
@@ -451,7 +473,7 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
-    fn flow_simple(&self, desc: &IrqDesc, cpu: CpuId) {
+    fn flow_simple(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let g = desc.inner.lock();
         let (mut g, ok) = self.may_run_here(desc, g, cpu, false);
         if !ok {
@@ -465,7 +487,7 @@ impl<P: Platform> IrqCore<P> {
         }
         desc.count_on(cpu);
         g.tot_count += 1;
-        let _ = self.handle_irq_event(desc, g, cpu, Exit::Unlocked);
+        let _ = self.handle_irq_event(desc, g, cpu, Exit::Unlocked, sec);
     }
 
     /// The per-CPU flows: every CPU has its own instance of the line, so
@@ -475,10 +497,10 @@ impl<P: Platform> IrqCore<P> {
     /// line no other CPU writes. `ack` and `eoi` act on this CPU's instance
     /// (a GIC PPI/SGI, the local APIC, a per-vCPU event channel) and are
     /// called without the descriptor lock (see [`crate::IrqChip`]).
-    fn flow_percpu(&self, desc: &IrqDesc, cpu: CpuId, devid: bool) {
+    fn flow_percpu(&self, desc: &IrqDesc, cpu: CpuId, devid: bool, sec: &IrqSection<'_>) {
         let irq = desc.irq;
         desc.count_on(cpu);
-        let Some(view) = desc.view() else {
+        let Some(view) = sec.view(desc) else {
             // No chip was ever set (a per-CPU flow needs one): nothing to
             // run, nothing to complete.
             return;
@@ -490,9 +512,7 @@ impl<P: Platform> IrqCore<P> {
         {
             c.ack(d);
         }
-        // SAFETY: the list lives as long as `view`, which this read-side
-        // section keeps alive (see `IrqDesc::view`).
-        let actions = unsafe { &*view.actions.raw() };
+        let actions = view.actions.as_slice();
         if actions.is_empty() {
             if devid {
                 // Spurious on this CPU: disable it here, under the lock

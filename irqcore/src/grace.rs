@@ -31,12 +31,44 @@
 //! moves on, i.e. until that section has ended. Either way, when the wait
 //! returns no reader can still hold the pointer, and a reader starting later
 //! cannot find it. This is quiescent-state based reclamation with explicit
-//! per-CPU quiescent states; it needs no timer and no help from the platform.
+//! per-CPU quiescent states; it needs no timer and, in this form, no help
+//! from the platform (the light read side below trades one locked
+//! instruction per section for the platform's barrier on the writer side).
 //!
 //! A CPU cannot wait for its own section: a writer that is itself inside a
 //! section (for example freeing from a handler) waits for the other CPUs and
 //! parks the object on a retire list that a later writer, outside any
 //! section, reclaims after a full grace period.
+//!
+//! # The light read side (an asymmetric barrier)
+//!
+//! The `SeqCst` read-modify-write on entry is the one locked instruction a
+//! section costs, and the dispatcher pays it on every interrupt while
+//! writers (freeing descriptors, replacing an action list or a view) are
+//! rare. A platform that can make every CPU execute a full barrier
+//! ([`Platform::synchronize_cpus`], Linux's `membarrier` /
+//! expedited-RCU idea: an IPI to each CPU, or the host's `membarrier`
+//! syscall in the simulator) lets the dispatcher enter with a plain store
+//! instead ([`CpuEpoch::enter_irq_light`]); every writer then runs that
+//! barrier after unpublishing and before it snapshots the slots
+//! ([`synchronize_for`]). The argument: the barrier puts a full fence at
+//! some point `F` of each reader CPU's program order, ordered after the
+//! writer's unpublishing store and before the writer's snapshot. A reader
+//! whose entering store precedes `F` is seen odd by the snapshot (and
+//! waited for); a reader whose entering store follows `F` also loads the
+//! pointer after `F`, hence after the unpublishing store, and cannot find
+//! the object. A compiler fence after the entering store keeps the
+//! compiler from moving the pointer loads above it (the CPU may, which is
+//! what the barrier covers). Without the platform's barrier
+//! ([`Platform::SYNCHRONIZE_CPUS`] false, the default) the dispatcher keeps
+//! the read-modify-write entry above.
+//!
+//! The loom model (`loom-models/tests/loom_store.rs`) cannot make another
+//! thread execute a fence; it models the barrier as the IPI handshake a
+//! kernel implements: the writer raises a request per reader thread and
+//! waits for its acknowledgement, and the reader serves the request
+//! (a `SeqCst` fence, then a release acknowledgement) at any point between
+//! two of its operations, as an interrupt arriving there would.
 //!
 //! # No unique owner before the grace period ends
 //!
@@ -59,6 +91,7 @@
 //! grace-period-protected pointers of their own (their records sit behind
 //! locks); they free descriptors through the store.
 
+use crate::platform::Platform;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 // Public so that its loom model (loom-models/tests/loom_store.rs) can drive it and so
@@ -110,11 +143,29 @@ impl CpuEpoch {
     /// Enters a read-side section on the owning CPU.
     #[inline]
     pub fn enter(&self) {
+        self.begin(1, false);
+    }
+
+    /// Enters a section of `unit` (1 or [`IRQ_UNIT`]): the counter becomes
+    /// odd with a `SeqCst` read-modify-write, or with a plain store when
+    /// `light` (sound only if every writer runs the platform's barrier, see
+    /// the module docs).
+    #[inline(always)]
+    fn begin(&self, unit: u32, light: bool) {
         let d = self.depth.load(Ordering::Relaxed);
-        self.depth.store(d + 1, Ordering::Relaxed);
+        self.depth.store(d + unit, Ordering::Relaxed);
         if d == 0 {
-            self.seq.fetch_add(1, Ordering::SeqCst);
-            loom_fence();
+            if light {
+                // Only this CPU writes `seq`.
+                let s = self.seq.load(Ordering::Relaxed);
+                self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+                // The pointer loads of the section stay after the store in
+                // program order; the writer's barrier orders the rest.
+                core::sync::atomic::compiler_fence(Ordering::SeqCst);
+            } else {
+                self.seq.fetch_add(1, Ordering::SeqCst);
+                loom_fence();
+            }
         }
     }
 
@@ -130,12 +181,23 @@ impl CpuEpoch {
     /// [`CpuEpoch::in_irq`]).
     #[inline]
     pub fn enter_irq(&self) {
-        let d = self.depth.load(Ordering::Relaxed);
-        self.depth.store(d + IRQ_UNIT, Ordering::Relaxed);
-        if d == 0 {
-            self.seq.fetch_add(1, Ordering::SeqCst);
-            loom_fence();
-        }
+        self.begin(IRQ_UNIT, false);
+    }
+
+    /// [`CpuEpoch::enter_irq`] with a plain store instead of the locked
+    /// read-modify-write: only for a platform whose
+    /// [`Platform::SYNCHRONIZE_CPUS`] is true, whose writers all wait with
+    /// [`synchronize_for`] (see the module docs).
+    #[inline]
+    pub fn enter_irq_light(&self) {
+        self.begin(IRQ_UNIT, true);
+    }
+
+    /// [`CpuEpoch::enter_irq_light`] if `P` provides the asymmetric barrier,
+    /// [`CpuEpoch::enter_irq`] otherwise (decided at compile time).
+    #[inline]
+    pub fn enter_irq_for<P: Platform>(&self) {
+        self.begin(IRQ_UNIT, P::SYNCHRONIZE_CPUS);
     }
 
     /// Leaves a section entered with [`CpuEpoch::enter_irq`].
@@ -197,8 +259,20 @@ impl Default for CpuEpoch {
     }
 }
 
+/// Waits for a grace period over `slots` for a core on `platform`: runs the
+/// platform's barrier first when its dispatcher enters sections with the
+/// light store ([`Platform::SYNCHRONIZE_CPUS`]), then waits as
+/// [`synchronize`] does. Every writer of a core goes through here.
+pub fn synchronize_for<P: Platform>(platform: &P, slots: &[CpuEpoch], skip: Option<usize>) {
+    if P::SYNCHRONIZE_CPUS {
+        platform.synchronize_cpus();
+    }
+    synchronize(slots, skip, &|| platform.cpu_relax());
+}
+
 /// Waits for a grace period over `slots`, skipping the caller's own slot
-/// (`skip`), which the caller handles (see the module docs).
+/// (`skip`), which the caller handles (see the module docs). Enough on its
+/// own only when every section was entered with the read-modify-write.
 pub fn synchronize(slots: &[CpuEpoch], skip: Option<usize>, relax: &dyn Fn()) {
     loom_fence();
     for (i, s) in slots.iter().enumerate() {

@@ -86,6 +86,37 @@ pub trait Platform: Sync {
         }
     }
 
+    /// Whether [`Platform::synchronize_cpus`] is implemented. When it is, the
+    /// dispatcher enters its read-side section ([`crate::grace`]) with a
+    /// plain store instead of a locked read-modify-write (one locked
+    /// instruction less per interrupt), and every grace period starts with
+    /// [`Platform::synchronize_cpus`]. Default: false (the locked entry;
+    /// `synchronize_cpus` is never called).
+    const SYNCHRONIZE_CPUS: bool = false;
+
+    /// An asymmetric full barrier: returns once every CPU that may run
+    /// irqcore code (every CPU started and not parked for good, the caller
+    /// included) has executed a full memory barrier (`mfence`, `dmb ish`)
+    /// at some point after this call began; the caller's accesses before
+    /// the call are ordered before those barriers, and what each CPU did
+    /// before its barrier is visible to the caller when the call returns.
+    /// Linux's `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` (and what
+    /// expedited RCU does with IPIs): an IPI to every other CPU whose
+    /// handler executes the barrier and acknowledges, the caller waiting
+    /// for the acknowledgements. Only called when
+    /// [`Platform::SYNCHRONIZE_CPUS`] is true.
+    ///
+    /// Called by writers (freeing descriptors, replacing an action list or
+    /// a chip), never from the dispatcher, with no core lock held, possibly
+    /// with local interrupts disabled and possibly while other CPUs spin in
+    /// stop-machine with their interrupts disabled. It must therefore not
+    /// wait for a CPU that cannot take the IPI: irqcore calls
+    /// [`Platform::cpu_relax`] in every spin of its own, so serving a
+    /// pending barrier request there (and in the kernel's own spins, and
+    /// in this call's own wait loop, for two concurrent callers) keeps it
+    /// from deadlocking.
+    fn synchronize_cpus(&self) {}
+
     /// Runs every cross-CPU function call (IPI callback) still queued for the
     /// calling CPU. Called on a dying CPU with interrupts off, inside
     /// stop-machine, just before it is marked offline, so that no queued call

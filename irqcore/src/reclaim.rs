@@ -20,9 +20,8 @@ impl<P: Platform> IrqCore<P> {
     /// through them.
     pub(crate) fn reclaim(&self, descs: crate::store::Unpublished) {
         let me = self.cpu_index().ok();
-        let relax = || self.platform.cpu_relax();
         let self_in_section = me.is_some_and(|c| self.epochs[c].in_section());
-        grace::synchronize(&self.epochs[..self.nr_cpus as usize], me, &relax);
+        grace::synchronize_for(&self.platform, &self.epochs[..self.nr_cpus as usize], me);
         if self_in_section {
             // We may hold a reference up our own stack: park them.
             self.store.retire(descs);
@@ -42,8 +41,7 @@ impl<P: Platform> IrqCore<P> {
         }
         let retired = self.store.take_retired();
         if !retired.is_empty() {
-            let relax = || self.platform.cpu_relax();
-            grace::synchronize(&self.epochs[..self.nr_cpus as usize], me, &relax);
+            grace::synchronize_for(&self.platform, &self.epochs[..self.nr_cpus as usize], me);
             // SAFETY: they were unpublished before they were retired, hence
             // before the grace period above, which covered every other CPU;
             // this CPU is outside any read-side section (checked above).
@@ -64,8 +62,7 @@ impl<P: Platform> IrqCore<P> {
             return;
         }
         let me = self.cpu_index().ok();
-        let relax = || self.platform.cpu_relax();
-        grace::synchronize(&self.epochs[..self.nr_cpus as usize], me, &relax);
+        grace::synchronize_for(&self.platform, &self.epochs[..self.nr_cpus as usize], me);
         if me.is_some_and(|c| self.epochs[c].in_section()) {
             self.retired_actions.lock().push(old);
             return;
@@ -73,7 +70,7 @@ impl<P: Platform> IrqCore<P> {
         drop(old);
         let parked = core::mem::take(&mut *self.retired_actions.lock());
         if !parked.is_empty() {
-            grace::synchronize(&self.epochs[..self.nr_cpus as usize], me, &relax);
+            grace::synchronize_for(&self.platform, &self.epochs[..self.nr_cpus as usize], me);
             drop(parked);
         }
     }

@@ -24,8 +24,7 @@
 //! [`Platform::schedule_resend`] is called only after every core lock is
 //! dropped, so a kernel may call back into the core from it.
 
-use crate::desc::{DeliveryFlags, IrqDesc};
-use crate::desc::{DescInner, LineState};
+use crate::desc::{DeliveryFlags, DescInner, IrqDesc, IrqSection, LineState};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
@@ -182,16 +181,14 @@ impl<P: Platform> IrqCore<P> {
         // this straight from `schedule_resend` in process context): the
         // flow takes the descriptor lock as the dispatcher does.
         let _irqs_off = self.irq_save();
-        epoch.enter_irq();
-        let r = match self.store.lookup(irq) {
+        let sec = IrqSection::enter::<P>(epoch);
+        match self.store.lookup(irq) {
             Some(desc) => {
-                self.resend_one(desc, cpu);
+                self.resend_one(desc, cpu, &sec);
                 Ok(())
             }
             None => Err(IrqError::UnknownIrq(irq)),
-        };
-        epoch.exit_irq();
-        r
+        }
     }
 
     /// Runs every queued software resend (same context as
@@ -200,18 +197,17 @@ impl<P: Platform> IrqCore<P> {
     pub fn run_resends(&self) -> Result<(), IrqError> {
         let (cpu, epoch) = self.irq_epoch()?;
         let _irqs_off = self.irq_save();
-        epoch.enter_irq();
-        self.drain_resends(cpu);
-        epoch.exit_irq();
+        let sec = IrqSection::enter::<P>(epoch);
+        self.drain_resends(cpu, &sec);
         Ok(())
     }
 
     /// Takes the queue once (the caller is in an interrupt-context
     /// section). Resends queued while draining wait for the next drain.
-    pub(crate) fn drain_resends(&self, cpu: CpuId) {
+    pub(crate) fn drain_resends(&self, cpu: CpuId, sec: &IrqSection<'_>) {
         let overflowed = self.resend.take(&mut |irq| {
             if let Some(desc) = self.store.lookup(irq) {
-                self.resend_one(desc, cpu);
+                self.resend_one(desc, cpu, sec);
             }
         });
         if overflowed {
@@ -222,7 +218,7 @@ impl<P: Platform> IrqCore<P> {
                     .delivery
                     .contains(DeliveryFlags::SW_RESEND);
                 if queued {
-                    self.resend_one(desc, cpu);
+                    self.resend_one(desc, cpu, sec);
                 }
             });
         }
@@ -236,7 +232,7 @@ impl<P: Platform> IrqCore<P> {
     /// replay therefore never waits for a handler (the drain runs on its
     /// way out of `handle_irq`, where waiting for another CPU's flow could
     /// only add latency, or hang a CPU that runs both).
-    fn resend_one(&self, desc: &IrqDesc, cpu: CpuId) {
+    fn resend_one(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let run = {
             let mut g = desc.inner.lock();
             if !g.delivery.contains(DeliveryFlags::SW_RESEND) {
@@ -257,7 +253,7 @@ impl<P: Platform> IrqCore<P> {
             }
         };
         if run {
-            self.run_flow(desc, cpu);
+            self.run_flow(desc, cpu, sec);
         }
     }
 }

@@ -808,7 +808,59 @@ impl SimPlatform {
     }
 }
 
+/// `membarrier(2)` commands (Linux uapi `linux/membarrier.h`).
+#[cfg(all(target_os = "linux", not(miri)))]
+const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1 << 0;
+#[cfg(all(target_os = "linux", not(miri)))]
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+#[cfg(all(target_os = "linux", not(miri)))]
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+/// Whether the simulator provides [`Platform::synchronize_cpus`]: on Linux
+/// (the `membarrier` syscall), outside Miri (which cannot run it, and so
+/// checks the read-modify-write read side instead).
+pub const HOST_MEMBARRIER: bool = cfg!(all(target_os = "linux", not(miri)));
+
+/// An asymmetric full barrier over every thread of this process (so over
+/// every simulated CPU): Linux's `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`,
+/// which IPIs the host CPUs running the process's threads, or, where the
+/// expedited command cannot be registered, `MEMBARRIER_CMD_GLOBAL` (slower:
+/// it waits for a scheduler grace period, but gives the same guarantee).
+/// Implements [`SimPlatform`]'s [`Platform::synchronize_cpus`]; public so
+/// that other host platforms (the benchmarks') can use it too.
+///
+/// # Panics
+///
+/// If the host kernel supports neither command (the simulator then cannot
+/// provide the barrier its dispatcher relies on).
+#[cfg(all(target_os = "linux", not(miri)))]
+pub fn host_membarrier() {
+    static EXPEDITED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let membarrier = |cmd: libc::c_int| -> libc::c_long {
+        // SAFETY: `membarrier(cmd, flags = 0, cpu_id = 0)` takes no
+        // pointers and only orders memory (membarrier(2)).
+        unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) }
+    };
+    let expedited =
+        *EXPEDITED.get_or_init(|| membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0);
+    if expedited && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0 {
+        return;
+    }
+    assert!(
+        membarrier(MEMBARRIER_CMD_GLOBAL) == 0,
+        "the host kernel has no membarrier(2): the simulator cannot synchronize CPUs"
+    );
+}
+
 impl Platform for SimPlatform {
+    const SYNCHRONIZE_CPUS: bool = HOST_MEMBARRIER;
+
+    /// [`host_membarrier`].
+    fn synchronize_cpus(&self) {
+        #[cfg(all(target_os = "linux", not(miri)))]
+        host_membarrier();
+    }
+
     /// The simulated CPU this thread plays; CPU 0 on a thread outside the
     /// machine (see the module docs).
     fn current_cpu(&self) -> CpuId {

@@ -31,4 +31,14 @@ impl<P: Platform> IrqCore<P> {
         let desc = self.desc(&s, irq)?;
         Ok(self.lock_desc(desc).tot_count)
     }
+
+    /// Whether some CPU holds the descriptor lock of `irq` right now
+    /// (without taking it): lets a test chip tell whether the core called
+    /// it under the lock.
+    #[doc(hidden)]
+    pub fn test_hook_desc_locked(&self, irq: IrqNumber) -> Result<bool, IrqError> {
+        let s = self.section()?;
+        let desc = self.desc(&s, irq)?;
+        Ok(desc.inner.is_locked())
+    }
 }

@@ -278,11 +278,101 @@ fn unlazy_line_masks_at_disable() {
     assert_eq!(chip.take(), vec!["mask"]);
 }
 
+/// A fasteoi chip that records, at each `eoi`, whether the descriptor lock
+/// was held and whether the handler had run.
+#[cfg(feature = "sim")]
+struct EoiProbe {
+    flags: ChipFlags,
+    core: std::sync::OnceLock<std::sync::Weak<Core>>,
+    handler_ran: AtomicBool,
+    /// (lock held, handler had run) at each `eoi`.
+    eois: std::sync::Mutex<Vec<(bool, bool)>>,
+}
+
+#[cfg(feature = "sim")]
+impl IrqChip for EoiProbe {
+    fn name(&self) -> &str {
+        "eoi-probe"
+    }
+    fn flags(&self) -> ChipFlags {
+        self.flags
+    }
+    fn mask(&self, _d: &IrqData<'_>) {}
+    fn unmask(&self, _d: &IrqData<'_>) {}
+    fn eoi(&self, d: &IrqData<'_>) {
+        let core = self.core.get().and_then(std::sync::Weak::upgrade).unwrap();
+        let locked = core.test_hook_desc_locked(d.irq()).unwrap();
+        let ran = self.handler_ran.swap(false, Ordering::SeqCst);
+        self.eois.lock().unwrap().push((locked, ran));
+    }
+}
+
+/// (lock held, handler had run) at each EOI of two fasteoi interrupts on a
+/// chip with `flags`.
+#[cfg(feature = "sim")]
+fn fasteoi_eoi_context(flags: ChipFlags) -> Vec<(bool, bool)> {
+    set_cpu(0);
+    let core = core_with_cpus(1);
+    let chip = Arc::new(EoiProbe {
+        flags,
+        core: std::sync::OnceLock::new(),
+        handler_ran: AtomicBool::new(false),
+        eois: std::sync::Mutex::new(Vec::new()),
+    });
+    chip.core.set(Arc::downgrade(&core)).ok().unwrap();
+    let irq = irq_with(&core, chip.clone(), FlowKind::FastEoi);
+    let c = chip.clone();
+    let handler: Arc<dyn IrqHandler> = Arc::new(move |_| {
+        c.handler_ran.store(true, Ordering::SeqCst);
+        IrqReturn::HANDLED
+    });
+    let _reg = core
+        .request_irq(irq, IrqRequest::new("dev", handler))
+        .unwrap();
+    core.handle_irq(irq).unwrap();
+    core.handle_irq(irq).unwrap();
+    chip.eois.lock().unwrap().clone()
+}
+
+#[cfg(feature = "sim")]
+#[test]
+fn fasteoi_eoi_of_a_per_cpu_eoi_chip_comes_after_the_handler_without_the_lock() {
+    assert_eq!(
+        fasteoi_eoi_context(ChipFlags::EOI_PER_CPU),
+        vec![(false, true), (false, true)],
+        "one EOI per interrupt, after the handler, without the descriptor lock"
+    );
+}
+
+#[cfg(feature = "sim")]
+#[test]
+fn fasteoi_eoi_of_other_chips_stays_under_the_lock() {
+    assert_eq!(
+        fasteoi_eoi_context(ChipFlags::empty()),
+        vec![(true, true), (true, true)],
+        "one EOI per interrupt, after the handler, under the descriptor lock"
+    );
+}
+
 #[test]
 fn fasteoi_resends_arrival_during_move_when_asked() {
+    fasteoi_resends_arrival_during_move(ChipFlags::empty());
+}
+
+/// The same with the EOI outside the lock: the arrival on the other CPU
+/// flags the run (`RUN_ATTN`), which then ends under the lock and resends.
+#[test]
+fn fasteoi_resends_arrival_during_move_with_per_cpu_eoi() {
+    fasteoi_resends_arrival_during_move(ChipFlags::EOI_PER_CPU);
+}
+
+fn fasteoi_resends_arrival_during_move(flags: ChipFlags) {
     let core = core_with_cpus(2);
     set_cpu(0);
-    let chip = Arc::new(RecordingChip::default());
+    let chip = Arc::new(RecordingChip {
+        flags,
+        ..RecordingChip::default()
+    });
     let irq = irq_with(&core, chip.clone(), FlowKind::FastEoi);
     core.set_irq_settings(irq, LineState::RESEND_WHEN_IN_PROGRESS, LineState::empty())
         .unwrap();
@@ -324,6 +414,9 @@ fn fasteoi_resends_arrival_during_move_when_asked() {
         core.snapshot(irq).unwrap().delivery & (DeliveryFlags::PENDING | DeliveryFlags::SW_RESEND),
         DeliveryFlags::empty()
     );
+    // Each of the two hardware arrivals and the replay completes once.
+    let eois = chip.take().iter().filter(|c| **c == "eoi").count();
+    assert_eq!(eois, 3, "one EOI per arrival and per replay");
 }
 
 #[test]

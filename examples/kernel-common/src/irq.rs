@@ -132,8 +132,20 @@ impl Platform for KernelPlatform {
         arch().irqs_enabled()
     }
 
+    /// Also serves a pending [`smp::synchronize_cpus`] request: irqcore
+    /// spins here with interrupts possibly off (stop-machine, grace
+    /// periods), where the barrier's IPI cannot be taken.
     fn cpu_relax(&self) {
+        smp::serve_barrier();
         core::hint::spin_loop();
+    }
+
+    /// The dispatcher enters its read-side section with a plain store;
+    /// writers make every CPU fence through [`smp::synchronize_cpus`].
+    const SYNCHRONIZE_CPUS: bool = true;
+
+    fn synchronize_cpus(&self) {
+        smp::synchronize_cpus();
     }
 
     fn run_on_cpus(&self, cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync)) {

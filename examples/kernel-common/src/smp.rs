@@ -3,7 +3,9 @@
 //! (irqcore's `Platform::run_on_cpus`), background jobs, and cross-CPU
 //! function calls. Idle CPUs are woken with [`Ipi::CallFunction`].
 
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+};
 
 use arrayvec::ArrayVec;
 use irqcore::{CpuId, CpuMask, IrqError};
@@ -34,7 +36,10 @@ pub fn wait_started(cpu: CpuId, timeout_us: u64) -> Option<Result<(), IrqError>>
     let t0 = now_us();
     loop {
         match r.load(Ordering::Acquire) {
-            0 if now_us() - t0 < timeout_us => core::hint::spin_loop(),
+            0 if now_us() - t0 < timeout_us => {
+                serve_barrier();
+                core::hint::spin_loop()
+            }
             0 => return None,
             1 => return Some(Ok(())),
             _ => return Some(Err(IrqError::BadCpu(cpu))),
@@ -47,14 +52,22 @@ pub fn wait_started(cpu: CpuId, timeout_us: u64) -> Option<Result<(), IrqError>>
 /// phase (irqcore runs the `Starting` callbacks and marks it online), its
 /// result for [`wait_started`], then the idle loop.
 pub fn secondary_main(me: CpuId) -> ! {
+    mark_alive(me);
     let ok = CORE.cpu_starting().is_ok();
     if let Some(r) = STARTING_RESULT.get(me.index()) {
         r.store(if ok { 1 } else { 2 }, Ordering::Release);
     }
     if !ok {
-        arch().cpu_dead()
+        park(me)
     }
     idle_loop(me)
+}
+
+/// Parks this CPU for good ([`Arch::cpu_dead`](crate::Arch::cpu_dead)),
+/// after its last irqcore call: [`synchronize_cpus`] stops waiting for it.
+fn park(me: CpuId) -> ! {
+    ALIVE.fetch_and(!(1usize << me.0), Ordering::SeqCst);
+    arch().cpu_dead()
 }
 
 /// Idle loop of a secondary CPU: runs stopper work, background jobs and
@@ -65,8 +78,9 @@ fn idle_loop(me: CpuId) -> ! {
     let a = arch();
     loop {
         a.disable_irqs();
+        serve_barrier();
         if !CORE.cpu_online(me) {
-            a.cpu_dead();
+            park(me);
         }
         if run_stopper_work(me) || run_job(me) {
             continue;
@@ -150,6 +164,7 @@ pub fn run_on_cpus(cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync)) {
         work(me);
     }
     while STOPPER_RUNNING.load(Ordering::Acquire) != 0 {
+        serve_barrier();
         core::hint::spin_loop();
     }
     *STOPPER_WORK.lock() = None;
@@ -272,6 +287,7 @@ pub fn queued_calls(cpu: CpuId) -> usize {
 /// Runs every call queued for this CPU (the [`Ipi::CallFunction`] handler,
 /// and irqcore's `flush_cross_calls` on a dying CPU).
 pub fn flush_cross_calls() {
+    serve_barrier();
     let Some(queue) = CALL_QUEUES.get(current_cpu().index()) else {
         return;
     };
@@ -289,4 +305,79 @@ pub fn flush_cross_calls() {
             None => break,
         }
     }
+}
+
+// ----- the asymmetric barrier (irqcore's `Platform::synchronize_cpus`) -------
+
+/// CPUs that may run irqcore code: the boot CPU, and each secondary CPU
+/// from the start of [`secondary_main`] until it parks.
+static ALIVE: AtomicUsize = AtomicUsize::new(1);
+/// Generation of the latest barrier request.
+static BARRIER_GEN: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: the latest generation it has served.
+static BARRIER_SERVED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// How often [`synchronize_cpus`] re-sends its IPI to a CPU that has not
+/// answered (it may have been sleeping when it became alive).
+const BARRIER_RESEND_US: u64 = 1000;
+
+/// A secondary CPU's first step: from here on writers wait for its
+/// barrier. The fence orders the bit before every irqcore access of this
+/// CPU (a writer that did not see the bit unpublished before reading it,
+/// and this CPU's later loads see that).
+fn mark_alive(me: CpuId) {
+    ALIVE.fetch_or(1usize << me.0, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    serve_barrier();
+}
+
+/// Serves a pending barrier request on this CPU: a full fence, then the
+/// acknowledgement. Called from the [`Ipi::CallFunction`] handler (via
+/// [`flush_cross_calls`]) and from every spin of the kernel with
+/// interrupts possibly off (irqcore's spins call `Platform::cpu_relax`,
+/// which serves it too), so that a CPU spinning with interrupts off still
+/// answers and two CPUs synchronizing at once do not wait for each other.
+pub fn serve_barrier() {
+    let Some(served) = BARRIER_SERVED.get(current_cpu().index()) else {
+        return;
+    };
+    let want = BARRIER_GEN.load(Ordering::SeqCst);
+    if served.load(Ordering::Relaxed) < want {
+        fence(Ordering::SeqCst);
+        served.store(want, Ordering::Release);
+    }
+}
+
+/// irqcore's `Platform::synchronize_cpus`: returns once every alive CPU has
+/// executed a full fence after this call began (expedited-RCU style: an
+/// IPI whose handler fences and acknowledges). Callable with interrupts
+/// off: it serves its own CPU's requests while waiting.
+pub fn synchronize_cpus() {
+    let generation = BARRIER_GEN.fetch_add(1, Ordering::SeqCst) + 1;
+    fence(Ordering::SeqCst);
+    serve_barrier();
+    let me = current_cpu();
+    let mut last_ipi: Option<u64> = None;
+    loop {
+        let alive = ALIVE.load(Ordering::SeqCst);
+        let mut late = CpuMask::new();
+        for (c, served) in BARRIER_SERVED.iter().enumerate() {
+            if c != me.index()
+                && alive & (1 << c) != 0
+                && served.load(Ordering::Acquire) < generation
+            {
+                late.set(CpuId(c as u32));
+            }
+        }
+        if late.is_empty() {
+            break;
+        }
+        let now = now_us();
+        if last_ipi.is_none_or(|t| now.wrapping_sub(t) >= BARRIER_RESEND_US) {
+            arch().send_ipi(Ipi::CallFunction, &late);
+            last_ipi = Some(now);
+        }
+        serve_barrier();
+        core::hint::spin_loop();
+    }
+    fence(Ordering::SeqCst);
 }

@@ -52,6 +52,16 @@ impl Platform for TestPlatform {
         // Threads are not CPUs: let the one we wait for run.
         std::thread::yield_now();
     }
+    // With the simulator's `membarrier` (feature "sim", Linux, not Miri)
+    // the tests run the dispatcher's light read side; otherwise (and under
+    // Miri) the read-modify-write one.
+    #[cfg(feature = "sim")]
+    const SYNCHRONIZE_CPUS: bool = irqcore::sim::HOST_MEMBARRIER;
+    #[cfg(feature = "sim")]
+    fn synchronize_cpus(&self) {
+        #[cfg(all(target_os = "linux", not(miri)))]
+        irqcore::sim::host_membarrier();
+    }
     fn schedule_resend(&self, irq: IrqNumber) {
         self.resends.lock().unwrap().push(irq);
     }

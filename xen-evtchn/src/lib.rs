@@ -11,7 +11,10 @@
 //!   `hvc #0xEA1` in `hypercall_arm` (only on aarch64), the hypervisor model
 //!   in `model` (feature `model`).
 //! - [`port_layer`]: pending/mask/scan operations of one ABI behind
-//!   [`PortLayer`], implemented by [`TwoLevel`] (FIFO can be added later).
+//!   [`PortLayer`], implemented by [`TwoLevel`] (bitmaps, 4096 ports) and
+//!   [`Fifo`] (per-vCPU priority queues, 131072 ports, event array grown on
+//!   demand); [`port_layer::select`] picks one at boot (FIFO when Xen
+//!   offers it, or forced either way with [`AbiChoice`]).
 //! - [`channels`]: [`EventChannels`], the guest's bookkeeping (bindings,
 //!   mask reasons, per-vCPU IPIs and VIRQs, late EOI and storm back-off) and
 //!   the upcall with its fair scan.
@@ -92,6 +95,7 @@ pub mod abi;
 pub mod channels;
 pub mod chip;
 pub mod error;
+pub mod fifo;
 #[cfg(target_arch = "aarch64")]
 pub mod hypercall_arm;
 #[cfg(target_arch = "x86_64")]
@@ -109,8 +113,9 @@ pub use channels::{
 };
 pub use chip::{DynamicChip, LateEoiChip, PercpuChip, PirqChip};
 pub use error::{EvtchnError, XenError};
+pub use fifo::Fifo;
 pub use ids::{DomId, Pirq, Port, VcpuId, Virq};
 pub use irq::{PerVcpuIrqs, XenIrqs};
 pub use ops::{ChannelState, ChannelStatus, EventChannelOps};
-pub use port_layer::PortLayer;
+pub use port_layer::{AbiChoice, EvtchnAbi, PortLayer, Selected};
 pub use two_level::TwoLevel;

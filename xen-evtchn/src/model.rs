@@ -942,6 +942,18 @@ impl DomainHandle {
             .unwrap_or(false)
     }
 
+    /// Whether `vcpu` registered its FIFO control block.
+    pub fn fifo_registered(&self, vcpu: VcpuId) -> bool {
+        self.model
+            .with_dom(self.dom, |d| {
+                Ok(d.fifo
+                    .as_ref()
+                    .and_then(|f| f.controls.get(vcpu.index()).copied().flatten())
+                    .is_some())
+            })
+            .unwrap_or(false)
+    }
+
     /// Event-array pages the domain added (FIFO).
     pub fn fifo_pages(&self) -> usize {
         self.model

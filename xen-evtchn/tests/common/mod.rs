@@ -184,10 +184,15 @@ pub fn guest_partial(n: u32, up: u32, config: Config) -> Guest {
 
 /// Like [`guest_partial`] with an explicit `shared_info` layout.
 pub fn guest_layout(n: u32, up: u32, config: Config, layout: Layout) -> Guest {
+    guest_abi(n, up, config, layout, abi())
+}
+
+/// Like [`guest_layout`] with an explicit event-channel ABI.
+pub fn guest_abi(n: u32, up: u32, config: Config, layout: Layout, abi: EvtchnAbi) -> Guest {
     let model = HypervisorModel::new();
     let dom = model.create_domain_with_layout(GUEST, n, layout).unwrap();
     let peer = model.create_domain_with_layout(PEER, 1, layout).unwrap();
-    let layer = layer_for(&dom, n, layout);
+    let layer = layer_with_abi(&dom, n, layout, abi);
     let ch = Arc::new(EventChannels::new(
         Arc::new(dom.clone()),
         layer,

@@ -31,11 +31,11 @@ use arch_arm64::v2m::{V2mFrame, add_v2m_domain};
 use irqcore::domain::DomainId;
 use irqcore::{CpuId, CpuMask, DevId, HwIrq, IrqNumber, IrqRequest, IrqReturn, IrqState};
 
-use kernel_common::source::{Source, mask_bits};
 use crate::irq::{self, CORE, KernelPlatform, REGISTRY};
 use crate::pci::{self, PciMsi};
 use crate::smp::KernelCpuControl;
 use crate::{check, cpu, fdt, kprintln, time};
+use kernel_common::source::{Source, mask_bits};
 
 /// Bound on "soon" (see `scenario::PATIENCE_US`).
 const PATIENCE_US: u64 = 5_000_000;

@@ -218,7 +218,13 @@ impl Fifo {
         };
         let mut taken = 0;
         loop {
-            ready |= cb.ready.swap(0, Ordering::SeqCst);
+            // Xen sets a ready bit only when a queue was empty (0 -> 1 also
+            // flags the upcall), so a plain read first spares the exchange
+            // per event; a bit set just after the read is seen by the next
+            // iteration, or by the upcall's re-check of its flag.
+            if cb.ready.load(Ordering::SeqCst) != 0 {
+                ready |= cb.ready.swap(0, Ordering::SeqCst);
+            }
             if ready == 0 {
                 return 0;
             }

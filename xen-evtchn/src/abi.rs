@@ -1,6 +1,7 @@
-//! The Xen 2-level event-channel ABI for 64-bit guests: shared-memory
+//! The Xen event-channel ABIs for 64-bit guests: the 2-level shared-memory
 //! layouts (x86-64 in [`x86`], arm in [`arm`]; [`SharedPage`] is either),
-//! hypercall numbers, commands, argument structures and constants.
+//! the FIFO ABI's ([`fifo`]), hypercall numbers, commands, argument
+//! structures and constants.
 //!
 //! Everything here is a fact from Xen's public headers (`xen.h`,
 //! `arch-x86/xen.h`, `arch-arm.h`, `event_channel.h`, `vcpu.h`, `memory.h`, `physdev.h`, `errno.h`), which are

@@ -218,11 +218,16 @@ impl Fifo {
         };
         let mut taken = 0;
         loop {
-            // Xen sets a ready bit only when a queue was empty (0 -> 1 also
-            // flags the upcall), so a plain read first spares the exchange
-            // per event; a bit set just after the read is seen by the next
-            // iteration, or by the upcall's re-check of its flag.
-            if cb.ready.load(Ordering::SeqCst) != 0 {
+            // While queues are known non-empty a plain read spares the
+            // exchange per event (a bit it misses is seen on a later
+            // iteration). Before giving up, always exchange: the
+            // read-modify-write sees Xen's latest `ready`, so a bit Xen set
+            // before it is taken here, and one set after it is a 0 -> 1
+            // change that flags the upcall again (which this vCPU cleared
+            // before the scan). A plain read cannot promise that against
+            // Xen's two writes (`ready`, then the flag): loom
+            // (`loom_fifo_link`) finds the lost event.
+            if ready == 0 || cb.ready.load(Ordering::SeqCst) != 0 {
                 ready |= cb.ready.swap(0, Ordering::SeqCst);
             }
             if ready == 0 {

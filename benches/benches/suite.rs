@@ -29,8 +29,10 @@ use irqcore_benches::*;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+use xen_evtchn::abi::fifo::{LINKED, PENDING, PRIORITY_DEFAULT};
 use xen_evtchn::abi::{EVTCHN_2L_NR_CHANNELS, SharedInfo};
-use xen_evtchn::{Port, PortLayer, TwoLevel, VcpuId};
+use xen_evtchn::model::HypervisorModel;
+use xen_evtchn::{DomId, Fifo, Port, PortLayer, TwoLevel, VcpuId};
 
 /// An LCG step: cheap pseudo-random interrupt numbers, the same sequence
 /// for every design.
@@ -429,6 +431,77 @@ fn upcall(c: &mut Criterion) {
     g.finish();
 }
 
+/// A FIFO layer whose vCPU 0 control block is registered (with the
+/// hypervisor model) and whose event array covers ports 1..=4096, and the
+/// `pending` ports (spread evenly over 1..=4096) an upcall will find.
+fn upcall_fifo_setup(pending: u32) -> (Fifo, Vec<Port>) {
+    let model = HypervisorModel::new();
+    let dom = model.create_domain(DomId(1), 1).expect("a domain");
+    let info = dom.shared_info().legacy_vcpu(0).expect("vcpu_info 0");
+    let fifo = Fifo::new(vec![info]).expect("control page");
+    fifo.prepare_vcpu(VcpuId(0), &dom).expect("init_control");
+    fifo.setup_port(Port(EVTCHN_2L_NR_CHANNELS), &dom)
+        .expect("expand_array");
+    let stride = EVTCHN_2L_NR_CHANNELS / pending;
+    let ports = (0..pending).map(|i| Port(1 + i * stride)).collect();
+    (fifo, ports)
+}
+
+/// Links `ports` into vCPU 0's default-priority queue, pending and
+/// unmasked, and sets the queue's ready bit: what Xen leaves for an upcall.
+fn fifo_raise(fifo: &Fifo, ports: &[Port]) {
+    for (i, p) in ports.iter().enumerate() {
+        let next = ports.get(i + 1).map_or(0, |n| n.0);
+        if let Some(w) = fifo.word(*p) {
+            w.store(PENDING | LINKED | next, Ordering::Relaxed);
+        }
+    }
+    let cb = fifo.control_block(VcpuId(0)).expect("control block");
+    let q = PRIORITY_DEFAULT as usize;
+    cb.head[q].store(ports[0].0, Ordering::Relaxed);
+    cb.ready.store(1 << q, Ordering::Release);
+}
+
+/// Xen upcall, FIFO ABI: consuming `n` queued events, next to the 2-level
+/// scan of as many pending ports (rows `xen_evtchn_fifo/n`).
+fn upcall_fifo(c: &mut Criterion) {
+    let mut g = c.benchmark_group("upcall_scan");
+    for pending in [1u32, 64, 4096] {
+        let (fifo, ports) = upcall_fifo_setup(pending);
+        g.throughput(Throughput::Elements(u64::from(pending)));
+        g.bench_with_input(
+            BenchmarkId::new("xen_evtchn_fifo", pending),
+            &pending,
+            |b, &n| {
+                // Each run needs Xen's queue rebuilt first (consuming
+                // unlinks it): only the consume is timed, one clock read
+                // pair per run (a few tens of ns included in the 1-event
+                // row).
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        fifo_raise(&fifo, &ports);
+                        let t = Instant::now();
+                        let mut handled = 0u32;
+                        // A scan takes at most SCAN_BUDGET events and
+                        // asks for another upcall pass for the rest.
+                        while handled < n {
+                            fifo.scan(VcpuId(0), &mut |p| {
+                                black_box(p);
+                                handled += 1;
+                            });
+                        }
+                        total += t.elapsed();
+                        assert_eq!(handled, n);
+                    }
+                    total
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
 /// Runs `per_thread(thread)` on `threads` threads, each playing CPU
 /// `thread`, started together; returns the wall time of the slowest.
 /// Each thread does `iters` dispatches, so perfect scaling keeps the time
@@ -571,6 +644,7 @@ criterion_group!(
     map_unmap,
     stop_machine,
     upcall,
+    upcall_fifo,
     concurrent
 );
 criterion_main!(benches);

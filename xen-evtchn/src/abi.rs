@@ -1,6 +1,7 @@
-//! The Xen 2-level event-channel ABI for 64-bit guests: shared-memory
+//! The Xen event-channel ABIs for 64-bit guests: the 2-level shared-memory
 //! layouts (x86-64 in [`x86`], arm in [`arm`]; [`SharedPage`] is either),
-//! hypercall numbers, commands, argument structures and constants.
+//! the FIFO ABI's ([`fifo`]), hypercall numbers, commands, argument
+//! structures and constants.
 //!
 //! Everything here is a fact from Xen's public headers (`xen.h`,
 //! `arch-x86/xen.h`, `arch-arm.h`, `event_channel.h`, `vcpu.h`, `memory.h`, `physdev.h`, `errno.h`), which are
@@ -91,6 +92,13 @@ pub mod evtchnop {
     pub const BIND_VCPU: u32 = 8;
     /// Unmask and re-notify if pending.
     pub const UNMASK: u32 = 9;
+    /// FIFO: register one vCPU's control block (the first call switches
+    /// the domain to the FIFO ABI).
+    pub const INIT_CONTROL: u32 = 11;
+    /// FIFO: add the next page of the event array.
+    pub const EXPAND_ARRAY: u32 = 12;
+    /// FIFO: set a port's priority.
+    pub const SET_PRIORITY: u32 = 13;
 }
 
 /// `PHYSDEVOP_*` commands of `physdev_op`.
@@ -642,3 +650,110 @@ const_assert_eq!(size_of::<VcpuRegisterVcpuInfo>(), 16);
 const_assert_eq!(size_of::<XenAddToPhysmap>(), 24);
 const_assert_eq!(offset_of!(XenAddToPhysmap, space), 4);
 const_assert_eq!(offset_of!(XenAddToPhysmap, gpfn), 16);
+
+/// The FIFO ABI (`event_channel.h`, "FIFO-based event channel ABI"): the
+/// event word, the per-vCPU control block, an event-array page and the
+/// three hypercall argument structures.
+pub mod fifo {
+    use super::*;
+
+    /// `EVTCHN_FIFO_PRIORITY_MAX`: the highest priority (queue 0).
+    pub const PRIORITY_MAX: u32 = 0;
+    /// `EVTCHN_FIFO_PRIORITY_DEFAULT`.
+    pub const PRIORITY_DEFAULT: u32 = 7;
+    /// `EVTCHN_FIFO_PRIORITY_MIN`: the lowest priority (queue 15).
+    pub const PRIORITY_MIN: u32 = 15;
+    /// `EVTCHN_FIFO_MAX_QUEUES`: one queue per priority.
+    pub const MAX_QUEUES: usize = 16;
+    /// `EVTCHN_FIFO_LINK_BITS`.
+    pub const LINK_BITS: u32 = 17;
+    /// `EVTCHN_FIFO_LINK_MASK`: the LINK field of an event word.
+    pub const LINK_MASK: u32 = (1 << LINK_BITS) - 1;
+    /// `EVTCHN_FIFO_NR_CHANNELS`.
+    pub const NR_CHANNELS: u32 = 1 << LINK_BITS;
+    /// Bit `EVTCHN_FIFO_PENDING` (31) of an event word.
+    pub const PENDING: u32 = 1 << 31;
+    /// Bit `EVTCHN_FIFO_MASKED` (30).
+    pub const MASKED: u32 = 1 << 30;
+    /// Bit `EVTCHN_FIFO_LINKED` (29): the event is on a queue.
+    pub const LINKED: u32 = 1 << 29;
+    /// Bit `EVTCHN_FIFO_BUSY` (28): Xen is writing this word's LINK.
+    pub const BUSY: u32 = 1 << 28;
+    /// Event words per 4 KiB event-array page
+    /// (`EVTCHN_FIFO_EVENT_WORDS_PER_PAGE`).
+    pub const WORDS_PER_PAGE: u32 = 1024;
+    /// Most event-array pages (`EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES`).
+    pub const MAX_PAGES: u32 = NR_CHANNELS / WORDS_PER_PAGE;
+
+    /// `struct evtchn_fifo_control_block`, one per vCPU. Xen writes
+    /// `ready` and `head` concurrently with the guest.
+    #[repr(C)]
+    #[derive(Debug, Default)]
+    pub struct ControlBlock {
+        /// Bit `q` set: queue `q` may be non-empty.
+        pub ready: AtomicU32,
+        /// Reserved.
+        pub rsvd: AtomicU32,
+        /// Each queue's head port (0: empty, or take the LINK chain).
+        pub head: [AtomicU32; MAX_QUEUES],
+    }
+
+    /// One page of the event array: 1024 event words (`event_word_t`).
+    #[repr(C, align(4096))]
+    #[derive(Debug)]
+    pub struct EventPage(pub [AtomicU32; WORDS_PER_PAGE as usize]);
+
+    /// A page that holds one vCPU's [`ControlBlock`] at offset 0 (the
+    /// control block may not cross a page end, so a page of its own is the
+    /// simplest placement).
+    #[repr(C, align(4096))]
+    #[derive(Debug, Default)]
+    pub struct ControlPage(pub ControlBlock);
+
+    /// `struct evtchn_init_control`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct EvtchnInitControl {
+        /// IN: guest frame of the control block.
+        pub control_gfn: u64,
+        /// IN: its offset in that frame (8-aligned).
+        pub offset: u32,
+        /// IN: the vCPU.
+        pub vcpu: u32,
+        /// OUT: `EVTCHN_FIFO_LINK_BITS`.
+        pub link_bits: u8,
+        /// Padding.
+        pub pad: [u8; 7],
+    }
+
+    /// `struct evtchn_expand_array`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct EvtchnExpandArray {
+        /// IN: guest frame of the new event-array page.
+        pub array_gfn: u64,
+    }
+
+    /// `struct evtchn_set_priority`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct EvtchnSetPriority {
+        /// IN: the port.
+        pub port: u32,
+        /// IN: 0 (highest) ..= 15.
+        pub priority: u32,
+    }
+
+    const_assert_eq!(size_of::<ControlBlock>(), 72);
+    const_assert_eq!(offset_of!(ControlBlock, head), 8);
+    const_assert_eq!(size_of::<EventPage>(), 4096);
+    const_assert_eq!(size_of::<ControlPage>(), 4096);
+    const_assert_eq!(size_of::<EvtchnInitControl>(), 24);
+    const_assert_eq!(offset_of!(EvtchnInitControl, offset), 8);
+    const_assert_eq!(offset_of!(EvtchnInitControl, vcpu), 12);
+    const_assert_eq!(offset_of!(EvtchnInitControl, link_bits), 16);
+    const_assert_eq!(size_of::<EvtchnExpandArray>(), 8);
+    const_assert_eq!(size_of::<EvtchnSetPriority>(), 8);
+    const_assert_eq!(NR_CHANNELS, 131_072);
+    const_assert_eq!(MAX_PAGES, 128);
+}

@@ -16,13 +16,13 @@ use crate::abi::NR_VIRQS;
 use crate::error::EvtchnError;
 use crate::ids::{DomId, Pirq, Port, VcpuId, Virq};
 use crate::ops::EventChannelOps;
-use crate::port_layer::PortLayer;
+use crate::port_layer::{EvtchnAbi, PortLayer};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use irqcore::{CpuMask, IrqError, IrqNumber};
-use spin::Mutex;
+use spin::{Mutex, Once};
 
 const NO_IRQ: u32 = u32::MAX;
 const NO_PORT: u32 = 0;
@@ -105,6 +105,69 @@ struct PortState {
     mask: MaskReasons,
     /// Consecutive spurious late EOIs (storm back-off).
     spurious: u32,
+}
+
+impl PortInfo {
+    fn new() -> Self {
+        Self {
+            irq: AtomicU32::new(NO_IRQ),
+            active: AtomicBool::new(false),
+            state: Mutex::new(PortState::default()),
+        }
+    }
+}
+
+/// Ports per chunk of the guest's port table (one FIFO event-array page).
+const PORTS_PER_CHUNK: u32 = 1024;
+
+/// The guest's per-port state, grown a chunk at a time as Xen hands out
+/// ports (131072 FIFO ports preallocated would be ~5 MiB for a guest that
+/// uses a few dozen). Readers (the upcall) never lock: a chunk is
+/// published once, complete, and never freed.
+struct PortTable {
+    max_ports: u32,
+    chunks: Vec<Once<Box<[PortInfo]>>>,
+}
+
+impl PortTable {
+    fn new(max_ports: u32) -> Self {
+        Self {
+            max_ports,
+            chunks: (0..max_ports.div_ceil(PORTS_PER_CHUNK))
+                .map(|_| Once::new())
+                .collect(),
+        }
+    }
+
+    fn get(&self, port: Port) -> Option<&PortInfo> {
+        let chunk = self
+            .chunks
+            .get((port.0 / PORTS_PER_CHUNK) as usize)?
+            .get()?;
+        chunk.get((port.0 % PORTS_PER_CHUNK) as usize)
+    }
+
+    /// Makes sure `port`'s chunk exists. The chunk is built before it is
+    /// published (no lock is held while allocating; a chunk built by a
+    /// racing caller that lost is dropped).
+    fn ensure(&self, port: Port) -> Result<(), EvtchnError> {
+        let slot = self
+            .chunks
+            .get((port.0 / PORTS_PER_CHUNK) as usize)
+            .filter(|_| port.0 < self.max_ports)
+            .ok_or(EvtchnError::PortOutOfRange(port))?;
+        if slot.get().is_some() {
+            return Ok(());
+        }
+        let mut chunk = Vec::new();
+        chunk
+            .try_reserve_exact(PORTS_PER_CHUNK as usize)
+            .map_err(|_| EvtchnError::OutOfMemory)?;
+        chunk.extend((0..PORTS_PER_CHUNK).map(|_| PortInfo::new()));
+        let chunk = chunk.into_boxed_slice();
+        slot.call_once(|| chunk);
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -193,7 +256,7 @@ pub struct EventChannels {
     ops: Arc<dyn EventChannelOps>,
     layer: Box<dyn PortLayer>,
     config: Config,
-    ports: Vec<PortInfo>,
+    ports: PortTable,
     /// Serialises bind and close against each other (a port freed by one
     /// close can be handed out to the next bind at once).
     bind_lock: Mutex<()>,
@@ -235,13 +298,7 @@ impl EventChannels {
             layer.mask(Port(p));
         }
         Self {
-            ports: (0..layer.max_ports())
-                .map(|_| PortInfo {
-                    irq: AtomicU32::new(NO_IRQ),
-                    active: AtomicBool::new(false),
-                    state: Mutex::new(PortState::default()),
-                })
-                .collect(),
+            ports: PortTable::new(layer.max_ports()),
             bind_lock: Mutex::new(()),
             vcpu_state: (0..n)
                 .map(|_| AtomicU8::new(VcpuState::Down as u8))
@@ -277,6 +334,11 @@ impl EventChannels {
         &*self.layer
     }
 
+    /// The event-channel ABI in use.
+    pub fn abi(&self) -> EvtchnAbi {
+        self.layer.abi()
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -293,9 +355,12 @@ impl EventChannels {
     }
 
     fn info(&self, port: Port) -> Result<&PortInfo, EvtchnError> {
-        self.ports
-            .get(port.index())
-            .ok_or(EvtchnError::PortOutOfRange(port))
+        match self.ports.get(port) {
+            Some(info) => Ok(info),
+            // In range but never handed out: not ours.
+            None if port.0 < self.layer.max_ports() => Err(EvtchnError::NotBound(port)),
+            None => Err(EvtchnError::PortOutOfRange(port)),
+        }
     }
 
     fn check_vcpu(&self, vcpu: VcpuId) -> Result<(), EvtchnError> {
@@ -317,10 +382,20 @@ impl EventChannels {
         vcpu: VcpuId,
         late_eoi: bool,
     ) -> Result<Port, EvtchnError> {
-        let Ok(info) = self.info(port) else {
-            // Xen gave a port this layer cannot handle: give it back.
-            let _ = self.ops.close(port);
-            return Err(EvtchnError::PortOutOfRange(port));
+        // Storage for the port: the guest's table chunk and (FIFO) the
+        // event-array page, both allocated here, with only the bind lock
+        // held (never taken by the upcall or inside irqcore).
+        let grown = self
+            .ports
+            .ensure(port)
+            .and_then(|()| self.layer.setup_port(port, &*self.ops));
+        let info = match grown.and_then(|()| self.info(port)) {
+            Ok(info) => info,
+            Err(e) => {
+                // Xen gave a port this guest cannot handle: give it back.
+                let _ = self.ops.close(port);
+                return Err(e);
+            }
         };
         let mut st = info.state.lock();
         self.layer.mask(port);
@@ -487,15 +562,13 @@ impl EventChannels {
 
     /// The guest's record of `port`, if it is bound.
     pub fn binding(&self, port: Port) -> Option<Binding> {
-        self.ports
-            .get(port.index())
-            .and_then(|i| i.state.lock().binding)
+        self.ports.get(port).and_then(|i| i.state.lock().binding)
     }
 
     /// The current mask reasons of `port`.
     pub fn mask_reasons(&self, port: Port) -> MaskReasons {
         self.ports
-            .get(port.index())
+            .get(port)
             .map(|i| i.state.lock().mask)
             .unwrap_or_default()
     }
@@ -546,7 +619,7 @@ impl EventChannels {
 
     /// The irq connected to `port`.
     pub fn irq_of(&self, port: Port) -> Option<IrqNumber> {
-        let irq = self.ports.get(port.index())?.irq.load(Ordering::Acquire);
+        let irq = self.ports.get(port)?.irq.load(Ordering::Acquire);
         (irq != NO_IRQ).then_some(IrqNumber(irq))
     }
 
@@ -558,7 +631,7 @@ impl EventChannels {
 
     /// Adds a mask reason; the first one sets the mask bit.
     pub fn mask(&self, port: Port, reason: MaskReasons) {
-        if let Some(info) = self.ports.get(port.index()) {
+        if let Some(info) = self.ports.get(port) {
             let mut st = info.state.lock();
             if st.mask.is_empty() {
                 self.layer.mask(port);
@@ -597,7 +670,7 @@ impl EventChannels {
     /// the pending bit, so a raise after the clear is never skipped as a
     /// duplicate by another vCPU.
     pub fn ack(&self, port: Port) {
-        if let Some(info) = self.ports.get(port.index()) {
+        if let Some(info) = self.ports.get(port) {
             info.active.store(false, Ordering::Release);
             self.layer.clear_pending(port);
         }
@@ -617,6 +690,21 @@ impl EventChannels {
         st.mask.0 |= MaskReasons::TEMPORARY.0;
         self.layer.set_pending(port);
         self.unmask_locked(port, &mut st, MaskReasons::TEMPORARY)
+    }
+
+    /// Sets the FIFO priority of a bound port (0 highest ..= 15 lowest,
+    /// `EVTCHNOP_set_priority`). An event already queued keeps its old
+    /// queue; later ones use the new priority. `WrongAbi` under 2-level.
+    pub fn set_priority(&self, port: Port, priority: u32) -> Result<(), EvtchnError> {
+        if self.layer.abi() != EvtchnAbi::Fifo {
+            return Err(EvtchnError::WrongAbi);
+        }
+        let info = self.info(port)?;
+        let st = info.state.lock();
+        if st.binding.is_none() {
+            return Err(EvtchnError::NotBound(port));
+        }
+        Ok(self.ops.set_priority(port, priority)?)
     }
 
     // ----- affinity ----------------------------------------------------------
@@ -723,6 +811,9 @@ impl EventChannels {
         if self.vcpu_state(vcpu) != VcpuState::Down {
             return Err(EvtchnError::Irq(IrqError::Busy));
         }
+        // FIFO: the vCPU's control block must be registered before anything
+        // bound to it can be delivered.
+        self.layer.prepare_vcpu(vcpu, &*self.ops)?;
         let mut out = PerVcpuPorts::default();
         let result = (|| {
             for ipi in 0..self.config.nr_ipis {
@@ -778,6 +869,7 @@ impl EventChannels {
                 out.virqs.push((virq, p));
             }
         }
+        self.layer.vcpu_dead(vcpu, &*self.ops);
         self.set_vcpu_state(vcpu, VcpuState::Down);
         Ok(out)
     }
@@ -839,7 +931,7 @@ impl EventChannels {
     // ----- upcall ------------------------------------------------------------
 
     fn handle_port(&self, port: Port, dispatch: &mut dyn FnMut(IrqNumber) -> Result<(), IrqError>) {
-        let Some(info) = self.ports.get(port.index()) else {
+        let Some(info) = self.ports.get(port) else {
             return;
         };
         let irq = info.irq.load(Ordering::Acquire);

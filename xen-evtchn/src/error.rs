@@ -117,6 +117,12 @@ pub enum EvtchnError {
     WrongChannelKind(Port),
     /// An irqcore operation failed.
     Irq(IrqError),
+    /// The guest could not allocate memory for more ports (the port
+    /// table or a FIFO event-array page); nothing changed.
+    OutOfMemory,
+    /// The operation needs the other event-channel ABI (priorities are
+    /// FIFO only).
+    WrongAbi,
 }
 
 impl From<XenError> for EvtchnError {

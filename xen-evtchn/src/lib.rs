@@ -3,7 +3,8 @@
 //! Layers, bottom up:
 //!
 //! - [`abi`]: the 2-level ABI's shared-memory layouts (`shared_info`,
-//!   `vcpu_info`, 64-bit guest; x86-64 and arm differ) and hypercall
+//!   `vcpu_info`, 64-bit guest; x86-64 and arm differ), the FIFO ABI's
+//!   ([`abi::fifo`]: event word, control block, event page) and hypercall
 //!   argument structures, checked at compile time against Xen's public
 //!   headers.
 //! - [`ops`]: the event-channel hypercalls behind [`EventChannelOps`]; the
@@ -11,7 +12,10 @@
 //!   `hvc #0xEA1` in `hypercall_arm` (only on aarch64), the hypervisor model
 //!   in `model` (feature `model`).
 //! - [`port_layer`]: pending/mask/scan operations of one ABI behind
-//!   [`PortLayer`], implemented by [`TwoLevel`] (FIFO can be added later).
+//!   [`PortLayer`], implemented by [`TwoLevel`] (bitmaps, 4096 ports) and
+//!   [`Fifo`] (per-vCPU priority queues, 131072 ports, event array grown on
+//!   demand); [`port_layer::select`] picks one at boot (FIFO when Xen
+//!   offers it, or forced either way with [`AbiChoice`]).
 //! - [`channels`]: [`EventChannels`], the guest's bookkeeping (bindings,
 //!   mask reasons, per-vCPU IPIs and VIRQs, late EOI and storm back-off) and
 //!   the upcall with its fair scan.
@@ -29,6 +33,11 @@
 //! | hypercalls (`EventChannelOps`) | `hypercall_arm` (`hvc #0xEA1`): alloc_unbound, bind_interdomain, bind_ipi, bind_vcpu, send, close, unmask, status | `hypercall_x86` (hypercall page): compiled, never run on Xen | all, with Xen's errno values |
 //! | `shared_info`/`vcpu_info` layout | `abi::arm` (pending at 48), `VCPUOP_register_vcpu_info` on every vCPU | `abi::x86` (pending at 2048), legacy slots | both layouts, registration |
 //! | upcall, fair 2-level scan | the GIC PPI (INTID 31 in a domU) | - | yes |
+//! | FIFO ABI (`Fifo`): `init_control` per vCPU in hotplug prepare, consume loop over 16 queues, unmask with P/BUSY | default when Xen offers it (Xen 4.17 does); `--evtchn 2l` forces 2-level; every scenario runs under both | - | yes; `tests/*_fifo.rs` re-run every 2-level suite |
+//! | ABI selection (`port_layer::select`, fallback when `init_control` is refused) | FIFO chosen, `--evtchn` forces either | - | fallback on `-ENOSYS` (`set_fifo_available(false)`) |
+//! | FIFO priorities (`EVTCHNOP_set_priority`) | priority 0 served before a priority-15 self-flood | - | yes |
+//! | ports beyond 2-level's 4096, event array grown page by page (`expand_array`) | no: Xen 4.17 builds every dom0less domU with `max_evtchn_port` 1023 (no device-tree property raises it); the guest binds and uses all of them, up to the typed `-ENOSPC` (one event-array page) | - | 5,000 ports (5 pages), refused growth, `max_evtchn_port` |
+//! | a dead vCPU's FIFO queues drained and re-queued | through the offline/online scenario (no event is left linked there) | - | forced: an event linked on the dead vCPU's queue |
 //! | per-vCPU IPI channels, hotplug close/rebind | yes (every vCPU, offline/online) | - | yes |
 //! | interdomain channels, rebinding while events flow (seed 004) | loopback to `DOMID_SELF`, 2000 sends while moved ~1000-3000 times, none lost | - | yes, with forced interleavings |
 //! | per-vCPU VIRQs (timer) | not used: arm has no PV timer VIRQ; the guest uses the virtual timer PPI | - | yes |
@@ -42,7 +51,7 @@
 //! storm back-off need a backend domain feeding events faster than they are handled, so
 //! both are model-only. `cargo test -p xen-evtchn` runs the model suite on the host's
 //! (x86) layout; `XEN_EVTCHN_LAYOUT=arm` runs it on the arm layout, and `tests/layouts.rs`
-//! always covers both.
+//! always covers both. Every suite also runs under the FIFO ABI (`tests/*_fifo.rs`).
 //!
 //! Seed 003 on Xen's vGIC is not an event-channel matter but is reported
 //! here with the other real-Xen results. The runner passes the PL031 RTC
@@ -106,7 +115,7 @@
 //! # Features
 //!
 //! - `model`: a behavioural model of Xen's event-channel hypercalls (2-level
-//!   ABI, either `shared_info` layout, `VCPUOP_register_vcpu_info`) for host
+//!   and FIFO ABIs, either `shared_info` layout, `VCPUOP_register_vcpu_info`) for host
 //!   tests of this crate and of kernels using it. The real hypercall
 //!   accessors are compiled for their architecture only.
 #![no_std]
@@ -119,6 +128,7 @@ pub mod binding;
 pub mod channels;
 pub mod chip;
 pub mod error;
+pub mod fifo;
 #[cfg(target_arch = "aarch64")]
 pub mod hypercall_arm;
 #[cfg(target_arch = "x86_64")]
@@ -137,8 +147,9 @@ pub use channels::{
 };
 pub use chip::{DynamicChip, LateEoiChip, PercpuChip, PirqChip};
 pub use error::{EvtchnError, XenError};
+pub use fifo::Fifo;
 pub use ids::{DomId, Pirq, Port, VcpuId, Virq};
 pub use irq::{PerVcpuIrqs, XenIrqs};
 pub use ops::{ChannelState, ChannelStatus, EventChannelOps};
-pub use port_layer::PortLayer;
+pub use port_layer::{AbiChoice, EvtchnAbi, PortLayer, Selected};
 pub use two_level::TwoLevel;

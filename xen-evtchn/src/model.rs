@@ -13,10 +13,27 @@
 //! ([`HypervisorModel::notifications`]). A masked port's raise touches
 //! neither selector nor flag.
 //!
+//! FIFO ([`crate::fifo`]): the first `EVTCHNOP_init_control` switches a
+//! domain to FIFO as Xen does (2-level pending bits carried into a saved
+//! flag, replayed when the port's event-array page arrives; every priority
+//! reset to 7). A raise sets P, and if M and L are clear links the event
+//! at the tail of (notify vCPU, priority): LINK written into the tail word
+//! by compare-and-swap only while that word is still L, with B set around
+//! the write, else `head[q]` written and the ready bit set (a 0 -> 1 change
+//! of `ready` then of `evtchn_upcall_pending` counts as a notification).
+//! A vCPU without a control block drops the event (P stays set). An event
+//! linked when its channel moves stays on its old queue. A port whose word
+//! is still L is not handed out again. [`HypervisorModel::set_fifo_available`]
+//! plays a Xen without FIFO (`-ENOSYS`).
+//!
 //! Each domain's shared page is leaked (`Box::leak`) so the guest can hold
 //! a `&'static` to it as it would to the real mapped page; a model is test
 //! infrastructure, and one page per domain is a bounded leak.
 
+use crate::abi::fifo::{
+    BUSY, ControlBlock, ControlPage, EventPage, LINK_BITS, LINK_MASK, LINKED, MASKED, MAX_PAGES,
+    MAX_QUEUES, NR_CHANNELS, PENDING, PRIORITY_DEFAULT, PRIORITY_MIN, WORDS_PER_PAGE,
+};
 use crate::abi::{EVTCHN_2L_NR_CHANNELS, Layout, NR_VIRQS, SharedPage, VcpuEvents};
 use crate::error::XenError;
 use crate::ids::{DomId, Pirq, Port, VcpuId, Virq};
@@ -57,12 +74,33 @@ enum ChanState {
 struct Channel {
     state: ChanState,
     notify_vcpu: u32,
+    /// FIFO priority (queue index).
+    priority: u8,
+    /// FIFO: raised while the port's event-array page was missing.
+    saved_pending: bool,
 }
 
 const FREE: Channel = Channel {
     state: ChanState::Free,
     notify_vcpu: 0,
+    priority: PRIORITY_DEFAULT as u8,
+    saved_pending: false,
 };
+
+/// A domain's FIFO state (after its first `EVTCHNOP_init_control`).
+struct FifoDomain {
+    controls: Vec<Option<&'static ControlBlock>>,
+    pages: Vec<&'static EventPage>,
+    /// Per vCPU and queue: the last port Xen appended (0: none).
+    tails: Vec<[u32; MAX_QUEUES]>,
+}
+
+impl FifoDomain {
+    fn word(&self, port: Port) -> Option<&'static core::sync::atomic::AtomicU32> {
+        let page = self.pages.get((port.0 / WORDS_PER_PAGE) as usize)?;
+        page.0.get((port.0 % WORDS_PER_PAGE) as usize)
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default)]
 struct PirqState {
@@ -89,24 +127,41 @@ struct Domain {
     virq_to_port: Vec<[u32; NR_VIRQS as usize]>,
     pirqs: BTreeMap<u32, PirqState>,
     notifications: Vec<u64>,
+    fifo: Option<FifoDomain>,
+    fifo_available: bool,
+    /// `max_evtchn_port` of the domain's configuration.
+    max_evtchn_port: u32,
 }
 
 impl Domain {
+    fn max_ports(&self) -> usize {
+        let abi = if self.fifo.is_some() {
+            NR_CHANNELS
+        } else {
+            EVTCHN_2L_NR_CHANNELS
+        };
+        abi.min(self.max_evtchn_port.saturating_add(1)) as usize
+    }
+
+    /// FIFO: a port whose event is still linked is busy (not reusable).
+    fn is_busy(&self, port: usize) -> bool {
+        self.fifo
+            .as_ref()
+            .and_then(|f| f.word(Port(port as u32)))
+            .is_some_and(|w| w.load(Ordering::SeqCst) & LINKED != 0)
+    }
+
     fn chan(&self, port: Port) -> Result<&Channel, XenError> {
         self.channels.get(port.index()).ok_or(XenError::Invalid)
     }
 
     /// The lowest free port (port 0 is reserved at creation).
     fn free_port(&self) -> Result<Port, XenError> {
-        match self
-            .channels
-            .iter()
-            .position(|c| c.state == ChanState::Free)
-        {
+        match self.channels.iter().enumerate().position(|(p, c)| {
+            c.state == ChanState::Free && p < self.max_ports() && !self.is_busy(p)
+        }) {
             Some(p) => Ok(Port(p as u32)),
-            None if self.channels.len() < EVTCHN_2L_NR_CHANNELS as usize => {
-                Ok(Port(self.channels.len() as u32))
-            }
+            None if self.channels.len() < self.max_ports() => Ok(Port(self.channels.len() as u32)),
             None => Err(XenError::NoFreePort),
         }
     }
@@ -115,10 +170,13 @@ impl Domain {
         let port = self.free_port()?;
         if port.index() >= self.channels.len() {
             let new_len = (port.index() / BUCKET + 1) * BUCKET;
-            self.channels
-                .resize(new_len.min(EVTCHN_2L_NR_CHANNELS as usize), FREE);
+            self.channels.resize(new_len.min(self.max_ports()), FREE);
         }
-        self.channels[port.index()] = Channel { state, notify_vcpu };
+        self.channels[port.index()] = Channel {
+            state,
+            notify_vcpu,
+            ..FREE
+        };
         Ok(port)
     }
 
@@ -140,8 +198,82 @@ impl Domain {
         }
     }
 
-    /// `evtchn_2l_set_pending` on the port's notify vCPU.
+    /// Raises `port` under the domain's ABI.
     fn set_pending(&mut self, port: Port) {
+        if self.fifo.is_some() {
+            self.fifo_set_pending(port);
+        } else {
+            self.set_pending_2l(port);
+        }
+    }
+
+    /// `evtchn_fifo_set_pending`: P, then link at the tail of the notify
+    /// vCPU's queue for the channel's priority if neither M nor L.
+    fn fifo_set_pending(&mut self, port: Port) {
+        let Some(ch) = self.channels.get_mut(port.index()) else {
+            return;
+        };
+        if matches!(ch.state, ChanState::Free | ChanState::Reserved) {
+            return;
+        }
+        let (v, q) = (ch.notify_vcpu as usize, ch.priority as usize);
+        let Some(f) = self.fifo.as_mut() else { return };
+        let Some(word) = f.word(port) else {
+            ch.saved_pending = true;
+            return;
+        };
+        word.fetch_or(PENDING, Ordering::SeqCst);
+        if word.load(Ordering::SeqCst) & MASKED != 0 {
+            return;
+        }
+        let Some(Some(cb)) = f.controls.get(v).copied() else {
+            // No control block on that vCPU: the event is not queued.
+            return;
+        };
+        if word.fetch_or(LINKED, Ordering::SeqCst) & LINKED != 0 {
+            return;
+        }
+        // If this port is still some queue's tail, that queue is empty
+        // (the guest unlinked it): forget the tail so the port is not
+        // linked to itself (Xen invalidates the old queue's tail too).
+        for t in f.tails.iter_mut().flat_map(|t| t.iter_mut()) {
+            if *t == port.0 {
+                *t = 0;
+            }
+        }
+        let tail = f.tails[v][q];
+        let mut linked = false;
+        if let Some(tw) = (tail != 0).then(|| f.word(Port(tail))).flatten() {
+            // BUSY keeps the guest from changing M while LINK is written.
+            tw.fetch_or(BUSY, Ordering::SeqCst);
+            let mut cur = tw.load(Ordering::SeqCst);
+            while cur & LINKED != 0 {
+                match tw.compare_exchange(
+                    cur,
+                    (cur & !LINK_MASK) | port.0,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                ) {
+                    Ok(_) => {
+                        linked = true;
+                        break;
+                    }
+                    Err(now) => cur = now,
+                }
+            }
+            tw.fetch_and(!BUSY, Ordering::SeqCst);
+        }
+        if !linked {
+            cb.head[q].store(port.0, Ordering::SeqCst);
+        }
+        f.tails[v][q] = port.0;
+        if !linked && cb.ready.fetch_or(1 << q, Ordering::SeqCst) & (1 << q) == 0 {
+            self.mark_events_pending(v as u32);
+        }
+    }
+
+    /// `evtchn_2l_set_pending` on the port's notify vCPU.
+    fn set_pending_2l(&mut self, port: Port) {
         let Ok(ch) = self.chan(port) else { return };
         if matches!(ch.state, ChanState::Free | ChanState::Reserved) {
             return;
@@ -165,9 +297,20 @@ impl Domain {
         }
     }
 
-    /// `EVTCHNOP_unmask` (2-level): notifies only if the mask bit was set.
+    /// `EVTCHNOP_unmask`: 2-level notifies only if the mask bit was set;
+    /// FIFO clears M and links the event if it is pending.
     fn unmask(&mut self, port: Port) -> Result<(), XenError> {
         let v = self.chan(port)?.notify_vcpu;
+        if let Some(f) = &self.fifo {
+            let Some(word) = f.word(port) else {
+                return Ok(());
+            };
+            word.fetch_and(!MASKED, Ordering::SeqCst);
+            if word.load(Ordering::SeqCst) & PENDING != 0 {
+                self.fifo_set_pending(port);
+            }
+            return Ok(());
+        }
         let (w, b) = (port.word(), 1u64 << port.bit());
         if self.shared.mask()[w].fetch_and(!b, Ordering::SeqCst) & b != 0
             && self.shared.pending()[w].load(Ordering::SeqCst) & b != 0
@@ -253,6 +396,9 @@ impl HypervisorModel {
                 virq_to_port: alloc::vec![[0; NR_VIRQS as usize]; nr_vcpus as usize],
                 pirqs: BTreeMap::new(),
                 notifications: alloc::vec![0; nr_vcpus as usize],
+                fifo: None,
+                fifo_available: true,
+                max_evtchn_port: u32::MAX,
             },
         );
         Some(DomainHandle {
@@ -278,6 +424,24 @@ impl HypervisorModel {
             Ok(d.notifications.get(vcpu.index()).copied().unwrap_or(0))
         })
         .unwrap_or(0)
+    }
+
+    /// Whether `dom`'s Xen offers the FIFO ABI (default yes). `false`
+    /// plays an older Xen: the FIFO hypercalls return `-ENOSYS`.
+    pub fn set_fifo_available(&self, dom: DomId, available: bool) -> Result<(), XenError> {
+        self.with_dom(dom, |d| {
+            d.fifo_available = available;
+            Ok(())
+        })
+    }
+
+    /// The domain's `max_evtchn_port` (Xen's per-domain limit; default
+    /// none): ports above it are never handed out (`-ENOSPC`).
+    pub fn set_max_evtchn_port(&self, dom: DomId, port: u32) -> Result<(), XenError> {
+        self.with_dom(dom, |d| {
+            d.max_evtchn_port = port;
+            Ok(())
+        })
     }
 
     /// Marks a vCPU up or down (the model still sets flags for a down vCPU,
@@ -557,7 +721,16 @@ impl HypervisorModel {
         }
         // Clear pending to avoid unexpected behaviour on re-bind; the mask
         // bit is left alone.
-        d.shared.pending()[port.word()].fetch_and(!(1u64 << port.bit()), Ordering::SeqCst);
+        match &d.fifo {
+            Some(f) => {
+                if let Some(w) = f.word(port) {
+                    w.fetch_and(!PENDING, Ordering::SeqCst);
+                }
+            }
+            None => {
+                d.shared.pending()[port.word()].fetch_and(!(1u64 << port.bit()), Ordering::SeqCst);
+            }
+        }
         d.channels[port.index()] = FREE;
         if let Some((rdom, rport)) = peer
             && let Some(rc) = doms
@@ -571,6 +744,79 @@ impl HypervisorModel {
 
     fn unmask(&self, me: DomId, port: Port) -> Result<(), XenError> {
         self.with_dom(me, |d| d.unmask(port))
+    }
+
+    fn init_control(
+        &self,
+        me: DomId,
+        vcpu: VcpuId,
+        block: &'static ControlPage,
+    ) -> Result<u8, XenError> {
+        self.with_dom(me, |d| {
+            if !d.fifo_available {
+                return Err(XenError::NotImplemented);
+            }
+            if vcpu.0 >= d.nr_vcpus {
+                return Err(XenError::NoSuchVcpu);
+            }
+            if d.fifo.is_none() {
+                // The switch: 2-level pending bits are saved for replay,
+                // every priority is reset.
+                let pending = d.shared.pending();
+                for (p, ch) in d.channels.iter_mut().enumerate() {
+                    let port = Port(p as u32);
+                    ch.priority = PRIORITY_DEFAULT as u8;
+                    ch.saved_pending = !matches!(ch.state, ChanState::Free | ChanState::Reserved)
+                        && pending[port.word()].load(Ordering::SeqCst) & (1 << port.bit()) != 0;
+                }
+                d.fifo = Some(FifoDomain {
+                    controls: alloc::vec![None; d.nr_vcpus as usize],
+                    pages: Vec::new(),
+                    tails: alloc::vec![[0; MAX_QUEUES]; d.nr_vcpus as usize],
+                });
+            }
+            let f = d.fifo.as_mut().ok_or(XenError::Invalid)?;
+            if f.controls[vcpu.index()].is_some() {
+                return Err(XenError::Invalid);
+            }
+            f.controls[vcpu.index()] = Some(&block.0);
+            Ok(LINK_BITS as u8)
+        })
+    }
+
+    fn expand_array(&self, me: DomId, page: &'static EventPage) -> Result<(), XenError> {
+        self.with_dom(me, |d| {
+            let f = d.fifo.as_mut().ok_or(XenError::NotImplemented)?;
+            if f.pages.len() >= MAX_PAGES as usize {
+                return Err(XenError::NoFreePort);
+            }
+            f.pages.push(page);
+            let first = (f.pages.len() - 1) * WORDS_PER_PAGE as usize;
+            let last = (first + WORDS_PER_PAGE as usize).min(d.channels.len());
+            for p in first..last {
+                if core::mem::take(&mut d.channels[p].saved_pending) {
+                    d.fifo_set_pending(Port(p as u32));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn set_priority(&self, me: DomId, port: Port, priority: u32) -> Result<(), XenError> {
+        self.with_dom(me, |d| {
+            if d.fifo.is_none() {
+                return Err(XenError::NotImplemented);
+            }
+            if priority > PRIORITY_MIN {
+                return Err(XenError::Invalid);
+            }
+            let ch = d.channels.get_mut(port.index()).ok_or(XenError::Invalid)?;
+            if matches!(ch.state, ChanState::Free | ChanState::Reserved) {
+                return Err(XenError::Invalid);
+            }
+            ch.priority = priority as u8;
+            Ok(())
+        })
     }
 
     fn pirq_needs_eoi(&self, me: DomId, pirq: Pirq) -> Result<bool, XenError> {
@@ -675,14 +921,62 @@ impl DomainHandle {
         &self.model
     }
 
-    /// Whether `port` is pending in this domain's page.
+    /// The FIFO event word of `port` (`None` under 2-level or before its
+    /// page was added).
+    pub fn fifo_word(&self, port: Port) -> Option<u32> {
+        self.model
+            .with_dom(self.dom, |d| {
+                Ok(d.fifo
+                    .as_ref()
+                    .and_then(|f| f.word(port))
+                    .map(|w| w.load(Ordering::SeqCst)))
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Whether the domain switched to FIFO (`EVTCHNOP_init_control`).
+    pub fn is_fifo(&self) -> bool {
+        self.model
+            .with_dom(self.dom, |d| Ok(d.fifo.is_some()))
+            .unwrap_or(false)
+    }
+
+    /// Whether `vcpu` registered its FIFO control block.
+    pub fn fifo_registered(&self, vcpu: VcpuId) -> bool {
+        self.model
+            .with_dom(self.dom, |d| {
+                Ok(d.fifo
+                    .as_ref()
+                    .and_then(|f| f.controls.get(vcpu.index()).copied().flatten())
+                    .is_some())
+            })
+            .unwrap_or(false)
+    }
+
+    /// Event-array pages the domain added (FIFO).
+    pub fn fifo_pages(&self) -> usize {
+        self.model
+            .with_dom(self.dom, |d| {
+                Ok(d.fifo.as_ref().map_or(0, |f| f.pages.len()))
+            })
+            .unwrap_or(0)
+    }
+
+    /// Whether `port` is pending (the 2-level bitmap, or the FIFO word).
     pub fn is_pending(&self, port: Port) -> bool {
+        if self.is_fifo() {
+            return self.fifo_word(port).is_some_and(|w| w & PENDING != 0);
+        }
         port.0 < EVTCHN_2L_NR_CHANNELS
             && self.shared.pending()[port.word()].load(Ordering::SeqCst) & (1 << port.bit()) != 0
     }
 
-    /// Whether `port` is masked in this domain's page.
+    /// Whether `port` is masked (the 2-level bitmap, or the FIFO word).
     pub fn is_masked(&self, port: Port) -> bool {
+        if self.is_fifo() {
+            return self.fifo_word(port).is_some_and(|w| w & MASKED != 0);
+        }
         port.0 < EVTCHN_2L_NR_CHANNELS
             && self.shared.mask()[port.word()].load(Ordering::SeqCst) & (1 << port.bit()) != 0
     }
@@ -695,8 +989,22 @@ impl DomainHandle {
             .flatten()
     }
 
-    /// The selector word of `vcpu`.
+    /// The selector word of `vcpu` (2-level), or under FIFO the `ready`
+    /// bits of its control block (which queues may hold events): either
+    /// way, non-zero means the guest has something to look at.
     pub fn selector(&self, vcpu: VcpuId) -> u64 {
+        let ready = self.model.with_dom(self.dom, |d| {
+            Ok(d.fifo.as_ref().map(|f| {
+                f.controls
+                    .get(vcpu.index())
+                    .copied()
+                    .flatten()
+                    .map_or(0, |cb| u64::from(cb.ready.load(Ordering::SeqCst)))
+            }))
+        });
+        if let Ok(Some(r)) = ready {
+            return r;
+        }
         self.events(vcpu)
             .map_or(0, |v| v.evtchn_pending_sel.load(Ordering::SeqCst))
     }
@@ -750,5 +1058,14 @@ impl EventChannelOps for DomainHandle {
     }
     fn pirq_eoi(&self, pirq: Pirq) -> Result<(), XenError> {
         self.model.pirq_eoi(self.dom, pirq)
+    }
+    fn init_control(&self, vcpu: VcpuId, block: &'static ControlPage) -> Result<u8, XenError> {
+        self.model.init_control(self.dom, vcpu, block)
+    }
+    fn expand_array(&self, page: &'static EventPage) -> Result<(), XenError> {
+        self.model.expand_array(self.dom, page)
+    }
+    fn set_priority(&self, port: Port, priority: u32) -> Result<(), XenError> {
+        self.model.set_priority(self.dom, port, priority)
     }
 }

@@ -73,6 +73,30 @@ pub trait EventChannelOps: Send + Sync {
     fn pirq_needs_eoi(&self, pirq: Pirq) -> Result<bool, XenError>;
     /// `PHYSDEVOP_eoi`.
     fn pirq_eoi(&self, pirq: Pirq) -> Result<(), XenError>;
+    /// `EVTCHNOP_init_control` (FIFO): registers `vcpu`'s control block;
+    /// the first successful call switches the domain to the FIFO ABI.
+    /// Returns Xen's `link_bits`. The default is what a Xen without FIFO
+    /// says (`-ENOSYS`).
+    fn init_control(
+        &self,
+        vcpu: VcpuId,
+        block: &'static abi::fifo::ControlPage,
+    ) -> Result<u8, XenError> {
+        let _ = (vcpu, block);
+        Err(XenError::NotImplemented)
+    }
+    /// `EVTCHNOP_expand_array` (FIFO): adds `page` as the next page of the
+    /// event array (which must already be initialised: Xen replays events
+    /// raised while the page was missing as soon as it is added).
+    fn expand_array(&self, page: &'static abi::fifo::EventPage) -> Result<(), XenError> {
+        let _ = page;
+        Err(XenError::NotImplemented)
+    }
+    /// `EVTCHNOP_set_priority` (FIFO): 0 (highest) ..= 15.
+    fn set_priority(&self, port: Port, priority: u32) -> Result<(), XenError> {
+        let _ = (port, priority);
+        Err(XenError::NotImplemented)
+    }
 }
 
 macro_rules! forward_ops {
@@ -114,6 +138,19 @@ macro_rules! forward_ops {
             fn pirq_eoi(&self, pirq: Pirq) -> Result<(), XenError> {
                 (**self).pirq_eoi(pirq)
             }
+            fn init_control(
+                &self,
+                vcpu: VcpuId,
+                block: &'static abi::fifo::ControlPage,
+            ) -> Result<u8, XenError> {
+                (**self).init_control(vcpu, block)
+            }
+            fn expand_array(&self, page: &'static abi::fifo::EventPage) -> Result<(), XenError> {
+                (**self).expand_array(page)
+            }
+            fn set_priority(&self, port: Port, priority: u32) -> Result<(), XenError> {
+                (**self).set_priority(port, priority)
+            }
         }
     };
 }
@@ -125,6 +162,10 @@ forward_ops!(&'static T);
 /// `evtchn_op(&self, cmd, &mut T)` and `physdev_op(&self, cmd, &mut T)`
 /// (x86's hypercall page, arm's `hvc`). The marshalling is the same on every
 /// architecture; only the trap differs.
+///
+/// The FIFO pages are passed as guest frame numbers computed from their
+/// addresses: the accessor assumes the guest maps its RAM 1:1 (virtual =
+/// guest-physical), as both reference kernels do.
 #[cfg_attr(
     not(any(target_arch = "x86_64", target_arch = "aarch64")),
     allow(unused_macros)
@@ -258,6 +299,42 @@ macro_rules! marshal_event_channel_ops {
                     flags: 0,
                 };
                 self.physdev_op($crate::abi::physdevop::EOI, &mut a)
+            }
+            fn init_control(
+                &self,
+                vcpu: $crate::ids::VcpuId,
+                block: &'static $crate::abi::fifo::ControlPage,
+            ) -> Result<u8, $crate::error::XenError> {
+                let addr = block as *const $crate::abi::fifo::ControlPage as u64;
+                let mut a = $crate::abi::fifo::EvtchnInitControl {
+                    control_gfn: addr >> 12,
+                    offset: (addr & 0xfff) as u32,
+                    vcpu: vcpu.0,
+                    ..Default::default()
+                };
+                self.evtchn_op($crate::abi::evtchnop::INIT_CONTROL, &mut a)?;
+                Ok(a.link_bits)
+            }
+            fn expand_array(
+                &self,
+                page: &'static $crate::abi::fifo::EventPage,
+            ) -> Result<(), $crate::error::XenError> {
+                let addr = page as *const $crate::abi::fifo::EventPage as u64;
+                let mut a = $crate::abi::fifo::EvtchnExpandArray {
+                    array_gfn: addr >> 12,
+                };
+                self.evtchn_op($crate::abi::evtchnop::EXPAND_ARRAY, &mut a)
+            }
+            fn set_priority(
+                &self,
+                port: $crate::ids::Port,
+                priority: u32,
+            ) -> Result<(), $crate::error::XenError> {
+                let mut a = $crate::abi::fifo::EvtchnSetPriority {
+                    port: port.0,
+                    priority,
+                };
+                self.evtchn_op($crate::abi::evtchnop::SET_PRIORITY, &mut a)
             }
         }
     };

@@ -14,7 +14,7 @@ use crate::abi::{BITS_PER_WORD, EVTCHN_2L_NR_CHANNELS, NR_WORDS, SharedPage, Vcp
 use crate::error::XenError;
 use crate::ids::{Port, VcpuId};
 use crate::ops::EventChannelOps;
-use crate::port_layer::PortLayer;
+use crate::port_layer::{EvtchnAbi, PortLayer};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -111,6 +111,10 @@ impl TwoLevel {
 }
 
 impl PortLayer for TwoLevel {
+    fn abi(&self) -> EvtchnAbi {
+        EvtchnAbi::TwoLevel
+    }
+
     fn max_ports(&self) -> u32 {
         EVTCHN_2L_NR_CHANNELS
     }

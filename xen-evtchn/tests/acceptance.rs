@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Counter, GUEST, Guest, PEER, cpu, guest, guest_with, set_cpu};
+use common::{
+    Counter, GUEST, Guest, PEER, abi, cpu, guest, guest_with, layer_for, layout, set_cpu,
+};
 use irqcore::{
     AffinitySet, ChipError, ChipLevel, CpuId, CpuMask, DevId, FlowKind, HwIrq, IrqChip, IrqData,
     IrqError, IrqNumber, IrqRequest, IrqReturn, RequestFlags, TriggerType,
@@ -12,10 +14,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use xen_evtchn::abi::errno;
+use xen_evtchn::abi::fifo::PRIORITY_DEFAULT;
 use xen_evtchn::model::MODEL_NR_PIRQS;
 use xen_evtchn::{
     ChannelKind, ChannelState, Config, DomId, DynamicChip, EventChannelOps, EventChannels,
-    EvtchnError, LateEoi, MaskReasons, Pirq, Port, VcpuId, VcpuState, Virq, XenError,
+    EvtchnAbi, EvtchnError, LateEoi, MaskReasons, Pirq, Port, VcpuId, VcpuState, Virq, XenError,
 };
 
 // ---------------------------------------------------------------------------
@@ -294,8 +297,18 @@ fn unmask_hypercall_on_an_unmasked_port_does_not_notify() {
     g.ch.layer().set_pending(gp);
     let before = g.dom.notifications(VcpuId(0));
     g.dom.unmask(gp).unwrap();
-    assert_eq!(g.dom.notifications(VcpuId(0)), before);
-    assert_eq!(g.dom.selector(VcpuId(0)), 0);
+    match abi() {
+        EvtchnAbi::TwoLevel => {
+            assert_eq!(g.dom.notifications(VcpuId(0)), before);
+            assert_eq!(g.dom.selector(VcpuId(0)), 0);
+        }
+        EvtchnAbi::Fifo => {
+            // FIFO's unmask links any pending, unlinked event: once.
+            assert_eq!(g.dom.notifications(VcpuId(0)), before + 1);
+            g.dom.unmask(gp).unwrap();
+            assert_eq!(g.dom.notifications(VcpuId(0)), before + 1, "linked once");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -461,11 +474,14 @@ fn scan_resumes_after_the_last_handled_port() {
     for p in [p10, p20, p30] {
         g.model.raise_port(GUEST, p);
     }
-    assert_eq!(
-        run(&g),
-        vec![30, 10, 20],
-        "starts after port 20, wraps round the word"
-    );
+    let (expected, why) = match abi() {
+        EvtchnAbi::TwoLevel => (
+            vec![30, 10, 20],
+            "starts after port 20, wraps round the word",
+        ),
+        EvtchnAbi::Fifo => (vec![10, 20, 30], "FIFO: in the order Xen queued them"),
+    };
+    assert_eq!(run(&g), expected, "{why}");
 }
 
 #[test]
@@ -665,11 +681,18 @@ fn ipi_to_an_offline_or_unknown_vcpu_is_refused() {
 #[test]
 fn port_exhaustion_at_4096_is_a_typed_error() {
     let model = xen_evtchn::model::HypervisorModel::new();
-    let dom = model.create_domain(GUEST, 1).unwrap();
-    model.create_domain(PEER, 1).unwrap();
+    let dom = model.create_domain_with_layout(GUEST, 1, layout()).unwrap();
+    model.create_domain_with_layout(PEER, 1, layout()).unwrap();
+    // 2-level: the ABI's 4096 ports. FIFO (131072): the domain's
+    // `max_evtchn_port`, set past 2-level's reach.
+    let last = match abi() {
+        EvtchnAbi::TwoLevel => 4095,
+        EvtchnAbi::Fifo => 5000,
+    };
+    model.set_max_evtchn_port(GUEST, last).unwrap();
     let ch = EventChannels::new(
         Arc::new(dom.clone()),
-        Box::new(xen_evtchn::TwoLevel::new(dom.shared_info(), 1).unwrap()),
+        layer_for(&dom, 1, layout()),
         Config::default(),
         Box::new(|| VcpuId(0)),
     );
@@ -680,9 +703,9 @@ fn port_exhaustion_at_4096_is_a_typed_error() {
             Err(e) => break e,
         }
     };
-    assert_eq!(got.len(), 4095, "port 0 is never handed out");
+    assert_eq!(got.len(), last as usize, "port 0 is never handed out");
     assert_eq!(got.first(), Some(&Port(1)));
-    assert_eq!(got.last(), Some(&Port(4095)));
+    assert_eq!(got.last(), Some(&Port(last)));
     assert_eq!(err, EvtchnError::Xen(XenError::NoFreePort));
     assert_eq!(
         ch.bind_ipi(0, VcpuId(0)),
@@ -791,10 +814,8 @@ fn model_hypercalls_fail_with_xens_error_codes() {
         Err(EvtchnError::WrongChannelKind(timer))
     );
     assert_eq!(g.ch.close(Port(60)), Err(EvtchnError::NotBound(Port(60))));
-    assert_eq!(
-        g.ch.close(Port(9999)),
-        Err(EvtchnError::PortOutOfRange(Port(9999)))
-    );
+    let beyond = Port(g.ch.layer().max_ports() + 1);
+    assert_eq!(g.ch.close(beyond), Err(EvtchnError::PortOutOfRange(beyond)));
 }
 
 // ---------------------------------------------------------------------------
@@ -951,7 +972,11 @@ fn notification_only_on_0_to_1_changes() {
         n0 + 1,
         "selector bit already set"
     );
-    assert_eq!(g.dom.selector(VcpuId(0)), 1 << a.word());
+    let selected = match abi() {
+        EvtchnAbi::TwoLevel => 1 << a.word(),
+        EvtchnAbi::Fifo => 1 << PRIORITY_DEFAULT,
+    };
+    assert_eq!(g.dom.selector(VcpuId(0)), selected);
     // The guest clears upcall_pending and the selector; a new raise of an
     // already-pending port still does nothing.
     g.ch.layer().clear_upcall_pending(VcpuId(0));

@@ -4,26 +4,39 @@
 
 mod common;
 
-use common::{GUEST, PEER, guest, set_cpu};
+use common::{GUEST, PEER, guest, layer_for, layout, set_cpu};
 use irqcore::{CpuId, CpuMask, DevId, IrqNumber, IrqRequest, IrqReturn};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use xen_evtchn::model::HypervisorModel;
 use xen_evtchn::{
-    Config, EventChannelOps, EventChannels, MaskReasons, Port, PortLayer, TwoLevel, VcpuId,
-    XenError,
+    Config, EventChannelOps, EventChannels, EvtchnAbi, EvtchnError, MaskReasons, Port, PortLayer,
+    VcpuId, XenError,
 };
 
 type Hook = Box<dyn Fn() + Send + Sync>;
 
-/// Delegates to the 2-level layer, running `before_scan` between the
-/// upcall's "clear upcall_pending" and the selector exchange.
+/// Delegates to the suite's port layer, running `before_scan` between the
+/// upcall's "clear upcall_pending" and the selector (2-level) or ready
+/// (FIFO) exchange.
 struct Racy {
-    inner: TwoLevel,
+    inner: Box<dyn PortLayer>,
     before_scan: Arc<Mutex<Option<Hook>>>,
 }
 
 impl PortLayer for Racy {
+    fn abi(&self) -> EvtchnAbi {
+        self.inner.abi()
+    }
+    fn setup_port(&self, port: Port, ops: &dyn EventChannelOps) -> Result<(), EvtchnError> {
+        self.inner.setup_port(port, ops)
+    }
+    fn prepare_vcpu(&self, vcpu: VcpuId, ops: &dyn EventChannelOps) -> Result<(), XenError> {
+        self.inner.prepare_vcpu(vcpu, ops)
+    }
+    fn vcpu_dead(&self, vcpu: VcpuId, ops: &dyn EventChannelOps) {
+        self.inner.vcpu_dead(vcpu, ops)
+    }
     fn max_ports(&self) -> u32 {
         self.inner.max_ports()
     }
@@ -74,11 +87,11 @@ impl PortLayer for Racy {
 #[test]
 fn raise_between_flag_clear_and_selector_exchange_is_handled_in_the_same_pass() {
     let model = HypervisorModel::new();
-    let dom = model.create_domain(GUEST, 1).unwrap();
-    model.create_domain(PEER, 1).unwrap();
+    let dom = model.create_domain_with_layout(GUEST, 1, layout()).unwrap();
+    model.create_domain_with_layout(PEER, 1, layout()).unwrap();
     let hook: Arc<Mutex<Option<Hook>>> = Arc::default();
     let racy = Box::new(Racy {
-        inner: TwoLevel::new(dom.shared_info(), 1).unwrap(),
+        inner: layer_for(&dom, 1, layout()),
         before_scan: hook.clone(),
     });
     let ch = EventChannels::new(

@@ -58,6 +58,8 @@ pub struct DtInfo {
     pub gic_regs: [(u64, u64); 2],
     /// `/cpus/cpu@*` nodes.
     pub cpus: u32,
+    /// `/chosen/bootargs` (Xen passes a dom0less module's `bootargs`).
+    pub bootargs: &'static str,
     /// The `sbsa-uart@...` node's base (Xen's vpl011).
     pub sbsa_uart: Option<u64>,
     /// Its interrupt as an INTID (an SPI: 32 + n).
@@ -199,6 +201,9 @@ pub fn read() -> DtInfo {
                 let text = core::str::from_utf8(v).unwrap_or("");
                 match (depth, name) {
                     (1, "compatible") => info.root_xenvm = text.contains("xen,xenvm"),
+                    (2, "bootargs") if top == "chosen" => {
+                        info.bootargs = text.trim_end_matches('\0');
+                    }
                     (2, "compatible") if top == "hypervisor" => {
                         info.hypervisor_node = text.starts_with("xen,xen");
                     }

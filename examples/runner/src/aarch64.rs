@@ -24,7 +24,9 @@ use crate::options::Options;
 /// `options::USAGE` may include it too).
 pub const USAGE_GIC: &str =
     "  --gic       GIC version for --arch aarch64: 2 or 3 (default 3; GICv2 takes at most 8 CPUs)
-  --xen       --arch aarch64 only: boot the kernel as a dom0less guest of real Xen 4.17";
+  --xen       --arch aarch64 only: boot the kernel as a dom0less guest of real Xen 4.17
+  --evtchn    with --xen: the event-channel ABI, fifo or 2l (default: FIFO when Xen
+              offers it, else 2-level; the kernel's output names the one that ran)";
 
 /// Which GIC QEMU's `virt` machine gets (`-M virt,gic-version=N`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +65,26 @@ pub mod arm_exit {
 
 const ARM_TARGET: &str = "aarch64-unknown-none";
 
+/// The event-channel ABI `--evtchn` forces on the Xen guest (passed as
+/// `evtchn=fifo|2l` in the domU's `bootargs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvtchnAbi {
+    /// `--evtchn fifo`: FIFO, or the boot fails.
+    Fifo,
+    /// `--evtchn 2l`: 2-level even when Xen offers FIFO.
+    TwoLevel,
+}
+
+impl EvtchnAbi {
+    /// The kernel's `bootargs` word.
+    pub fn bootarg(self) -> &'static str {
+        match self {
+            EvtchnAbi::Fifo => "evtchn=fifo",
+            EvtchnAbi::TwoLevel => "evtchn=2l",
+        }
+    }
+}
+
 /// The aarch64 kernel's build/boot/judge recipe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Aarch64 {
@@ -71,6 +93,8 @@ pub struct Aarch64 {
     gic: Result<GicVersion, String>,
     /// `--xen`: under real Xen.
     xen: bool,
+    /// `--evtchn`, or why its value was refused.
+    evtchn: Result<Option<EvtchnAbi>, String>,
 }
 
 impl Default for Aarch64 {
@@ -85,6 +109,7 @@ impl Aarch64 {
         Self {
             gic: Ok(gic),
             xen: false,
+            evtchn: Ok(None),
         }
     }
 
@@ -94,6 +119,7 @@ impl Aarch64 {
         Self {
             gic: Ok(gic),
             xen: true,
+            evtchn: Ok(None),
         }
     }
 
@@ -101,11 +127,17 @@ impl Aarch64 {
     /// `--gic N` / `--gic=N`, GICv3 if absent. A bad value is reported by
     /// [`Boot::check_options`].
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Self {
-        let (_, gic, xen) = split_gic(args);
+        let (_, gic, xen, evtchn) = split_gic(args);
         Self {
             gic: gic.map(|g| g.unwrap_or(GicVersion::V3)),
             xen,
+            evtchn,
         }
+    }
+
+    /// The `--evtchn` ABI, or why it was refused.
+    pub fn evtchn(&self) -> Result<Option<EvtchnAbi>, String> {
+        self.evtchn.clone()
     }
 
     /// The GIC version, or why `--gic` was refused.
@@ -114,23 +146,46 @@ impl Aarch64 {
     }
 }
 
-/// `args` without `--gic N` / `--gic=N` and `--xen` (the common
+/// `args` without `--gic N` / `--gic=N`, `--xen` and `--evtchn` (the common
 /// [`Options`] parser does not know these aarch64-only options).
 pub fn strip_gic_option(args: Vec<String>) -> Vec<String> {
     split_gic(args).0
 }
 
-/// Splits `--gic` (the last one wins) and `--xen` from the other arguments.
-fn split_gic(
-    args: impl IntoIterator<Item = String>,
-) -> (Vec<String>, Result<Option<GicVersion>, String>, bool) {
+/// What [`split_gic`] takes out: the other arguments, `--gic`, `--xen`,
+/// `--evtchn`.
+type Split = (
+    Vec<String>,
+    Result<Option<GicVersion>, String>,
+    bool,
+    Result<Option<EvtchnAbi>, String>,
+);
+
+/// Splits `--gic` (the last one wins), `--xen` and `--evtchn` (the last one
+/// wins) from the other arguments.
+fn split_gic(args: impl IntoIterator<Item = String>) -> Split {
     let mut rest = Vec::new();
     let mut gic = Ok(None);
     let mut xen = false;
+    let mut evtchn = Ok(None);
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         if arg == "--xen" {
             xen = true;
+            continue;
+        }
+        let abi = if arg == "--evtchn" {
+            Some(it.next())
+        } else {
+            arg.strip_prefix("--evtchn=").map(|v| Some(v.to_string()))
+        };
+        if let Some(v) = abi {
+            evtchn = match v.as_deref() {
+                Some("fifo") => Ok(Some(EvtchnAbi::Fifo)),
+                Some("2l" | "2-level") => Ok(Some(EvtchnAbi::TwoLevel)),
+                Some(other) => Err(format!("--evtchn must be fifo or 2l, got {other:?}")),
+                None => Err("--evtchn needs a value (fifo or 2l)".into()),
+            };
             continue;
         }
         let value = if arg == "--gic" {
@@ -148,7 +203,7 @@ fn split_gic(
             None => Err("--gic needs a value (2 or 3)".into()),
         };
     }
-    (rest, gic, xen)
+    (rest, gic, xen, evtchn)
 }
 
 /// The machine's device tree for the bare-metal boot, beside the kernel.
@@ -216,6 +271,11 @@ fn pack_fdt(blob: &[u8]) -> Option<Vec<u8>> {
 impl Boot for Aarch64 {
     fn check_options(&self, opts: &Options) -> Result<(), String> {
         let gic = self.gic().map_err(|e| format!("{e}\n{USAGE_GIC}"))?;
+        match self.evtchn() {
+            Err(e) => return Err(format!("{e}\n{USAGE_GIC}")),
+            Ok(Some(_)) if !self.xen => return Err("--evtchn goes with --xen".into()),
+            Ok(_) => {}
+        }
         // GICv2's target lists and GICD_ITARGETSR have 8 bits (IHI 0048B
         // 4.3.12); the kernel handles at most 8 CPUs with either GIC.
         if opts.smp > 8 {
@@ -254,7 +314,8 @@ impl Boot for Aarch64 {
         let image = target_dir.join(ARM_TARGET).join("release/arm64-kernel");
         if image.is_file() && self.xen {
             let gic = self.gic().unwrap_or(GicVersion::V3).number();
-            crate::xen::prepare(&image, self.qemu_binary(), gic, opts.smp)
+            let bootarg = self.evtchn().ok().flatten().map(EvtchnAbi::bootarg);
+            crate::xen::prepare(&image, self.qemu_binary(), gic, opts.smp, bootarg)
         } else if image.is_file() {
             let gic = self.gic().unwrap_or(GicVersion::V3).number();
             write_virt_dtb(self.qemu_binary(), gic, opts.smp, &virt_dtb_beside(&image))?;
@@ -396,6 +457,28 @@ mod tests {
         assert!(b.wants_xen());
         assert_eq!(b.gic(), Ok(GicVersion::V2));
         assert!(!Aarch64::from_args(strings(&["--smp", "2"])).wants_xen());
+        let args = strings(&["--xen", "--evtchn", "2l", "--smp", "2"]);
+        assert_eq!(strip_gic_option(args.clone()), strings(&["--smp", "2"]));
+        let b = Aarch64::from_args(args);
+        assert_eq!(b.evtchn(), Ok(Some(EvtchnAbi::TwoLevel)));
+        assert!(b.check_options(&opts(2)).is_ok());
+        assert_eq!(
+            Aarch64::from_args(strings(&["--xen", "--evtchn=fifo"])).evtchn(),
+            Ok(Some(EvtchnAbi::Fifo))
+        );
+        assert_eq!(Aarch64::from_args(strings(&["--xen"])).evtchn(), Ok(None));
+        for bad in [
+            &["--xen", "--evtchn", "3l"][..],
+            &["--xen", "--evtchn"],
+            &["--evtchn", "fifo"],
+        ] {
+            assert!(
+                Aarch64::from_args(strings(bad))
+                    .check_options(&opts(2))
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
         let cmd = Aarch64::xen(GicVersion::V3).qemu_command(Path::new("/t/Image"), &opts(2));
         let args: Vec<String> = cmd
             .get_args()

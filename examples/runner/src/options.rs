@@ -3,7 +3,7 @@
 /// Usage text printed by `--help` and after a bad option.
 pub const USAGE: &str = "usage: cargo qemu [--arch x86_64|aarch64] [--smp N] [--machine q35|pc] \
 [--timeout SECONDS] [--features F] [--pic]
-       cargo qemu --arch aarch64 [--gic 2|3] [--xen] [--smp N] [--features F]
+       cargo qemu --arch aarch64 [--gic 2|3] [--xen [--evtchn fifo|2l]] [--smp N] [--features F]
        cargo qemu --setup [--no-qemu] [--xen]
   --arch      architecture to boot (default x86_64)
   --smp       number of CPUs, 1 to 8 (default 2)
@@ -14,6 +14,8 @@ pub const USAGE: &str = "usage: cargo qemu [--arch x86_64|aarch64] [--smp N] [--
   --xen       --arch aarch64 only: boot the kernel as a dom0less guest of real Xen 4.17
               (needs dtc and Xen's arm64 hypervisor: installed like QEMU, or the
               commands are printed)
+  --evtchn    with --xen: the event-channel ABI, fifo or 2l (default: FIFO when Xen
+              offers it, else 2-level; the kernel's output names the one that ran)
   --pic       x86_64 on `-M pc`, one CPU, the IOAPIC unused: every ISA interrupt
               goes through the 8259 (arch-x86's Pic8259Chip; kernel feature `pic`)
   --setup     boot nothing: set up what every architecture's boot needs (both

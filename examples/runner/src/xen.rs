@@ -115,8 +115,15 @@ pub fn elf_to_image(elf: &[u8]) -> Result<(Vec<u8>, u64), String> {
 
 /// The `/chosen` additions for a dom0less domU with `vcpus` vCPUs whose
 /// Image of `image_size` bytes is at [`IMAGE_ADDR`] (dtc merges this second
-/// root block into the machine's tree).
-pub fn dom0less_dts(vcpus: u32, image_size: u64, passthrough_size: u64) -> String {
+/// root block into the machine's tree), with the passthrough tree of
+/// `passthrough_size` bytes at [`PASSTHROUGH_ADDR`]. `bootarg` is added to
+/// the kernel's `bootargs` (`evtchn=fifo|2l` from `--evtchn`).
+pub fn dom0less_dts(
+    vcpus: u32,
+    image_size: u64,
+    passthrough_size: u64,
+    bootarg: Option<&str>,
+) -> String {
     format!(
         r#"
 &{{{PASSTHROUGH_PATH}}} {{
@@ -140,7 +147,7 @@ pub fn dom0less_dts(vcpus: u32, image_size: u64, passthrough_size: u64) -> Strin
 			module@{addr:x} {{
 				compatible = "multiboot,kernel", "multiboot,module";
 				reg = <0x0 {addr:#x} 0x0 {image_size:#x}>;
-				bootargs = "irqcore";
+				bootargs = "{bootargs}";
 			}};
 
 			module@{pt:x} {{
@@ -153,6 +160,10 @@ pub fn dom0less_dts(vcpus: u32, image_size: u64, passthrough_size: u64) -> Strin
 "#,
         mem = DOMU_MEM_KIB,
         addr = IMAGE_ADDR,
+        bootargs = match bootarg {
+            Some(a) => format!("irqcore {a}"),
+            None => "irqcore".to_string(),
+        },
         pt = PASSTHROUGH_ADDR,
     )
 }
@@ -210,7 +221,13 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
 /// Writes `Image` and `dom0less.dtb` beside the kernel ELF and returns the
 /// Image's path (the tree is [`dtb_beside`] it). Regenerated on every
 /// boot: Xen copies exactly the module size the tree gives.
-pub fn prepare(elf: &Path, qemu: &str, gic: u32, smp: u32) -> Result<PathBuf, String> {
+pub fn prepare(
+    elf: &Path,
+    qemu: &str,
+    gic: u32,
+    smp: u32,
+    bootarg: Option<&str>,
+) -> Result<PathBuf, String> {
     let dir = elf.parent().ok_or("kernel path has no directory")?;
     let bytes = std::fs::read(elf).map_err(|e| format!("reading {}: {e}", elf.display()))?;
     let (image, base) = elf_to_image(&bytes)?;
@@ -254,7 +271,7 @@ pub fn prepare(elf: &Path, qemu: &str, gic: u32, smp: u32) -> Result<PathBuf, St
         .map_err(|e| format!("{}: {e}", pt_dtb.display()))?
         .len();
     let mut dts = String::from_utf8_lossy(&out.stdout).into_owned();
-    dts.push_str(&dom0less_dts(smp, image.len() as u64, pt_size));
+    dts.push_str(&dom0less_dts(smp, image.len() as u64, pt_size, bootarg));
     let dts_path = dir.join("dom0less.dts");
     std::fs::write(&dts_path, dts).map_err(|e| format!("writing the dts: {e}"))?;
     run(
@@ -319,7 +336,10 @@ mod tests {
 
     #[test]
     fn domain_node_names_the_image_and_the_vcpus() {
-        let d = dom0less_dts(4, 0x1234, 0x200);
+        let d = dom0less_dts(4, 0x1234, 0x200, None);
+        assert!(d.contains("bootargs = \"irqcore\";"), "{d}");
+        let d2 = dom0less_dts(4, 0x1234, 0x200, Some("evtchn=2l"));
+        assert!(d2.contains("bootargs = \"irqcore evtchn=2l\";"), "{d2}");
         assert!(d.contains("compatible = \"xen,domain\""), "{d}");
         assert!(d.contains("cpus = <0x4>"), "{d}");
         assert!(d.contains("reg = <0x0 0x50000000 0x0 0x1234>"), "{d}");

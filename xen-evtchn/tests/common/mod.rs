@@ -12,7 +12,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use xen_evtchn::abi::{Layout, VcpuEvents, arm, x86};
 use xen_evtchn::model::{DomainHandle, HypervisorModel};
-use xen_evtchn::{Config, DomId, EventChannelOps, EventChannels, Port, TwoLevel, VcpuId, XenIrqs};
+use xen_evtchn::port_layer::select;
+use xen_evtchn::{
+    AbiChoice, Config, DomId, EventChannelOps, EventChannels, EvtchnAbi, Port, PortLayer, VcpuId,
+    XenIrqs,
+};
 
 thread_local! {
     static CPU: Cell<u32> = const { Cell::new(0) };
@@ -104,14 +108,60 @@ pub fn layout() -> Layout {
     }
 }
 
-/// The port layer for `dom`'s `n` vCPUs under `layout`: legacy slots where
-/// the layout has them for every vCPU (x86), otherwise every vCPU
-/// registers its own `vcpu_info` (arm; as a kernel does, vCPU 0 too).
-pub fn layer_for(dom: &DomainHandle, n: u32, layout: Layout) -> TwoLevel {
-    if n as usize <= layout.legacy_vcpus() {
-        return TwoLevel::new(dom.shared_info(), n).unwrap();
+/// The event-channel ABI the suite runs with. A test binary whose name
+/// ends in `_fifo` (`tests/*_fifo.rs`, which include the 2-level suites
+/// unchanged) runs FIFO; the others run 2-level unless
+/// `XEN_EVTCHN_ABI=fifo`. So `cargo test -p xen-evtchn` runs every
+/// scenario under both ABIs.
+pub fn abi() -> EvtchnAbi {
+    if env!("CARGO_CRATE_NAME").ends_with("_fifo") {
+        return EvtchnAbi::Fifo;
     }
-    let infos: Vec<&'static VcpuEvents> = (0..n)
+    match std::env::var("XEN_EVTCHN_ABI").as_deref() {
+        Ok("fifo") => EvtchnAbi::Fifo,
+        _ => EvtchnAbi::TwoLevel,
+    }
+}
+
+/// The port layer for `dom`'s `n` vCPUs under `layout` and [`abi`].
+pub fn layer_for(dom: &DomainHandle, n: u32, layout: Layout) -> Box<dyn PortLayer> {
+    layer_with_abi(dom, n, layout, abi())
+}
+
+/// The port layer of `abi` for `dom`'s `n` vCPUs (FIFO: vCPU 0's control
+/// block is registered here, the others' in their prepare step).
+pub fn layer_with_abi(
+    dom: &DomainHandle,
+    n: u32,
+    layout: Layout,
+    abi: EvtchnAbi,
+) -> Box<dyn PortLayer> {
+    let choice = match abi {
+        EvtchnAbi::Fifo => AbiChoice::Fifo,
+        EvtchnAbi::TwoLevel => AbiChoice::TwoLevel,
+    };
+    let sel = select(
+        choice,
+        dom,
+        dom.shared_info(),
+        vcpu_infos(dom, n, layout),
+        VcpuId(0),
+    )
+    .unwrap();
+    assert_eq!(sel.abi, abi);
+    sel.layer
+}
+
+/// Where `dom`'s `n` vCPUs have their `vcpu_info`: legacy slots where the
+/// layout has them for every vCPU (x86), otherwise every vCPU registers
+/// its own (arm; as a kernel does, vCPU 0 too).
+pub fn vcpu_infos(dom: &DomainHandle, n: u32, layout: Layout) -> Vec<&'static VcpuEvents> {
+    if n as usize <= layout.legacy_vcpus() {
+        return (0..n as usize)
+            .map(|v| dom.shared_info().legacy_vcpu(v).unwrap())
+            .collect();
+    }
+    (0..n)
         .map(|v| {
             let info: &'static VcpuEvents = match layout {
                 Layout::X86 => &Box::leak(Box::<x86::VcpuInfo>::default()).events,
@@ -124,8 +174,7 @@ pub fn layer_for(dom: &DomainHandle, n: u32, layout: Layout) -> TwoLevel {
             info.evtchn_upcall_pending.store(0, Ordering::SeqCst);
             info
         })
-        .collect();
-    TwoLevel::with_vcpu_info(dom.shared_info(), infos)
+        .collect()
 }
 
 /// Like [`guest_with`], with only vCPUs `0..up` prepared and online.
@@ -135,13 +184,18 @@ pub fn guest_partial(n: u32, up: u32, config: Config) -> Guest {
 
 /// Like [`guest_partial`] with an explicit `shared_info` layout.
 pub fn guest_layout(n: u32, up: u32, config: Config, layout: Layout) -> Guest {
+    guest_abi(n, up, config, layout, abi())
+}
+
+/// Like [`guest_layout`] with an explicit event-channel ABI.
+pub fn guest_abi(n: u32, up: u32, config: Config, layout: Layout, abi: EvtchnAbi) -> Guest {
     let model = HypervisorModel::new();
     let dom = model.create_domain_with_layout(GUEST, n, layout).unwrap();
     let peer = model.create_domain_with_layout(PEER, 1, layout).unwrap();
-    let layer = layer_for(&dom, n, layout);
+    let layer = layer_with_abi(&dom, n, layout, abi);
     let ch = Arc::new(EventChannels::new(
         Arc::new(dom.clone()),
-        Box::new(layer),
+        layer,
         config,
         Box::new(|| VcpuId(cpu())),
     ));

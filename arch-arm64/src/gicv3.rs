@@ -526,8 +526,11 @@ impl<M: Mmio, S: GicSysRegs> IrqChip for GicV3<M, S> {
         if self.opts.verify_route {
             // A refused route is retried from the flow; on Xen's vGIC
             // without the mask bracket, whose disable drops what Xen
-            // queued (`GicOptions::for_xen_vgic`).
-            flags | ChipFlags::MOVE_UNMASKED
+            // queued (`GicOptions::for_xen_vgic`). The EOI stays under the
+            // descriptor lock there: a move from another vCPU must not
+            // land between the end of the run and the EOI, while Xen still
+            // holds the instance (it drops one queued behind it then).
+            (flags - ChipFlags::EOI_PER_CPU) | ChipFlags::MOVE_UNMASKED
         } else {
             flags
         }

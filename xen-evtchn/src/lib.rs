@@ -69,9 +69,13 @@
 //! - Xen retires an EOIed list register only at the vCPU's next trap; an
 //!   instance that arrives before then for an SPI with a move pending is
 //!   dropped, and the physical SPI stays active. The driver reads a
-//!   distributor register right after the EOI of an SPI (a trap) to close
-//!   that window (GICv3: 0 of 30 boots lost one since, against about one
-//!   boot in three before, at 2-4 vCPUs).
+//!   distributor register right after the EOI of an SPI (a trap) to
+//!   narrow that window, and keeps the EOI under the descriptor lock (no
+//!   `ChipFlags::EOI_PER_CPU` on Xen), so that no move lands between the
+//!   end of a run and its EOI. The window is narrowed, not closed: at 3
+//!   vCPUs one boot in about 18 still loses a raise (none in 12 at 2
+//!   vCPUs, none in 6 at 4), against about one boot in three with
+//!   neither measure.
 //! - On GICv2 (`--features xen-spi-retarget-gicv2`) the final raise after
 //!   the retargeting stops is still lost, or delivered to a vCPU the
 //!   route does not name, in about half the boots at 2 vCPUs. When it is

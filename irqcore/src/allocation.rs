@@ -40,7 +40,7 @@ impl<P: Platform> IrqCore<P> {
         self.cpu_index().is_ok_and(|c| self.store.sparse_held_by(c))
     }
 
-    fn new_desc(irq: IrqNumber, counts: crate::store::CountSlots) -> IrqDesc {
+    fn new_desc(irq: IrqNumber, counts: crate::counts::CountSlots) -> IrqDesc {
         IrqDesc::new(irq, counts)
     }
 

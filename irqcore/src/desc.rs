@@ -13,13 +13,11 @@
 //! Everything mutable sits behind the descriptor lock except the per-CPU
 //! counters, which only their own CPU writes.
 
-use crate::action::{Action, ActionList, DevId};
+use crate::action::{ActionList, DevId};
 use crate::chip::{ChipFlags, ChipLevel, IrqData, TriggerType};
 use crate::cpumask::CpuMask;
 use crate::flow::FlowKind;
-use crate::grace::CpuEpoch;
 use crate::ids::{CpuId, IrqNumber};
-use crate::platform::Platform;
 use crate::sync::{AtomicU8, AtomicU32, Ordering};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -107,69 +105,6 @@ pub(crate) struct View {
     pub(crate) actions: ActionList,
     /// `DescInner::chip_flags`.
     pub(crate) chip_flags: ChipFlags,
-}
-
-/// The dispatcher's read-side section ([`crate::grace`]) on the calling
-/// CPU: entered by [`IrqSection::enter`], ended when dropped. It is the one
-/// way the dispatcher reads what lock holders publish for lock-free
-/// readers, and holds the dispatcher's only `unsafe`: the action list of a
-/// descriptor and its published [`View`] are borrowed for as long as the
-/// section lives, because a replaced list or view is dropped only after a
-/// grace period (`IrqCore::retire`), which this section holds off.
-pub(crate) struct IrqSection<'a> {
-    epoch: &'a CpuEpoch,
-}
-
-impl<'a> IrqSection<'a> {
-    /// Enters an interrupt-context section on `epoch`, the calling CPU's
-    /// slot: with the light store if `P` provides
-    /// [`Platform::synchronize_cpus`], with the read-modify-write otherwise.
-    #[inline]
-    pub(crate) fn enter<P: Platform>(epoch: &'a CpuEpoch) -> Self {
-        epoch.enter_irq_for::<P>();
-        Self { epoch }
-    }
-
-    /// Whether this section is nested in another dispatcher section on this
-    /// CPU (a chained handler's dispatch).
-    #[inline]
-    pub(crate) fn nested(&self) -> bool {
-        self.epoch.in_nested_irq()
-    }
-
-    /// The action list that `g`, a descriptor's locked state, holds now,
-    /// borrowed for the rest of the section: the flows iterate it after
-    /// dropping the descriptor lock.
-    #[inline]
-    pub(crate) fn actions<'s>(&'s self, g: &DescInner) -> &'s [Arc<Action>] {
-        // SAFETY: `g.actions` is the list published in a descriptor (every
-        // `DescInner` lives in one); whoever replaces it under the lock
-        // hands the old list to `IrqCore::retire`, which drops it only
-        // after a grace period, i.e. after every section that was open
-        // when it was replaced has ended, this one included (it was open
-        // when the caller read `g`, under the lock, before any such
-        // replacement). The borrow of `self` keeps the section open.
-        unsafe { &*g.actions.raw() }
-    }
-
-    /// The [`View`] published in `desc` (`None` until a chip or an action
-    /// was set), borrowed for the rest of the section.
-    #[inline]
-    pub(crate) fn view<'s>(&'s self, desc: &'s IrqDesc) -> Option<&'s View> {
-        let p = desc.view.load(core::sync::atomic::Ordering::Acquire);
-        // SAFETY: a non-null pointer came from `Arc::into_raw` in
-        // `publish_view`; a view that is swapped out is dropped only after a
-        // grace period (`IrqCore::retire`) that this section holds off, and
-        // the current one lives as long as the descriptor (`'s`).
-        unsafe { p.as_ref() }
-    }
-}
-
-impl Drop for IrqSection<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        self.epoch.exit_irq();
-    }
 }
 
 /// Which of a descriptor's CPU masks ([`DescMasks`]).
@@ -379,7 +314,7 @@ pub struct IrqDesc {
     /// The published [`View`] (from `Arc::into_raw`; null until a chip or
     /// an action is set). Swapped under the lock; the old one is retired
     /// after a grace period.
-    view: core::sync::atomic::AtomicPtr<View>,
+    pub(crate) view: core::sync::atomic::AtomicPtr<View>,
     pub(crate) irq: IrqNumber,
     /// Thread functions of this irq that returned "handled", for the
     /// deferred spurious detection (written by threads without the lock).
@@ -388,7 +323,7 @@ pub struct IrqDesc {
     /// writes only its own cache lines). Only CPU `i` writes slot `i` (with
     /// its interrupts off), so a plain load/store suffices; readers may see
     /// a slightly old value.
-    pub(crate) counts: crate::store::CountSlots,
+    pub(crate) counts: crate::counts::CountSlots,
 }
 
 impl Drop for IrqDesc {
@@ -410,7 +345,7 @@ pub(crate) const RUN_IN_PROGRESS: u32 = 1 << 0;
 pub(crate) const RUN_ATTN: u32 = 1 << 1;
 
 impl IrqDesc {
-    pub(crate) fn new(irq: IrqNumber, counts: crate::store::CountSlots) -> Self {
+    pub(crate) fn new(irq: IrqNumber, counts: crate::counts::CountSlots) -> Self {
         Self {
             irq,
             inner: spin::Mutex::new(DescInner::new(counts.nr_cpus())),
@@ -591,7 +526,7 @@ mod tests {
     fn hot_part_is_one_cache_line() {
         assert_eq!(core::mem::align_of::<IrqDesc>(), 64);
         assert!(core::mem::size_of::<IrqDesc>() <= 192);
-        let (rows, counts) = crate::store::CountSlots::detached_for_test();
+        let (rows, counts) = crate::counts::CountSlots::detached_for_test();
         let d = IrqDesc::new(IrqNumber(7), counts);
         let base = &d as *const IrqDesc as usize;
         let in_line0 = |p: usize, len: usize| p >= base && p + len <= base + 64;

@@ -2,11 +2,12 @@
 //! flow ([`crate::flow`]) and then the work a flow leaves for after its
 //! descriptor lock (inline threads, reports, software resends).
 
-use crate::desc::{IrqDesc, IrqSection};
+use crate::desc::IrqDesc;
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
 use crate::platform::{IrqEvent, Platform};
+use crate::section::IrqSection;
 use core::sync::atomic::Ordering;
 
 /// `IrqDesc::exit_work` bits: work a flow leaves for `handle_irq` to do once

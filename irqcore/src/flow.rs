@@ -27,11 +27,12 @@
 
 use crate::action::IrqReturn;
 use crate::chip::{ChipFlags, IrqData};
-use crate::desc::{DeliveryFlags, DescInner, IrqDesc, IrqSection, LineState, RUN_IN_PROGRESS};
+use crate::desc::{DeliveryFlags, DescInner, IrqDesc, LineState, RUN_IN_PROGRESS};
 use crate::dispatch::EXIT_INLINE_THREADS;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
 use crate::platform::{IrqEvent, Platform, ThreadWake};
+use crate::section::IrqSection;
 use crate::spurious::SPURIOUS_WINDOW;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;

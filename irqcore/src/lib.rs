@@ -81,7 +81,9 @@
 //! [`Registration`]), `enable` (disable depth, startup and shutdown,
 //! synchronize), `affinity`, `spurious` (the unhandled-interrupt detector),
 //! `thread` (interrupt threads) and `dispatch` (the interrupt entry,
-//! [`IrqCore::handle_irq`]).
+//! [`IrqCore::handle_irq`]). Two private helpers of the dispatch path:
+//! `section` (the dispatcher's read-side section guard) and `counts` (the
+//! per-CPU counter rows the store allocates).
 //!
 //! # Features
 //!
@@ -109,6 +111,7 @@ mod allocation;
 mod cell_array;
 pub mod chip;
 mod context;
+mod counts;
 pub mod cpumask;
 pub mod desc;
 mod dispatch;
@@ -126,6 +129,7 @@ mod online;
 pub mod platform;
 mod reclaim;
 pub mod resend;
+mod section;
 mod setup;
 #[cfg(feature = "sim")]
 pub mod sim;

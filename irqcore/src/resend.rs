@@ -24,11 +24,12 @@
 //! [`Platform::schedule_resend`] is called only after every core lock is
 //! dropped, so a kernel may call back into the core from it.
 
-use crate::desc::{DeliveryFlags, DescInner, IrqDesc, IrqSection, LineState};
+use crate::desc::{DeliveryFlags, DescInner, IrqDesc, LineState};
 use crate::error::IrqError;
 use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
 use crate::platform::Platform;
+use crate::section::IrqSection;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Slots of the resend queue. More resends in flight at once than this fall

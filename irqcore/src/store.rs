@@ -31,10 +31,11 @@
 //! asserts anything about the descriptors.
 
 use crate::cell_array::CellArray;
+use crate::counts::{COUNT_GROUP, CountGroup, CountSlots};
 use crate::desc::IrqDesc;
 use crate::error::IrqError;
 use crate::ids::IrqNumber;
-use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -94,11 +95,6 @@ pub const MAX_CAPACITY: u32 = (TOP * CHUNK) as u32;
 /// The default capacity (65,536 irq numbers).
 pub const DEFAULT_CAPACITY: u32 = 65_536;
 
-/// Irq numbers per group of per-CPU counters ([`CountGroup`]): one cache
-/// line of counters per CPU, so a sparse set of numbers costs one line per
-/// CPU per number used at most.
-pub(crate) const COUNT_GROUP: usize = 8;
-
 /// One chunk of the table: `CHUNK` descriptor pointers and the per-CPU
 /// counters of those numbers, allocated a group at a time.
 struct Chunk {
@@ -112,92 +108,6 @@ impl Chunk {
             descs: [const { AtomicPtr::new(ptr::null_mut()) }; CHUNK],
             counts: [const { AtomicPtr::new(ptr::null_mut()) }; CHUNK / COUNT_GROUP],
         })
-    }
-}
-
-/// The counters of [`COUNT_GROUP`] consecutive numbers on one CPU: a row of
-/// whole cache lines, so that a CPU counting interrupts writes only lines
-/// that no other CPU writes (Linux keeps `kstat_irqs` in per-CPU memory for
-/// the same reason).
-#[repr(align(64))]
-struct CountRow([AtomicU64; COUNT_GROUP]);
-
-// Rows never share a cache line.
-static_assertions::const_assert_eq!(core::mem::size_of::<CountRow>() % 64, 0);
-
-/// One [`CountRow`] per CPU.
-struct CountGroup(Box<[CountRow]>);
-
-/// Counter rows of [`CountSlots::detached_for_test`], freed on drop.
-#[cfg(test)]
-pub(crate) struct DetachedRows(NonNull<[CountRow]>);
-
-#[cfg(test)]
-impl Drop for DetachedRows {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from `Box::leak` in `detached_for_test`
-        // and is freed once, here; the test drops the slots' descriptor
-        // first.
-        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
-    }
-}
-
-/// A descriptor's per-CPU interrupt counters: slot `index` of each CPU's
-/// row of its number's [`CountGroup`].
-pub(crate) struct CountSlots {
-    rows: NonNull<CountRow>,
-    nr_cpus: u32,
-    index: u32,
-}
-
-// SAFETY: `CountSlots` only hands out shared references to atomics that
-// live until the store is dropped (see `CountSlots::get`), which is what
-// any CPU may hold; no thread affinity is involved.
-unsafe impl Send for CountSlots {}
-// SAFETY: as above: shared access to atomics only.
-unsafe impl Sync for CountSlots {}
-
-impl CountSlots {
-    /// The counter of `cpu` (`None` beyond the store's CPUs).
-    #[inline]
-    pub(crate) fn get(&self, cpu: usize) -> Option<&AtomicU64> {
-        if cpu >= self.nr_cpus as usize {
-            return None;
-        }
-        // SAFETY: `rows` points to the `nr_cpus` rows of a `CountGroup`
-        // that the store allocated before creating this descriptor and
-        // frees only when it is dropped, after every descriptor (see
-        // `DescStore::drop`); `cpu < nr_cpus` and `index < COUNT_GROUP`
-        // (set by `DescStore::count_slots`). Only shared references to the
-        // atomics are ever made.
-        Some(unsafe { &(*self.rows.as_ptr().add(cpu)).0[self.index as usize] })
-    }
-
-    /// Counters of 4 CPUs outside any store, for unit tests: the rows
-    /// (the first value) must outlive the slots.
-    #[cfg(test)]
-    pub(crate) fn detached_for_test() -> (DetachedRows, Self) {
-        let rows: Box<[CountRow]> = (0..4)
-            .map(|_| CountRow([const { AtomicU64::new(0) }; COUNT_GROUP]))
-            .collect();
-        // Owned through a raw pointer, as the store owns its groups.
-        let rows = NonNull::from(Box::leak(rows));
-        let slots = CountSlots {
-            rows: rows.cast::<CountRow>(),
-            nr_cpus: 4,
-            index: 0,
-        };
-        (DetachedRows(rows), slots)
-    }
-
-    /// The number of CPUs counted.
-    pub(crate) fn nr_cpus(&self) -> usize {
-        self.nr_cpus as usize
-    }
-
-    /// Every CPU's counter, in CPU order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &AtomicU64> + '_ {
-        (0..self.nr_cpus as usize).filter_map(|c| self.get(c))
     }
 }
 
@@ -442,22 +352,14 @@ impl DescStore {
         let cell = &chunk.counts[i / COUNT_GROUP];
         let mut group = cell.load(Ordering::Acquire);
         if group.is_null() {
-            let rows: Box<[CountRow]> = (0..self.nr_cpus)
-                .map(|_| CountRow([const { AtomicU64::new(0) }; COUNT_GROUP]))
-                .collect();
             // Only sparse-lock holders allocate groups, so a plain store
             // suffices; lock-free readers reach a group only through a
             // descriptor published after it.
-            group = Box::into_raw(Box::new(CountGroup(rows)));
+            group = Box::into_raw(Box::new(CountGroup::new(self.nr_cpus as u32)));
             cell.store(group, Ordering::Release);
         }
         // SAFETY: groups are freed only when the store is dropped.
-        let rows: &[CountRow] = unsafe { &(*group).0 };
-        let slots = CountSlots {
-            rows: NonNull::from(rows).cast::<CountRow>(),
-            nr_cpus: rows.len() as u32,
-            index: (i % COUNT_GROUP) as u32,
-        };
+        let slots = unsafe { &*group }.slots(i % COUNT_GROUP);
         for c in slots.iter() {
             c.store(0, Ordering::Relaxed);
         }

@@ -39,6 +39,29 @@ pub struct GicOptions {
 }
 
 impl GicOptions {
+    /// The [`ChipFlags`](irqcore::ChipFlags) of a GICv2/v3 driver built with
+    /// these options. `EOI_PER_CPU`: `eoi` is one write to the calling
+    /// CPU's interface (EOIR, or DIR with split EOI), which the GIC
+    /// serialises against the distributor itself, so the fasteoi flow may
+    /// call it without the descriptor lock; except with `verify_route`
+    /// (Xen's vGIC), where the EOI stays under the lock (a move from
+    /// another vCPU must not land between the end of a run and its EOI
+    /// while Xen still holds the instance: Xen drops one queued behind it
+    /// then), and `MOVE_UNMASKED`: a refused route is retried from the flow
+    /// without the mask bracket, whose disable drops what Xen queued.
+    pub fn chip_flags(&self) -> irqcore::ChipFlags {
+        use irqcore::ChipFlags;
+        let flags = ChipFlags::SET_TYPE_MASKED
+            | ChipFlags::SKIP_SET_WAKE
+            | ChipFlags::MASK_ON_SUSPEND
+            | ChipFlags::EOI_PER_CPU;
+        if self.verify_route {
+            (flags - ChipFlags::EOI_PER_CPU) | ChipFlags::MOVE_UNMASKED
+        } else {
+            flags
+        }
+    }
+
     /// These options adjusted for Xen's virtual GIC (Xen 4.17's vGIC, the
     /// one a domU sees): [`GicOptions::route_enabled_spi_in_place`] and
     /// [`GicOptions::verify_route`] are set.

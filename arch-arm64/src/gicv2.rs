@@ -318,26 +318,8 @@ impl<M: Mmio> IrqChip for GicV2<M> {
         "GICv2"
     }
 
-    /// `EOI_PER_CPU`: `eoi` is one write to the calling CPU's interface
-    /// (EOIR, or DIR with split EOI), which the GIC serialises against the
-    /// distributor itself: the fasteoi flow may call it without the
-    /// descriptor lock.
     fn flags(&self) -> ChipFlags {
-        let flags = ChipFlags::SET_TYPE_MASKED
-            | ChipFlags::SKIP_SET_WAKE
-            | ChipFlags::MASK_ON_SUSPEND
-            | ChipFlags::EOI_PER_CPU;
-        if self.opts.verify_route {
-            // A refused route is retried from the flow; on Xen's vGIC
-            // without the mask bracket, whose disable drops what Xen
-            // queued (`GicOptions::for_xen_vgic`). The EOI stays under the
-            // descriptor lock there: a move from another vCPU must not
-            // land between the end of the run and the EOI, while Xen still
-            // holds the instance (it drops one queued behind it then).
-            (flags - ChipFlags::EOI_PER_CPU) | ChipFlags::MOVE_UNMASKED
-        } else {
-            flags
-        }
+        self.opts.chip_flags()
     }
 
     fn mask(&self, d: &IrqData<'_>) {

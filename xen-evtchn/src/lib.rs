@@ -73,9 +73,8 @@
 //!   narrow that window, and keeps the EOI under the descriptor lock (no
 //!   `ChipFlags::EOI_PER_CPU` on Xen), so that no move lands between the
 //!   end of a run and its EOI. The window is narrowed, not closed: at 3
-//!   vCPUs one boot in about 18 still loses a raise (none in 12 at 2
-//!   vCPUs, none in 6 at 4), against about one boot in three with
-//!   neither measure.
+//!   vCPUs one boot in 30 still lost a raise (none in 24 at 2 vCPUs, none
+//!   in 8 at 4), against about one boot in three with neither measure.
 //! - On GICv2 (`--features xen-spi-retarget-gicv2`) the final raise after
 //!   the retargeting stops is still lost, or delivered to a vCPU the
 //!   route does not name, in about half the boots at 2 vCPUs. When it is

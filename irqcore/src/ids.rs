@@ -44,10 +44,18 @@ pub struct HwIrq(pub u64);
 /// This is the kernel's CPU number, not an APIC id or an MPIDR: backends
 /// translate.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct CpuId(pub u32);
+pub struct CpuId(u32);
 
 /// A number refused as a [`CpuId`] by `TryFrom`: it is not below
 /// [`MAX_CPUS`](crate::MAX_CPUS). Holds the refused number.
+///
+/// ```
+/// use irqcore::{CpuId, CpuIdOutOfRange, MAX_CPUS};
+/// assert_eq!(CpuId::try_from(5u32), Ok(CpuId::of::<5>()));
+/// assert_eq!(CpuId::try_from(MAX_CPUS - 1).map(CpuId::index), Ok(MAX_CPUS - 1));
+/// assert_eq!(CpuId::try_from(MAX_CPUS), Err(CpuIdOutOfRange(MAX_CPUS as u64)));
+/// assert_eq!(CpuId::try_from(u32::MAX), Err(CpuIdOutOfRange(u64::from(u32::MAX))));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CpuIdOutOfRange(pub u64);
 

@@ -275,7 +275,7 @@ impl Platform for LoomPlatform {
             .map(|c| {
                 let m = self.0.clone();
                 loom::thread::spawn(move || {
-                    CPU.with(|x| x.set(c.0));
+                    CPU.with(|x| x.set(c.get()));
                     // The stopper runs once the CPU's current task lets it.
                     let held = m.slots[c.index()].as_ref().map(|s| {
                         s.wants.store(true, SeqCst);

@@ -177,7 +177,7 @@ impl Platform for LoomPlatform {
             .filter(|&c| c != me)
             .map(|c| {
                 loom::thread::spawn(move || {
-                    CPU.with(|x| x.set(c.0));
+                    CPU.with(|x| x.set(c.get()));
                     work(c)
                 })
             })
@@ -247,9 +247,9 @@ fn model(ncpus: usize, active: CpuId, variant: Variant) {
                 p.others_all_off(usize::MAX),
                 "f runs with every CPU's interrupts off"
             );
-            cpu.0 + 100
+            cpu.get() + 100
         });
-        assert_eq!(r, Ok(active.0 + 100));
+        assert_eq!(r, Ok(active.get() + 100));
         for c in 0..ncpus {
             assert_eq!(
                 m.views[c].load(Ordering::SeqCst),

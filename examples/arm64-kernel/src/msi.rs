@@ -424,8 +424,8 @@ pub fn run_phase(n: u32) {
     }
     let moves = n;
     let mut cycles = 0;
-    for c in 1..n {
-        let cpu = CpuId::new(c).unwrap();
+    for cpu in CpuId::all(n as usize).skip(1) {
+        let c = cpu.get();
         pin_and_check(cpu);
         let others = CORE.online_cpus().and_not(&CpuMask::of(cpu));
         // While irqcore moves it inside stop-machine, any remaining CPU may

@@ -351,8 +351,8 @@ pub fn run(dt: DtInfo) -> ! {
 
     // ----- SMP ---------------------------------------------------------------
     let t = time::now_us();
-    for c in 1..n {
-        if let Err(e) = CORE.cpu_up(CpuId::new(c).unwrap(), &KernelCpuControl) {
+    for c in CpuId::all(n as usize).skip(1) {
+        if let Err(e) = CORE.cpu_up(c, &KernelCpuControl) {
             check!(false, "cpu_up(vCPU {c}): {e:?}");
         }
     }
@@ -366,12 +366,12 @@ pub fn run(dt: DtInfo) -> ! {
         "smp: {n} vCPU(s) online (Xen PSCI CPU_ON + cpu_up) in {} us",
         time::now_us() - t
     );
-    for c in 0..n {
+    for c in CpuId::all(n as usize) {
         check!(
-            REGISTERED[c as usize].load(Ordering::Acquire),
+            REGISTERED[c.index()].load(Ordering::Acquire),
             "vCPU {c} registered its vcpu_info"
         );
-        let ok = wait_until(PATIENCE_US, || TIMER.on(CpuId::new(c).unwrap()) >= 3);
+        let ok = wait_until(PATIENCE_US, || TIMER.on(c) >= 3);
         check!(ok, "virtual timer PPI ticks on vCPU {c}");
     }
 
@@ -400,8 +400,8 @@ pub fn run(dt: DtInfo) -> ! {
 
     // ----- final checks ---------------------------------------------------------
     smp::run_on_cpus(&CORE.online_cpus(), &|_| devices::stop_local_timer());
-    for c in 0..n {
-        let cpu = CpuId::new(c).unwrap();
+    for cpu in CpuId::all(n as usize) {
+        let c = cpu.get();
         check!(
             UPCALL.on(cpu) > 0,
             "upcalls on vCPU {c} ({})",
@@ -456,8 +456,8 @@ pub fn run(dt: DtInfo) -> ! {
 fn ipis(n: u32) {
     let x = xen();
     let mut irqs = Vec::new();
-    for c in 0..n {
-        let Some(irq) = x.ipi_irq(0, CpuId::new(c).unwrap()) else {
+    for c in CpuId::all(n as usize) {
+        let Some(irq) = x.ipi_irq(0, c) else {
             check!(false, "IPI channel bound for vCPU {c}");
             continue;
         };
@@ -472,7 +472,7 @@ fn ipis(n: u32) {
                 }),
             )
             .flags(RequestFlags::PERCPU)
-            .dev_id(DevId(0x3100 + c as usize)),
+            .dev_id(DevId(0x3100 + c.index())),
         );
         check!(r.is_ok(), "request the IPI channel of vCPU {c}: {r:?}");
     }
@@ -489,8 +489,8 @@ fn ipis(n: u32) {
         "IPI channels enabled on their vCPUs"
     );
     let t = time::now_us();
-    for c in 0..n {
-        let cpu = CpuId::new(c).unwrap();
+    for cpu in CpuId::all(n as usize) {
+        let c = cpu.get();
         let base = IPI.on(cpu);
         let mut ok = true;
         for i in 0..IPI_SENDS {
@@ -629,8 +629,8 @@ fn loopback(n: u32) {
     let mut expected = LOOP.total();
     let mut vcpus_seen = 0u64;
     for _round in 0..LOOP_ROUNDS {
-        for c in 0..n {
-            let cpu = CpuId::new(c).unwrap();
+        for cpu in CpuId::all(n as usize) {
+            let c = cpu.get();
             if let Err(e) = CORE.set_affinity(irq, &CpuMask::of(cpu)) {
                 check!(false, "loopback: set_affinity(vCPU {c}): {e:?}");
                 continue;
@@ -714,7 +714,7 @@ fn rebind_storm(n: u32) {
     }
     let sender = CpuId::new(n - 1).unwrap();
     LOOP.allowed.store(u64::MAX, Ordering::Release);
-    let before: Vec<u64> = (0..n).map(|c| LOOP.on(CpuId::new(c).unwrap())).collect();
+    let before: Vec<u64> = CpuId::all(n as usize).map(|c| LOOP.on(c)).collect();
     let total_before = LOOP.total();
     let t = time::now_us();
     let resends_before = irq::RESENDS.load(Ordering::Relaxed);
@@ -743,8 +743,8 @@ fn rebind_storm(n: u32) {
     let lost = STORM_LOST.load(Ordering::Acquire);
     let resends = irq::RESENDS.load(Ordering::Relaxed) - resends_before;
     let handled = LOOP.total() - total_before;
-    let on: Vec<u64> = (0..n)
-        .map(|c| LOOP.on(CpuId::new(c).unwrap()) - before[c as usize])
+    let on: Vec<u64> = CpuId::all(n as usize)
+        .map(|c| LOOP.on(c) - before[c.index()])
         .collect();
     let vcpus = on.iter().filter(|&&h| h > 0).count();
     kprintln!(
@@ -826,8 +826,8 @@ fn hotplug(n: u32) {
         return;
     }
     let t = time::now_us();
-    for c in 1..n {
-        let cpu = CpuId::new(c).unwrap();
+    for cpu in CpuId::all(n as usize).skip(1) {
+        let c = cpu.get();
         let _ = CORE.set_affinity(irq, &CpuMask::of(cpu));
         LOOP.allowed.store(u64::MAX, Ordering::Release);
         check!(
@@ -1201,8 +1201,8 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
     );
     kprintln!(
         "spi: handled {:?}, lost {lost}; last request vCPU {}: route {route:#x} (want {want:#x}) after {settle_raises} more raise(s); {} us",
-        (0..n)
-            .map(|c| RETARGET_SPI.on(CpuId::new(c).unwrap()))
+        CpuId::all(n as usize)
+            .map(|c| RETARGET_SPI.on(c))
             .collect::<Vec<_>>(),
         last.get(),
         time::now_us() - t

@@ -402,16 +402,21 @@ pub fn alloc_free_during_hotplug(n: u32, ctl: &dyn CpuControl, sources: &[&Sourc
     let (mut downs, mut ups) = (0u32, 0u32);
     let mut first_error = None;
     for _ in 0..HOTPLUG_ROUNDS {
-        for c in 2..n {
-            match CORE.cpu_down(CpuId::new(c).unwrap(), ctl) {
+        for cpu in CpuId::all(n as usize).skip(2) {
+            let c = cpu.get();
+            match CORE.cpu_down(cpu, ctl) {
                 Ok(()) => downs += 1,
                 Err(e) => {
                     first_error.get_or_insert((c, "cpu_down", e));
                 }
             }
         }
-        for c in (2..n).filter(|&c| !CORE.cpu_online(CpuId::new(c).unwrap())) {
-            match CORE.cpu_up(CpuId::new(c).unwrap(), ctl) {
+        for cpu in CpuId::all(n as usize)
+            .skip(2)
+            .filter(|&c| !CORE.cpu_online(c))
+        {
+            let c = cpu.get();
+            match CORE.cpu_up(cpu, ctl) {
                 Ok(()) => ups += 1,
                 Err(e) => {
                     first_error.get_or_insert((c, "cpu_up", e));

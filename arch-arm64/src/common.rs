@@ -253,7 +253,7 @@ impl CpuTable {
         self.slots
             .iter()
             .position(|s| s.hw_id.load(Ordering::Acquire) == hw_id)
-            .map(|i| CpuId(i as u32))
+            .and_then(CpuId::from_index)
     }
 
     /// The CPU an interrupt asked to go to `mask` is routed to: the first
@@ -271,9 +271,7 @@ impl CpuTable {
 
     /// The first online CPU other than `not`.
     pub(crate) fn first_online_except(&self, not: CpuId) -> Option<CpuId> {
-        (0..self.slots.len())
-            .map(|i| CpuId(i as u32))
-            .find(|&c| c != not && self.online(c))
+        CpuId::all(self.slots.len()).find(|&c| c != not && self.online(c))
     }
 }
 

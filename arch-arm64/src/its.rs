@@ -508,7 +508,7 @@ impl<M: Mmio> Its<M> {
         self.gic
             .enable_lpis(cpu, &self.lpis)
             .map_err(|_| ItsError::BadCpu(cpu))?;
-        let icid = CollectionId(cpu.0 as u16);
+        let icid = CollectionId(cpu.get() as u16);
         self.with(|g| {
             self.submit(
                 g,
@@ -532,8 +532,7 @@ impl<M: Mmio> Its<M> {
     pub fn cpu_down(&self, cpu: CpuId) -> Result<usize, ItsError> {
         self.with(|g| {
             let from = self.target(g, cpu)?;
-            let to_cpu = (0..g.collections.len())
-                .map(|i| CpuId(i as u32))
+            let to_cpu = CpuId::all(g.collections.len())
                 .find(|&c| c != cpu && g.collections[c.index()].is_some())
                 .ok_or(ItsError::NoOnlineCpu)?;
             let to = self.target(g, to_cpu)?;
@@ -551,7 +550,7 @@ impl<M: Mmio> Its<M> {
                 self.submit(
                     g,
                     &[
-                        ItsCommand::movi(d, e, CollectionId(to_cpu.0 as u16)),
+                        ItsCommand::movi(d, e, CollectionId(to_cpu.get() as u16)),
                         ItsCommand::sync(from, false),
                         ItsCommand::sync(to, false),
                     ],
@@ -658,7 +657,12 @@ impl<M: Mmio> Its<M> {
                     self.submit(
                         g,
                         &[
-                            ItsCommand::mapti(device, event, lpi.get(), CollectionId(cpu.0 as u16)),
+                            ItsCommand::mapti(
+                                device,
+                                event,
+                                lpi.get(),
+                                CollectionId(cpu.get() as u16),
+                            ),
                             ItsCommand::inv(device, event),
                             ItsCommand::sync(rd, false),
                         ],
@@ -720,7 +724,7 @@ impl<M: Mmio> Its<M> {
             self.submit(
                 g,
                 &[
-                    ItsCommand::movi(device, event, CollectionId(cpu.0 as u16)),
+                    ItsCommand::movi(device, event, CollectionId(cpu.get() as u16)),
                     ItsCommand::sync(from, false),
                     ItsCommand::sync(to, false),
                 ],

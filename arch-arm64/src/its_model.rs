@@ -335,9 +335,13 @@ impl ItsModel {
         if cte & ENTRY_VALID == 0 {
             return Err(TranslationError::CollectionNotMapped(icid));
         }
+        // MAPC only maps existing redistributors; a target no CpuId can
+        // hold is no redistributor, so the collection is not mapped to one.
+        let cpu =
+            CpuId::new((cte & 0xffff) as u32).ok_or(TranslationError::CollectionNotMapped(icid))?;
         Ok(Delivered {
             lpi: ite as u32,
-            cpu: CpuId((cte & 0xffff) as u32),
+            cpu,
         })
     }
 
@@ -455,10 +459,11 @@ impl ItsModel {
                 if cte & ENTRY_VALID == 0 {
                     return Err("MOVI: collection not mapped");
                 }
+                // Checked before the ITE changes, so a bad entry changes nothing.
+                let to = CpuId::new((cte & 0xffff) as u32).ok_or("MOVI: collection not mapped")?;
                 let ite = self.mem.read_u64(a);
                 self.write_entry(a, (ite & !(0xffff << 32)) | (u64::from(icid.0) << 32))?;
                 // A pending LPI moves with its event (IHI 0069H 5.3.15).
-                let to = CpuId((cte & 0xffff) as u32);
                 if self.gic.clear_lpi_pending(old.cpu, old.lpi) {
                     self.gic.set_lpi_pending(to, old.lpi);
                 }

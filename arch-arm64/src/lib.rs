@@ -50,7 +50,7 @@
 //! let redist = unsafe { VolatileMmio::new(0x080a_0000, ncpus * 0x2_0000) };
 //! let gic = Arc::new(GicV3::new(dist, vec![redist], SysRegAccess, GicOptions::default())?);
 //! gic.init_distributor()?;                          // boot CPU, once
-//! gic.cpu_starting(CpuId(0))?;                      // boot CPU's own step
+//! gic.cpu_starting(CpuId::BOOT)?;                      // boot CPU's own step
 //! arch_arm64::register_hotplug(&CORE, gic.clone())?; // secondaries: Starting phase
 //! let dom = arch_arm64::add_gic_domain(&registry, gic.clone())?;
 //! let uart = registry.map_fwspec(dom, &FwSpec::new(&[0, 1, 4])?)?; // SPI 1, level
@@ -68,9 +68,9 @@
 //! let m = GicModel::new_v3(1, 64);
 //! let gic = GicV3::new(m.distributor(), vec![m.redistributors()], m.sysregs(),
 //!                      GicOptions::default()).unwrap();
-//! model::set_current_cpu(CpuId(0));
+//! model::set_current_cpu(CpuId::BOOT);
 //! gic.init_distributor().unwrap();
-//! gic.cpu_starting(CpuId(0)).unwrap();
+//! gic.cpu_starting(CpuId::BOOT).unwrap();
 //! gic.send_sgi(IntId::sgi(1).unwrap(), arch_arm64::SgiTarget::ToSelf).unwrap();
 //! let mut seen = Vec::new();
 //! // `false`: no flow ran, so the loop completes the interrupt itself.

@@ -46,17 +46,25 @@ use std::vec;
 use std::vec::Vec;
 
 std::thread_local! {
-    static CURRENT_CPU: Cell<u32> = const { Cell::new(0) };
+    static CURRENT_CPU: Cell<CpuId> = const { Cell::new(CpuId::BOOT) };
 }
 
 /// Makes `cpu` the CPU that this thread's banked register accesses hit.
 pub fn set_current_cpu(cpu: CpuId) {
-    CURRENT_CPU.with(|c| c.set(cpu.0));
+    CURRENT_CPU.with(|c| c.set(cpu));
+}
+
+/// The id of model CPU `index`. The model's CPU indices come from
+/// [`CpuId::index`] (the banked accesses of [`current_cpu`], the routes and
+/// targets the drivers program), so this is always an id; an index none can
+/// hold reads as CPU 0 rather than panic in the model.
+fn model_cpu(index: usize) -> CpuId {
+    CpuId::from_index(index).unwrap_or(CpuId::BOOT)
 }
 
 /// The CPU this thread's banked register accesses hit.
 pub fn current_cpu() -> CpuId {
-    CpuId(CURRENT_CPU.with(Cell::get))
+    CURRENT_CPU.with(Cell::get)
 }
 
 /// Which architecture version the model implements.
@@ -376,9 +384,8 @@ impl GicModel {
     /// The CPUs an SPI would be delivered to now.
     pub fn spi_route_cpus(&self, intid: u32) -> Vec<CpuId> {
         let g = self.lock();
-        (0..g.cpus.len())
-            .filter(|&c| g.routes_to(self.version, intid, c))
-            .map(|c| CpuId(c as u32))
+        CpuId::all(g.cpus.len())
+            .filter(|c| g.routes_to(self.version, intid, c.index()))
             .collect()
     }
 
@@ -433,7 +440,7 @@ impl GicModel {
             }
             _ => g.violations.push(format!(
                 "LPI {intid} sent to cpu{} whose redistributor has LPIs off",
-                cpu.0
+                cpu.get()
             )),
         }
     }
@@ -652,7 +659,7 @@ impl Inner {
             let c = &mut self.cpus[cpu];
             c.lpi_pending.remove(&intid);
             c.active_priorities.push((intid, prio));
-            self.events.push(Event::Acked(CpuId(cpu as u32), intid));
+            self.events.push(Event::Acked(model_cpu(cpu), intid));
             return intid;
         }
         let mut value = intid;
@@ -670,7 +677,7 @@ impl Inner {
         s.latched = false;
         s.active = true;
         self.cpus[cpu].active_priorities.push((intid, prio));
-        self.events.push(Event::Acked(CpuId(cpu as u32), intid));
+        self.events.push(Event::Acked(model_cpu(cpu), intid));
         value
     }
 
@@ -696,7 +703,7 @@ impl Inner {
             }
         }
         self.events
-            .push(Event::PriorityDropped(CpuId(cpu as u32), intid));
+            .push(Event::PriorityDropped(model_cpu(cpu), intid));
         // LPIs have no active state: the priority drop is all.
         if !self.cpus[cpu].eoimode && intid < 8192 {
             self.deactivate(cpu, intid);
@@ -728,7 +735,7 @@ impl Inner {
             return true;
         }
         let active = self
-            .state_mut(CpuId(cpu as u32), intid)
+            .state_mut(model_cpu(cpu), intid)
             .is_some_and(|s| s.active);
         if active {
             self.migrating.insert(intid);
@@ -737,12 +744,11 @@ impl Inner {
     }
 
     fn deactivate(&mut self, cpu: usize, intid: u32) {
-        match self.state_mut(CpuId(cpu as u32), intid) {
+        match self.state_mut(model_cpu(cpu), intid) {
             Some(s) if s.active => {
                 s.active = false;
                 self.migrating.remove(&intid);
-                self.events
-                    .push(Event::Deactivated(CpuId(cpu as u32), intid));
+                self.events.push(Event::Deactivated(model_cpu(cpu), intid));
             }
             _ => self
                 .violations
@@ -759,7 +765,7 @@ impl Inner {
                 continue;
             }
             let intid = first + bit;
-            let cpu_id = CpuId(cpu as u32);
+            let cpu_id = model_cpu(cpu);
             let asleep = redist && self.cpus.get(cpu).is_some_and(|c| !c.awake());
             let Some(s) = self.state_mut(cpu_id, intid) else {
                 continue;
@@ -804,7 +810,7 @@ impl Inner {
         let mut v = 0;
         for bit in 0..32 {
             let intid = first + bit;
-            let Some(s) = self.state_mut(CpuId(cpu as u32), intid) else {
+            let Some(s) = self.state_mut(model_cpu(cpu), intid) else {
                 continue;
             };
             let on = match base {
@@ -822,7 +828,7 @@ impl Inner {
     fn bytes_read(&mut self, cpu: usize, first: u32, f: impl Fn(&IntState) -> u8) -> u32 {
         (0..4).fold(0, |acc, k| {
             let b = self
-                .state_mut(CpuId(cpu as u32), first + k)
+                .state_mut(model_cpu(cpu), first + k)
                 .map_or(0, |s| f(s));
             acc | (u32::from(b) << (8 * k))
         })
@@ -830,7 +836,7 @@ impl Inner {
 
     fn priority_write(&mut self, cpu: usize, first: u32, value: u32) {
         for k in 0..4 {
-            if let Some(s) = self.state_mut(CpuId(cpu as u32), first + k) {
+            if let Some(s) = self.state_mut(model_cpu(cpu), first + k) {
                 s.priority = (value >> (8 * k)) as u8;
             }
         }
@@ -839,7 +845,7 @@ impl Inner {
     fn cfg_read(&mut self, cpu: usize, first: u32) -> u32 {
         (0..16).fold(0, |acc, k| {
             let e = self
-                .state_mut(CpuId(cpu as u32), first + k)
+                .state_mut(model_cpu(cpu), first + k)
                 .is_some_and(|s| s.edge);
             acc | (u32::from(e) << (2 * k + 1))
         })
@@ -851,7 +857,7 @@ impl Inner {
             if intid < 16 {
                 continue; // SGI configuration is read-only
             }
-            if let Some(s) = self.state_mut(CpuId(cpu as u32), intid) {
+            if let Some(s) = self.state_mut(model_cpu(cpu), intid) {
                 s.edge = value & (1 << (2 * k + 1)) != 0;
             }
         }
@@ -866,7 +872,7 @@ impl Inner {
             GicVersion::V3 => c.private[intid as usize].latched = true,
         }
         self.events
-            .push(Event::SgiSent(CpuId(from as u32), CpuId(to as u32), intid));
+            .push(Event::SgiSent(model_cpu(from), model_cpu(to), intid));
     }
 }
 
@@ -1080,9 +1086,9 @@ impl ModelMmio {
                     if c.wake_countdown == 0 {
                         c.children_asleep = c.processor_sleep;
                         let e = if c.children_asleep {
-                            Event::RedistributorAsleep(CpuId(cpu as u32))
+                            Event::RedistributorAsleep(model_cpu(cpu))
                         } else {
-                            Event::RedistributorAwake(CpuId(cpu as u32))
+                            Event::RedistributorAwake(model_cpu(cpu))
                         };
                         g.events.push(e);
                     } else {

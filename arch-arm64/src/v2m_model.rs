@@ -55,7 +55,7 @@ impl V2mModel {
         if !(self.first..self.first + self.count).contains(&data) {
             return Err(V2mWriteError::NotInFrame(data));
         }
-        self.gic.pulse(CpuId(0), data);
+        self.gic.pulse(CpuId::BOOT, data);
         Ok(data)
     }
 }

@@ -11,7 +11,7 @@ use irqcore::{CpuId, CpuMask, TriggerType};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-const C0: CpuId = CpuId(0);
+const C0: CpuId = CpuId::BOOT;
 
 #[test]
 fn spi_acknowledge_eoi_cycle_with_fasteoi_flow() {
@@ -199,19 +199,24 @@ fn gicv2_spi_routing_follows_itargetsr() {
     let rig = Rig::boot(Version::V2, 4, false);
     let (irq, _count) = rig.request(70, TriggerType::EdgeRising, |_| {});
     assert_eq!(rig.model.spi_targets(70), 0b0001, "boot CPU by default");
-    rig.core.set_affinity(irq, &CpuMask::of(CpuId(2))).unwrap();
+    rig.core
+        .set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
+        .unwrap();
     assert_eq!(rig.model.spi_targets(70), 0b0100);
     assert_eq!(
         rig.core.effective_affinity(irq).unwrap(),
-        CpuMask::of(CpuId(2))
+        CpuMask::of(CpuId::of::<2>())
     );
     rig.model.pulse(C0, 70);
     assert_eq!(rig.irq_entry(0), 0, "not routed to cpu0");
     assert_eq!(rig.irq_entry(2), 1, "taken by cpu2");
-    assert_eq!(rig.core.irq_count(irq, CpuId(2)), 1);
+    assert_eq!(rig.core.irq_count(irq, CpuId::of::<2>()), 1);
     // A mask with several CPUs: one target, the first online one.
     rig.core
-        .set_affinity(irq, &CpuMask::from_cpus([CpuId(1), CpuId(3)]))
+        .set_affinity(
+            irq,
+            &CpuMask::from_cpus([CpuId::of::<1>(), CpuId::of::<3>()]),
+        )
         .unwrap();
     assert_eq!(rig.model.spi_targets(70), 0b0010);
     rig.assert_clean();
@@ -223,10 +228,12 @@ fn gicv3_spi_routing_follows_irouter() {
     let (irq, _count) = rig.request(71, TriggerType::EdgeRising, |_| {});
     assert_eq!(rig.model.spi_router(71), default_mpidr(0));
     // cpu5 is Aff1 = 1, Aff0 = 1: a second cluster.
-    rig.core.set_affinity(irq, &CpuMask::of(CpuId(5))).unwrap();
+    rig.core
+        .set_affinity(irq, &CpuMask::of(CpuId::of::<5>()))
+        .unwrap();
     assert_eq!(rig.model.spi_router(71), default_mpidr(5));
     assert_eq!(rig.model.spi_router(71), 0x101);
-    assert_eq!(rig.model.spi_route_cpus(71), vec![CpuId(5)]);
+    assert_eq!(rig.model.spi_route_cpus(71), vec![CpuId::of::<5>()]);
     assert!(
         rig.model.state(C0, 71).enabled,
         "re-enabled after the re-route"
@@ -252,13 +259,13 @@ fn sgi_to_one_cpu_and_to_all_others() {
         let sgi = IntId::sgi(1).unwrap();
         let counts = |rig: &Rig| -> Vec<u64> {
             (0..n)
-                .map(|c| rig.core.irq_count(irq, CpuId(c as u32)))
+                .map(|c| rig.core.irq_count(irq, CpuId::new(c as u32).unwrap()))
                 .collect()
         };
 
         // From cpu0 to cpu2 only.
         rig.gic
-            .send_sgi(sgi, SgiTarget::Cpus(&CpuMask::of(CpuId(2))))
+            .send_sgi(sgi, SgiTarget::Cpus(&CpuMask::of(CpuId::of::<2>())))
             .unwrap();
         for c in 0..n {
             rig.irq_entry(c);
@@ -284,9 +291,9 @@ fn sgi_to_one_cpu_and_to_all_others() {
         rig.on(3, || rig.gic.send_sgi(sgi, SgiTarget::ToSelf))
             .unwrap();
         let set = if v == Version::V2 {
-            CpuMask::from_cpus([CpuId(0), CpuId(1)])
+            CpuMask::from_cpus([CpuId::BOOT, CpuId::of::<1>()])
         } else {
-            CpuMask::from_cpus([CpuId(1), CpuId(4), CpuId(5)])
+            CpuMask::from_cpus([CpuId::of::<1>(), CpuId::of::<4>(), CpuId::of::<5>()])
         };
         rig.gic.send_sgi(sgi, SgiTarget::Cpus(&set)).unwrap();
         for c in 0..n {
@@ -307,8 +314,8 @@ fn sgi_to_one_cpu_and_to_all_others() {
         );
         assert_eq!(
             rig.gic
-                .send_sgi(sgi, SgiTarget::Cpus(&CpuMask::of(CpuId(7)))),
-            Err(GicError::BadCpu(CpuId(7)))
+                .send_sgi(sgi, SgiTarget::Cpus(&CpuMask::of(CpuId::of::<7>()))),
+            Err(GicError::BadCpu(CpuId::of::<7>()))
         );
     }
 }
@@ -332,19 +339,22 @@ fn ppi_is_enabled_per_cpu() {
                 .unwrap()
         });
         assert!(!rig.model.state(C0, 27).enabled, "{v:?}: cpu0 untouched");
-        assert!(rig.model.state(CpuId(1), 27).enabled, "{v:?}: cpu1 enabled");
+        assert!(
+            rig.model.state(CpuId::of::<1>(), 27).enabled,
+            "{v:?}: cpu1 enabled"
+        );
         rig.model.set_line(C0, 27, true);
-        rig.model.set_line(CpuId(1), 27, true);
+        rig.model.set_line(CpuId::of::<1>(), 27, true);
         assert_eq!(rig.irq_entry(0), 0, "{v:?}: disabled on cpu0");
         assert_eq!(rig.irq_entry(1), 1, "{v:?}: enabled on cpu1");
-        assert_eq!(rig.core.irq_count(irq, CpuId(1)), 1);
+        assert_eq!(rig.core.irq_count(irq, CpuId::of::<1>()), 1);
         assert_eq!(rig.core.irq_count(irq, C0), 0);
         assert!(
             rig.model.state(C0, 27).pending(),
             "cpu0's timer still waits"
         );
         rig.on(1, || rig.core.disable_percpu_irq(irq).unwrap());
-        assert!(!rig.model.state(CpuId(1), 27).enabled);
+        assert!(!rig.model.state(CpuId::of::<1>(), 27).enabled);
         rig.assert_clean();
     }
 }
@@ -373,7 +383,7 @@ fn cpu_start_wakes_the_redistributor_before_enabling_its_ppis() {
     )
     .unwrap();
 
-    let cpu1 = CpuId(1);
+    let cpu1 = CpuId::of::<1>();
     assert!(model.redistributor_asleep(cpu1));
     model.take_events();
     // Bring cpu1 up: the GIC's starting step, then the timer driver's.
@@ -411,7 +421,7 @@ fn the_model_flags_ppi_enables_on_a_sleeping_redistributor() {
     assert!(
         model
             .events()
-            .contains(&Event::PrivateEnabled(CpuId(1), 30))
+            .contains(&Event::PrivateEnabled(CpuId::of::<1>(), 30))
     );
     assert!(
         !model
@@ -429,7 +439,7 @@ fn cpu_death_moves_its_spis() {
         for (intid, cpu) in [(80u32, 2u32), (81, 2), (82, 1)] {
             let (irq, count) = rig.request(intid, TriggerType::EdgeRising, |_| {});
             rig.core
-                .set_affinity(irq, &CpuMask::of(CpuId(cpu)))
+                .set_affinity(irq, &CpuMask::of(CpuId::new(cpu).unwrap()))
                 .unwrap();
             irqs.push((intid, irq, count));
         }
@@ -450,9 +460,9 @@ fn cpu_death_moves_its_spis() {
                 );
             }
         });
-        assert_eq!(rig.model.spi_route_cpus(80), vec![CpuId(2)]);
+        assert_eq!(rig.model.spi_route_cpus(80), vec![CpuId::of::<2>()]);
 
-        let moved = rig.on(2, || rig.gic.cpu_dying(CpuId(2))).unwrap();
+        let moved = rig.on(2, || rig.gic.cpu_dying(CpuId::of::<2>())).unwrap();
         assert_eq!(moved, 3, "{v:?} split={split}: 80, 81 and 84");
         for intid in [80, 81, 84] {
             assert_eq!(
@@ -461,10 +471,17 @@ fn cpu_death_moves_its_spis() {
                 "{v:?} INTID {intid}"
             );
         }
-        assert_eq!(rig.model.spi_route_cpus(82), vec![CpuId(1)], "untouched");
-        assert!(!rig.model.cpu_interface_enabled(CpuId(2)));
+        assert_eq!(
+            rig.model.spi_route_cpus(82),
+            vec![CpuId::of::<1>()],
+            "untouched"
+        );
+        assert!(!rig.model.cpu_interface_enabled(CpuId::of::<2>()));
         if v == Version::V3 {
-            assert!(rig.model.redistributor_asleep(CpuId(2)), "put to sleep");
+            assert!(
+                rig.model.redistributor_asleep(CpuId::of::<2>()),
+                "put to sleep"
+            );
         }
         // Interrupts keep coming, now on cpu0.
         rig.model.pulse(C0, 80);
@@ -473,12 +490,13 @@ fn cpu_death_moves_its_spis() {
         assert_eq!(irqs[0].2.load(Ordering::SeqCst), 1);
         // Bad input: a CPU that is gone, a call from the wrong CPU.
         assert_eq!(
-            rig.on(2, || rig.gic.cpu_dying(CpuId(1))),
-            Err(GicError::WrongCpu(CpuId(1)))
+            rig.on(2, || rig.gic.cpu_dying(CpuId::of::<1>())),
+            Err(GicError::WrongCpu(CpuId::of::<1>()))
         );
         // And it can come back.
-        rig.on(2, || rig.gic.cpu_starting(CpuId(2))).unwrap();
-        assert!(rig.model.cpu_interface_enabled(CpuId(2)));
+        rig.on(2, || rig.gic.cpu_starting(CpuId::of::<2>()))
+            .unwrap();
+        assert!(rig.model.cpu_interface_enabled(CpuId::of::<2>()));
         rig.assert_clean();
     }
 }

@@ -25,7 +25,7 @@ fn device_tree_specifiers_map_to_gic_irqs() {
         let snap = rig.core.snapshot(uart.irq()).unwrap();
         assert_eq!(snap.flow, FlowKind::FastEoi, "{v:?}");
         assert!(
-            !rig.model.state(CpuId(0), 33).edge,
+            !rig.model.state(CpuId::BOOT, 33).edge,
             "{v:?}: level programmed"
         );
 
@@ -33,7 +33,7 @@ fn device_tree_specifiers_map_to_gic_irqs() {
         let rtc = reg
             .map_fwspec(dom, &FwSpec::new(&[0, 2, 1]).unwrap())
             .unwrap();
-        assert!(rig.model.state(CpuId(0), 34).edge, "{v:?}");
+        assert!(rig.model.state(CpuId::BOOT, 34).edge, "{v:?}");
 
         // Virtual timer PPI: <1 11 0xf04> (GICv2 style CPU mask) = INTID 27.
         let timer = reg
@@ -101,17 +101,17 @@ fn dispatch_through_the_domain_reverse_map() {
         )
         .unwrap();
     rig.core
-        .set_affinity(m.irq(), &irqcore::CpuMask::of(CpuId(1)))
+        .set_affinity(m.irq(), &irqcore::CpuMask::of(CpuId::of::<1>()))
         .unwrap();
     assert_eq!(rig.model.spi_router(40), default_mpidr(1));
-    rig.model.pulse(CpuId(0), 40);
-    model::set_current_cpu(CpuId(1));
+    rig.model.pulse(CpuId::BOOT, 40);
+    model::set_current_cpu(CpuId::of::<1>());
     let n = rig.gic.handle_pending_dyn(&mut |id| {
         arch_arm64::dispatch(&rig.core, |id| reg.find_mapping(dom, id.hwirq()), id)
     });
-    model::set_current_cpu(CpuId(0));
+    model::set_current_cpu(CpuId::BOOT);
     assert_eq!((n, hits.load(Ordering::SeqCst)), (1, 1));
-    assert_eq!(rig.core.irq_count(m.irq(), CpuId(1)), 1);
+    assert_eq!(rig.core.irq_count(m.irq(), CpuId::of::<1>()), 1);
     rig.assert_clean();
 }
 

@@ -8,7 +8,7 @@ use arch_arm64::regs::{GicdCtlr, IccReg, TypedMmio, gicc, gicd, gicr};
 use arch_arm64::{GicError, GicOptions, GicSysRegs, GicV2, GicV3, IntId, Mmio, SgiTarget};
 use irqcore::{CpuId, CpuMask, HwIrq, IrqError, TriggerType};
 
-const C0: CpuId = CpuId(0);
+const C0: CpuId = CpuId::BOOT;
 
 #[test]
 fn gicv3_discovers_one_redistributor_per_cpu_by_affinity() {
@@ -63,17 +63,23 @@ fn cpu_starting_refuses_bad_cpus_and_double_claims() {
     let (m, gic) = common::v3(2, false);
     model::set_current_cpu(C0);
     gic.init_distributor().unwrap();
-    assert_eq!(gic.cpu_starting(CpuId(9)), Err(GicError::BadCpu(CpuId(9))));
+    assert_eq!(
+        gic.cpu_starting(CpuId::of::<9>()),
+        Err(GicError::BadCpu(CpuId::of::<9>()))
+    );
     gic.cpu_starting(C0).unwrap();
     // CPU 1 claiming CPU 0's redistributor (called on the wrong CPU).
     assert_eq!(
-        gic.cpu_starting(CpuId(1)),
-        Err(GicError::AlreadyClaimed(CpuId(1)))
+        gic.cpu_starting(CpuId::of::<1>()),
+        Err(GicError::AlreadyClaimed(CpuId::of::<1>()))
     );
-    assert!(m.redistributor_asleep(CpuId(1)), "state unchanged");
+    assert!(m.redistributor_asleep(CpuId::of::<1>()), "state unchanged");
     // A dying CPU that never started.
-    model::set_current_cpu(CpuId(1));
-    assert_eq!(gic.cpu_dying(CpuId(1)), Err(GicError::BadCpu(CpuId(1))));
+    model::set_current_cpu(CpuId::of::<1>());
+    assert_eq!(
+        gic.cpu_dying(CpuId::of::<1>()),
+        Err(GicError::BadCpu(CpuId::of::<1>()))
+    );
     // The only online CPU cannot die: nowhere to move its SPIs.
     model::set_current_cpu(C0);
     assert_eq!(gic.cpu_dying(C0), Err(GicError::NoTargetCpu));
@@ -136,27 +142,27 @@ fn gicv2_sgi_eoi_carries_the_source_cpu() {
     for split in [false, true] {
         let (m, gic) = common::v2(4, split);
         for c in 0..4 {
-            model::set_current_cpu(CpuId(c));
+            model::set_current_cpu(CpuId::new(c).unwrap());
             if c == 0 {
                 gic.init_distributor().unwrap();
             }
-            gic.cpu_starting(CpuId(c)).unwrap();
+            gic.cpu_starting(CpuId::new(c).unwrap()).unwrap();
         }
-        model::set_current_cpu(CpuId(3));
+        model::set_current_cpu(CpuId::of::<3>());
         gic.send_sgi(
             IntId::sgi(5).unwrap(),
-            SgiTarget::Cpus(&CpuMask::of(CpuId(1))),
+            SgiTarget::Cpus(&CpuMask::of(CpuId::of::<1>())),
         )
         .unwrap();
-        model::set_current_cpu(CpuId(1));
+        model::set_current_cpu(CpuId::of::<1>());
         let mut seen = Vec::new();
         let n = gic.handle_pending(|id| {
             seen.push(id.get());
             true // the flow "ran"; its eoi is a no-op for SGIs
         });
         assert_eq!((n, seen), (1, vec![5]));
-        assert!(!m.state(CpuId(1), 5).active, "split={split}");
-        assert_eq!(m.running_priority(CpuId(1)), 0xff);
+        assert!(!m.state(CpuId::of::<1>(), 5).active, "split={split}");
+        assert_eq!(m.running_priority(CpuId::of::<1>()), 0xff);
         assert_eq!(m.violations(), Vec::<String>::new());
         model::set_current_cpu(C0);
     }
@@ -223,10 +229,10 @@ fn model_requires_sre_before_icc_access() {
 #[test]
 fn v3_mpidr_reads_ignore_res1_bit() {
     let (_m, gic) = common::v3(5, false);
-    model::set_current_cpu(CpuId(4));
-    gic.cpu_starting(CpuId(4)).unwrap();
-    assert_eq!(gic.cpu_affinity(CpuId(4)), Some(0x100));
-    assert_eq!(gic.current_cpu(), Some(CpuId(4)));
+    model::set_current_cpu(CpuId::of::<4>());
+    gic.cpu_starting(CpuId::of::<4>()).unwrap();
+    assert_eq!(gic.cpu_affinity(CpuId::of::<4>()), Some(0x100));
+    assert_eq!(gic.current_cpu(), Some(CpuId::of::<4>()));
     model::set_current_cpu(C0);
 }
 

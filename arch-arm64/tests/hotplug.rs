@@ -66,7 +66,7 @@ fn boot_cpu0(v: Version, ncpus: usize) -> (Rig, IrqNumber) {
 fn cpu_up_wakes_the_redistributor_before_the_timer_ppi_is_enabled() {
     let (rig, _timer) = boot_cpu0(Version::V3, 4);
     for c in 1..4 {
-        let cpu = CpuId(c);
+        let cpu = CpuId::new(c).unwrap();
         assert!(rig.model.redistributor_asleep(cpu));
         rig.model.take_events();
         rig.core.cpu_up(cpu, &ThreadCpus(&rig.core)).unwrap();
@@ -88,11 +88,19 @@ fn cpu_down_moves_spis_and_sleeps_the_redistributor() {
     for v in [Version::V2, Version::V3] {
         let (rig, _timer) = boot_cpu0(v, 3);
         for c in 1..3 {
-            rig.core.cpu_up(CpuId(c), &ThreadCpus(&rig.core)).unwrap();
+            rig.core
+                .cpu_up(CpuId::new(c).unwrap(), &ThreadCpus(&rig.core))
+                .unwrap();
         }
         let (irq, count) = rig.request(90, TriggerType::EdgeRising, |_| {});
-        rig.core.set_affinity(irq, &CpuMask::of(CpuId(2))).unwrap();
-        assert_eq!(rig.model.spi_route_cpus(90), vec![CpuId(2)], "{v:?}");
+        rig.core
+            .set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
+            .unwrap();
+        assert_eq!(
+            rig.model.spi_route_cpus(90),
+            vec![CpuId::of::<2>()],
+            "{v:?}"
+        );
         // A line without a descriptor routed to cpu2 by hand.
         rig.on(2, || {
             let d = rig.model.distributor();
@@ -108,31 +116,47 @@ fn cpu_down_moves_spis_and_sleeps_the_redistributor() {
             }
         });
 
-        rig.core.cpu_down(CpuId(2), &ThreadCpus(&rig.core)).unwrap();
-        assert!(!rig.core.cpu_online(CpuId(2)));
+        rig.core
+            .cpu_down(CpuId::of::<2>(), &ThreadCpus(&rig.core))
+            .unwrap();
+        assert!(!rig.core.cpu_online(CpuId::of::<2>()));
         let moved_to = rig.model.spi_route_cpus(90);
         assert!(
-            moved_to.len() == 1 && moved_to[0] != CpuId(2),
+            moved_to.len() == 1 && moved_to[0] != CpuId::of::<2>(),
             "{v:?}: SPI 90 now routed to {moved_to:?}"
         );
-        assert!(!rig.core.effective_affinity(irq).unwrap().contains(CpuId(2)));
-        assert_eq!(rig.model.spi_route_cpus(91), vec![CpuId(0)], "{v:?}: swept");
-        assert!(!rig.model.state(CpuId(2), 27).enabled, "{v:?}: timer off");
-        assert!(!rig.model.cpu_interface_enabled(CpuId(2)));
+        assert!(
+            !rig.core
+                .effective_affinity(irq)
+                .unwrap()
+                .contains(CpuId::of::<2>())
+        );
+        assert_eq!(
+            rig.model.spi_route_cpus(91),
+            vec![CpuId::BOOT],
+            "{v:?}: swept"
+        );
+        assert!(
+            !rig.model.state(CpuId::of::<2>(), 27).enabled,
+            "{v:?}: timer off"
+        );
+        assert!(!rig.model.cpu_interface_enabled(CpuId::of::<2>()));
         if v == Version::V3 {
-            assert!(rig.model.redistributor_asleep(CpuId(2)));
+            assert!(rig.model.redistributor_asleep(CpuId::of::<2>()));
         }
         // The moved SPI still works.
-        rig.model.pulse(CpuId(0), 90);
+        rig.model.pulse(CpuId::BOOT, 90);
         let target = moved_to[0].index();
         assert_eq!(rig.irq_entry(target), 1, "{v:?}");
         assert_eq!(count.load(Ordering::SeqCst), 1);
 
         // And the CPU comes back, redistributor awake, timer on.
-        rig.core.cpu_up(CpuId(2), &ThreadCpus(&rig.core)).unwrap();
-        assert!(rig.model.state(CpuId(2), 27).enabled, "{v:?}");
+        rig.core
+            .cpu_up(CpuId::of::<2>(), &ThreadCpus(&rig.core))
+            .unwrap();
+        assert!(rig.model.state(CpuId::of::<2>(), 27).enabled, "{v:?}");
         if v == Version::V3 {
-            assert!(!rig.model.redistributor_asleep(CpuId(2)));
+            assert!(!rig.model.redistributor_asleep(CpuId::of::<2>()));
         }
         rig.assert_clean();
     }

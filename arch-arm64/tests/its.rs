@@ -73,7 +73,7 @@ fn world(ncpus: usize, started: usize) -> World {
         .unwrap(),
     );
     for c in 0..started {
-        its.cpu_up(CpuId(c as u32)).unwrap();
+        its.cpu_up(CpuId::new(c as u32).unwrap()).unwrap();
     }
     World {
         rig,
@@ -101,7 +101,7 @@ fn is_sync(d: &Decoded) -> bool {
 fn lpis_are_enabled_on_every_redistributor_and_collections_mapped() {
     let w = world(4, 4);
     for c in 0..4 {
-        let cpu = CpuId(c);
+        let cpu = CpuId::new(c).unwrap();
         assert!(w.rig.model.lpis_enabled(cpu), "cpu{c}");
         assert!(w.its.cpu_ready(cpu));
     }
@@ -124,7 +124,7 @@ fn lpis_are_enabled_on_every_redistributor_and_collections_mapped() {
     assert_eq!(w.its.device_limit(), 8192);
     // Bringing a CPU up again (it came back online) is harmless: LPIs stay
     // enabled with the same tables.
-    w.its.cpu_up(CpuId(1)).unwrap();
+    w.its.cpu_up(CpuId::of::<1>()).unwrap();
     w.rig.assert_clean();
 }
 
@@ -133,16 +133,18 @@ fn mapd_mapti_movi_discard_with_sync_after_every_move() {
     let w = world(4, 4);
     w.its.map_device(DEV, 4).unwrap();
     assert!(w.itsm.device_mapped(DEV));
-    let lpi = w.its.map_event(DEV, EventId(1), CpuId(0)).unwrap();
+    let lpi = w.its.map_event(DEV, EventId(1), CpuId::BOOT).unwrap();
     assert!(lpi.is_lpi());
     assert_eq!(
         w.itsm.lookup(DEV, EventId(1)).unwrap().cpu,
-        CpuId(0),
+        CpuId::BOOT,
         "MAPTI into cpu0's collection"
     );
     for to in [2u32, 1, 3, 0] {
         let mark = w.itsm.commands().len();
-        w.its.move_event(DEV, EventId(1), CpuId(to)).unwrap();
+        w.its
+            .move_event(DEV, EventId(1), CpuId::new(to).unwrap())
+            .unwrap();
         let cmds = since(&w, mark);
         assert!(
             matches!(cmds.first(), Some(Decoded::Movi { icid, .. }) if icid.0 as u32 == to),
@@ -153,24 +155,27 @@ fn mapd_mapti_movi_discard_with_sync_after_every_move() {
             "SYNC after the MOVI: {cmds:?}"
         );
         let d = w.itsm.lookup(DEV, EventId(1)).unwrap();
-        assert_eq!((d.lpi, d.cpu), (lpi.get(), CpuId(to)));
-        assert_eq!(w.its.event(DEV, EventId(1)).unwrap().cpu, CpuId(to));
+        assert_eq!((d.lpi, d.cpu), (lpi.get(), CpuId::new(to).unwrap()));
+        assert_eq!(
+            w.its.event(DEV, EventId(1)).unwrap().cpu,
+            CpuId::new(to).unwrap()
+        );
     }
     // A pending LPI moves with its event.
-    w.its.move_event(DEV, EventId(1), CpuId(2)).unwrap();
+    w.its.move_event(DEV, EventId(1), CpuId::of::<2>()).unwrap();
     w.itsm
         .msi_write(DEV, w.its.translater(), 1)
         .expect("translated");
-    assert_eq!(w.rig.model.lpis_pending(CpuId(2)), [lpi.get()]);
-    w.its.move_event(DEV, EventId(1), CpuId(3)).unwrap();
-    assert!(w.rig.model.lpis_pending(CpuId(2)).is_empty());
-    assert_eq!(w.rig.model.lpis_pending(CpuId(3)), [lpi.get()]);
+    assert_eq!(w.rig.model.lpis_pending(CpuId::of::<2>()), [lpi.get()]);
+    w.its.move_event(DEV, EventId(1), CpuId::of::<3>()).unwrap();
+    assert!(w.rig.model.lpis_pending(CpuId::of::<2>()).is_empty());
+    assert_eq!(w.rig.model.lpis_pending(CpuId::of::<3>()), [lpi.get()]);
     // DISCARD unmaps it and drops the pending LPI; the LPI number is free.
     let mark = w.itsm.commands().len();
     w.its.unmap_event(DEV, EventId(1)).unwrap();
     let cmds = since(&w, mark);
     assert!(matches!(cmds[0], Decoded::Discard { .. }) && is_sync(&cmds[1]));
-    assert!(w.rig.model.lpis_pending(CpuId(3)).is_empty());
+    assert!(w.rig.model.lpis_pending(CpuId::of::<3>()).is_empty());
     assert_eq!(
         w.itsm.lookup(DEV, EventId(1)),
         Err(TranslationError::EventNotMapped(DEV, EventId(1)))
@@ -211,7 +216,7 @@ fn bad_inputs_are_typed_errors_and_change_nothing() {
     let before = state(&w);
     // An unmapped device.
     assert_eq!(
-        w.its.map_event(DEV, EventId(0), CpuId(0)),
+        w.its.map_event(DEV, EventId(0), CpuId::BOOT),
         Err(ItsError::DeviceNotMapped(DEV))
     );
     assert_eq!(
@@ -236,12 +241,12 @@ fn bad_inputs_are_typed_errors_and_change_nothing() {
     let before = state(&w);
     // An EventID beyond the ITT (4 events: 0..4).
     assert_eq!(
-        w.its.map_event(DEV, EventId(4), CpuId(0)),
+        w.its.map_event(DEV, EventId(4), CpuId::BOOT),
         Err(ItsError::EventOutOfRange(DEV, EventId(4)))
     );
     // An event not mapped.
     assert_eq!(
-        w.its.move_event(DEV, EventId(2), CpuId(0)),
+        w.its.move_event(DEV, EventId(2), CpuId::BOOT),
         Err(ItsError::EventNotMapped(DEV, EventId(2)))
     );
     assert_eq!(
@@ -250,21 +255,21 @@ fn bad_inputs_are_typed_errors_and_change_nothing() {
     );
     // A CPU whose collection is not up (cpu1 was never started) / unknown.
     assert_eq!(
-        w.its.map_event(DEV, EventId(0), CpuId(1)),
-        Err(ItsError::BadCpu(CpuId(1)))
+        w.its.map_event(DEV, EventId(0), CpuId::of::<1>()),
+        Err(ItsError::BadCpu(CpuId::of::<1>()))
     );
     assert_eq!(
-        w.its.map_event(DEV, EventId(0), CpuId(9)),
-        Err(ItsError::BadCpu(CpuId(9)))
+        w.its.map_event(DEV, EventId(0), CpuId::of::<9>()),
+        Err(ItsError::BadCpu(CpuId::of::<9>()))
     );
     assert_eq!(state(&w), before);
 
     // A device already mapped; an event mapped twice at the ITS level.
     assert_eq!(w.its.map_device(DEV, 4), Err(ItsError::DeviceMapped(DEV)));
-    w.its.map_event(DEV, EventId(0), CpuId(0)).unwrap();
+    w.its.map_event(DEV, EventId(0), CpuId::BOOT).unwrap();
     let before = state(&w);
     assert_eq!(
-        w.its.map_event(DEV, EventId(0), CpuId(0)),
+        w.its.map_event(DEV, EventId(0), CpuId::BOOT),
         Err(ItsError::EventMapped(DEV, EventId(0)))
     );
     // A device with events cannot be unmapped.
@@ -374,7 +379,7 @@ fn tables_too_small_or_misaligned_refuse_setup_before_touching_the_its() {
 fn a_full_command_queue_is_a_typed_error_and_writes_nothing() {
     let w = world(2, 2);
     w.its.map_device(DEV, 4).unwrap();
-    w.its.map_event(DEV, EventId(0), CpuId(0)).unwrap();
+    w.its.map_event(DEV, EventId(0), CpuId::BOOT).unwrap();
     // The ITS stops reading its queue.
     w.itsm.set_hold(true);
     let mut timeouts = 0;
@@ -397,15 +402,18 @@ fn a_full_command_queue_is_a_typed_error_and_writes_nothing() {
     // Affinity while the queue is full: irqcore is told Busy and keeps the
     // request; the driver's mapping is unchanged.
     assert_eq!(
-        w.its.move_event(DEV, EventId(0), CpuId(1)),
+        w.its.move_event(DEV, EventId(0), CpuId::of::<1>()),
         Err(ItsError::QueueFull)
     );
-    assert_eq!(w.its.event(DEV, EventId(0)).unwrap().cpu, CpuId(0));
+    assert_eq!(w.its.event(DEV, EventId(0)).unwrap().cpu, CpuId::BOOT);
     // The ITS reads again: everything queued runs, in order, without error.
     w.itsm.set_hold(false);
     assert!(w.itsm.command_errors().is_empty());
-    w.its.move_event(DEV, EventId(0), CpuId(1)).unwrap();
-    assert_eq!(w.itsm.lookup(DEV, EventId(0)).unwrap().cpu, CpuId(1));
+    w.its.move_event(DEV, EventId(0), CpuId::of::<1>()).unwrap();
+    assert_eq!(
+        w.itsm.lookup(DEV, EventId(0)).unwrap().cpu,
+        CpuId::of::<1>()
+    );
 }
 
 // ----- the irqcore hierarchy: PCI-MSI -> ITS -> GIC LPI -------------------------
@@ -514,11 +522,11 @@ fn msi_through_the_its_is_handled_once_on_an_allowed_cpu_while_affinity_moves() 
         let mark = s.w.itsm.commands().len();
         s.w.rig
             .core
-            .set_affinity(irq, &CpuMask::of(CpuId(to)))
+            .set_affinity(irq, &CpuMask::of(CpuId::new(to).unwrap()))
             .unwrap();
         assert_eq!(
             s.w.rig.core.effective_affinity(irq).unwrap(),
-            CpuMask::of(CpuId(to))
+            CpuMask::of(CpuId::new(to).unwrap())
         );
         let cmds = since(&s.w, mark);
         assert!(
@@ -541,7 +549,7 @@ fn msi_through_the_its_is_handled_once_on_an_allowed_cpu_while_affinity_moves() 
     assert_eq!(total(&per_cpu), raised);
     assert_eq!(
         (0..4)
-            .map(|c| s.w.rig.core.irq_count(irq, CpuId(c)))
+            .map(|c| s.w.rig.core.irq_count(irq, CpuId::new(c).unwrap()))
             .sum::<u64>(),
         raised
     );
@@ -641,18 +649,18 @@ fn mapping_an_event_twice_or_sharing_it_is_refcounted_and_the_last_unmap_discard
 fn masking_needs_inv_and_the_model_shows_it() {
     let w = world(1, 1);
     w.its.map_device(DEV, 2).unwrap();
-    let lpi = w.its.map_event(DEV, EventId(0), CpuId(0)).unwrap();
+    let lpi = w.its.map_event(DEV, EventId(0), CpuId::BOOT).unwrap();
     w.its.set_event_enabled(DEV, EventId(0), true).unwrap();
     // Disable in memory only, without INV: the redistributor still uses
     // the configuration it loaded, so the LPI is still signalled.
     w.lpis.set_enabled(lpi, false).unwrap();
     w.itsm.msi_write(DEV, w.its.translater(), 0).unwrap();
-    assert_eq!(w.rig.model.highest_pending(CpuId(0)), Some(lpi.get()));
+    assert_eq!(w.rig.model.highest_pending(CpuId::BOOT), Some(lpi.get()));
     // With INV (the driver's mask), it is not.
     w.its.set_event_enabled(DEV, EventId(0), false).unwrap();
-    assert_eq!(w.rig.model.highest_pending(CpuId(0)), None);
+    assert_eq!(w.rig.model.highest_pending(CpuId::BOOT), None);
     w.its.set_event_enabled(DEV, EventId(0), true).unwrap();
-    assert_eq!(w.rig.model.highest_pending(CpuId(0)), Some(lpi.get()));
+    assert_eq!(w.rig.model.highest_pending(CpuId::BOOT), Some(lpi.get()));
 }
 
 // ----- hotplug -------------------------------------------------------------------
@@ -686,9 +694,13 @@ fn cpu_hotplug_maps_collections_and_moves_lpis_off_a_dying_cpu() {
     )
     .unwrap();
     for c in 1..4 {
-        core.cpu_up(CpuId(c), &ThreadCpus(core)).unwrap();
-        assert!(s.w.its.cpu_ready(CpuId(c)), "cpu{c} collection mapped");
-        assert!(s.w.rig.model.lpis_enabled(CpuId(c)));
+        core.cpu_up(CpuId::new(c).unwrap(), &ThreadCpus(core))
+            .unwrap();
+        assert!(
+            s.w.its.cpu_ready(CpuId::new(c).unwrap()),
+            "cpu{c} collection mapped"
+        );
+        assert!(s.w.rig.model.lpis_enabled(CpuId::new(c).unwrap()));
     }
     let reg = DomainRegistry::new(&s.w.rig.core);
     let d = domains(&s, &reg);
@@ -714,35 +726,37 @@ fn cpu_hotplug_maps_collections_and_moves_lpis_off_a_dying_cpu() {
     // ITS chip) and one without (moved by the ITS's own sweep).
     s.w.rig
         .core
-        .set_affinity(m.irq(), &CpuMask::of(CpuId(2)))
+        .set_affinity(m.irq(), &CpuMask::of(CpuId::of::<2>()))
         .unwrap();
-    s.w.its.map_event(DEV, EventId(3), CpuId(2)).unwrap();
+    s.w.its
+        .map_event(DEV, EventId(3), CpuId::of::<2>())
+        .unwrap();
     s.w.rig
         .core
-        .cpu_down(CpuId(2), &ThreadCpus(&s.w.rig.core))
+        .cpu_down(CpuId::of::<2>(), &ThreadCpus(&s.w.rig.core))
         .unwrap();
-    assert!(!s.w.its.cpu_ready(CpuId(2)));
+    assert!(!s.w.its.cpu_ready(CpuId::of::<2>()));
     for ev in [0, 3] {
         let d = s.w.itsm.lookup(DEV, EventId(ev)).unwrap();
-        assert_ne!(d.cpu, CpuId(2), "event {ev} left the dying CPU");
+        assert_ne!(d.cpu, CpuId::of::<2>(), "event {ev} left the dying CPU");
         assert_eq!(s.w.its.event(DEV, EventId(ev)).unwrap().cpu, d.cpu);
     }
     let eff = s.w.rig.core.effective_affinity(m.irq()).unwrap();
-    assert!(!eff.contains(CpuId(2)));
+    assert!(!eff.contains(CpuId::of::<2>()));
     let target = s.w.itsm.lookup(DEV, EventId(0)).unwrap().cpu;
     assert!(eff.contains(target), "{eff:?} vs {target:?}");
     fire(&s, 0);
-    assert_eq!(entry(&s, &reg, d, target.0), 1);
+    assert_eq!(entry(&s, &reg, d, target.get()), 1);
     assert_eq!(count.load(Ordering::SeqCst), 1);
     // Back online: the collection is mapped again and takes LPIs.
     s.w.rig
         .core
-        .cpu_up(CpuId(2), &ThreadCpus(&s.w.rig.core))
+        .cpu_up(CpuId::of::<2>(), &ThreadCpus(&s.w.rig.core))
         .unwrap();
-    assert!(s.w.its.cpu_ready(CpuId(2)));
+    assert!(s.w.its.cpu_ready(CpuId::of::<2>()));
     s.w.rig
         .core
-        .set_affinity(m.irq(), &CpuMask::of(CpuId(2)))
+        .set_affinity(m.irq(), &CpuMask::of(CpuId::of::<2>()))
         .unwrap();
     fire(&s, 0);
     assert_eq!(entry(&s, &reg, d, 2), 1);
@@ -777,7 +791,7 @@ fn a_move_while_the_queue_is_stuck_is_deferred_and_the_last_request_wins() {
         .unwrap();
     s.w.rig
         .core
-        .set_affinity(irq, &CpuMask::of(CpuId(0)))
+        .set_affinity(irq, &CpuMask::of(CpuId::BOOT))
         .unwrap();
     // The ITS stops reading: every request is accepted by irqcore (the
     // chip said Busy) and kept; nothing has moved yet. The last one goes
@@ -785,14 +799,14 @@ fn a_move_while_the_queue_is_stuck_is_deferred_and_the_last_request_wins() {
     // a move "to where it already is" would leave it at cpu2 for good.
     s.w.itsm.set_hold(true);
     for to in [1, 2, 0] {
-        let mask = CpuMask::of(CpuId(to));
+        let mask = CpuMask::of(CpuId::new(to).unwrap());
         s.w.rig.core.set_affinity(irq, &mask).unwrap();
     }
     assert_eq!(
         s.w.rig.core.effective_affinity(irq).unwrap(),
-        CpuMask::of(CpuId(0))
+        CpuMask::of(CpuId::BOOT)
     );
-    assert_eq!(s.w.its.event(DEV, EventId(0)).unwrap().cpu, CpuId(0));
+    assert_eq!(s.w.its.event(DEV, EventId(0)).unwrap().cpu, CpuId::BOOT);
     // It reads again; the next interrupt is the safe point where irqcore
     // applies the pending move: the last request, cpu0.
     s.w.itsm.set_hold(false);
@@ -801,10 +815,10 @@ fn a_move_while_the_queue_is_stuck_is_deferred_and_the_last_request_wins() {
     assert_eq!(handled, 1);
     assert_eq!(
         s.w.rig.core.effective_affinity(irq).unwrap(),
-        CpuMask::of(CpuId(0))
+        CpuMask::of(CpuId::BOOT)
     );
-    assert_eq!(s.w.its.event(DEV, EventId(0)).unwrap().cpu, CpuId(0));
-    assert_eq!(s.w.itsm.lookup(DEV, EventId(0)).unwrap().cpu, CpuId(0));
+    assert_eq!(s.w.its.event(DEV, EventId(0)).unwrap().cpu, CpuId::BOOT);
+    assert_eq!(s.w.itsm.lookup(DEV, EventId(0)).unwrap().cpu, CpuId::BOOT);
     fire(&s, 0);
     assert_eq!(
         entry(&s, &reg, d, 0),
@@ -833,9 +847,9 @@ fn threads_mapping_moving_and_unmapping_events_concurrently_keep_the_its_consist
             sc.spawn(move || {
                 for round in 0..40u32 {
                     let ev = EventId(round % 8);
-                    let cpu = CpuId((round + t as u32) % 4);
+                    let cpu = CpuId::new((round + t as u32) % 4).unwrap();
                     let lpi = its.map_event(d, ev, cpu).unwrap();
-                    let to = CpuId((round * 3 + 1) % 4);
+                    let to = CpuId::new((round * 3 + 1) % 4).unwrap();
                     its.move_event(d, ev, to).unwrap();
                     its.set_event_enabled(d, ev, round % 2 == 0).unwrap();
                     let got = itsm.lookup(d, ev).unwrap();

@@ -58,10 +58,10 @@ fn run(v: Version, split: bool) {
         {
             let (rig, posted, stop) = (rig.clone(), dev_posted.clone(), stop.clone());
             s.spawn(move || {
-                model::set_current_cpu(CpuId(NCPUS as u32)); // not a CPU: no banked access
+                model::set_current_cpu(CpuId::new(NCPUS as u32).unwrap()); // not a CPU: no banked access
                 while !stop.load(Ordering::Acquire) {
                     posted.fetch_add(1, Ordering::AcqRel);
-                    rig.model.pulse(CpuId(0), 100);
+                    rig.model.pulse(CpuId::BOOT, 100);
                     std::thread::yield_now();
                 }
             });
@@ -70,16 +70,16 @@ fn run(v: Version, split: bool) {
             .map(|c| {
                 let (rig, mb, sent) = (rig.clone(), mailbox.clone(), sent.clone());
                 s.spawn(move || {
-                    model::set_current_cpu(CpuId(c as u32));
+                    model::set_current_cpu(CpuId::new(c as u32).unwrap());
                     let sgi = IntId::sgi(3).unwrap();
                     for i in 0..ROUNDS {
                         let to = (c + 1 + (i as usize % (NCPUS - 1))) % NCPUS;
                         mb[to].fetch_add(1, Ordering::AcqRel);
                         sent.fetch_add(1, Ordering::AcqRel);
-                        let mask = CpuMask::of(CpuId(to as u32));
+                        let mask = CpuMask::of(CpuId::new(to as u32).unwrap());
                         rig.gic.send_sgi(sgi, SgiTarget::Cpus(&mask)).unwrap();
                         if c == 0 && i % 10 == 0 {
-                            let target = CpuId(((i / 10) % NCPUS as u64) as u32);
+                            let target = CpuId::new(((i / 10) % NCPUS as u64) as u32).unwrap();
                             rig.core.set_affinity(spi, &CpuMask::of(target)).unwrap();
                         }
                         rig.irq_entry(c);

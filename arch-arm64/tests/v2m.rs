@@ -111,14 +111,14 @@ fn msi_through_v2m_is_an_edge_spi_handled_once_where_its_affinity_says() {
         );
         assert_eq!(msg.data, 64, "{v:?}: the frame's first SPI");
         assert!(
-            w.rig.model.state(CpuId(0), 64).edge,
+            w.rig.model.state(CpuId::BOOT, 64).edge,
             "{v:?}: configured edge"
         );
         let mut raised = 0;
         for to in [2u32, 1, 3, 0] {
             w.rig
                 .core
-                .set_affinity(m.irq(), &CpuMask::of(CpuId(to)))
+                .set_affinity(m.irq(), &CpuMask::of(CpuId::new(to).unwrap()))
                 .unwrap();
             for _ in 0..2 {
                 fire(&w, 0);

@@ -29,14 +29,18 @@ fn retarget_while_active_with_edge_queued(xen_opts: bool) -> u64 {
     let rig = common::Rig::boot_v3_with(3, opts(xen_opts));
     rig.model.set_xen_vgic_disable_drops_queued(true);
     let (irq, count) = rig.request(SPI, TriggerType::EdgeRising, |_| {});
-    rig.core.set_affinity(irq, &CpuMask::of(CpuId(1))).unwrap();
-    rig.model.pulse(CpuId(0), SPI);
+    rig.core
+        .set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
+        .unwrap();
+    rig.model.pulse(CpuId::BOOT, SPI);
     let regs = rig.model.sysregs();
     let acked = rig.on(1, || regs.read(IccReg::Iar1));
     assert_eq!(acked, u64::from(SPI), "CPU 1 takes the first edge");
-    rig.model.pulse(CpuId(0), SPI);
-    rig.core.set_affinity(irq, &CpuMask::of(CpuId(2))).unwrap();
-    assert_eq!(rig.model.spi_route_cpus(SPI), [CpuId(2)]);
+    rig.model.pulse(CpuId::BOOT, SPI);
+    rig.core
+        .set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
+        .unwrap();
+    assert_eq!(rig.model.spi_route_cpus(SPI), [CpuId::of::<2>()]);
     rig.on(1, || regs.write(IccReg::Eoir1, u64::from(SPI)));
     assert_eq!(rig.irq_entry(1), 0, "nothing left for CPU 1");
     rig.irq_entry(2);
@@ -62,14 +66,16 @@ fn hardware_options_disable_an_enabled_spi_around_the_route_write() {
         let rig = common::Rig::boot_v3_with(3, opts(xen));
         let (irq, _count) = rig.request(SPI, TriggerType::LevelHigh, |_| {});
         rig.model.take_events();
-        rig.core.set_affinity(irq, &CpuMask::of(CpuId(2))).unwrap();
+        rig.core
+            .set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
+            .unwrap();
         let reenabled = rig.model.take_events().contains(&Event::SpiEnabled(SPI));
         // Hardware: disabled and enabled again (erratum-safe, as Linux);
         // Xen's vGIC: never disabled.
         assert_eq!(reenabled, !xen, "xen options: {xen}");
-        assert_eq!(rig.model.spi_route_cpus(SPI), [CpuId(2)]);
-        assert!(rig.model.state(CpuId(0), SPI).enabled);
-        model::set_current_cpu(CpuId(0));
+        assert_eq!(rig.model.spi_route_cpus(SPI), [CpuId::of::<2>()]);
+        assert!(rig.model.state(CpuId::BOOT, SPI).enabled);
+        model::set_current_cpu(CpuId::BOOT);
     }
 }
 
@@ -82,26 +88,30 @@ fn second_move_while_active(xen_opts: bool) -> (Vec<CpuId>, bool) {
     let rig = common::Rig::boot_v3_with(3, opts(xen_opts));
     rig.model.set_xen_vgic_refuses_second_move(true);
     let (irq, count) = rig.request(SPI, TriggerType::EdgeRising, |_| {});
-    rig.core.set_affinity(irq, &CpuMask::of(CpuId(1))).unwrap();
-    rig.model.pulse(CpuId(0), SPI);
+    rig.core
+        .set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
+        .unwrap();
+    rig.model.pulse(CpuId::BOOT, SPI);
     let regs = rig.model.sysregs();
     let acked = rig.on(1, || regs.read(IccReg::Iar1));
     assert_eq!(acked, u64::from(SPI), "CPU 1 takes the first edge");
-    rig.core.set_affinity(irq, &CpuMask::of(CpuId(2))).unwrap();
+    rig.core
+        .set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
+        .unwrap();
     // Refused by the vGIC; irqcore must still end on this request.
-    let r = rig.core.set_affinity(irq, &CpuMask::of(CpuId(0)));
+    let r = rig.core.set_affinity(irq, &CpuMask::of(CpuId::BOOT));
     assert_eq!(r, Ok(()), "a refused move is deferred, not an error");
-    assert_eq!(rig.model.spi_route_cpus(SPI), [CpuId(2)]);
+    assert_eq!(rig.model.spi_route_cpus(SPI), [CpuId::of::<2>()]);
     rig.on(1, || regs.write(IccReg::Eoir1, u64::from(SPI)));
     // The next edge goes where the vGIC routes it: CPU 2 handles it and
     // the flow applies the deferred move there.
     rig.model.take_events();
-    rig.model.pulse(CpuId(0), SPI);
+    rig.model.pulse(CpuId::BOOT, SPI);
     assert_eq!(rig.irq_entry(2), 1, "CPU 2 takes the second edge");
     let masked = rig.model.take_events().contains(&Event::SpiEnabled(SPI));
     let route = rig.model.spi_route_cpus(SPI);
-    if route == [CpuId(0)] {
-        rig.model.pulse(CpuId(2), SPI);
+    if route == [CpuId::BOOT] {
+        rig.model.pulse(CpuId::of::<2>(), SPI);
         assert_eq!(
             rig.irq_entry(0),
             1,
@@ -110,14 +120,14 @@ fn second_move_while_active(xen_opts: bool) -> (Vec<CpuId>, bool) {
         assert_eq!(count.load(Ordering::SeqCst), 2);
     }
     rig.assert_clean();
-    model::set_current_cpu(CpuId(0));
+    model::set_current_cpu(CpuId::BOOT);
     (route, masked)
 }
 
 #[test]
 fn a_move_xen_refuses_is_retried_until_the_last_request_holds() {
     let (route, masked) = second_move_while_active(true);
-    assert_eq!(route, [CpuId(0)], "the last request wins");
+    assert_eq!(route, [CpuId::BOOT], "the last request wins");
     // Retried without the disable/enable bracket, which on Xen's vGIC
     // drops what it queued behind the active instance.
     assert!(!masked, "the retry must not mask the line on Xen's vGIC");
@@ -128,5 +138,5 @@ fn trusting_the_route_write_leaves_an_older_request_in_force() {
     // Why `verify_route` exists: a driver that trusts its write reports
     // CPU 0 while the vGIC keeps routing to CPU 2.
     let (route, _) = second_move_while_active(false);
-    assert_eq!(route, [CpuId(2)]);
+    assert_eq!(route, [CpuId::of::<2>()]);
 }

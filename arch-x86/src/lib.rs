@@ -84,14 +84,14 @@
 //!     vectors.reserve_system_vectors(arch_x86::PIC8259_VECTORS)?; // its IRQ 7/15 can fire even masked
 //! }
 //! vectors.assign_system_vector(CLEANUP)?; // and any other kernel vector inside 0x20..0xEC
-//! vectors.cpu_online(CpuId(0))?;         // the boot CPU; APs: through the hotplug phase
+//! vectors.cpu_online(CpuId::BOOT)?;         // the boot CPU; APs: through the hotplug phase
 //! vectors.register_hotplug(&core)?;
 //!
 //! let io = &desc.ioapics[0];
 //! let ioapic = Arc::new(IoApic::new("IO-APIC", ioapic_mmio, io.gsi_base)?);
 //! let route = desc.isa_route(4);  // COM1, MADT overrides applied
 //! let irq = core.alloc_descs(IrqNumber(32), 1)?;
-//! let v = vectors.alloc_vector(irq, &CpuMask::of(CpuId(0)), false)?;
+//! let v = vectors.alloc_vector(irq, &CpuMask::of(CpuId::BOOT), false)?;
 //! let pin = ioapic.claim_pin(irq, route.gsi - io.gsi_base, route.trigger, &v.level())?;
 //! let flow = if route.trigger.is_level() { FlowKind::FastEoi } else { FlowKind::Edge };
 //! core.set_chip(irq, vec![pin.level(), v.level()], flow)?;

@@ -249,9 +249,8 @@ impl VectorMatrix {
 
     /// The online CPUs.
     pub fn online_mask(&self) -> CpuMask {
-        (0..self.cpus.len())
-            .filter(|i| self.cpus[*i].online)
-            .map(|i| CpuId(i as u32))
+        CpuId::all(self.cpus.len())
+            .filter(|c| self.cpus[c.index()].online)
             .collect()
     }
 
@@ -288,9 +287,9 @@ impl VectorMatrix {
 
     /// Sum of [`available`](Self::available) over the online CPUs.
     pub fn global_available(&self) -> u32 {
-        (0..self.cpus.len())
-            .filter(|i| self.cpus[*i].online)
-            .map(|i| self.available(CpuId(i as u32)))
+        CpuId::all(self.cpus.len())
+            .filter(|c| self.cpus[c.index()].online)
+            .map(|c| self.available(c))
             .sum()
     }
 
@@ -429,16 +428,19 @@ mod tests {
     #[test]
     fn window_accounting_counts_system_vectors() {
         let mut m = VectorMatrix::new(2, 0x20, 0x30).unwrap();
-        m.cpu_online(CpuId(0)).unwrap();
-        assert_eq!(m.available(CpuId(0)), 16);
+        m.cpu_online(CpuId::BOOT).unwrap();
+        assert_eq!(m.available(CpuId::BOOT), 16);
         m.assign_system(Vector::new(0x25).unwrap()).unwrap();
-        assert_eq!(m.available(CpuId(0)), 15);
+        assert_eq!(m.available(CpuId::BOOT), 15);
         // A system vector is never handed out.
         let got: Vec<u8> = (0..15)
-            .map(|_| m.alloc(&CpuMask::of(CpuId(0))).unwrap().1.get())
+            .map(|_| m.alloc(&CpuMask::of(CpuId::BOOT)).unwrap().1.get())
             .collect();
         assert!(!got.contains(&0x25));
-        assert_eq!(m.alloc(&CpuMask::of(CpuId(0))), Err(VectorError::Exhausted));
+        assert_eq!(
+            m.alloc(&CpuMask::of(CpuId::BOOT)),
+            Err(VectorError::Exhausted)
+        );
     }
 
     #[test]
@@ -448,21 +450,24 @@ mod tests {
             VectorMatrix::new(1, 0x30, 0x20).err(),
             Some(VectorError::BadWindow)
         );
-        assert_eq!(m.cpu_online(CpuId(7)), Err(VectorError::BadCpu(CpuId(7))));
         assert_eq!(
-            m.free(CpuId(0), Vector::new(0x21).unwrap()),
-            Err(VectorError::NotAllocated(CpuId(0), 0x21))
+            m.cpu_online(CpuId::of::<7>()),
+            Err(VectorError::BadCpu(CpuId::of::<7>()))
         );
         assert_eq!(
-            m.reserve_managed(&CpuMask::of(CpuId(9))),
-            Err(VectorError::BadCpu(CpuId(9)))
+            m.free(CpuId::BOOT, Vector::new(0x21).unwrap()),
+            Err(VectorError::NotAllocated(CpuId::BOOT, 0x21))
         );
         assert_eq!(
-            m.alloc(&CpuMask::of(CpuId(0))),
+            m.reserve_managed(&CpuMask::of(CpuId::of::<9>())),
+            Err(VectorError::BadCpu(CpuId::of::<9>()))
+        );
+        assert_eq!(
+            m.alloc(&CpuMask::of(CpuId::BOOT)),
             Err(VectorError::NoOnlineCpu)
         );
-        m.cpu_online(CpuId(0)).unwrap();
-        let (c, v) = m.alloc(&CpuMask::of(CpuId(0))).unwrap();
+        m.cpu_online(CpuId::BOOT).unwrap();
+        let (c, v) = m.alloc(&CpuMask::of(CpuId::BOOT)).unwrap();
         assert_eq!(m.assign_system(v), Err(VectorError::InUse(v.get())));
         m.free(c, v).unwrap();
         assert_eq!(m.free(c, v), Err(VectorError::NotAllocated(c, v.get())));
@@ -471,16 +476,16 @@ mod tests {
     #[test]
     fn managed_reservation_is_all_or_nothing() {
         let mut m = VectorMatrix::new(2, 0x20, 0x22).unwrap();
-        m.cpu_online(CpuId(0)).unwrap();
-        m.cpu_online(CpuId(1)).unwrap();
-        m.alloc(&CpuMask::of(CpuId(1))).unwrap();
-        m.alloc(&CpuMask::of(CpuId(1))).unwrap();
+        m.cpu_online(CpuId::BOOT).unwrap();
+        m.cpu_online(CpuId::of::<1>()).unwrap();
+        m.alloc(&CpuMask::of(CpuId::of::<1>())).unwrap();
+        m.alloc(&CpuMask::of(CpuId::of::<1>())).unwrap();
         // CPU 1 is full: the reservation on CPU 0 must be rolled back.
         assert_eq!(
             m.reserve_managed(&CpuMask::first_n(2)),
             Err(VectorError::Exhausted)
         );
-        assert_eq!(m.managed(CpuId(0)), (0, 0));
-        assert_eq!(m.available(CpuId(0)), 2);
+        assert_eq!(m.managed(CpuId::BOOT), (0, 0));
+        assert_eq!(m.available(CpuId::BOOT), 2);
     }
 }

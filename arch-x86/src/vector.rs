@@ -444,12 +444,14 @@ impl<O: ApicOps> VectorDomain<O> {
     /// a move's previous vector the same way). Dropping the queue entries
     /// without releasing them would leak the vectors.
     fn release_queued(&self, st: &mut State, irq: IrqNumber) {
-        for ci in 0..st.cleanup.len() {
+        // One queue per CPU of the matrix, whose size is at most MAX_CPUS.
+        for cpu in CpuId::all(st.cleanup.len()) {
+            let ci = cpu.index();
             let queue = core::mem::take(&mut st.cleanup[ci]);
             let (mine, rest): (Vec<_>, Vec<_>) = queue.into_iter().partition(|(i, _)| *i == irq);
             st.cleanup[ci] = rest;
             for (i, v) in mine {
-                self.release(st, i, CpuId(ci as u32), v);
+                self.release(st, i, cpu, v);
             }
         }
     }

@@ -124,7 +124,10 @@ fn ioapic_and_msi_domains_over_the_vector_domain() {
         drop(msi_handler);
         drop(mm);
         let total: u32 = (0..2)
-            .map(|c| r.vectors.with_matrix_ref(|m| m.allocated(CpuId(c))))
+            .map(|c| {
+                r.vectors
+                    .with_matrix_ref(|m| m.allocated(CpuId::new(c).unwrap()))
+            })
             .sum();
         assert_eq!(total, 0, "every vector released");
         // A pin the IOAPIC does not have is refused.

@@ -10,21 +10,24 @@ use irqcore::{CpuId, CpuMask, IrqChip, IrqData, IrqNumber};
 
 fn allocated(r: &common::Rig) -> (u32, u32) {
     r.vectors
-        .with_matrix_ref(|m| (m.allocated(CpuId(0)), m.allocated(CpuId(1))))
+        .with_matrix_ref(|m| (m.allocated(CpuId::BOOT), m.allocated(CpuId::of::<1>())))
 }
 
 /// Allocates `irq` on CPU 0 and moves it to CPU 1 through the chip; returns
 /// the old (CPU 0) vector.
 fn moved(r: &common::Rig, irq: IrqNumber) -> (Vec<irqcore::ChipLevel>, Vector) {
-    let lvl = r.vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
+    let lvl = r
+        .vectors
+        .alloc(irq, &CpuMask::of(CpuId::BOOT), false)
+        .unwrap();
     let old = r.vectors.target(irq).unwrap();
-    assert_eq!(old.cpu, CpuId(0));
+    assert_eq!(old.cpu, CpuId::BOOT);
     let levels = vec![lvl];
     let d = IrqData::new(irq, &levels);
     r.vectors
-        .set_affinity(&d, &CpuMask::of(CpuId(1)), false)
+        .set_affinity(&d, &CpuMask::of(CpuId::of::<1>()), false)
         .unwrap();
-    assert_eq!(r.vectors.target(irq).unwrap().cpu, CpuId(1));
+    assert_eq!(r.vectors.target(irq).unwrap().cpu, CpuId::of::<1>());
     (levels, old.vector)
 }
 
@@ -37,8 +40,11 @@ fn freeing_before_the_first_arrival_on_the_new_vector_releases_both() {
     assert_eq!(allocated(&r), (base.0 + 1, base.1 + 1));
     r.vectors.free(irq).unwrap();
     assert_eq!(allocated(&r), base, "a vector leaked");
-    assert!(!r.vectors.with_matrix_ref(|m| m.is_allocated(CpuId(0), old)));
-    assert_eq!(r.vectors.irq_for_vector(CpuId(0), old), None);
+    assert!(
+        !r.vectors
+            .with_matrix_ref(|m| m.is_allocated(CpuId::BOOT, old))
+    );
+    assert_eq!(r.vectors.irq_for_vector(CpuId::BOOT, old), None);
     assert!(!r.vectors.move_in_progress(irq));
 }
 
@@ -53,17 +59,21 @@ fn freeing_while_the_old_vector_awaits_cleanup_releases_it() {
     r.machine.set_current_cpu(1);
     r.vectors.ack(&IrqData::new(irq, &levels));
     assert!(r.vectors.move_in_progress(irq), "cleanup queued on CPU 0");
-    assert!(r.vectors.with_matrix_ref(|m| m.is_allocated(CpuId(0), old)));
+    assert!(
+        r.vectors
+            .with_matrix_ref(|m| m.is_allocated(CpuId::BOOT, old))
+    );
     // The irq is freed before CPU 0 ran its cleanup.
     r.vectors.free(irq).unwrap();
     r.machine.set_current_cpu(0);
-    r.vectors.run_cleanup(CpuId(0));
+    r.vectors.run_cleanup(CpuId::BOOT);
     assert!(
-        !r.vectors.with_matrix_ref(|m| m.is_allocated(CpuId(0), old)),
+        !r.vectors
+            .with_matrix_ref(|m| m.is_allocated(CpuId::BOOT, old)),
         "the old vector {old:#x} on CPU 0 leaked"
     );
     assert_eq!(allocated(&r), base, "a vector leaked");
-    assert_eq!(r.vectors.irq_for_vector(CpuId(0), old), None);
+    assert_eq!(r.vectors.irq_for_vector(CpuId::BOOT, old), None);
 }
 
 #[test]
@@ -72,10 +82,14 @@ fn managed_shutdown_while_the_old_vector_awaits_cleanup_releases_it() {
     let irq = IrqNumber(42);
     let lvl = r
         .vectors
-        .alloc(irq, &CpuMask::from_cpus([CpuId(0), CpuId(1)]), true)
+        .alloc(
+            irq,
+            &CpuMask::from_cpus([CpuId::BOOT, CpuId::of::<1>()]),
+            true,
+        )
         .unwrap();
     let old = r.vectors.target(irq).unwrap();
-    let other = CpuId(1 - old.cpu.0);
+    let other = CpuId::new(1 - old.cpu.get()).unwrap();
     let levels = vec![lvl];
     let d = IrqData::new(irq, &levels);
     r.vectors

@@ -17,46 +17,53 @@ fn allocated(r: &common::Rig, cpu: CpuId) -> u32 {
 fn dropping_an_allocated_vector_frees_it() {
     let r = rig(&[0, 1]);
     let irq = IrqNumber(40);
-    let before = allocated(&r, CpuId(1));
+    let before = allocated(&r, CpuId::of::<1>());
     let v = r
         .vectors
-        .alloc_vector(irq, &CpuMask::of(CpuId(1)), false)
+        .alloc_vector(irq, &CpuMask::of(CpuId::of::<1>()), false)
         .unwrap();
     let t = v.target().unwrap();
-    assert_eq!(t.cpu, CpuId(1));
-    assert_eq!(allocated(&r, CpuId(1)), before + 1);
-    assert_eq!(r.vectors.irq_for_vector(CpuId(1), t.vector), Some(irq));
+    assert_eq!(t.cpu, CpuId::of::<1>());
+    assert_eq!(allocated(&r, CpuId::of::<1>()), before + 1);
+    assert_eq!(
+        r.vectors.irq_for_vector(CpuId::of::<1>(), t.vector),
+        Some(irq)
+    );
     // The irq holds its vectors: a second allocation is refused.
     assert_eq!(
         r.vectors
-            .alloc_vector(irq, &CpuMask::of(CpuId(1)), false)
+            .alloc_vector(irq, &CpuMask::of(CpuId::of::<1>()), false)
             .err(),
         Some(VectorError::IrqExists(irq))
     );
 
     drop(v);
-    assert_eq!(allocated(&r, CpuId(1)), before, "the vector went back");
-    assert_eq!(r.vectors.irq_for_vector(CpuId(1), t.vector), None);
+    assert_eq!(
+        allocated(&r, CpuId::of::<1>()),
+        before,
+        "the vector went back"
+    );
+    assert_eq!(r.vectors.irq_for_vector(CpuId::of::<1>(), t.vector), None);
     assert!(r.vectors.target(irq).is_none());
     // And the irq can have vectors again.
     let again = r
         .vectors
-        .alloc_vector(irq, &CpuMask::of(CpuId(1)), false)
+        .alloc_vector(irq, &CpuMask::of(CpuId::of::<1>()), false)
         .unwrap();
     again.free().unwrap();
-    assert_eq!(allocated(&r, CpuId(1)), before);
+    assert_eq!(allocated(&r, CpuId::of::<1>()), before);
 }
 
 #[test]
 fn dropping_a_managed_vector_frees_its_reservations() {
     let r = rig(&[0, 1]);
-    let both = CpuMask::of(CpuId(0)).or(&CpuMask::of(CpuId(1)));
+    let both = CpuMask::of(CpuId::BOOT).or(&CpuMask::of(CpuId::of::<1>()));
     let reserved = |c| r.vectors.with_matrix_ref(|m| m.managed(c));
     let v = r.vectors.alloc_vector(IrqNumber(41), &both, true).unwrap();
-    assert_eq!(reserved(CpuId(0)).0 + reserved(CpuId(1)).0, 2);
+    assert_eq!(reserved(CpuId::BOOT).0 + reserved(CpuId::of::<1>()).0, 2);
     drop(v);
-    assert_eq!(reserved(CpuId(0)), (0, 0));
-    assert_eq!(reserved(CpuId(1)), (0, 0));
+    assert_eq!(reserved(CpuId::BOOT), (0, 0));
+    assert_eq!(reserved(CpuId::of::<1>()), (0, 0));
 }
 
 #[test]
@@ -65,13 +72,13 @@ fn a_leaked_vector_stays_until_the_raw_free() {
     let irq = IrqNumber(42);
     let v = r
         .vectors
-        .alloc_vector(irq, &CpuMask::of(CpuId(0)), false)
+        .alloc_vector(irq, &CpuMask::of(CpuId::BOOT), false)
         .unwrap();
     let vector = v.vector().unwrap();
     let _level = v.leak();
-    assert_eq!(r.vectors.irq_for_vector(CpuId(0), vector), Some(irq));
+    assert_eq!(r.vectors.irq_for_vector(CpuId::BOOT, vector), Some(irq));
     r.vectors.free(irq).unwrap();
-    assert_eq!(r.vectors.irq_for_vector(CpuId(0), vector), None);
+    assert_eq!(r.vectors.irq_for_vector(CpuId::BOOT, vector), None);
 }
 
 #[test]
@@ -82,7 +89,7 @@ fn dropping_a_claimed_pin_masks_and_frees_its_entry() {
     let irq = IrqNumber(43);
     let v = r
         .vectors
-        .alloc_vector(irq, &CpuMask::of(CpuId(1)), false)
+        .alloc_vector(irq, &CpuMask::of(CpuId::of::<1>()), false)
         .unwrap();
     let pin = io
         .claim_pin(irq, 5, TriggerType::LevelLow, &v.level())

@@ -56,13 +56,14 @@ fn cpu_online_sets_up_the_vector_space_in_bring_up_with_the_sparse_lock_held() {
         .unwrap();
     assert_eq!(
         r.vectors
-            .alloc(IrqNumber(5), &CpuMask::of(CpuId(1)), false)
+            .alloc(IrqNumber(5), &CpuMask::of(CpuId::of::<1>()), false)
             .err(),
         Some(VectorError::NoOnlineCpu)
     );
 
     as_cpu(0, || {
-        r.core.cpu_up(CpuId(1), &TestControl { core: &r.core })
+        r.core
+            .cpu_up(CpuId::of::<1>(), &TestControl { core: &r.core })
     })
     .unwrap();
 
@@ -78,13 +79,16 @@ fn cpu_online_sets_up_the_vector_space_in_bring_up_with_the_sparse_lock_held() {
     );
     assert_eq!(
         r.vectors
-            .alloc(IrqNumber(5), &CpuMask::of(CpuId(1)), false)
+            .alloc(IrqNumber(5), &CpuMask::of(CpuId::of::<1>()), false)
             .unwrap()
             .hwirq
             .0,
         5
     );
-    assert_eq!(r.vectors.target(IrqNumber(5)).unwrap().cpu, CpuId(1));
+    assert_eq!(
+        r.vectors.target(IrqNumber(5)).unwrap().cpu,
+        CpuId::of::<1>()
+    );
 }
 
 #[test]
@@ -93,21 +97,21 @@ fn the_vector_callback_refuses_to_run_without_the_sparse_lock() {
     let cb = VectorHotplug::from_domain(r.vectors.clone());
     let ctx = HotplugCtx {
         core: &r.core,
-        cpu: CpuId(1),
+        cpu: CpuId::of::<1>(),
         phase: CpuPhase::BringUp,
         direction: Direction::Up,
     };
     let res = as_cpu(0, || HotplugCallback::<TestPlatform>::up(&cb, &ctx));
     assert_eq!(res, Err(IrqError::Busy));
     assert!(
-        !r.vectors.with_matrix_ref(|m| m.is_online(CpuId(1))),
+        !r.vectors.with_matrix_ref(|m| m.is_online(CpuId::of::<1>())),
         "state unchanged"
     );
     // With the lock held it works.
     let g = as_cpu(0, || r.core.lock_sparse()).unwrap();
     as_cpu(0, || HotplugCallback::<TestPlatform>::up(&cb, &ctx)).unwrap();
     drop(g);
-    assert!(r.vectors.with_matrix_ref(|m| m.is_online(CpuId(1))));
+    assert!(r.vectors.with_matrix_ref(|m| m.is_online(CpuId::of::<1>())));
 }
 
 fn edge_ioapic_irq(
@@ -124,7 +128,7 @@ fn edge_ioapic_irq(
     let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
     let v = r
         .vectors
-        .alloc(irq, &CpuMask::of(CpuId(cpu)), false)
+        .alloc(irq, &CpuMask::of(CpuId::new(cpu).unwrap()), false)
         .unwrap();
     let pin = io.alloc_pin(irq, 4, TriggerType::EdgeRising, &v).unwrap();
     r.core.set_chip(irq, vec![pin, v], FlowKind::Edge).unwrap();
@@ -140,7 +144,11 @@ fn edge_ioapic_irq(
     })
     .unwrap()
     .leak();
-    as_cpu(0, || r.core.set_affinity(irq, &CpuMask::of(CpuId(cpu)))).unwrap();
+    as_cpu(0, || {
+        r.core
+            .set_affinity(irq, &CpuMask::of(CpuId::new(cpu).unwrap()))
+    })
+    .unwrap();
     (idx, io, irq, n)
 }
 
@@ -150,27 +158,28 @@ fn cpu_down_moves_interrupts_replays_latched_vectors_and_releases_the_vector_spa
     r.vectors.register_hotplug(&r.core).unwrap();
     let (idx, io, irq, n) = edge_ioapic_irq(&r, 1);
     let old = r.vectors.target(irq).unwrap();
-    assert_eq!(old.cpu, CpuId(1));
+    assert_eq!(old.cpu, CpuId::of::<1>());
     // An edge arrives and is latched in CPU 1's IRR, not yet taken.
     r.machine.set_ioapic_line(idx, 4, true);
     assert!(r.machine.is_pending(1, old.vector));
 
     as_cpu(0, || {
-        r.core.cpu_down(CpuId(1), &TestControl { core: &r.core })
+        r.core
+            .cpu_down(CpuId::of::<1>(), &TestControl { core: &r.core })
     })
     .unwrap();
 
-    assert!(!r.core.cpu_online(CpuId(1)));
-    assert!(!r.vectors.with_matrix_ref(|m| m.is_online(CpuId(1))));
+    assert!(!r.core.cpu_online(CpuId::of::<1>()));
+    assert!(!r.vectors.with_matrix_ref(|m| m.is_online(CpuId::of::<1>())));
     let new = r.vectors.target(irq).unwrap();
-    assert_ne!(new.cpu, CpuId(1));
+    assert_ne!(new.cpu, CpuId::of::<1>());
     assert_eq!(io.entry(4).unwrap().destination(), new.apic_id.get());
     // The old vector is released at once (its CPU is gone).
     assert!(
         !r.vectors
             .with_matrix_ref(|m| m.is_allocated(old.cpu, old.vector))
     );
-    assert_eq!(r.vectors.irq_for_vector(CpuId(1), old.vector), None);
+    assert_eq!(r.vectors.irq_for_vector(CpuId::of::<1>(), old.vector), None);
     // The latched interrupt was replayed on the new CPU, not lost.
     assert_eq!(r.run_cpu(new.cpu.index()), [irq]);
     assert_eq!(n.load(Ordering::SeqCst), 1);
@@ -182,12 +191,16 @@ fn cpu_down_moves_interrupts_replays_latched_vectors_and_releases_the_vector_spa
 
     // And back online: the vector space is there again.
     as_cpu(0, || {
-        r.core.cpu_up(CpuId(1), &TestControl { core: &r.core })
+        r.core
+            .cpu_up(CpuId::of::<1>(), &TestControl { core: &r.core })
     })
     .unwrap();
-    assert!(r.vectors.with_matrix_ref(|m| m.is_online(CpuId(1))));
-    as_cpu(0, || r.core.set_affinity(irq, &CpuMask::of(CpuId(1)))).unwrap();
-    assert_eq!(r.vectors.target(irq).unwrap().cpu, CpuId(1));
+    assert!(r.vectors.with_matrix_ref(|m| m.is_online(CpuId::of::<1>())));
+    as_cpu(0, || {
+        r.core.set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
+    })
+    .unwrap();
+    assert_eq!(r.vectors.target(irq).unwrap().cpu, CpuId::of::<1>());
 }
 
 #[test]
@@ -197,10 +210,16 @@ fn managed_irq_keeps_its_reservation_across_cpu_offline_and_online() {
     let idx = r.machine.add_ioapic(0, 24, 0x20);
     let io = Arc::new(IoApic::new("IO-APIC", r.machine.ioapic_mmio(idx), 0).unwrap());
     let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
-    let v = r.vectors.alloc(irq, &CpuMask::of(CpuId(1)), true).unwrap();
+    let v = r
+        .vectors
+        .alloc(irq, &CpuMask::of(CpuId::of::<1>()), true)
+        .unwrap();
     let pin = io.alloc_pin(irq, 6, TriggerType::EdgeRising, &v).unwrap();
     r.core.set_chip(irq, vec![pin, v], FlowKind::Edge).unwrap();
-    as_cpu(0, || r.core.set_affinity(irq, &CpuMask::of(CpuId(1)))).unwrap();
+    as_cpu(0, || {
+        r.core.set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
+    })
+    .unwrap();
     r.core
         .set_irq_settings(irq, LineState::AFFINITY_MANAGED, LineState::empty())
         .unwrap();
@@ -216,23 +235,28 @@ fn managed_irq_keeps_its_reservation_across_cpu_offline_and_online() {
     })
     .unwrap()
     .leak();
-    assert_eq!(r.vectors.target(irq).unwrap().cpu, CpuId(1));
+    assert_eq!(r.vectors.target(irq).unwrap().cpu, CpuId::of::<1>());
 
     as_cpu(0, || {
-        r.core.cpu_down(CpuId(1), &TestControl { core: &r.core })
+        r.core
+            .cpu_down(CpuId::of::<1>(), &TestControl { core: &r.core })
     })
     .unwrap();
     // Shut down: no vector, the pin masked, the reservation kept.
     assert_eq!(r.vectors.target(irq), None);
     assert!(io.entry(6).unwrap().is_masked());
-    assert_eq!(r.vectors.with_matrix_ref(|m| m.managed(CpuId(1))), (1, 0));
+    assert_eq!(
+        r.vectors.with_matrix_ref(|m| m.managed(CpuId::of::<1>())),
+        (1, 0)
+    );
 
     as_cpu(0, || {
-        r.core.cpu_up(CpuId(1), &TestControl { core: &r.core })
+        r.core
+            .cpu_up(CpuId::of::<1>(), &TestControl { core: &r.core })
     })
     .unwrap();
     let t = r.vectors.target(irq).expect("restarted on its CPU");
-    assert_eq!(t.cpu, CpuId(1));
+    assert_eq!(t.cpu, CpuId::of::<1>());
     let e = io.entry(6).unwrap();
     assert_eq!(
         (e.is_masked(), e.vector(), e.destination()),

@@ -41,7 +41,10 @@ fn edge_pin_is_delivered_handled_and_acked() {
     let (idx, io) = ioapic(&r, 0, 24, 0);
     assert_eq!(io.nr_pins(), 24);
     let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
-    let v = r.vectors.alloc(irq, &CpuMask::of(CpuId(1)), false).unwrap();
+    let v = r
+        .vectors
+        .alloc(irq, &CpuMask::of(CpuId::of::<1>()), false)
+        .unwrap();
     let pin = io.alloc_pin(irq, 3, TriggerType::EdgeRising, &v).unwrap();
     r.core.set_chip(irq, vec![pin, v], FlowKind::Edge).unwrap();
     // Masked until a handler is installed: an edge now is lost.
@@ -55,7 +58,7 @@ fn edge_pin_is_delivered_handled_and_acked() {
     assert!(!e.is_masked() && !e.is_level());
     assert_eq!(e.destination(), 1);
     let t = r.vectors.target(irq).unwrap();
-    assert_eq!((t.cpu, e.vector()), (CpuId(1), t.vector.get()));
+    assert_eq!((t.cpu, e.vector()), (CpuId::of::<1>(), t.vector.get()));
 
     r.machine.set_ioapic_line(idx, 3, true);
     assert!(r.machine.is_pending(1, t.vector) && !r.machine.is_pending(0, t.vector));
@@ -92,7 +95,10 @@ fn level_setup(
 ) {
     let (idx, io) = ioapic(r, 0, 24, 0);
     let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
-    let v = r.vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
+    let v = r
+        .vectors
+        .alloc(irq, &CpuMask::of(CpuId::BOOT), false)
+        .unwrap();
     let pin = io.alloc_pin(irq, 9, TriggerType::LevelLow, &v).unwrap();
     r.core.set_chip(irq, vec![pin, v], flow).unwrap();
     let vector = r.vectors.target(irq).unwrap().vector;
@@ -167,7 +173,10 @@ fn level_pin_still_asserted_after_eoi_fires_again() {
     let r = rig(&[0]);
     let (idx, io) = ioapic(&r, 0, 24, 0);
     let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
-    let v = r.vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
+    let v = r
+        .vectors
+        .alloc(irq, &CpuMask::of(CpuId::BOOT), false)
+        .unwrap();
     let pin = io.alloc_pin(irq, 5, TriggerType::LevelHigh, &v).unwrap();
     r.core
         .set_chip(irq, vec![pin, v], FlowKind::FastEoi)
@@ -196,7 +205,10 @@ fn directed_eoi_uses_the_ioapic_eoi_register() {
     let (idx, io) = ioapic(&r, 0, 24, 0);
     io.set_directed_eoi(true);
     let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
-    let v = r.vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
+    let v = r
+        .vectors
+        .alloc(irq, &CpuMask::of(CpuId::BOOT), false)
+        .unwrap();
     let pin = io.alloc_pin(irq, 2, TriggerType::LevelHigh, &v).unwrap();
     r.core
         .set_chip(irq, vec![pin, v], FlowKind::FastEoi)
@@ -227,15 +239,20 @@ fn set_affinity_moves_the_destination_and_vector() {
     let r = rig(&[0, 1, 2]);
     let (idx, io) = ioapic(&r, 0, 24, 0);
     let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
-    let v = r.vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
+    let v = r
+        .vectors
+        .alloc(irq, &CpuMask::of(CpuId::BOOT), false)
+        .unwrap();
     let pin = io.alloc_pin(irq, 1, TriggerType::EdgeRising, &v).unwrap();
     r.core.set_chip(irq, vec![pin, v], FlowKind::Edge).unwrap();
     let (n, req) = counter();
     let _reg = r.core.request_irq(irq, req).unwrap();
-    r.core.set_affinity(irq, &CpuMask::of(CpuId(2))).unwrap();
+    r.core
+        .set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
+        .unwrap();
     assert_eq!(
         r.core.effective_affinity(irq).unwrap(),
-        CpuMask::of(CpuId(2))
+        CpuMask::of(CpuId::of::<2>())
     );
     let t = r.vectors.target(irq).unwrap();
     let e = io.entry(1).unwrap();
@@ -321,7 +338,10 @@ fn several_ioapics_with_gsi_bases_and_isa_overrides() {
     for (gsi, model_idx) in [(desc.isa_route(0).gsi, i0), (30, i1)] {
         let (chip, pin) = set.route(gsi).unwrap();
         let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
-        let v = r.vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
+        let v = r
+            .vectors
+            .alloc(irq, &CpuMask::of(CpuId::BOOT), false)
+            .unwrap();
         let level = chip
             .alloc_pin(irq, pin, TriggerType::EdgeRising, &v)
             .unwrap();
@@ -343,7 +363,10 @@ fn set_type_changes_trigger_and_refuses_both_edges() {
     let r = rig(&[0]);
     let (_, io) = ioapic(&r, 0, 24, 0);
     let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
-    let v = r.vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
+    let v = r
+        .vectors
+        .alloc(irq, &CpuMask::of(CpuId::BOOT), false)
+        .unwrap();
     let pin = io.alloc_pin(irq, 7, TriggerType::EdgeRising, &v).unwrap();
     r.core.set_chip(irq, vec![pin, v], FlowKind::Edge).unwrap();
     r.core.set_trigger(irq, TriggerType::LevelLow).unwrap();
@@ -362,7 +385,10 @@ fn retrigger_resends_through_a_self_ipi_to_the_target() {
     let r = rig(&[0, 1]);
     let (_, io) = ioapic(&r, 0, 24, 0);
     let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
-    let v = r.vectors.alloc(irq, &CpuMask::of(CpuId(1)), false).unwrap();
+    let v = r
+        .vectors
+        .alloc(irq, &CpuMask::of(CpuId::of::<1>()), false)
+        .unwrap();
     let pin = io.alloc_pin(irq, 4, TriggerType::EdgeRising, &v).unwrap();
     let levels = vec![pin, v];
     let d = irqcore::IrqData::new(irq, &levels);
@@ -376,7 +402,10 @@ fn moving_a_level_pin_with_remote_irr_set_waits_for_its_eoi() {
     let r = rig(&[0, 1]);
     let (idx, io) = ioapic(&r, 0, 24, 0);
     let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
-    let v = r.vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
+    let v = r
+        .vectors
+        .alloc(irq, &CpuMask::of(CpuId::BOOT), false)
+        .unwrap();
     let pin = io.alloc_pin(irq, 11, TriggerType::LevelHigh, &v).unwrap();
     r.core
         .set_chip(irq, vec![pin, v], FlowKind::FastEoi)
@@ -396,16 +425,18 @@ fn moving_a_level_pin_with_remote_irr_set_waits_for_its_eoi() {
     // Occupy CPU 1's lowest vector so the move changes the vector number
     // (the EOI broadcast matches entries by vector).
     r.vectors
-        .alloc(IrqNumber(999), &CpuMask::of(CpuId(1)), false)
+        .alloc(IrqNumber(999), &CpuMask::of(CpuId::of::<1>()), false)
         .unwrap();
     let old = r.vectors.target(irq).unwrap();
     // Delivered to CPU 0 (remote IRR set), not yet handled...
     r.machine.set_ioapic_line(idx, 11, true);
     assert!(io.entry(11).unwrap().remote_irr());
     // ...when the affinity changes.
-    r.core.set_affinity(irq, &CpuMask::of(CpuId(1))).unwrap();
+    r.core
+        .set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
+        .unwrap();
     let new = r.vectors.target(irq).unwrap();
-    assert_eq!(new.cpu, CpuId(1));
+    assert_eq!(new.cpu, CpuId::of::<1>());
     assert_ne!(new.vector, old.vector);
     assert_eq!(
         io.entry(11).unwrap().vector(),
@@ -448,7 +479,10 @@ fn bad_input_to_the_chips_is_refused_without_panic_or_change() {
     io.startup(&d);
     io.shutdown(&d);
     assert!(io.set_type(&d, TriggerType::LevelHigh).is_err());
-    assert!(io.set_affinity(&d, &CpuMask::of(CpuId(0)), false).is_err());
+    assert!(
+        io.set_affinity(&d, &CpuMask::of(CpuId::BOOT), false)
+            .is_err()
+    );
     assert!(!io.retrigger(&d));
     assert_eq!(d.compose_msi_msg_hierarchy(), None);
     let after: Vec<_> = (0..24).map(|p| io.entry(p).unwrap()).collect();
@@ -459,7 +493,10 @@ fn bad_input_to_the_chips_is_refused_without_panic_or_change() {
         r.vectors.free(IrqNumber(5)).err(),
         Some(VectorError::UnknownIrq(IrqNumber(5)))
     );
-    assert_eq!(r.vectors.irq_for_vector(CpuId(77), vec_(0x30)), None);
+    assert_eq!(
+        r.vectors.irq_for_vector(CpuId::of::<77>(), vec_(0x30)),
+        None
+    );
     // An unknown irq on a valid pin: alloc_pin refuses (no target to
     // program), the entry stays masked.
     let v = ChipLevel::new(r.vectors.clone(), HwIrq(6));
@@ -481,7 +518,10 @@ fn a_pin_allocated_edge_rising_shows_its_trigger_in_the_table() {
     let r = rig(&[0, 1]);
     let (_idx, io) = ioapic(&r, 0, 24, 0);
     let irq = r.core.alloc_descs(IrqNumber(32), 1).unwrap();
-    let v = r.vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
+    let v = r
+        .vectors
+        .alloc(irq, &CpuMask::of(CpuId::BOOT), false)
+        .unwrap();
     // The trigger goes to the hardware only: the core is never told.
     let pin = io
         .alloc_pin(irq, 0x13, TriggerType::EdgeRising, &v)
@@ -532,9 +572,11 @@ fn eoi_vector_completes_a_move_deferred_by_remote_irr() {
     // is moved to CPU 1: the IOAPIC keeps the old target until the EOI.
     r.machine.set_ioapic_line(idx, 9, false);
     assert!(r.machine.is_pending(0, old_vector));
-    r.core.set_affinity(irq, &CpuMask::of(CpuId(1))).unwrap();
+    r.core
+        .set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
+        .unwrap();
     let new = r.vectors.target(irq).unwrap();
-    assert_eq!(new.cpu, CpuId(1));
+    assert_eq!(new.cpu, CpuId::of::<1>());
     assert_eq!(io.entry(9).unwrap().vector(), old_vector, "move deferred");
     // CPU 0 goes away without taking it: the kernel EOIs the old vector at
     // the IOAPIC. The line is still asserted, so it is delivered again, to

@@ -18,7 +18,7 @@ const CLEANUP_VECTOR: arch_x86::Vector = arch_x86::Vector::of::<0xEF>();
 type Ops = LapicOps<ModelXApic, ModelMsr, fn() -> CpuId>;
 
 fn this_cpu() -> CpuId {
-    CpuId(THIS_CPU.with(|c| c.get()).unwrap_or(0) as u32)
+    CpuId::new(THIS_CPU.with(|c| c.get()).unwrap_or(0) as u32).unwrap()
 }
 
 #[test]
@@ -55,13 +55,15 @@ fn migration_cleanup_through_a_cleanup_ipi_with_lapic_ops() {
     let vectors = Arc::new(VectorDomain::new(ops, &apic_ids, MsiDestFormat::XApic).unwrap());
     vectors.assign_system_vector(CLEANUP_VECTOR).unwrap();
     for c in 0..2 {
-        core.set_cpu_online(CpuId(c), true).unwrap();
-        vectors.cpu_online(CpuId(c)).unwrap();
+        core.set_cpu_online(CpuId::new(c).unwrap(), true).unwrap();
+        vectors.cpu_online(CpuId::new(c).unwrap()).unwrap();
     }
     let idx = machine.add_ioapic(0, 24, 0x20);
     let io = Arc::new(IoApic::new("IO-APIC", machine.ioapic_mmio(idx), 0).unwrap());
     let irq = core.alloc_descs(IrqNumber(32), 1).unwrap();
-    let v = vectors.alloc(irq, &CpuMask::of(CpuId(0)), false).unwrap();
+    let v = vectors
+        .alloc(irq, &CpuMask::of(CpuId::BOOT), false)
+        .unwrap();
     let pin = io.alloc_pin(irq, 4, TriggerType::EdgeRising, &v).unwrap();
     core.set_chip(irq, vec![pin, v], FlowKind::Edge).unwrap();
     let n = Arc::new(AtomicU32::new(0));
@@ -82,11 +84,11 @@ fn migration_cleanup_through_a_cleanup_ipi_with_lapic_ops() {
         as_cpu(cpu, || {
             while let Some(vec) = machine.take_interrupt(cpu) {
                 if vec == CLEANUP_VECTOR {
-                    vectors.run_cleanup(CpuId(cpu as u32));
+                    vectors.run_cleanup(CpuId::new(cpu as u32).unwrap());
                     vectors.ops().lapic().eoi();
                 } else {
                     let irq = vectors
-                        .irq_for_vector(CpuId(cpu as u32), vec_(vec))
+                        .irq_for_vector(CpuId::new(cpu as u32).unwrap(), vec_(vec))
                         .expect("mapped vector");
                     core.handle_irq(irq).unwrap();
                 }
@@ -95,19 +97,19 @@ fn migration_cleanup_through_a_cleanup_ipi_with_lapic_ops() {
     };
 
     let old = vectors.target(irq).unwrap();
-    as_cpu(0, || core.set_affinity(irq, &CpuMask::of(CpuId(1)))).unwrap();
+    as_cpu(0, || core.set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))).unwrap();
     let new = vectors.target(irq).unwrap();
-    assert_eq!(new.cpu, CpuId(1));
+    assert_eq!(new.cpu, CpuId::of::<1>());
     assert_ne!(new.vector, CLEANUP_VECTOR, "system vector never handed out");
     machine.set_ioapic_line(idx, 4, true);
     entry(1);
     assert_eq!(n.load(Ordering::SeqCst), 1);
     // The first arrival on CPU 1 sent the cleanup IPI to CPU 0...
     assert!(machine.is_pending(0, CLEANUP_VECTOR));
-    assert!(vectors.with_matrix_ref(|m| m.is_allocated(CpuId(0), old.vector)));
+    assert!(vectors.with_matrix_ref(|m| m.is_allocated(CpuId::BOOT, old.vector)));
     // ...whose handler released the old vector.
     entry(0);
-    assert!(!vectors.with_matrix_ref(|m| m.is_allocated(CpuId(0), old.vector)));
+    assert!(!vectors.with_matrix_ref(|m| m.is_allocated(CpuId::BOOT, old.vector)));
     assert!(!machine.is_in_service(0, CLEANUP_VECTOR));
     assert!(
         !machine.is_in_service(1, new.vector),

@@ -22,7 +22,7 @@ const IPI_VECTOR: Vector = Vector::of::<0xFB>();
 type Shared = Lapic<Arc<ModelXApic>, Arc<ModelMsr>>;
 
 fn this_cpu() -> CpuId {
-    CpuId(THIS_CPU.with(|c| c.get()).unwrap_or(0) as u32)
+    CpuId::new(THIS_CPU.with(|c| c.get()).unwrap_or(0) as u32).unwrap()
 }
 
 fn setup(ids: &[u32]) -> (Arc<Machine>, IrqCore<TestPlatform>, Shared) {
@@ -46,7 +46,8 @@ fn setup(ids: &[u32]) -> (Arc<Machine>, IrqCore<TestPlatform>, Shared) {
         },
     );
     for c in 0..ids.len() {
-        core.set_cpu_online(CpuId(c as u32), true).unwrap();
+        core.set_cpu_online(CpuId::new(c as u32).unwrap(), true)
+            .unwrap();
     }
     // One driver over "the executing CPU's" page, shared by every user.
     let lapic = Lapic::attach(ApicMode::XApic, m.local_xapic(), m.local_msr()).into_shared();
@@ -127,7 +128,7 @@ fn one_shared_lapic_serves_vector_domain_ipi_and_timer_chips() {
     let _timer = LapicTimerChip::new(lapic.clone());
     vectors.assign_system_vector(IPI_VECTOR).unwrap();
     for c in 0..2 {
-        vectors.cpu_online(CpuId(c)).unwrap();
+        vectors.cpu_online(CpuId::new(c).unwrap()).unwrap();
     }
 
     let irq = core.alloc_descs(IrqNumber(201), 1).unwrap();
@@ -154,7 +155,9 @@ fn one_shared_lapic_serves_vector_domain_ipi_and_timer_chips() {
 
     // The vector domain's EOI goes through the same LAPIC.
     let dev = core.alloc_descs(IrqNumber(40), 1).unwrap();
-    let v = vectors.alloc(dev, &CpuMask::of(CpuId(0)), false).unwrap();
+    let v = vectors
+        .alloc(dev, &CpuMask::of(CpuId::BOOT), false)
+        .unwrap();
     let t = vectors.target(dev).unwrap();
     assert_ne!(t.vector, IPI_VECTOR);
     as_cpu(0, || {
@@ -173,21 +176,21 @@ fn one_shared_lapic_serves_vector_domain_ipi_and_timer_chips() {
 #[test]
 fn the_8259_vectors_stay_out_of_the_device_window() {
     let mut mx = VectorMatrix::with_default_window_and_8259(2).unwrap();
-    mx.cpu_online(CpuId(0)).unwrap();
+    mx.cpu_online(CpuId::BOOT).unwrap();
     for v in PIC8259_VECTORS {
         assert!(mx.is_system(vec_(v)), "{v:#x} reserved");
     }
     let window = u32::from(matrix::FIRST_SYSTEM_VECTOR.get() - matrix::FIRST_EXTERNAL_VECTOR.get());
-    assert_eq!(mx.available(CpuId(0)), window - 16);
+    assert_eq!(mx.available(CpuId::BOOT), window - 16);
     let mut got = Vec::new();
-    while let Ok((_, v)) = mx.alloc(&CpuMask::of(CpuId(0))) {
+    while let Ok((_, v)) = mx.alloc(&CpuMask::of(CpuId::BOOT)) {
         got.push(v.get());
     }
     assert_eq!(got.first(), Some(&0x30), "first fit starts above the 8259");
     assert_eq!(got.len() as u32, window - 16);
     assert!(got.iter().all(|v| !PIC8259_VECTORS.contains(v)));
     assert_eq!(
-        mx.assign(CpuId(0), vec_(0x27)),
+        mx.assign(CpuId::BOOT, vec_(0x27)),
         Err(VectorError::BadVector(0x27))
     );
 
@@ -195,9 +198,9 @@ fn the_8259_vectors_stay_out_of_the_device_window() {
     let m = Machine::new(&[0]);
     let vectors =
         Arc::new(VectorDomain::new(m.apic_ops(), &[ApicId(0)], MsiDestFormat::XApic).unwrap());
-    vectors.cpu_online(CpuId(0)).unwrap();
+    vectors.cpu_online(CpuId::BOOT).unwrap();
     let first = vectors
-        .alloc(IrqNumber(1), &CpuMask::of(CpuId(0)), false)
+        .alloc(IrqNumber(1), &CpuMask::of(CpuId::BOOT), false)
         .unwrap();
     assert_eq!(vectors.target(IrqNumber(1)).unwrap().vector, 0x20);
     assert_eq!(
@@ -212,9 +215,9 @@ fn the_8259_vectors_stay_out_of_the_device_window() {
     let fresh =
         Arc::new(VectorDomain::new(m.apic_ops(), &[ApicId(0)], MsiDestFormat::XApic).unwrap());
     fresh.reserve_system_vectors(PIC8259_VECTORS).unwrap();
-    fresh.cpu_online(CpuId(0)).unwrap();
+    fresh.cpu_online(CpuId::BOOT).unwrap();
     fresh
-        .alloc(IrqNumber(2), &CpuMask::of(CpuId(0)), false)
+        .alloc(IrqNumber(2), &CpuMask::of(CpuId::BOOT), false)
         .unwrap();
     assert_eq!(fresh.target(IrqNumber(2)).unwrap().vector, 0x30);
 }

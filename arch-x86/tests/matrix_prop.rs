@@ -27,7 +27,9 @@ enum Op {
 
 fn mask(bits: u8) -> CpuMask {
     // Bit 3 names CPU 3, which does not exist: bad input.
-    (0..4).filter(|i| bits & (1 << i) != 0).map(CpuId).collect()
+    CpuId::all(4)
+        .filter(|c| bits & (1 << c.get()) != 0)
+        .collect()
 }
 
 #[derive(Clone, Debug, Default)]
@@ -83,7 +85,7 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 
 fn check(m: &VectorMatrix, model: &Model) {
     for c in 0..NR {
-        let id = CpuId(c as u32);
+        let id = CpuId::new(c as u32).unwrap();
         let mc = &model.cpus[c];
         assert_eq!(m.is_online(id), mc.online);
         assert_eq!(m.available(id), model.available(c), "available cpu {c}");
@@ -112,12 +114,12 @@ proptest! {
             match op {
                 Op::Online(c) | Op::Offline(c) => {
                     let on = matches!(op, Op::Online(_));
-                    let r = if on { m.cpu_online(CpuId(c)) } else { m.cpu_offline(CpuId(c)) };
+                    let r = if on { m.cpu_online(CpuId::new(c).unwrap()) } else { m.cpu_offline(CpuId::new(c).unwrap()) };
                     if (c as usize) < NR {
                         prop_assert!(r.is_ok());
                         model.cpus[c as usize].online = on;
                     } else {
-                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId(c))));
+                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId::new(c).unwrap())));
                     }
                 }
                 Op::Alloc(bits) => {
@@ -144,21 +146,21 @@ proptest! {
                 Op::Free(c, v) => {
                     // Exception vectors cannot even be named.
                     let Ok(vv) = Vector::new(v) else { continue };
-                    let r = m.free(CpuId(c), vv);
+                    let r = m.free(CpuId::new(c).unwrap(), vv);
                     let ci = c as usize;
                     if ci >= NR {
-                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId(c))));
+                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId::new(c).unwrap())));
                     } else if model.cpus[ci].managed_alloc.remove(&v) || model.cpus[ci].alloc.remove(&v) {
                         prop_assert!(r.is_ok());
                     } else {
-                        prop_assert_eq!(r, Err(VectorError::NotAllocated(CpuId(c), v)));
+                        prop_assert_eq!(r, Err(VectorError::NotAllocated(CpuId::new(c).unwrap(), v)));
                     }
                 }
                 Op::Reserve(bits) => {
                     let mk = mask(bits);
                     let r = m.reserve_managed(&mk);
                     if bits & 8 != 0 {
-                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId(3))));
+                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId::of::<3>())));
                     } else if mk.iter().all(|c| model.available(c.index()) > 0) {
                         prop_assert!(r.is_ok());
                         for c in mk.iter() {
@@ -192,7 +194,7 @@ proptest! {
                     let mk = mask(bits);
                     let r = m.remove_managed(&mk);
                     if bits & 8 != 0 {
-                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId(3))));
+                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId::of::<3>())));
                     } else {
                         prop_assert!(r.is_ok());
                         for c in mk.iter() {

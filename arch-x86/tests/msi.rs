@@ -148,7 +148,11 @@ fn msi_chip_programs_the_device_and_dispatches() {
     let irq = r.core.alloc_descs(IrqNumber(64), 1).unwrap();
     let v = r
         .vectors
-        .alloc(irq, &CpuMask::from_cpus([CpuId(0), CpuId(1)]), false)
+        .alloc(
+            irq,
+            &CpuMask::from_cpus([CpuId::BOOT, CpuId::of::<1>()]),
+            false,
+        )
         .unwrap();
     r.core
         .set_chip(
@@ -178,7 +182,7 @@ fn msi_chip_programs_the_device_and_dispatches() {
     assert_eq!(n.load(Ordering::SeqCst), 1);
 
     // Move to the other CPU: the device gets the new message.
-    let other = CpuId(1 - t.cpu.0);
+    let other = CpuId::new(1 - t.cpu.get()).unwrap();
     r.core.set_affinity(irq, &CpuMask::of(other)).unwrap();
     let t2 = r.vectors.target(irq).unwrap();
     assert_eq!(t2.cpu, other);

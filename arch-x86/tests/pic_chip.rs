@@ -33,7 +33,7 @@ fn rig() -> Rig {
             nr_cpus: 1,
         },
     );
-    core.set_cpu_online(CpuId(0), true).unwrap();
+    core.set_cpu_online(CpuId::BOOT, true).unwrap();
     Rig {
         m,
         core,

@@ -336,7 +336,7 @@ fn stop_machine(c: &mut Criterion) {
         let p = machine.platform();
         let sm = StopMachine::new();
         let online = p.online_mask();
-        let active = CpuMask::of(CpuId(0));
+        let active = CpuMask::of(CpuId::BOOT);
         g.bench_with_input(BenchmarkId::new("irqcore", n), &n, |b, _| {
             b.iter(|| {
                 sm.stop_machine(&p, &online, &active, &|cpu| black_box(cpu))

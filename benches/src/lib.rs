@@ -109,19 +109,24 @@ pub fn fn_table_dispatch_shared4(irq: u32) -> bool {
 }
 
 thread_local! {
-    static CURRENT_CPU: Cell<u32> = const { Cell::new(0) };
+    static CURRENT_CPU: Cell<CpuId> = const { Cell::new(CpuId::BOOT) };
 }
 
 /// Makes the calling thread play CPU `cpu` for [`BenchPlatform`] and
 /// `IrqfOps`.
+///
+/// # Panics
+///
+/// If `cpu` is not below `irqcore::MAX_CPUS` (a benchmark set-up error).
 pub fn set_current_cpu(cpu: u32) {
+    let cpu = CpuId::new(cpu).expect("benchmark CPU below MAX_CPUS");
     CURRENT_CPU.with(|c| c.set(cpu));
 }
 
 /// The CPU the calling thread plays.
 #[inline]
 pub fn current_cpu() -> u32 {
-    CURRENT_CPU.with(Cell::get)
+    CURRENT_CPU.with(Cell::get).get()
 }
 
 /// irqcore's platform for the benchmarks: interrupts are "off" (the caller
@@ -133,7 +138,7 @@ pub struct BenchPlatform;
 impl Platform for BenchPlatform {
     #[inline]
     fn current_cpu(&self) -> CpuId {
-        CpuId(current_cpu())
+        CURRENT_CPU.with(Cell::get)
     }
     fn local_irq_save(&self) -> IrqFlags {
         IrqFlags(0)
@@ -184,7 +189,8 @@ pub fn new_core(capacity: u32) -> IrqCore<BenchPlatform> {
         },
     );
     for cpu in 0..NR_CPUS {
-        core.set_cpu_online(CpuId(cpu), true).expect("CPU in range");
+        core.set_cpu_online(CpuId::new(cpu).unwrap(), true)
+            .expect("CPU in range");
     }
     core
 }
@@ -485,8 +491,8 @@ mod tests {
     #[test]
     fn current_cpu_is_per_thread() {
         set_current_cpu(2);
-        assert_eq!(BenchPlatform.current_cpu(), CpuId(2));
-        std::thread::spawn(|| assert_eq!(BenchPlatform.current_cpu(), CpuId(0)))
+        assert_eq!(BenchPlatform.current_cpu(), CpuId::of::<2>());
+        std::thread::spawn(|| assert_eq!(BenchPlatform.current_cpu(), CpuId::BOOT))
             .join()
             .unwrap();
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 struct BenchPlatform;
 impl Platform for BenchPlatform {
     fn current_cpu(&self) -> CpuId {
-        CpuId(0)
+        CpuId::BOOT
     }
     fn local_irq_save(&self) -> IrqFlags {
         IrqFlags(0)
@@ -49,7 +49,7 @@ fn dispatch(c: &mut Criterion) {
             nr_cpus: 4,
         },
     );
-    core.set_cpu_online(CpuId(0), true).unwrap();
+    core.set_cpu_online(CpuId::BOOT, true).unwrap();
     for (name, flow, flags) in [
         ("irqcore_edge", FlowKind::Edge, RequestFlags::empty()),
         ("irqcore_fasteoi", FlowKind::FastEoi, RequestFlags::empty()),

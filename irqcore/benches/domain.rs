@@ -11,7 +11,7 @@ use std::sync::Arc;
 struct BenchPlatform;
 impl Platform for BenchPlatform {
     fn current_cpu(&self) -> CpuId {
-        CpuId(0)
+        CpuId::BOOT
     }
     fn local_irq_save(&self) -> IrqFlags {
         IrqFlags(0)
@@ -57,7 +57,7 @@ fn domain(c: &mut Criterion) {
             nr_cpus: 4,
         },
     );
-    core.set_cpu_online(CpuId(0), true).unwrap();
+    core.set_cpu_online(CpuId::BOOT, true).unwrap();
     let reg = DomainRegistry::new(&core);
     let chip: Arc<dyn IrqChip> = Arc::new(NopChip);
     let ops = || Arc::new(NopDomain(chip.clone()));

@@ -26,7 +26,7 @@ fn stop_machine_latency(c: &mut Criterion) {
         let p = machine.platform();
         let online = p.online_mask();
         let sm = StopMachine::new();
-        let active = CpuMask::of(CpuId(n as u32 - 1));
+        let active = CpuMask::of(CpuId::new(n as u32 - 1).unwrap());
         g.bench_with_input(BenchmarkId::new("run_on_cpus_baseline", n), &n, |b, _| {
             b.iter(|| {
                 p.run_on_cpus(&online, &|cpu| {
@@ -36,7 +36,7 @@ fn stop_machine_latency(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("stop_machine", n), &n, |b, _| {
             b.iter(|| {
-                sm.stop_machine(&p, &online, &active, &|cpu| black_box(cpu.0))
+                sm.stop_machine(&p, &online, &active, &|cpu| black_box(cpu.get()))
                     .unwrap()
             })
         });

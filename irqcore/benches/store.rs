@@ -10,7 +10,7 @@ use std::sync::Arc;
 struct BenchPlatform;
 impl Platform for BenchPlatform {
     fn current_cpu(&self) -> CpuId {
-        CpuId(0)
+        CpuId::BOOT
     }
     fn local_irq_save(&self) -> IrqFlags {
         IrqFlags(0)
@@ -31,7 +31,7 @@ fn core_with(n: u32) -> IrqCore<BenchPlatform> {
             nr_cpus: 4,
         },
     );
-    core.set_cpu_online(CpuId(0), true).unwrap();
+    core.set_cpu_online(CpuId::BOOT, true).unwrap();
     // One range: the store allocates descriptors one by one anyway.
     core.alloc_descs(IrqNumber(0), n).unwrap();
     core

@@ -20,7 +20,12 @@ struct DemoChip {
 
 impl DemoChip {
     fn fire(&self, hwirq: u64, irq: IrqNumber) {
-        let cpu = *self.target.lock().unwrap().get(&hwirq).unwrap_or(&CpuId(0));
+        let cpu = *self
+            .target
+            .lock()
+            .unwrap()
+            .get(&hwirq)
+            .unwrap_or(&CpuId::BOOT);
         if !self
             .masked
             .lock()
@@ -87,7 +92,7 @@ fn main() -> Result<(), IrqError> {
         },
     ));
     for c in 0..4 {
-        core.set_cpu_online(CpuId(c), true)?;
+        core.set_cpu_online(CpuId::new(c).unwrap(), true)?;
     }
     // The kernel's interrupt entry, resend softirq and interrupt threads.
     let c = core.clone();
@@ -96,7 +101,7 @@ fn main() -> Result<(), IrqError> {
     })));
     let m = machine.platform();
     machine.set_resend_hook(Some(Arc::new(move |irq| {
-        let _ = m.raise(CpuId(0), irq); // replay as a fresh arrival on CPU 0
+        let _ = m.raise(CpuId::BOOT, irq); // replay as a fresh arrival on CPU 0
     })));
     let c = core.clone();
     machine.set_wake_thread_hook(Some(Arc::new(move |irq, action| {
@@ -147,7 +152,7 @@ fn main() -> Result<(), IrqError> {
         })
         .flags(RequestFlags::ONESHOT),
     )?;
-    core.set_affinity(disk, &CpuMask::of(CpuId(3)))?;
+    core.set_affinity(disk, &CpuMask::of(CpuId::of::<3>()))?;
 
     let fire_all = |n: usize| {
         for _ in 0..n {
@@ -164,7 +169,7 @@ fn main() -> Result<(), IrqError> {
     let ctl = SimCpus(machine.clone(), core.clone());
     let c = core.clone();
     machine
-        .on_cpu(CpuId(0), move || c.cpu_down(CpuId(3), &ctl))
+        .on_cpu(CpuId::BOOT, move || c.cpu_down(CpuId::of::<3>(), &ctl))
         .expect("cpu 0")?;
     println!(
         "after cpu_down(3): disk targets {:?}, online {:?}",

@@ -14,7 +14,7 @@
 
 use crate::desc::IrqDesc;
 use crate::error::IrqError;
-use crate::ids::{CpuId, IrqNumber};
+use crate::ids::IrqNumber;
 use crate::instance::IrqCore;
 use crate::lockdep::LockClass;
 use crate::platform::{IrqEvent, Platform};
@@ -26,12 +26,9 @@ impl<P: Platform> IrqCore<P> {
     /// no descriptor can be allocated or freed. Hotplug holds it across the
     /// bring-up and dying phases.
     pub fn lock_sparse(&self) -> Result<SparseGuard<'_>, IrqError> {
-        let cpu = self.cpu_index()?;
-        let mut g = self.store.lock_sparse(cpu)?;
-        g.held = Some(
-            self.lock_order
-                .acquire(CpuId(cpu as u32), LockClass::Sparse),
-        );
+        let cpu = self.checked_current_cpu()?;
+        let mut g = self.store.lock_sparse(cpu.index())?;
+        g.held = Some(self.lock_order.acquire(cpu, LockClass::Sparse));
         Ok(g)
     }
 

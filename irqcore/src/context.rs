@@ -6,7 +6,7 @@ use crate::chip::{ChipLevel, IrqData};
 use crate::desc::IrqDesc;
 use crate::error::IrqError;
 use crate::grace::CpuEpoch;
-use crate::ids::IrqNumber;
+use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
 use crate::lockdep::{HeldLock, LockClass};
 use crate::platform::{IrqFlags, Platform};
@@ -92,9 +92,14 @@ impl<P: Platform> IrqCore<P> {
     }
 
     pub(crate) fn cpu_index(&self) -> Result<usize, IrqError> {
+        self.checked_current_cpu().map(CpuId::index)
+    }
+
+    /// The calling CPU, if it is below this core's `nr_cpus`.
+    pub(crate) fn checked_current_cpu(&self) -> Result<CpuId, IrqError> {
         let cpu = self.platform.current_cpu();
         if cpu.index() < self.nr_cpus as usize {
-            Ok(cpu.index())
+            Ok(cpu)
         } else {
             Err(IrqError::BadCpu(cpu))
         }

@@ -22,7 +22,7 @@ impl CpuMask {
     /// A mask holding exactly `cpu` (empty if `cpu` is out of range).
     pub const fn of(cpu: CpuId) -> Self {
         let mut m = Self::new();
-        let i = cpu.0 as usize;
+        let i = cpu.index();
         if i < MAX_CPUS {
             m.bits[i / 64] = 1 << (i % 64);
         }
@@ -83,7 +83,7 @@ impl CpuMask {
 
     /// Whether `cpu` is in the mask.
     pub const fn contains(&self, cpu: CpuId) -> bool {
-        let i = cpu.0 as usize;
+        let i = cpu.index();
         i < MAX_CPUS && self.bits[i / 64] & (1 << (i % 64)) != 0
     }
 
@@ -173,7 +173,8 @@ impl Iterator for CpuMaskIter {
             if w != 0 {
                 let bit = w.trailing_zeros() as usize;
                 self.mask.bits[self.word] &= w - 1;
-                return Some(CpuId((self.word * 64 + bit) as u32));
+                // Bits only exist below MAX_CPUS, so this is always `Some`.
+                return CpuId::from_index(self.word * 64 + bit);
             }
             self.word += 1;
         }
@@ -189,7 +190,7 @@ impl FromIterator<CpuId> for CpuMask {
 
 impl fmt::Debug for CpuMask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter().map(|c| c.0)).finish()
+        f.debug_set().entries(self.iter().map(CpuId::get)).finish()
     }
 }
 
@@ -200,17 +201,18 @@ mod tests {
     #[test]
     fn set_ops_and_iteration() {
         let mut m = CpuMask::new();
-        assert!(m.set(CpuId(0)) && m.set(CpuId(65)) && m.set(CpuId(255)));
-        assert!(!m.set(CpuId(256)));
+        assert!(m.set(CpuId::BOOT) && m.set(CpuId::of::<65>()) && m.set(CpuId::of::<255>()));
+        // 256 cannot be a CpuId at all, so no mask can be asked to hold it.
+        assert_eq!(CpuId::new(256), None);
         assert_eq!(
-            m.iter().map(|c| c.0).collect::<std::vec::Vec<_>>(),
+            m.iter().map(CpuId::get).collect::<std::vec::Vec<_>>(),
             [0, 65, 255]
         );
         assert_eq!(m.weight(), 3);
         let n = CpuMask::first_n(66);
         assert_eq!(m.and(&n).weight(), 2);
-        assert_eq!(m.and_not(&n).first(), Some(CpuId(255)));
-        assert!(CpuMask::of(CpuId(3)).is_subset_of(&n));
+        assert_eq!(m.and_not(&n).first(), Some(CpuId::of::<255>()));
+        assert!(CpuMask::of(CpuId::of::<3>()).is_subset_of(&n));
         assert!(!m.is_subset_of(&n));
     }
 }

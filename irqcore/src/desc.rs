@@ -223,7 +223,7 @@ impl DescInner {
             levels: Arc::from([]),
             actions: ActionList::empty(),
             depth: 1,
-            in_progress_cpu: CpuId(0),
+            in_progress_cpu: CpuId::BOOT,
             threads_oneshot: 0,
             masks: DescMasks::new(nr_cpus),
             irq_count: 0,

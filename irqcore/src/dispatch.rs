@@ -60,7 +60,7 @@ impl<P: Platform> IrqCore<P> {
         let cpu = self.platform.current_cpu();
         self.epochs
             .get(cpu.index())
-            .filter(|_| cpu.0 < self.nr_cpus)
+            .filter(|_| cpu.get() < self.nr_cpus)
             .map(|e| (cpu, e))
             .ok_or(IrqError::BadCpu(cpu))
     }

@@ -113,7 +113,7 @@ impl<P: Platform> IrqCore<P> {
 
     /// Refuses a wait for the threads of `irq` from one of those threads.
     pub(crate) fn check_not_own_thread(&self, irq: IrqNumber) -> Result<(), IrqError> {
-        let me = self.platform.current_cpu().0.wrapping_add(1);
+        let me = self.platform.current_cpu().get().wrapping_add(1);
         let s = self.section()?;
         let desc = self.desc(&s, irq)?;
         let g = self.lock_desc(desc);

@@ -38,7 +38,7 @@ impl CoreConfig {
 ///
 /// struct Up; // one CPU, interrupts always off: enough for a doctest
 /// impl Platform for Up {
-///     fn current_cpu(&self) -> CpuId { CpuId(0) }
+///     fn current_cpu(&self) -> CpuId { CpuId::BOOT }
 ///     fn local_irq_save(&self) -> IrqFlags { IrqFlags(0) }
 ///     fn local_irq_restore(&self, _: IrqFlags) {}
 ///     fn local_irq_enabled(&self) -> bool { false }
@@ -52,7 +52,7 @@ impl CoreConfig {
 ///
 /// # fn main() -> Result<(), IrqError> {
 /// let core = IrqCore::new(Up);
-/// core.set_cpu_online(CpuId(0), true)?;
+/// core.set_cpu_online(CpuId::BOOT, true)?;
 /// let descs = core.alloc_desc_range(IrqNumber(16), 1)?;
 /// let irq = descs.first();
 /// core.set_chip(irq, vec![ChipLevel::new(Arc::new(Line), HwIrq(3))], FlowKind::Level)?;
@@ -72,7 +72,7 @@ impl CoreConfig {
 /// assert_eq!(core.enable_irq(irq), Err(IrqError::UnbalancedEnable(irq)));
 ///
 /// core.handle_irq(irq)?;
-/// assert_eq!(core.irq_count(irq, CpuId(0)), 1);
+/// assert_eq!(core.irq_count(irq, CpuId::BOOT), 1);
 /// drop((a, b));                           // frees both handlers
 /// drop(descs);                            // then the descriptor
 /// # Ok(()) }

@@ -16,7 +16,7 @@
 //! // A one-CPU platform (a kernel reads its per-CPU area and RFLAGS/DAIF).
 //! struct Up;
 //! impl Platform for Up {
-//!     fn current_cpu(&self) -> CpuId { CpuId(0) }
+//!     fn current_cpu(&self) -> CpuId { CpuId::BOOT }
 //!     fn local_irq_save(&self) -> IrqFlags { IrqFlags(0) }
 //!     fn local_irq_restore(&self, _: IrqFlags) {}
 //!     fn local_irq_enabled(&self) -> bool { false }
@@ -35,7 +35,7 @@
 //! static CORE: IrqCore<Up> = IrqCore::new(Up);
 //!
 //! # fn main() -> Result<(), IrqError> {
-//! CORE.set_cpu_online(CpuId(0), true)?;
+//! CORE.set_cpu_online(CpuId::BOOT, true)?;
 //! let pic = Arc::new(Pic(AtomicU32::new(u32::MAX)));
 //! let descs = CORE.alloc_desc_range(IrqNumber(32), 1)?; // freed on drop
 //! let irq = descs.first();
@@ -51,7 +51,7 @@
 //!
 //! CORE.handle_irq(irq)?; // what the interrupt entry does
 //! assert_eq!(hits.load(Ordering::Relaxed), 1);
-//! assert_eq!(CORE.irq_count(irq, CpuId(0)), 1);
+//! assert_eq!(CORE.irq_count(irq, CpuId::BOOT), 1);
 //!
 //! drop(uart); // frees the handler and shuts the line down
 //! assert_ne!(pic.0.load(Ordering::Relaxed) & (1 << 4), 0);
@@ -154,7 +154,7 @@ pub use domain::{
 pub use error::{ChipError, IrqError};
 pub use flow::FlowKind;
 pub use hotplug::{CpuControl, CpuPhase, HotplugCallback, HotplugId, HotplugRegistration};
-pub use ids::{CpuId, HwIrq, IrqNumber};
+pub use ids::{CpuId, CpuIdOutOfRange, HwIrq, IrqNumber};
 pub use instance::{CoreConfig, IrqCore};
 pub use lockdep::{LockClass, LockOrder};
 pub use manage::Registration;

@@ -191,7 +191,7 @@ impl<P: Platform> IrqCore<P> {
         self.retire(old);
         // The remaining clones are held by interrupt threads running it;
         // if this is one of them, it is the caller and is not waited for.
-        let me = self.platform.current_cpu().0.wrapping_add(1);
+        let me = self.platform.current_cpu().get().wrapping_add(1);
         let own_thread = removed.thread_cpu.load(crate::sync::Ordering::Acquire) == me;
         let others = if own_thread { 2 } else { 1 };
         while Arc::strong_count(&removed) > others {

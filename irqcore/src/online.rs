@@ -18,7 +18,10 @@ impl<P: Platform> IrqCore<P> {
             let bits = a.load(Ordering::Acquire);
             for b in 0..64 {
                 if bits & (1 << b) != 0 {
-                    m.set(CpuId((w * 64 + b) as u32));
+                    // The online words only cover ids below MAX_CPUS.
+                    if let Some(cpu) = CpuId::from_index(w * 64 + b) {
+                        m.set(cpu);
+                    }
                 }
             }
         }

@@ -147,6 +147,8 @@ struct Queues {
 }
 
 struct SimCpu {
+    /// This CPU's id (its index in `Shared::cpus`).
+    id: CpuId,
     online: AtomicBool,
     irqs_enabled: AtomicBool,
     /// `queues.incoming` is non-empty (a hint read without the lock; written
@@ -221,8 +223,9 @@ impl SimMachine {
     /// online, interrupts enabled, idle.
     pub fn new(ncpus: usize) -> Arc<SimMachine> {
         let n = ncpus.clamp(1, MAX_CPUS);
-        let cpus = (0..n)
-            .map(|_| SimCpu {
+        let cpus = CpuId::all(n)
+            .map(|id| SimCpu {
+                id,
                 online: AtomicBool::new(true),
                 irqs_enabled: AtomicBool::new(true),
                 pending: AtomicBool::new(false),
@@ -414,8 +417,8 @@ impl Shared {
                 Incoming::Irq(irq) => {
                     let hook = self.hooks().irq_entry.clone();
                     match hook {
-                        Some(h) => self.guarded(|| h(CpuId(i as u32), irq)),
-                        None => lock(&self.logs).unhandled.push((CpuId(i as u32), irq)),
+                        Some(h) => self.guarded(|| h(cpu.id, irq)),
+                        None => lock(&self.logs).unhandled.push((cpu.id, irq)),
                     }
                 }
                 Incoming::Ipi => self.run_cross_calls(i, CallPath::Ipi),
@@ -436,8 +439,8 @@ impl Shared {
             lock(&self.logs).calls.push(CrossCallRecord {
                 id: call.id,
                 from: call.from,
-                target: CpuId(i as u32),
-                ran_on: CpuId(i as u32),
+                target: cpu.id,
+                ran_on: cpu.id,
                 ran_while_online,
                 path,
             });
@@ -599,7 +602,7 @@ impl Shared {
     fn call_stopper_entry(&self, i: usize) {
         let hook = self.hooks().stopper_entry.clone();
         if let Some(h) = hook {
-            h(CpuId(i as u32));
+            h(self.cpus[i].id);
         }
     }
 }
@@ -617,9 +620,11 @@ impl SimPlatform {
 
     /// The CPUs currently marked online.
     pub fn online_mask(&self) -> CpuMask {
-        (0..self.ncpus())
-            .filter(|&i| self.shared.cpus[i].online.load(Ordering::SeqCst))
-            .map(|i| CpuId(i as u32))
+        self.shared
+            .cpus
+            .iter()
+            .filter(|c| c.online.load(Ordering::SeqCst))
+            .map(|c| c.id)
             .collect()
     }
 
@@ -642,7 +647,7 @@ impl SimPlatform {
     /// The simulated CPU the calling thread plays, or `None` outside the
     /// machine.
     pub fn try_current_cpu(&self) -> Option<CpuId> {
-        self.shared.current_index().map(|i| CpuId(i as u32))
+        self.shared.current_index().map(|i| self.shared.cpus[i].id)
     }
 
     /// Whether `cpu` currently has its interrupts enabled.
@@ -802,7 +807,7 @@ impl SimPlatform {
     /// `"outside"` elsewhere.
     pub fn context_name(&self) -> String {
         match self.try_current_cpu() {
-            Some(c) => std::format!("cpu{}", c.0),
+            Some(c) => std::format!("cpu{}", c.get()),
             None => String::from("outside"),
         }
     }
@@ -864,7 +869,7 @@ impl Platform for SimPlatform {
     /// The simulated CPU this thread plays; CPU 0 on a thread outside the
     /// machine (see the module docs).
     fn current_cpu(&self) -> CpuId {
-        self.try_current_cpu().unwrap_or(CpuId(0))
+        self.try_current_cpu().unwrap_or(CpuId::BOOT)
     }
 
     fn local_irq_save(&self) -> IrqFlags {
@@ -933,7 +938,7 @@ impl Platform for SimPlatform {
             .filter(|&i| i < self.ncpus())
             .collect();
         self.shared
-            .run_scoped(&targets, true, &|i| work(CpuId(i as u32)));
+            .run_scoped(&targets, true, &|i| work(self.shared.cpus[i].id));
     }
 
     /// Runs the calling CPU's queued cross-calls (recorded with

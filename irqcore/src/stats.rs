@@ -48,8 +48,8 @@ impl<P: Platform> IrqCore<P> {
 
     /// Sum of the per-CPU counts of `irq`.
     pub fn irq_total(&self, irq: IrqNumber) -> u64 {
-        (0..self.nr_cpus)
-            .map(|c| self.irq_count(irq, CpuId(c)))
+        CpuId::all(self.nr_cpus as usize)
+            .map(|c| self.irq_count(irq, c))
             .sum()
     }
 }
@@ -79,9 +79,9 @@ impl<P: Platform> fmt::Display for InterruptTable<'_, P> {
         }
         let mut cols = core.online_cpus();
         for &irq in &irqs {
-            for c in 0..core.nr_cpus {
-                if core.irq_count(irq, CpuId(c)) != 0 {
-                    cols.set(CpuId(c));
+            for c in CpuId::all(core.nr_cpus as usize) {
+                if core.irq_count(irq, c) != 0 {
+                    cols.set(c);
                 }
             }
         }
@@ -118,7 +118,7 @@ impl<P: Platform> fmt::Display for InterruptTable<'_, P> {
 
         write!(f, "{:>6}", "")?;
         for c in cols.iter() {
-            write!(f, " {:>10}", format!("CPU{}", c.0))?;
+            write!(f, " {:>10}", format!("CPU{}", c.get()))?;
         }
         writeln!(f)?;
         for r in &rows {

@@ -47,7 +47,7 @@ impl<P: Platform> IrqCore<P> {
         let mut consumed = 0u32;
         let mut handled = 0u32;
         a.thread_cpu
-            .store(me.0.wrapping_add(1), crate::sync::Ordering::Release);
+            .store(me.get().wrapping_add(1), crate::sync::Ordering::Release);
         while !a.removed.load(crate::sync::Ordering::Acquire)
             && a.run_thread.swap(false, crate::sync::Ordering::AcqRel)
         {

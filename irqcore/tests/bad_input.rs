@@ -88,12 +88,12 @@ fn every_bad_call_is_a_typed_error_with_state_unchanged() {
         ),
         (
             "affinity to offline cpu",
-            core.set_affinity(irq, &CpuMask::of(CpuId(5))),
+            core.set_affinity(irq, &CpuMask::of(CpuId::of::<5>())),
             IrqError::NoOnlineCpu,
         ),
         (
             "affinity to nonexistent cpu",
-            core.set_affinity(irq, &CpuMask::of(CpuId(200))),
+            core.set_affinity(irq, &CpuMask::of(CpuId::of::<200>())),
             IrqError::InvalidMask,
         ),
         (
@@ -179,7 +179,7 @@ fn percpu_descriptor_refuses_global_calls() {
     );
     assert_eq!(core.disable_irq(irq), Err(IrqError::IsPerCpu(irq)));
     assert_eq!(
-        core.set_affinity(irq, &CpuMask::of(CpuId(0))),
+        core.set_affinity(irq, &CpuMask::of(CpuId::BOOT)),
         Err(IrqError::IsPerCpu(irq))
     );
     assert_eq!(core.snapshot(irq).unwrap(), before);

@@ -48,38 +48,38 @@ fn each_hotplug_fault_has_its_own_variant() {
     let core = core_with_cpus(1);
     let cpus = ThreadCpus(core.clone());
     assert_eq!(
-        core.cpu_down(CpuId(0), &cpus),
-        Err(IrqError::CpuDownSelf(CpuId(0)))
+        core.cpu_down(CpuId::BOOT, &cpus),
+        Err(IrqError::CpuDownSelf(CpuId::BOOT))
     );
     assert_eq!(
-        core.cpu_down(CpuId(1), &cpus),
-        Err(IrqError::CpuNotOnline(CpuId(1)))
+        core.cpu_down(CpuId::of::<1>(), &cpus),
+        Err(IrqError::CpuNotOnline(CpuId::of::<1>()))
     );
     assert_eq!(
-        core.cpu_down(CpuId(16), &cpus),
-        Err(IrqError::BadCpu(CpuId(16)))
+        core.cpu_down(CpuId::of::<16>(), &cpus),
+        Err(IrqError::BadCpu(CpuId::of::<16>()))
     );
     assert_eq!(
-        core.cpu_up(CpuId(16), &cpus),
-        Err(IrqError::BadCpu(CpuId(16)))
+        core.cpu_up(CpuId::of::<16>(), &cpus),
+        Err(IrqError::BadCpu(CpuId::of::<16>()))
     );
     assert_eq!(
-        core.cpu_up(CpuId(0), &cpus),
-        Err(IrqError::CpuAlreadyOnline(CpuId(0)))
+        core.cpu_up(CpuId::BOOT, &cpus),
+        Err(IrqError::CpuAlreadyOnline(CpuId::BOOT))
     );
     assert_eq!(
         core.cpu_starting(),
-        Err(IrqError::UnexpectedCpuStarting(CpuId(0)))
+        Err(IrqError::UnexpectedCpuStarting(CpuId::BOOT))
     );
     // The last online CPU, taken down from a CPU that is not online (a
     // platform thread): refused as the last one.
     set_cpu(1);
     assert_eq!(
-        core.cpu_down(CpuId(0), &cpus),
-        Err(IrqError::LastOnlineCpu(CpuId(0)))
+        core.cpu_down(CpuId::BOOT, &cpus),
+        Err(IrqError::LastOnlineCpu(CpuId::BOOT))
     );
     set_cpu(0);
-    assert!(core.cpu_online(CpuId(0)));
+    assert!(core.cpu_online(CpuId::BOOT));
 }
 
 /// A `CpuControl` whose CPUs never run `cpu_starting`.
@@ -98,10 +98,10 @@ fn a_cpu_that_never_starts_is_its_own_fault_and_is_rolled_back() {
     set_cpu(0);
     let core = core_with_cpus(1);
     assert_eq!(
-        core.cpu_up(CpuId(1), &Silent),
-        Err(IrqError::CpuDidNotStart(CpuId(1)))
+        core.cpu_up(CpuId::of::<1>(), &Silent),
+        Err(IrqError::CpuDidNotStart(CpuId::of::<1>()))
     );
-    assert!(!core.cpu_online(CpuId(1)));
+    assert!(!core.cpu_online(CpuId::of::<1>()));
 }
 
 #[test]

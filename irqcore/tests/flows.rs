@@ -52,7 +52,7 @@ fn bad_flow_counts_and_reports() {
     let core = core_with_cpus(1);
     let irq = core.alloc_descs(IrqNumber(0), 1).unwrap();
     core.handle_irq(irq).unwrap();
-    assert_eq!(core.irq_count(irq, CpuId(0)), 1);
+    assert_eq!(core.irq_count(irq, CpuId::BOOT), 1);
     assert_eq!(
         *core.platform().events.lock().unwrap(),
         vec![IrqEvent::BadIrq(irq)]
@@ -122,7 +122,7 @@ fn lost_edge_scenario(flow: FlowKind) -> (u64, bool) {
         entered.wait();
         // The handler runs on CPU 0; move the irq so CPU 1 may take it.
         set_cpu(1);
-        core.set_affinity(irq, &CpuMask::from_cpus([CpuId(0), CpuId(1)]))
+        core.set_affinity(irq, &CpuMask::from_cpus([CpuId::BOOT, CpuId::of::<1>()]))
             .unwrap();
         core.handle_irq(irq).unwrap();
         let pending = core
@@ -158,7 +158,7 @@ fn no_live_lock_after_a_single_target_move() {
     set_cpu(0);
     let chip = RecordingChip::new();
     let irq = irq_with(&core, chip, FlowKind::Edge);
-    core.set_affinity(irq, &CpuMask::of(CpuId(0))).unwrap();
+    core.set_affinity(irq, &CpuMask::of(CpuId::BOOT)).unwrap();
     let entered = Arc::new(Barrier::new(2));
     let moved = Arc::new(AtomicBool::new(false));
     let on_cpu = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
@@ -189,7 +189,8 @@ fn no_live_lock_after_a_single_target_move() {
         });
         entered.wait();
         set_cpu(1);
-        core.set_affinity(irq, &CpuMask::of(CpuId(1))).unwrap();
+        core.set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
+            .unwrap();
         moved.store(true, Ordering::SeqCst);
         for _ in 0..ARRIVALS {
             core.handle_irq(irq).unwrap();
@@ -406,7 +407,7 @@ fn fasteoi_resends_arrival_during_move(flags: ChipFlags) {
     // and replayed in software (the chip cannot retrigger) by the
     // dispatcher itself before CPU 0's handle_irq returned.
     assert_eq!(
-        core.irq_count(irq, CpuId(0)) + core.irq_count(irq, CpuId(1)),
+        core.irq_count(irq, CpuId::BOOT) + core.irq_count(irq, CpuId::of::<1>()),
         2,
         "the arrival during the move was handled once more"
     );

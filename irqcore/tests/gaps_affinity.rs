@@ -66,7 +66,7 @@ fn setup(ncpus: u32) -> (Arc<Core>, Arc<BusyChip>, IrqNumber) {
     core.request_irq(irq, IrqRequest::new("dev", handled()))
         .unwrap()
         .leak();
-    assert_eq!(chip.target(), Some(CpuId(0)), "started on CPU 0");
+    assert_eq!(chip.target(), Some(CpuId::BOOT), "started on CPU 0");
     (core, chip, irq)
 }
 
@@ -81,42 +81,58 @@ fn move_pending(core: &Core, irq: IrqNumber) -> bool {
 fn a_busy_chip_defers_the_request_to_the_next_safe_point() {
     let (core, chip, irq) = setup(4);
     chip.refuse_next(1);
-    core.set_affinity(irq, &CpuMask::of(CpuId(2))).unwrap();
+    core.set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
+        .unwrap();
     assert!(move_pending(&core, irq));
-    assert_eq!(chip.target(), Some(CpuId(0)), "not applied yet");
+    assert_eq!(chip.target(), Some(CpuId::BOOT), "not applied yet");
     core.handle_irq(irq).unwrap();
-    assert_eq!(chip.target(), Some(CpuId(2)), "applied at the safe point");
+    assert_eq!(
+        chip.target(),
+        Some(CpuId::of::<2>()),
+        "applied at the safe point"
+    );
     assert!(!move_pending(&core, irq));
-    assert_eq!(core.affinity(irq).unwrap(), CpuMask::of(CpuId(2)));
-    assert_eq!(core.effective_affinity(irq).unwrap(), CpuMask::of(CpuId(2)));
+    assert_eq!(core.affinity(irq).unwrap(), CpuMask::of(CpuId::of::<2>()));
+    assert_eq!(
+        core.effective_affinity(irq).unwrap(),
+        CpuMask::of(CpuId::of::<2>())
+    );
 }
 
 #[test]
 fn a_direct_change_cancels_an_older_deferred_one() {
     let (core, chip, irq) = setup(4);
     chip.refuse_next(1);
-    core.set_affinity(irq, &CpuMask::of(CpuId(1))).unwrap();
+    core.set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
+        .unwrap();
     assert!(move_pending(&core, irq));
     // The chip is free again: this one is applied at once and is the last.
-    core.set_affinity(irq, &CpuMask::of(CpuId(2))).unwrap();
-    assert_eq!(chip.target(), Some(CpuId(2)));
+    core.set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
+        .unwrap();
+    assert_eq!(chip.target(), Some(CpuId::of::<2>()));
     assert!(
         !move_pending(&core, irq),
         "the older deferred move survived"
     );
     core.handle_irq(irq).unwrap();
-    assert_eq!(chip.target(), Some(CpuId(2)), "the older request won");
-    assert_eq!(core.affinity(irq).unwrap(), CpuMask::of(CpuId(2)));
+    assert_eq!(
+        chip.target(),
+        Some(CpuId::of::<2>()),
+        "the older request won"
+    );
+    assert_eq!(core.affinity(irq).unwrap(), CpuMask::of(CpuId::of::<2>()));
 }
 
 #[test]
 fn a_later_deferred_request_replaces_an_earlier_one() {
     let (core, chip, irq) = setup(4);
     chip.refuse_next(2);
-    core.set_affinity(irq, &CpuMask::of(CpuId(1))).unwrap();
-    core.set_affinity(irq, &CpuMask::of(CpuId(3))).unwrap();
+    core.set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
+        .unwrap();
+    core.set_affinity(irq, &CpuMask::of(CpuId::of::<3>()))
+        .unwrap();
     core.handle_irq(irq).unwrap();
-    assert_eq!(chip.target(), Some(CpuId(3)));
+    assert_eq!(chip.target(), Some(CpuId::of::<3>()));
     assert!(
         !chip
             .asked
@@ -124,7 +140,7 @@ fn a_later_deferred_request_replaces_an_earlier_one() {
             .unwrap()
             .iter()
             .skip(3)
-            .any(|m| m.contains(CpuId(1))),
+            .any(|m| m.contains(CpuId::of::<1>())),
         "the intermediate CPU was programmed"
     );
 }
@@ -134,21 +150,26 @@ fn a_safe_point_that_finds_the_chip_busy_keeps_the_move_for_the_next_one() {
     let (core, chip, irq) = setup(4);
     // Refused at the request and at the first safe point.
     chip.refuse_next(2);
-    core.set_affinity(irq, &CpuMask::of(CpuId(3))).unwrap();
+    core.set_affinity(irq, &CpuMask::of(CpuId::of::<3>()))
+        .unwrap();
     core.handle_irq(irq).unwrap();
-    assert_eq!(chip.target(), Some(CpuId(0)));
+    assert_eq!(chip.target(), Some(CpuId::BOOT));
     assert!(move_pending(&core, irq), "the retry was dropped");
     core.handle_irq(irq).unwrap();
-    assert_eq!(chip.target(), Some(CpuId(3)), "applied at the next one");
+    assert_eq!(
+        chip.target(),
+        Some(CpuId::of::<3>()),
+        "applied at the next one"
+    );
     assert!(!move_pending(&core, irq));
-    assert_eq!(core.affinity(irq).unwrap(), CpuMask::of(CpuId(3)));
+    assert_eq!(core.affinity(irq).unwrap(), CpuMask::of(CpuId::of::<3>()));
 }
 
 fn cpu_down(core: &Arc<Core>, cpu: u32) {
     let c = core.clone();
     within(DEADLINE, "cpu_down", move || {
         set_cpu(0);
-        c.cpu_down(CpuId(cpu), &ThreadCpus(c.clone()))
+        c.cpu_down(CpuId::new(cpu).unwrap(), &ThreadCpus(c.clone()))
     })
     .unwrap();
 }
@@ -168,18 +189,23 @@ fn broken_affinity_reports(core: &Core) -> usize {
 #[test]
 fn a_pending_move_is_where_migration_takes_the_irq_when_its_cpu_goes_down() {
     let (core, chip, irq) = setup(4);
-    core.set_affinity(irq, &CpuMask::of(CpuId(2))).unwrap();
+    core.set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
+        .unwrap();
     chip.refuse_next(1);
-    core.set_affinity(irq, &CpuMask::of(CpuId(3))).unwrap();
+    core.set_affinity(irq, &CpuMask::of(CpuId::of::<3>()))
+        .unwrap();
     assert!(move_pending(&core, irq));
     cpu_down(&core, 2);
-    assert_eq!(chip.target(), Some(CpuId(3)));
-    assert_eq!(core.effective_affinity(irq).unwrap(), CpuMask::of(CpuId(3)));
-    assert_eq!(core.affinity(irq).unwrap(), CpuMask::of(CpuId(3)));
+    assert_eq!(chip.target(), Some(CpuId::of::<3>()));
+    assert_eq!(
+        core.effective_affinity(irq).unwrap(),
+        CpuMask::of(CpuId::of::<3>())
+    );
+    assert_eq!(core.affinity(irq).unwrap(), CpuMask::of(CpuId::of::<3>()));
     assert!(!move_pending(&core, irq));
     assert_eq!(broken_affinity_reports(&core), 0);
     core.handle_irq(irq).unwrap();
-    assert_eq!(chip.target(), Some(CpuId(3)));
+    assert_eq!(chip.target(), Some(CpuId::of::<3>()));
 }
 
 /// A move pending to a CPU that goes down (the irq runs elsewhere) is
@@ -188,14 +214,15 @@ fn a_pending_move_is_where_migration_takes_the_irq_when_its_cpu_goes_down() {
 fn a_pending_move_to_a_cpu_that_goes_down_is_dropped() {
     let (core, chip, irq) = setup(4);
     chip.refuse_next(1);
-    core.set_affinity(irq, &CpuMask::of(CpuId(2))).unwrap();
+    core.set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
+        .unwrap();
     assert!(move_pending(&core, irq));
     cpu_down(&core, 2);
     assert!(!move_pending(&core, irq), "stale move kept");
     core.handle_irq(irq).unwrap();
     let t = chip.target().unwrap();
     assert!(core.cpu_online(t), "programmed to offline {t:?}");
-    assert_eq!(t, CpuId(0), "moved although nothing asked for it");
+    assert_eq!(t, CpuId::BOOT, "moved although nothing asked for it");
 }
 
 /// A move pending to {1, 3} when CPU 1 goes down: the safe point applies
@@ -204,18 +231,21 @@ fn a_pending_move_to_a_cpu_that_goes_down_is_dropped() {
 fn a_pending_move_applies_only_to_its_online_cpus() {
     let (core, chip, irq) = setup(4);
     chip.refuse_next(1);
-    core.set_affinity(irq, &CpuMask::from_cpus([CpuId(1), CpuId(3)]))
-        .unwrap();
+    core.set_affinity(
+        irq,
+        &CpuMask::from_cpus([CpuId::of::<1>(), CpuId::of::<3>()]),
+    )
+    .unwrap();
     cpu_down(&core, 1);
     core.handle_irq(irq).unwrap();
-    assert_eq!(chip.target(), Some(CpuId(3)));
+    assert_eq!(chip.target(), Some(CpuId::of::<3>()));
     assert!(
         chip.asked
             .lock()
             .unwrap()
             .iter()
             .skip(2)
-            .all(|m| !m.contains(CpuId(1))),
+            .all(|m| !m.contains(CpuId::of::<1>())),
         "offline CPU 1 offered to the chip: {:?}",
         chip.asked.lock().unwrap()
     );

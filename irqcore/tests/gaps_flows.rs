@@ -120,7 +120,7 @@ fn bad_flow_acks_and_eois_the_chip() {
     .unwrap();
     core.handle_irq(irq).unwrap();
     assert_eq!(chip.take(), vec!["ack", "eoi"]);
-    assert_eq!(core.irq_count(irq, CpuId(0)), 1);
+    assert_eq!(core.irq_count(irq, CpuId::BOOT), 1);
     assert_eq!(
         *core.platform().events.lock().unwrap(),
         vec![IrqEvent::BadIrq(irq)]
@@ -174,8 +174,12 @@ fn fasteoi_busy_elsewhere(flags: ChipFlags) -> Vec<&'static str> {
     });
     let _guard = release.guard();
     entered.wait();
-    core.set_affinity(irq, &CpuMask::of(CpuId(1))).unwrap();
-    assert_eq!(core.effective_affinity(irq).unwrap(), CpuMask::of(CpuId(1)));
+    core.set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
+        .unwrap();
+    assert_eq!(
+        core.effective_affinity(irq).unwrap(),
+        CpuMask::of(CpuId::of::<1>())
+    );
     let c1 = core.clone();
     within(
         DEADLINE,
@@ -276,8 +280,11 @@ fn edge_multi_target() {
     });
     let _guard = release.guard();
     entered.wait();
-    core.set_affinity(irq, &CpuMask::from_cpus([CpuId(1), CpuId(2)]))
-        .unwrap();
+    core.set_affinity(
+        irq,
+        &CpuMask::from_cpus([CpuId::of::<1>(), CpuId::of::<2>()]),
+    )
+    .unwrap();
     let c1 = core.clone();
     within(DEADLINE, "edge arrival on one of two targets", move || {
         set_cpu(1);
@@ -382,8 +389,8 @@ fn per_cpu_counts_are_exact_for_every_flow() {
         set_cpu(0);
         seen.lock().unwrap().push((
             flow,
-            core.irq_count(irq, CpuId(0)),
-            core.irq_count(irq, CpuId(1)),
+            core.irq_count(irq, CpuId::BOOT),
+            core.irq_count(irq, CpuId::of::<1>()),
         ));
     }
     for (flow, c0, c1) in seen.lock().unwrap().iter() {
@@ -402,12 +409,15 @@ fn dispatch_on_a_cpu_beyond_nr_cpus_is_refused() {
     let _reg = core.request_irq(irq, IrqRequest::new("dev", h)).unwrap();
     assert_eq!(core.nr_cpus(), 16);
     set_cpu(16);
-    assert_eq!(core.handle_irq(irq), Err(IrqError::BadCpu(CpuId(16))));
+    assert_eq!(
+        core.handle_irq(irq),
+        Err(IrqError::BadCpu(CpuId::of::<16>()))
+    );
     set_cpu(15);
     assert_eq!(core.handle_irq(irq), Ok(()));
     set_cpu(0);
     assert_eq!(n.load(Ordering::SeqCst), 1);
-    assert_eq!(core.irq_count(irq, CpuId(15)), 1);
+    assert_eq!(core.irq_count(irq, CpuId::of::<15>()), 1);
 }
 
 /// Both per-CPU flows run the handler on the CPU that took the interrupt
@@ -435,7 +445,10 @@ fn per_cpu_flows_run_their_handler_and_report_nothing() {
         assert_eq!(n.load(Ordering::SeqCst), 2, "{flow:?}");
         assert_eq!(chip.take(), vec!["ack", "eoi", "ack", "eoi"], "{flow:?}");
         assert_eq!(
-            (core.irq_count(irq, CpuId(0)), core.irq_count(irq, CpuId(1))),
+            (
+                core.irq_count(irq, CpuId::BOOT),
+                core.irq_count(irq, CpuId::of::<1>())
+            ),
             (1, 1)
         );
         assert!(

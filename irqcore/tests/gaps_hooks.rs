@@ -65,7 +65,9 @@ fn total_count_is_the_number_of_handled_arrivals() {
         core.disable_irq(irq).unwrap();
         core.handle_irq(irq).unwrap();
         assert_eq!(core.test_hook_total_count(irq), Ok(5), "{flow:?}");
-        let per_cpu: u64 = (0..2).map(|c| core.irq_count(irq, CpuId(c))).sum();
+        let per_cpu: u64 = (0..2)
+            .map(|c| core.irq_count(irq, CpuId::new(c).unwrap()))
+            .sum();
         assert_eq!(per_cpu, 5, "{flow:?}");
     }
 }

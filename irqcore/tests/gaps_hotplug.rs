@@ -53,27 +53,27 @@ fn allocating_from_each_down_phase_fails_fast_where_the_sparse_lock_is_held() {
         let c = core.clone();
         within(DEADLINE, "cpu_down(1)", move || {
             set_cpu(0);
-            c.cpu_down(CpuId(1), &ThreadCpus(c.clone()))
+            c.cpu_down(CpuId::of::<1>(), &ThreadCpus(c.clone()))
         })
         .unwrap();
-        assert!(!core.cpu_online(CpuId(1)));
+        assert!(!core.cpu_online(CpuId::of::<1>()));
         let seen = cb.seen.lock().unwrap().clone();
         let held = Err(IrqError::SparseLockHeldByCaller);
         assert_eq!(seen.len(), 4, "{seen:?}");
         // Down order: Online (pre-down), Starting (dying, on the dying CPU),
         // BringUp (dead), Prepare (post-dead).
-        assert_eq!((seen[0].0, seen[0].1), (CpuPhase::Online, CpuId(0)));
+        assert_eq!((seen[0].0, seen[0].1), (CpuPhase::Online, CpuId::BOOT));
         assert!(seen[0].2.is_ok(), "pre-down runs without the lock");
         assert_eq!(
             (seen[1].0, seen[1].1, seen[1].2),
-            (CpuPhase::Starting, CpuId(1), held),
+            (CpuPhase::Starting, CpuId::of::<1>(), held),
             "the dying CPU's own allocation must fail at once"
         );
         assert_eq!(
             (seen[2].0, seen[2].1, seen[2].2),
-            (CpuPhase::BringUp, CpuId(0), held)
+            (CpuPhase::BringUp, CpuId::BOOT, held)
         );
-        assert_eq!((seen[3].0, seen[3].1), (CpuPhase::Prepare, CpuId(0)));
+        assert_eq!((seen[3].0, seen[3].1), (CpuPhase::Prepare, CpuId::BOOT));
         assert!(seen[3].2.is_ok(), "post-dead runs without the lock");
         assert_eq!(core.nr_descs(), before);
         // Nothing was left locked or marked.
@@ -84,7 +84,7 @@ fn allocating_from_each_down_phase_fails_fast_where_the_sparse_lock_is_held() {
         let c = core.clone();
         within(DEADLINE, "cpu_down(2)", move || {
             set_cpu(0);
-            c.cpu_down(CpuId(2), &ThreadCpus(c.clone()))
+            c.cpu_down(CpuId::of::<2>(), &ThreadCpus(c.clone()))
         })
         .unwrap();
     });
@@ -95,18 +95,18 @@ fn allocating_from_each_down_phase_fails_fast_where_the_sparse_lock_is_held() {
 #[should_panic(expected = "irqcore lock order violation")]
 fn two_locks_of_one_class_are_refused() {
     let order = LockOrder::new();
-    let _a = order.acquire(CpuId(3), LockClass::Descriptor);
-    let _b = order.acquire(CpuId(3), LockClass::Descriptor);
+    let _a = order.acquire(CpuId::of::<3>(), LockClass::Descriptor);
+    let _b = order.acquire(CpuId::of::<3>(), LockClass::Descriptor);
 }
 
 #[test]
 fn the_same_class_on_two_cpus_and_after_a_release_is_fine() {
     let order = LockOrder::new();
-    let a = order.acquire(CpuId(0), LockClass::Descriptor);
-    let _b = order.acquire(CpuId(1), LockClass::Descriptor);
+    let a = order.acquire(CpuId::BOOT, LockClass::Descriptor);
+    let _b = order.acquire(CpuId::of::<1>(), LockClass::Descriptor);
     drop(a);
-    let _c = order.acquire(CpuId(0), LockClass::Descriptor);
-    let _d = order.acquire(CpuId(0), LockClass::Chip);
+    let _c = order.acquire(CpuId::BOOT, LockClass::Descriptor);
+    let _d = order.acquire(CpuId::BOOT, LockClass::Chip);
 }
 
 /// A chip whose `set_type` reconfigures another irq: two descriptor locks

@@ -72,7 +72,7 @@ fn a_freed_descriptor_outlives_the_dispatch_that_still_uses_it() {
             },
         ));
         for c in 0..3 {
-            core.set_cpu_online(CpuId(c), true).unwrap();
+            core.set_cpu_online(CpuId::new(c).unwrap(), true).unwrap();
         }
         let chip = RecordingChip::new();
         let irq = core.alloc_descs(IrqNumber(1), 1).unwrap();

@@ -179,18 +179,21 @@ fn dropping_a_hotplug_registration_unregisters_the_callback() {
         .hotplug_callback(CpuPhase::Online, dropped.clone())
         .unwrap();
     let cpus = ThreadCpus(core.clone());
-    core.cpu_up(CpuId(1), &cpus).unwrap();
-    assert_eq!(*dropped.0.lock().unwrap(), [CpuId(1)]);
+    core.cpu_up(CpuId::of::<1>(), &cpus).unwrap();
+    assert_eq!(*dropped.0.lock().unwrap(), [CpuId::of::<1>()]);
 
     let id = reg.id();
     drop(reg);
-    core.cpu_up(CpuId(2), &cpus).unwrap();
+    core.cpu_up(CpuId::of::<2>(), &cpus).unwrap();
     assert_eq!(
         *dropped.0.lock().unwrap(),
-        [CpuId(1)],
+        [CpuId::of::<1>()],
         "an unregistered callback is not called again"
     );
-    assert_eq!(*kept.0.lock().unwrap(), [CpuId(1), CpuId(2)]);
+    assert_eq!(
+        *kept.0.lock().unwrap(),
+        [CpuId::of::<1>(), CpuId::of::<2>()]
+    );
     assert_eq!(
         core.unregister_hotplug(id).err(),
         Some(IrqError::UnknownHotplugCallback)
@@ -207,8 +210,13 @@ fn hotplug_registration_leak_and_unregister() {
         .hotplug_callback(CpuPhase::Online, cb.clone())
         .unwrap()
         .leak();
-    core.cpu_up(CpuId(1), &ThreadCpus(core.clone())).unwrap();
-    assert_eq!(*cb.0.lock().unwrap(), [CpuId(1)], "a leaked callback stays");
+    core.cpu_up(CpuId::of::<1>(), &ThreadCpus(core.clone()))
+        .unwrap();
+    assert_eq!(
+        *cb.0.lock().unwrap(),
+        [CpuId::of::<1>()],
+        "a leaked callback stays"
+    );
     core.unregister_hotplug(id).unwrap();
 
     let reg = core.hotplug_callback(CpuPhase::Online, cb.clone()).unwrap();

@@ -97,8 +97,8 @@ fn seed_000_allocating_backend_and_walking_backend_coexist() {
     core.register_hotplug(CpuPhase::Starting, starting.clone())
         .unwrap();
     let ctl = ThreadCpus(core.clone());
-    core.cpu_up(CpuId(1), &ctl).unwrap();
-    assert!(core.cpu_online(CpuId(1)));
+    core.cpu_up(CpuId::of::<1>(), &ctl).unwrap();
+    assert!(core.cpu_online(CpuId::of::<1>()));
     assert_eq!(
         xen.irqs.lock().unwrap().len(),
         1,
@@ -123,13 +123,13 @@ fn seed_000_allocating_backend_and_walking_backend_coexist() {
         vec![IrqError::SparseLockHeldByCaller]
     );
     assert_eq!(core.nr_descs(), 6);
-    core.cpu_down(CpuId(1), &ctl).unwrap();
-    assert!(!core.cpu_online(CpuId(1)));
+    core.cpu_down(CpuId::of::<1>(), &ctl).unwrap();
+    assert!(!core.cpu_online(CpuId::of::<1>()));
     assert!(xen.irqs.lock().unwrap().is_empty());
     assert_eq!(core.nr_descs(), 5);
     // And again: nothing was left locked.
-    core.cpu_up(CpuId(1), &ctl).unwrap();
-    core.cpu_down(CpuId(1), &ctl).unwrap();
+    core.cpu_up(CpuId::of::<1>(), &ctl).unwrap();
+    core.cpu_down(CpuId::of::<1>(), &ctl).unwrap();
     core.alloc_descs(IrqNumber(0), 1).unwrap();
 }
 
@@ -146,7 +146,7 @@ impl WireChip {
         self.inbox
             .lock()
             .unwrap()
-            .entry(cpu.0)
+            .entry(cpu.get())
             .or_default()
             .push_back(irq);
     }
@@ -154,7 +154,7 @@ impl WireChip {
         self.inbox
             .lock()
             .unwrap()
-            .remove(&cpu.0)
+            .remove(&cpu.get())
             .map(Vec::from)
             .unwrap_or_default()
     }
@@ -225,9 +225,9 @@ fn cpu_down_moves_100_interrupts_and_loses_none() {
         .unwrap();
         // Half prefer CPU 2 only (their affinity breaks), half {1, 2}.
         let mask = if i % 2 == 0 {
-            CpuMask::of(CpuId(2))
+            CpuMask::of(CpuId::of::<2>())
         } else {
-            CpuMask::from_cpus([CpuId(2), CpuId(1)])
+            CpuMask::from_cpus([CpuId::of::<2>(), CpuId::of::<1>()])
         };
         core.set_affinity(irq, &mask).unwrap();
         let c = counts.clone();
@@ -245,10 +245,12 @@ fn cpu_down_moves_100_interrupts_and_loses_none() {
     }
     // Retarget all to CPU 2 and raise every one there: latched, undelivered.
     for &irq in &irqs {
-        core.set_affinity(irq, &CpuMask::of(CpuId(2))).unwrap();
+        core.set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
+            .unwrap();
         chip.raise(irq.0 as u64, irq);
     }
-    core.cpu_down(CpuId(2), &ThreadCpus(core.clone())).unwrap();
+    core.cpu_down(CpuId::of::<2>(), &ThreadCpus(core.clone()))
+        .unwrap();
     for &irq in &irqs {
         let eff = core.effective_affinity(irq).unwrap();
         assert!(
@@ -256,10 +258,10 @@ fn cpu_down_moves_100_interrupts_and_loses_none() {
             "{irq:?} on {eff:?}"
         );
     }
-    assert!(chip.drain(CpuId(2)).is_empty());
+    assert!(chip.drain(CpuId::of::<2>()).is_empty());
     for cpu in [0u32, 1] {
         set_cpu(cpu);
-        for irq in chip.drain(CpuId(cpu)) {
+        for irq in chip.drain(CpuId::new(cpu).unwrap()) {
             core.handle_irq(irq).unwrap();
         }
     }
@@ -291,30 +293,30 @@ fn managed_irq_shuts_down_and_restarts_with_its_cpu_keeping_disable_depth() {
         FlowKind::Edge,
     )
     .unwrap();
-    core.set_managed_affinity(irq, &CpuMask::of(CpuId(1)))
+    core.set_managed_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
         .unwrap();
     let _r = core
         .request_irq(irq, IrqRequest::new("nvme", handled()))
         .unwrap();
     let ctl = ThreadCpus(core.clone());
     assert_eq!(
-        core.set_affinity(irq, &CpuMask::of(CpuId(0))),
+        core.set_affinity(irq, &CpuMask::of(CpuId::BOOT)),
         Err(IrqError::Managed(irq))
     );
-    core.cpu_down(CpuId(1), &ctl).unwrap();
+    core.cpu_down(CpuId::of::<1>(), &ctl).unwrap();
     assert!(
         core.snapshot(irq)
             .unwrap()
             .line
             .contains(LineState::MANAGED_SHUTDOWN)
     );
-    core.cpu_up(CpuId(1), &ctl).unwrap();
+    core.cpu_up(CpuId::of::<1>(), &ctl).unwrap();
     let s = core.snapshot(irq).unwrap();
     assert!(s.line.contains(LineState::STARTED) && s.depth == 0);
     // A driver's disable survives offline/online.
     core.disable_irq(irq).unwrap();
-    core.cpu_down(CpuId(1), &ctl).unwrap();
-    core.cpu_up(CpuId(1), &ctl).unwrap();
+    core.cpu_down(CpuId::of::<1>(), &ctl).unwrap();
+    core.cpu_up(CpuId::of::<1>(), &ctl).unwrap();
     let s = core.snapshot(irq).unwrap();
     assert_eq!(s.depth, 1);
     assert!(s.line.contains(LineState::DISABLED));
@@ -357,7 +359,7 @@ fn seed_003_concurrent_retargeting_converges_to_the_last_request() {
                 set_cpu(2);
                 let _broken_on_panic = barrier.guard();
                 for r in 0..rounds {
-                    core.set_affinity(irq, &CpuMask::of(CpuId((r % 3) as u32)))
+                    core.set_affinity(irq, &CpuMask::of(CpuId::new((r % 3) as u32).unwrap()))
                         .unwrap();
                     barrier.wait();
                     barrier.wait();
@@ -366,11 +368,11 @@ fn seed_003_concurrent_retargeting_converges_to_the_last_request() {
             set_cpu(1);
             let _broken_on_panic = barrier.guard();
             for r in 0..rounds {
-                core.set_affinity(irq, &CpuMask::of(CpuId(((r + 1) % 3) as u32)))
+                core.set_affinity(irq, &CpuMask::of(CpuId::new(((r + 1) % 3) as u32).unwrap()))
                     .unwrap();
                 barrier.wait();
                 // Both racing requests are done; this one is the last.
-                let last = CpuId(((r * 7) % 4) as u32);
+                let last = CpuId::new(((r * 7) % 4) as u32).unwrap();
                 core.set_affinity(irq, &CpuMask::of(last)).unwrap();
                 // Quiescence: let the device fire until a deferred move has
                 // reached its safe point (the CPU handling it may be another).

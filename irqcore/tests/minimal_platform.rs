@@ -16,7 +16,7 @@ struct OneCpu {
 
 impl Platform for OneCpu {
     fn current_cpu(&self) -> CpuId {
-        CpuId(0)
+        CpuId::BOOT
     }
     fn local_irq_save(&self) -> IrqFlags {
         IrqFlags(usize::from(self.irqs_on.swap(false, Ordering::SeqCst)))
@@ -81,7 +81,7 @@ fn line(core: &IrqCore<OneCpu>, pic: &Arc<Pic>, pin: u32, flow: FlowKind) -> Irq
 #[test]
 fn edge_level_and_fasteoi_lines_work_on_the_four_method_platform() {
     let core = IrqCore::new(OneCpu::default());
-    core.set_cpu_online(CpuId(0), true).unwrap();
+    core.set_cpu_online(CpuId::BOOT, true).unwrap();
     let pic = Arc::new(Pic::default());
     for (pin, flow) in [
         (0, FlowKind::Edge),
@@ -99,7 +99,7 @@ fn edge_level_and_fasteoi_lines_work_on_the_four_method_platform() {
             core.handle_irq(irq).unwrap();
         }
         assert_eq!(n.load(Ordering::SeqCst), 3, "{flow:?}");
-        assert_eq!(core.irq_count(irq, CpuId(0)), 3);
+        assert_eq!(core.irq_count(irq, CpuId::BOOT), 3);
     }
     assert_eq!(pic.eois.load(Ordering::SeqCst), 3, "fasteoi EOIs each one");
 }
@@ -107,7 +107,7 @@ fn edge_level_and_fasteoi_lines_work_on_the_four_method_platform() {
 #[test]
 fn lazy_disable_replays_through_the_built_in_resend_queue() {
     let core = IrqCore::new(OneCpu::default());
-    core.set_cpu_online(CpuId(0), true).unwrap();
+    core.set_cpu_online(CpuId::BOOT, true).unwrap();
     let pic = Arc::new(Pic::default());
     let kbd = line(&core, &pic, 1, FlowKind::Edge);
     let timer = line(&core, &pic, 0, FlowKind::Edge);
@@ -140,7 +140,7 @@ fn lazy_disable_replays_through_the_built_in_resend_queue() {
 #[test]
 fn threaded_handlers_run_inline_without_interrupt_threads() {
     let core = IrqCore::new(OneCpu::default());
-    core.set_cpu_online(CpuId(0), true).unwrap();
+    core.set_cpu_online(CpuId::BOOT, true).unwrap();
     let pic = Arc::new(Pic::default());
     let irq = line(&core, &pic, 3, FlowKind::Level);
     let order = Arc::new(Mutex::new(Vec::new()));
@@ -172,11 +172,11 @@ fn threaded_handlers_run_inline_without_interrupt_threads() {
 #[test]
 fn stop_machine_runs_on_the_only_cpu_with_the_default_run_on_cpus() {
     let core = IrqCore::new(OneCpu::default());
-    core.set_cpu_online(CpuId(0), true).unwrap();
-    let one = CpuMask::of(CpuId(0));
+    core.set_cpu_online(CpuId::BOOT, true).unwrap();
+    let one = CpuMask::of(CpuId::BOOT);
     let r = core
         .stop_machine()
-        .stop_machine(core.platform(), &one, &one, &|cpu| cpu.0 + 41);
+        .stop_machine(core.platform(), &one, &one, &|cpu| cpu.get() + 41);
     assert_eq!(r, Ok(41));
     // Another CPU cannot be reached by the default: a typed error, no hang.
     let two = CpuMask::first_n(2);
@@ -226,7 +226,7 @@ impl Platform for Reentrant {
 fn a_schedule_resend_that_calls_back_into_the_core_does_not_hang() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        CORE.set_cpu_online(CpuId(0), true).unwrap();
+        CORE.set_cpu_online(CpuId::BOOT, true).unwrap();
         let pic = Arc::new(Pic::default());
         let irq = CORE.alloc_descs(IrqNumber(40), 1).unwrap();
         CORE.set_chip(irq, vec![ChipLevel::new(pic, HwIrq(4))], FlowKind::Edge)
@@ -285,7 +285,7 @@ impl Platform for EagerThreads {
 fn a_wake_thread_that_runs_the_thread_at_once_does_not_hang() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        EAGER.set_cpu_online(CpuId(0), true).unwrap();
+        EAGER.set_cpu_online(CpuId::BOOT, true).unwrap();
         let pic = Arc::new(Pic::default());
         let irq = EAGER.alloc_descs(IrqNumber(40), 1).unwrap();
         EAGER

@@ -73,7 +73,7 @@ fn ten_thousand_dispatches_allocate_nothing() {
     }
     COUNTING.with(|c| c.set(false));
     assert_eq!(ALLOCS.load(Ordering::SeqCst), 0);
-    assert_eq!(core.irq_count(irqs[0], CpuId(0)), 2500);
+    assert_eq!(core.irq_count(irqs[0], CpuId::BOOT), 2500);
 }
 
 struct Nop;

@@ -75,17 +75,18 @@ fn set_affinity_racing_cpu_down_never_targets_an_offline_cpu() {
     // CPU 0 asks for CPU 1 and stalls on the slow bus ...
     let t = std::thread::spawn(move || {
         set_cpu(0);
-        c.set_affinity(irq, &CpuMask::of(CpuId(1)))
+        c.set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
     });
     entered.wait();
     // ... while CPU 2 takes CPU 1 down.
     set_cpu(2);
-    core.cpu_down(CpuId(1), &ThreadCpus(core.clone())).unwrap();
+    core.cpu_down(CpuId::of::<1>(), &ThreadCpus(core.clone()))
+        .unwrap();
     release.wait();
     let r = t.join().unwrap();
     let programmed = chip.inner.target.lock().unwrap().unwrap();
     assert!(
-        !programmed.contains(CpuId(1)),
+        !programmed.contains(CpuId::of::<1>()),
         "the chip targets offline CPU 1 (call returned {r:?})"
     );
     assert_eq!(
@@ -93,7 +94,12 @@ fn set_affinity_racing_cpu_down_never_targets_an_offline_cpu() {
         Err(IrqError::NoOnlineCpu),
         "no CPU of the mask is online"
     );
-    assert!(!core.effective_affinity(irq).unwrap().contains(CpuId(1)));
+    assert!(
+        !core
+            .effective_affinity(irq)
+            .unwrap()
+            .contains(CpuId::of::<1>())
+    );
 }
 
 // ----- 2. stale software resend -----------------------------------------------
@@ -149,13 +155,13 @@ fn unbalanced_enable_on_a_managed_shutdown_line_is_refused() {
     let core = core_with_cpus(2);
     set_cpu(0);
     let irq = irq_with(&core, Arc::new(TargetChip::default()), FlowKind::Edge);
-    core.set_managed_affinity(irq, &CpuMask::of(CpuId(1)))
+    core.set_managed_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
         .unwrap();
     let _r = core
         .request_irq(irq, IrqRequest::new("queue1", handled()))
         .unwrap();
     let ctl = ThreadCpus(core.clone());
-    core.cpu_down(CpuId(1), &ctl).unwrap();
+    core.cpu_down(CpuId::of::<1>(), &ctl).unwrap();
     let before = core.snapshot(irq).unwrap();
     assert!(before.line.contains(LineState::MANAGED_SHUTDOWN));
     assert_eq!(before.depth, 1);
@@ -164,7 +170,7 @@ fn unbalanced_enable_on_a_managed_shutdown_line_is_refused() {
         assert_eq!(core.enable_irq(irq), Err(IrqError::UnbalancedEnable(irq)));
         assert_eq!(core.snapshot(irq).unwrap(), before, "state unchanged");
     }
-    core.cpu_up(CpuId(1), &ctl).unwrap();
+    core.cpu_up(CpuId::of::<1>(), &ctl).unwrap();
     let after = core.snapshot(irq).unwrap();
     assert_eq!(after.depth, 0);
     assert!(after.line.contains(LineState::STARTED));
@@ -176,19 +182,19 @@ fn a_driver_disable_survives_managed_shutdown_and_balances_exactly() {
     let core = core_with_cpus(2);
     set_cpu(0);
     let irq = irq_with(&core, Arc::new(TargetChip::default()), FlowKind::Edge);
-    core.set_managed_affinity(irq, &CpuMask::of(CpuId(1)))
+    core.set_managed_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
         .unwrap();
     let _r = core
         .request_irq(irq, IrqRequest::new("queue1", handled()))
         .unwrap();
     let ctl = ThreadCpus(core.clone());
     core.disable_irq(irq).unwrap();
-    core.cpu_down(CpuId(1), &ctl).unwrap();
+    core.cpu_down(CpuId::of::<1>(), &ctl).unwrap();
     assert_eq!(core.snapshot(irq).unwrap().depth, 2);
     core.enable_irq(irq).unwrap(); // the driver's own disable
     assert_eq!(core.enable_irq(irq), Err(IrqError::UnbalancedEnable(irq)));
     assert_eq!(core.snapshot(irq).unwrap().depth, 1);
-    core.cpu_up(CpuId(1), &ctl).unwrap();
+    core.cpu_up(CpuId::of::<1>(), &ctl).unwrap();
     assert_eq!(core.snapshot(irq).unwrap().depth, 0);
     assert_eq!(core.enable_irq(irq), Err(IrqError::UnbalancedEnable(irq)));
 }
@@ -246,14 +252,14 @@ fn cpu_hotplug_completes_while_another_cpu_loops_alloc_and_free() {
             },
         ));
         for c in 0..4 {
-            core.set_cpu_online(CpuId(c), true).unwrap();
+            core.set_cpu_online(CpuId::new(c).unwrap(), true).unwrap();
         }
         let allocs = AtomicU64::new(0);
         let hotplugs = AtomicU64::new(0);
         let started = Barrier::new(2);
         std::thread::scope(|s| {
             s.spawn(|| {
-                p.on_cpu(CpuId(1), || {
+                p.on_cpu(CpuId::of::<1>(), || {
                     started.wait();
                     for _ in 0..3_000 {
                         let irq = core.alloc_descs(IrqNumber(64), 4).unwrap();
@@ -265,12 +271,12 @@ fn cpu_hotplug_completes_while_another_cpu_loops_alloc_and_free() {
             });
             s.spawn(|| {
                 let ctl = SimCpus { core: core.clone() };
-                p.on_cpu(CpuId(0), || {
+                p.on_cpu(CpuId::BOOT, || {
                     started.wait();
                     for _ in 0..20 {
                         for c in [2, 3] {
-                            core.cpu_down(CpuId(c), &ctl).unwrap();
-                            core.cpu_up(CpuId(c), &ctl).unwrap();
+                            core.cpu_down(CpuId::new(c).unwrap(), &ctl).unwrap();
+                            core.cpu_up(CpuId::new(c).unwrap(), &ctl).unwrap();
                             hotplugs.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -316,7 +322,8 @@ fn the_dying_cpu_holds_the_sparse_lock_for_its_callbacks() {
         let core = core.clone();
         move || {
             set_cpu(0);
-            core.cpu_down(CpuId(1), &ThreadCpus(core.clone())).unwrap()
+            core.cpu_down(CpuId::of::<1>(), &ThreadCpus(core.clone()))
+                .unwrap()
         }
     });
     let seen = cb.0.lock().unwrap().clone();
@@ -328,7 +335,7 @@ fn the_dying_cpu_holds_the_sparse_lock_for_its_callbacks() {
         "{seen:?}"
     );
     assert_eq!(core.nr_descs(), n);
-    assert!(!core.cpu_online(CpuId(1)));
+    assert!(!core.cpu_online(CpuId::of::<1>()));
 }
 
 // ----- 5. calls from a handler ------------------------------------------------
@@ -679,7 +686,7 @@ fn with_a_clock_a_slow_mostly_unhandled_line_survives() {
         inner: TestPlatform::default(),
         now: AtomicU64::new(0),
     });
-    core.set_cpu_online(CpuId(0), true).unwrap();
+    core.set_cpu_online(CpuId::BOOT, true).unwrap();
     let irq = core.alloc_descs(IrqNumber(1), 1).unwrap();
     core.set_chip(
         irq,
@@ -717,8 +724,8 @@ fn nested_hotplug_from_a_callback_is_busy_in_every_build() {
                 CoreConfig::DEFAULT,
             )));
             let mut v = self.0.lock().unwrap();
-            v.push(ctx.core.cpu_up(CpuId(3), &ctl));
-            v.push(ctx.core.cpu_down(CpuId(1), &ctl));
+            v.push(ctx.core.cpu_up(CpuId::of::<3>(), &ctl));
+            v.push(ctx.core.cpu_down(CpuId::of::<1>(), &ctl));
             Ok(())
         }
         fn down(&self, _ctx: &HotplugCtx<'_, TestPlatform>) {}
@@ -730,7 +737,8 @@ fn nested_hotplug_from_a_callback_is_busy_in_every_build() {
         .unwrap();
     core.register_hotplug(CpuPhase::Prepare, cb.clone())
         .unwrap();
-    core.cpu_up(CpuId(2), &ThreadCpus(core.clone())).unwrap();
+    core.cpu_up(CpuId::of::<2>(), &ThreadCpus(core.clone()))
+        .unwrap();
     assert_eq!(
         *cb.0.lock().unwrap(),
         vec![Err(IrqError::Busy); 4],

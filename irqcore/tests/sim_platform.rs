@@ -29,18 +29,21 @@ fn raised_interrupt_reaches_the_hook_on_its_cpu_with_interrupts_off() {
             .unwrap()
             .push((cpu, irq, p.try_current_cpu(), p.local_irq_enabled()));
     })));
-    m.raise(CpuId(2), IRQ).unwrap();
+    m.raise(CpuId::of::<2>(), IRQ).unwrap();
     spin_until("delivery", || !seen.lock().unwrap().is_empty());
     assert_eq!(
         *seen.lock().unwrap(),
-        [(CpuId(2), IRQ, Some(CpuId(2)), false)]
+        [(CpuId::of::<2>(), IRQ, Some(CpuId::of::<2>()), false)]
     );
-    assert_eq!(m.delivered(CpuId(2)), 1);
+    assert_eq!(m.delivered(CpuId::of::<2>()), 1);
     // Off inside the handler (checked above), back on after it returns.
     spin_until("interrupts restored after the handler", || {
-        m.irqs_enabled(CpuId(2)) == Ok(true)
+        m.irqs_enabled(CpuId::of::<2>()) == Ok(true)
     });
-    assert_eq!(m.raise(CpuId(3), IRQ), Err(SimError::NoSuchCpu(CpuId(3))));
+    assert_eq!(
+        m.raise(CpuId::of::<3>(), IRQ),
+        Err(SimError::NoSuchCpu(CpuId::of::<3>()))
+    );
 }
 
 #[test]
@@ -53,9 +56,9 @@ fn no_delivery_while_disabled_then_delivery_on_restore() {
     })));
     let p = m.platform();
     let r = m
-        .on_cpu(CpuId(1), || {
+        .on_cpu(CpuId::of::<1>(), || {
             let flags = p.local_irq_save();
-            p.raise(CpuId(1), IRQ).unwrap();
+            p.raise(CpuId::of::<1>(), IRQ).unwrap();
             for _ in 0..100 {
                 p.cpu_relax();
             }
@@ -80,7 +83,7 @@ fn cpu_spinning_with_interrupts_on_takes_interrupts() {
     let p = m.platform();
     std::thread::scope(|s| {
         let h = s.spawn(|| {
-            p.on_cpu(CpuId(0), || {
+            p.on_cpu(CpuId::BOOT, || {
                 // Process context waiting for something only an interrupt
                 // handler on this very CPU can do.
                 while !flag.load(Ordering::SeqCst) {
@@ -88,7 +91,7 @@ fn cpu_spinning_with_interrupts_on_takes_interrupts() {
                 }
             })
         });
-        m.raise(CpuId(0), IRQ).unwrap();
+        m.raise(CpuId::BOOT, IRQ).unwrap();
         h.join().unwrap().unwrap();
     });
 }
@@ -99,7 +102,7 @@ fn cross_call_runs_on_target_and_is_recorded_offline_targets_refused() {
     let ran_on = Arc::new(Mutex::new(None));
     let (r, p) = (ran_on.clone(), m.platform());
     let id = m
-        .send_ipi(CpuId(0), CpuId(1), move || {
+        .send_ipi(CpuId::BOOT, CpuId::of::<1>(), move || {
             *r.lock().unwrap() = Some((p.try_current_cpu(), p.local_irq_enabled()));
         })
         .unwrap();
@@ -107,7 +110,10 @@ fn cross_call_runs_on_target_and_is_recorded_offline_targets_refused() {
     spin_until("the call ran and was recorded", || {
         !m.cross_call_log().is_empty()
     });
-    assert_eq!(*ran_on.lock().unwrap(), Some((Some(CpuId(1)), false)));
+    assert_eq!(
+        *ran_on.lock().unwrap(),
+        Some((Some(CpuId::of::<1>()), false))
+    );
     let log = m.cross_call_log();
     assert_eq!(log.len(), 1);
     assert_eq!(
@@ -117,15 +123,18 @@ fn cross_call_runs_on_target_and_is_recorded_offline_targets_refused() {
             log[0].ran_on,
             log[0].ran_while_online
         ),
-        (id, CpuId(1), CpuId(1), true)
+        (id, CpuId::of::<1>(), CpuId::of::<1>(), true)
     );
     assert_eq!(log[0].path, CallPath::Ipi);
-    m.set_online(CpuId(2), false).unwrap();
+    m.set_online(CpuId::of::<2>(), false).unwrap();
     assert_eq!(
-        m.send_ipi(CpuId(0), CpuId(2), || {}),
-        Err(SimError::CpuOffline(CpuId(2)))
+        m.send_ipi(CpuId::BOOT, CpuId::of::<2>(), || {}),
+        Err(SimError::CpuOffline(CpuId::of::<2>()))
     );
-    assert_eq!(m.online_mask(), CpuMask::from_cpus([CpuId(0), CpuId(1)]));
+    assert_eq!(
+        m.online_mask(),
+        CpuMask::from_cpus([CpuId::BOOT, CpuId::of::<1>()])
+    );
 }
 
 #[test]
@@ -133,12 +142,12 @@ fn flush_runs_queued_calls_on_the_calling_cpu() {
     let m = SimMachine::new(2);
     let p = m.platform();
     let r = m
-        .on_cpu(CpuId(1), || {
+        .on_cpu(CpuId::of::<1>(), || {
             let flags = p.local_irq_save();
-            p.send_ipi(CpuId(0), CpuId(1), || {}).unwrap();
-            let queued = p.pending_cross_calls(CpuId(1));
+            p.send_ipi(CpuId::BOOT, CpuId::of::<1>(), || {}).unwrap();
+            let queued = p.pending_cross_calls(CpuId::of::<1>());
             p.flush_cross_calls();
-            let after = p.pending_cross_calls(CpuId(1));
+            let after = p.pending_cross_calls(CpuId::of::<1>());
             p.local_irq_restore(flags);
             (queued, after)
         })
@@ -165,13 +174,13 @@ fn run_on_cpus_runs_concurrently_on_each_cpu() {
     });
     let mut seen = seen.into_inner().unwrap();
     seen.sort();
-    assert_eq!(seen, (0..4).map(CpuId).collect::<Vec<_>>());
+    assert_eq!(seen, CpuId::all(4).collect::<Vec<_>>());
     // From a CPU: its own share runs inline.
     let inline = m
-        .on_cpu(CpuId(2), || {
+        .on_cpu(CpuId::of::<2>(), || {
             let me = std::thread::current().id();
             let same = AtomicBool::new(false);
-            p.run_on_cpus(&CpuMask::of(CpuId(2)), &|_| {
+            p.run_on_cpus(&CpuMask::of(CpuId::of::<2>()), &|_| {
                 same.store(std::thread::current().id() == me, Ordering::SeqCst)
             });
             same.load(Ordering::SeqCst)
@@ -185,26 +194,31 @@ fn outside_threads_are_cpu0_with_their_own_irq_flag() {
     let m = SimMachine::new(2);
     let p = m.platform();
     assert_eq!(p.try_current_cpu(), None);
-    assert_eq!(p.current_cpu(), CpuId(0));
+    assert_eq!(p.current_cpu(), CpuId::BOOT);
     let f = p.local_irq_save();
     assert!(!p.local_irq_enabled());
     assert_eq!(
-        m.irqs_enabled(CpuId(0)),
+        m.irqs_enabled(CpuId::BOOT),
         Ok(true),
         "CPU 0's own flag is untouched"
     );
     p.local_irq_restore(f);
     assert!(p.local_irq_enabled());
-    assert_eq!(m.on_cpu(CpuId(1), || p.current_cpu()), Ok(CpuId(1)));
+    assert_eq!(
+        m.on_cpu(CpuId::of::<1>(), || p.current_cpu()),
+        Ok(CpuId::of::<1>())
+    );
 }
 
 #[test]
 fn on_cpu_propagates_panics() {
     let m = SimMachine::new(2);
-    let r = catch_unwind(AssertUnwindSafe(|| m.on_cpu(CpuId(1), || panic!("boom"))));
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        m.on_cpu(CpuId::of::<1>(), || panic!("boom"))
+    }));
     assert!(r.is_err());
     // The CPU survives.
-    assert_eq!(m.on_cpu(CpuId(1), || 5), Ok(5));
+    assert_eq!(m.on_cpu(CpuId::of::<1>(), || 5), Ok(5));
 }
 
 #[test]
@@ -251,7 +265,7 @@ fn dropping_the_machine_joins_its_threads_even_with_hooks_holding_handles() {
             m.set_irq_entry_hook(Some(Arc::new(move |_, _| {
                 let _ = p.ncpus(); // a cycle: hook -> platform -> machine state
             })));
-            m.raise(CpuId(3), IRQ).unwrap();
+            m.raise(CpuId::of::<3>(), IRQ).unwrap();
         }
         leaked = leaked.min(thread_count().saturating_sub(before));
         if leaked == 0 {
@@ -265,10 +279,10 @@ fn dropping_the_machine_joins_its_threads_even_with_hooks_holding_handles() {
 fn a_panic_in_a_hook_is_reported_when_the_machine_is_dropped() {
     let m = SimMachine::new(2);
     m.set_irq_entry_hook(Some(Arc::new(|_, _| panic!("handler bug"))));
-    m.raise(CpuId(1), IRQ).unwrap();
-    spin_until("delivery", || m.delivered(CpuId(1)) == 1);
+    m.raise(CpuId::of::<1>(), IRQ).unwrap();
+    spin_until("delivery", || m.delivered(CpuId::of::<1>()) == 1);
     // The CPU thread survived the panic.
-    assert_eq!(m.on_cpu(CpuId(1), || 1), Ok(1));
+    assert_eq!(m.on_cpu(CpuId::of::<1>(), || 1), Ok(1));
     let r = catch_unwind(AssertUnwindSafe(move || drop(m)));
     let msg = r.unwrap_err();
     let msg = msg.downcast_ref::<String>().unwrap();

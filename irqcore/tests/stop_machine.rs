@@ -51,9 +51,9 @@ fn install_views(sm: &StopMachine, n: usize) -> Arc<Vec<AtomicU8>> {
 }
 
 const DEVICE_IRQ: IrqNumber = IrqNumber(40);
-const CONTROL: CpuId = CpuId(0);
-const HANDLER_CPU: CpuId = CpuId(1);
-const DYING: CpuId = CpuId(2);
+const CONTROL: CpuId = CpuId::BOOT;
+const HANDLER_CPU: CpuId = CpuId::of::<1>();
+const DYING: CpuId = CpuId::of::<2>();
 
 #[derive(Clone, Copy, Debug)]
 struct Defences {
@@ -120,7 +120,7 @@ fn scenario_001(def: Defences) -> Outcome {
         let down = s.spawn(|| {
             p.on_cpu(CONTROL, || {
                 let check_irqs = || {
-                    let all_off = (0..4).all(|c| !p.irqs_enabled(CpuId(c)).unwrap());
+                    let all_off = (0..4).all(|c| !p.irqs_enabled(CpuId::new(c).unwrap()).unwrap());
                     irqs_off_in_run.store(all_off, Ordering::SeqCst);
                 };
                 let mark_offline = || p.set_online(DYING, false).unwrap();
@@ -247,9 +247,9 @@ fn error_from_f_propagates_and_every_cpu_irq_state_is_restored() {
             // The control CPU calls with its interrupts off; it must get them
             // back off, the others (on in their stopper) back on.
             let flags = p.local_irq_save();
-            let r = sm.stop_machine(&p, &online, &CpuMask::of(CpuId(3)), &|cpu| {
-                assert!((0..4).all(|c| !p.irqs_enabled(CpuId(c)).unwrap()));
-                Err::<(), Boom>(Boom(cpu.0))
+            let r = sm.stop_machine(&p, &online, &CpuMask::of(CpuId::of::<3>()), &|cpu| {
+                assert!((0..4).all(|c| !p.irqs_enabled(CpuId::new(c).unwrap()).unwrap()));
+                Err::<(), Boom>(Boom(cpu.get()))
             });
             let still_off = !p.local_irq_enabled();
             p.local_irq_restore(flags);
@@ -263,7 +263,7 @@ fn error_from_f_propagates_and_every_cpu_irq_state_is_restored() {
     );
     for c in 1..4 {
         assert!(
-            p.irqs_enabled(CpuId(c)).unwrap(),
+            p.irqs_enabled(CpuId::new(c).unwrap()).unwrap(),
             "CPU {c} interrupts restored"
         );
     }
@@ -279,7 +279,7 @@ fn error_from_f_propagates_and_every_cpu_irq_state_is_restored() {
         nn.fetch_add(1, Ordering::SeqCst);
     })));
     for c in 0..4 {
-        p.raise(CpuId(c), DEVICE_IRQ).unwrap();
+        p.raise(CpuId::new(c).unwrap(), DEVICE_IRQ).unwrap();
     }
     spin_until("every CPU took its interrupt", || {
         n.load(Ordering::SeqCst) == 4
@@ -294,14 +294,18 @@ fn dying_failure_keeps_the_cpu_online_and_unflushed() {
     let online = p.online_mask();
     let r = p
         .on_cpu(CONTROL, || {
-            sm.take_cpu_down(&p, &online, CpuId(1), &|| Err::<(), Boom>(Boom(7)), &|| {
-                p.set_online(CpuId(1), false).unwrap()
-            })
+            sm.take_cpu_down(
+                &p,
+                &online,
+                CpuId::of::<1>(),
+                &|| Err::<(), Boom>(Boom(7)),
+                &|| p.set_online(CpuId::of::<1>(), false).unwrap(),
+            )
         })
         .unwrap();
     assert_eq!(r, Err(CpuDownError::Dying(Boom(7))));
-    assert!(p.is_online(CpuId(1)));
-    assert!((0..3).all(|c| p.irqs_enabled(CpuId(c)).unwrap()));
+    assert!(p.is_online(CpuId::of::<1>()));
+    assert!((0..3).all(|c| p.irqs_enabled(CpuId::new(c).unwrap()).unwrap()));
 }
 
 #[test]
@@ -315,22 +319,22 @@ fn every_cpu_passes_every_state_in_order_and_f_runs_on_the_active_cpus() {
         l.lock().unwrap().push((cpu, st, pp.local_irq_enabled()));
     })));
     let ran_on = Mutex::new(Vec::new());
-    let active = CpuMask::from_cpus([CpuId(1), CpuId(4)]);
+    let active = CpuMask::from_cpus([CpuId::of::<1>(), CpuId::of::<4>()]);
     // Called from outside the machine: every CPU is a remote participant.
     let r = sm.stop_machine(&p, &p.online_mask(), &active, &|cpu| {
         assert_eq!(p.try_current_cpu(), Some(cpu));
         ran_on.lock().unwrap().push(cpu);
-        cpu.0 * 10
+        cpu.get() * 10
     });
     assert_eq!(r, Ok(10), "the lowest-numbered active CPU's value");
     let mut ran = ran_on.into_inner().unwrap();
     ran.sort();
-    assert_eq!(ran, [CpuId(1), CpuId(4)]);
+    assert_eq!(ran, [CpuId::of::<1>(), CpuId::of::<4>()]);
     let log = log.lock().unwrap().clone();
     for c in 0..6 {
         let mine: Vec<StopState> = log
             .iter()
-            .filter(|e| e.0 == CpuId(c))
+            .filter(|e| e.0 == CpuId::new(c).unwrap())
             .map(|e| e.1)
             .collect();
         assert_eq!(mine, &StopState::ALL[1..], "CPU {c}");
@@ -356,11 +360,11 @@ fn concurrent_and_nested_calls_are_refused_not_deadlocked() {
     let p = machine.platform();
     let sm = StopMachine::new();
     let online = p.online_mask();
-    let r = sm.stop_machine(&p, &online, &CpuMask::of(CpuId(0)), &|_| {
-        let nested = sm.stop_machine(&p, &online, &CpuMask::of(CpuId(1)), &|_| ());
-        let nested_one = sm.stop_one_cpu(&p, &online, CpuId(1), &|| ());
+    let r = sm.stop_machine(&p, &online, &CpuMask::of(CpuId::BOOT), &|_| {
+        let nested = sm.stop_machine(&p, &online, &CpuMask::of(CpuId::of::<1>()), &|_| ());
+        let nested_one = sm.stop_one_cpu(&p, &online, CpuId::of::<1>(), &|| ());
         let concurrent = thread::scope(|s| {
-            s.spawn(|| sm.stop_machine(&p, &online, &CpuMask::of(CpuId(1)), &|_| ()))
+            s.spawn(|| sm.stop_machine(&p, &online, &CpuMask::of(CpuId::of::<1>()), &|_| ()))
                 .join()
                 .unwrap()
         });
@@ -372,8 +376,8 @@ fn concurrent_and_nested_calls_are_refused_not_deadlocked() {
     assert_eq!(concurrent, Err(StopMachineError::Busy));
     // The instance is usable again afterwards.
     assert_eq!(
-        sm.stop_machine(&p, &online, &CpuMask::of(CpuId(2)), &|c| c),
-        Ok(CpuId(2))
+        sm.stop_machine(&p, &online, &CpuMask::of(CpuId::of::<2>()), &|c| c),
+        Ok(CpuId::of::<2>())
     );
 }
 
@@ -382,7 +386,7 @@ fn bad_masks_are_refused_with_typed_errors() {
     let machine = SimMachine::new(3);
     let p = machine.platform();
     let sm = StopMachine::new();
-    let online = CpuMask::from_cpus([CpuId(0), CpuId(1)]);
+    let online = CpuMask::from_cpus([CpuId::BOOT, CpuId::of::<1>()]);
     let ran = AtomicBool::new(false);
     let f = |_: CpuId| ran.store(true, Ordering::SeqCst);
     assert_eq!(
@@ -390,20 +394,20 @@ fn bad_masks_are_refused_with_typed_errors() {
         Err(StopMachineError::NoActiveCpu)
     );
     assert_eq!(
-        sm.stop_machine(&p, &online, &CpuMask::of(CpuId(2)), &f),
-        Err(StopMachineError::CpuOffline(CpuId(2)))
+        sm.stop_machine(&p, &online, &CpuMask::of(CpuId::of::<2>()), &f),
+        Err(StopMachineError::CpuOffline(CpuId::of::<2>()))
     );
     assert_eq!(
-        sm.stop_machine(&p, &CpuMask::new(), &CpuMask::of(CpuId(0)), &f),
+        sm.stop_machine(&p, &CpuMask::new(), &CpuMask::of(CpuId::BOOT), &f),
         Err(StopMachineError::BadOnlineMask)
     );
     assert_eq!(
-        sm.stop_one_cpu(&p, &online, CpuId(2), &|| ()),
-        Err(StopMachineError::CpuOffline(CpuId(2)))
+        sm.stop_one_cpu(&p, &online, CpuId::of::<2>(), &|| ()),
+        Err(StopMachineError::CpuOffline(CpuId::of::<2>()))
     );
-    let single = CpuMask::of(CpuId(0));
+    let single = CpuMask::of(CpuId::BOOT);
     assert_eq!(
-        sm.take_cpu_down(&p, &single, CpuId(0), &|| Ok::<(), ()>(()), &|| ()),
+        sm.take_cpu_down(&p, &single, CpuId::BOOT, &|| Ok::<(), ()>(()), &|| ()),
         Err(CpuDownError::Stop(StopMachineError::LastOnlineCpu))
     );
     assert!(!ran.load(Ordering::SeqCst));
@@ -416,12 +420,12 @@ fn stop_one_cpu_runs_on_that_cpu_with_interrupts_on() {
     let p = machine.platform();
     let sm = StopMachine::new();
     let online = p.online_mask();
-    let r = p.on_cpu(CpuId(1), || {
-        sm.stop_one_cpu(&p, &online, CpuId(3), &|| {
+    let r = p.on_cpu(CpuId::of::<1>(), || {
+        sm.stop_one_cpu(&p, &online, CpuId::of::<3>(), &|| {
             (p.try_current_cpu(), p.local_irq_enabled())
         })
     });
-    assert_eq!(r, Ok(Ok((Some(CpuId(3)), true))));
+    assert_eq!(r, Ok(Ok((Some(CpuId::of::<3>()), true))));
 }
 
 #[test]
@@ -435,7 +439,7 @@ fn stop_machine_from_a_cpu_while_another_cpu_handles_interrupts_in_prepare() {
     let gate = Arc::new(Gate::default());
     let g = gate.clone();
     p.set_stopper_entry_hook(Some(Arc::new(move |cpu| {
-        if cpu == CpuId(2) {
+        if cpu == CpuId::of::<2>() {
             g.wait();
         }
     })));
@@ -449,14 +453,14 @@ fn stop_machine_from_a_cpu_while_another_cpu_handles_interrupts_in_prepare() {
     let online = p.online_mask();
     thread::scope(|s| {
         let h = s.spawn(|| {
-            p.on_cpu(CpuId(0), || {
-                sm.stop_machine(&p, &online, &CpuMask::of(CpuId(0)), &|_| ())
+            p.on_cpu(CpuId::BOOT, || {
+                sm.stop_machine(&p, &online, &CpuMask::of(CpuId::BOOT), &|_| ())
             })
         });
         spin_until("CPU 1 in Prepare", || {
             views[1].load(Ordering::SeqCst) == StopState::Prepare as u8
         });
-        p.raise(CpuId(1), DEVICE_IRQ).unwrap();
+        p.raise(CpuId::of::<1>(), DEVICE_IRQ).unwrap();
         spin_until("CPU 1 took the interrupt", || {
             !taken_in.lock().unwrap().is_empty()
         });
@@ -465,6 +469,6 @@ fn stop_machine_from_a_cpu_while_another_cpu_handles_interrupts_in_prepare() {
     });
     assert_eq!(
         *taken_in.lock().unwrap(),
-        [(CpuId(1), StopState::Prepare as u8)]
+        [(CpuId::of::<1>(), StopState::Prepare as u8)]
     );
 }

@@ -122,7 +122,9 @@ fn dispatch_races_alloc_and_free() {
             dispatched[i].load(Ordering::Relaxed),
             "irq {i}"
         );
-        let total: u64 = (0..4).map(|c| core.irq_count(stable[i], CpuId(c))).sum();
+        let total: u64 = (0..4)
+            .map(|c| core.irq_count(stable[i], CpuId::new(c).unwrap()))
+            .sum();
         assert_eq!(total, dispatched[i].load(Ordering::Relaxed));
     }
     assert_eq!(core.nr_descs(), base, "churned descriptors leaked");

@@ -221,7 +221,7 @@ struct LoomPlatform(Arc<Machine>);
 
 impl Platform for LoomPlatform {
     fn current_cpu(&self) -> CpuId {
-        CpuId(CPU.with(Cell::get))
+        CpuId::new(CPU.with(Cell::get)).unwrap()
     }
 
     fn local_irq_save(&self) -> IrqFlags {
@@ -275,7 +275,7 @@ impl Platform for LoomPlatform {
             .map(|c| {
                 let m = self.0.clone();
                 loom::thread::spawn(move || {
-                    CPU.with(|x| x.set(c.0));
+                    CPU.with(|x| x.set(c.get()));
                     // The stopper runs once the CPU's current task lets it.
                     let held = m.slots[c.index()].as_ref().map(|s| {
                         s.wants.store(true, SeqCst);
@@ -409,9 +409,13 @@ fn control_cpu(p: &LoomPlatform) -> Result<(), CpuDownError<Busy>> {
     })));
     let online = CpuMask::first_n(m.cfg.ncpus);
     let old_guard = (m.cfg.protocol == Protocol::Old).then(|| m.sparse.lock().unwrap());
-    let r = sm.take_cpu_down(p, &online, CpuId(DYING as u32), &|| dying_step(m), &|| {
-        m.online[DYING].store(false, SeqCst)
-    });
+    let r = sm.take_cpu_down(
+        p,
+        &online,
+        CpuId::new(DYING as u32).unwrap(),
+        &|| dying_step(m),
+        &|| m.online[DYING].store(false, SeqCst),
+    );
     drop(old_guard);
     sm.set_trace_hook(None);
     r

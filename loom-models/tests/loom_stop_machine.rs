@@ -116,7 +116,7 @@ impl LoomPlatform {
 
 impl Platform for LoomPlatform {
     fn current_cpu(&self) -> CpuId {
-        CpuId(CPU.with(Cell::get))
+        CpuId::new(CPU.with(Cell::get)).unwrap()
     }
 
     fn local_irq_save(&self) -> IrqFlags {
@@ -177,7 +177,7 @@ impl Platform for LoomPlatform {
             .filter(|&c| c != me)
             .map(|c| {
                 loom::thread::spawn(move || {
-                    CPU.with(|x| x.set(c.0));
+                    CPU.with(|x| x.set(c.get()));
                     work(c)
                 })
             })
@@ -247,9 +247,9 @@ fn model(ncpus: usize, active: CpuId, variant: Variant) {
                 p.others_all_off(usize::MAX),
                 "f runs with every CPU's interrupts off"
             );
-            cpu.0 + 100
+            cpu.get() + 100
         });
-        assert_eq!(r, Ok(active.0 + 100));
+        assert_eq!(r, Ok(active.get() + 100));
         for c in 0..ncpus {
             assert_eq!(
                 m.views[c].load(Ordering::SeqCst),
@@ -267,13 +267,13 @@ fn model(ncpus: usize, active: CpuId, variant: Variant) {
 /// CPU 0 calls stop-machine and CPU 1 (the dying CPU) runs the function.
 #[test]
 fn two_cpus_two_phase() {
-    model(2, CpuId(1), Variant::TwoPhase);
+    model(2, CpuId::of::<1>(), Variant::TwoPhase);
 }
 
 /// The caller's own CPU runs the function.
 #[test]
 fn two_cpus_two_phase_caller_is_active() {
-    model(2, CpuId(0), Variant::TwoPhase);
+    model(2, CpuId::BOOT, Variant::TwoPhase);
 }
 
 /// The `seeds/001` shape: CPU 0 calls, CPU 2 is the dying CPU, CPU 1 is a
@@ -281,7 +281,7 @@ fn two_cpus_two_phase_caller_is_active() {
 /// doubles the run time; it is left to the two-CPU model.)
 #[test]
 fn three_cpus_two_phase_dying_cpu_not_the_caller() {
-    model(3, CpuId(2), Variant::TwoPhase);
+    model(3, CpuId::of::<2>(), Variant::TwoPhase);
 }
 
 /// The model can fail: with one phase, loom finds an interleaving in which
@@ -289,12 +289,12 @@ fn three_cpus_two_phase_dying_cpu_not_the_caller() {
 #[test]
 #[should_panic(expected = "an active CPU disabled interrupts before an inactive one")]
 fn two_cpus_one_phase_breaks_the_ordering() {
-    model(2, CpuId(1), Variant::OnePhaseCheckedAsTwoPhase);
+    model(2, CpuId::of::<1>(), Variant::OnePhaseCheckedAsTwoPhase);
 }
 
 /// The same with three CPUs, the dying CPU not being the caller.
 #[test]
 #[should_panic(expected = "an active CPU disabled interrupts before an inactive one")]
 fn three_cpus_one_phase_breaks_the_ordering() {
-    model(3, CpuId(2), Variant::OnePhaseCheckedAsTwoPhase);
+    model(3, CpuId::of::<2>(), Variant::OnePhaseCheckedAsTwoPhase);
 }

@@ -76,7 +76,7 @@ impl Platform for BarrierPlatform {
         }
     }
     fn current_cpu(&self) -> CpuId {
-        CpuId(1)
+        CpuId::of::<1>()
     }
     fn local_irq_save(&self) -> IrqFlags {
         IrqFlags(0)

@@ -35,7 +35,8 @@ fn set_affinity(
         _ => ChipError::Invalid,
     })?;
     Ok(AffinitySet::Done {
-        effective: CpuMask::from_cpus([vcpu.cpu()]),
+        // `pick_vcpu` takes the vCPU from `mask`, so it always names a CPU.
+        effective: CpuMask::from_cpus(vcpu.cpu()),
     })
 }
 

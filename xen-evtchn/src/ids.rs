@@ -49,11 +49,12 @@ impl Port {
 impl VcpuId {
     /// The vCPU for a kernel CPU (identity; see the type docs).
     pub const fn from_cpu(cpu: CpuId) -> Self {
-        VcpuId(cpu.0)
+        VcpuId(cpu.get())
     }
-    /// The kernel CPU of this vCPU (identity).
-    pub const fn cpu(self) -> CpuId {
-        CpuId(self.0)
+    /// The kernel CPU of this vCPU (identity), or `None` if no [`CpuId`] can
+    /// name it (at or above [`irqcore::MAX_CPUS`]).
+    pub const fn cpu(self) -> Option<CpuId> {
+        CpuId::new(self.0)
     }
     /// The id as a `usize`, for indexing per-vCPU tables.
     pub const fn index(self) -> usize {

@@ -359,7 +359,9 @@ fn to_irq_error(e: EvtchnError) -> IrqError {
     match e {
         EvtchnError::Irq(e) => e,
         EvtchnError::Xen(x) => IrqError::Chip(ChipError::from(x)),
-        EvtchnError::BadVcpu(v) | EvtchnError::VcpuOffline(v) => IrqError::BadCpu(v.cpu()),
+        EvtchnError::BadVcpu(v) | EvtchnError::VcpuOffline(v) => {
+            v.cpu().map_or(IrqError::InvalidArgument, IrqError::BadCpu)
+        }
         _ => IrqError::InvalidArgument,
     }
 }

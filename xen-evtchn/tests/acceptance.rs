@@ -103,7 +103,7 @@ fn migration(flow: FlowKind, chip_2010: bool, how: Move) -> MigrationOutcome {
         g.core.set_flow(irq, flow).unwrap();
     }
     g.core
-        .set_affinity(irq, &CpuMask::from_cpus([CpuId(0)]))
+        .set_affinity(irq, &CpuMask::from_cpus([CpuId::BOOT]))
         .unwrap();
     let counter = Arc::new(Counter::default());
     let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -118,7 +118,7 @@ fn migration(flow: FlowKind, chip_2010: bool, how: Move) -> MigrationOutcome {
                 Move::Rebind => g2.ch.rebind(gp, VcpuId(1)).unwrap(),
                 Move::SetAffinity => g2
                     .core
-                    .set_affinity(irq, &CpuMask::from_cpus([CpuId(1)]))
+                    .set_affinity(irq, &CpuMask::from_cpus([CpuId::of::<1>()]))
                     .unwrap(),
             }
             g2.peer.send(pp).unwrap();
@@ -360,7 +360,7 @@ fn close_while_pending_is_never_delivered_and_the_port_reuse_is_clean() {
     );
     assert!(g.core.snapshot(nirq).unwrap().handlers.is_empty());
     g.core
-        .set_affinity(nirq, &CpuMask::from_cpus([CpuId(0)]))
+        .set_affinity(nirq, &CpuMask::from_cpus([CpuId::BOOT]))
         .unwrap();
     g.request(nirq, &counter2, false);
     g.model.raise_virq(GUEST, Virq::CONSOLE, VcpuId(0));
@@ -529,7 +529,7 @@ fn per_vcpu_channels_bound_in_prepare_and_closed_after_dead() {
             ..Config::default()
         },
     );
-    let cpu2 = CpuId(2);
+    let cpu2 = CpuId::of::<2>();
     let v2 = VcpuId(2);
     // Take vCPU 2 down first (it came up in `guest`).
     g.core.set_cpu_online(cpu2, false).unwrap();
@@ -640,12 +640,12 @@ fn global_virq_on_a_vcpu_other_than_0_is_einval() {
         .bind_global_virq(&g.core, Virq::CONSOLE, VcpuId(0))
         .unwrap();
     g.core
-        .set_affinity(irq, &CpuMask::from_cpus([CpuId(1)]))
+        .set_affinity(irq, &CpuMask::from_cpus([CpuId::of::<1>()]))
         .unwrap();
     assert_eq!(g.dom.status(p).unwrap().vcpu, VcpuId(1));
     assert_eq!(
         g.core.effective_affinity(irq).unwrap(),
-        CpuMask::from_cpus([CpuId(1)])
+        CpuMask::from_cpus([CpuId::of::<1>()])
     );
     // Per-vCPU channels cannot move.
     let ipi = g.ch.ipi_port(0, VcpuId(0)).unwrap();
@@ -665,9 +665,9 @@ fn ipi_to_an_offline_or_unknown_vcpu_is_refused() {
         Err(EvtchnError::BadVcpu(VcpuId(7)))
     );
     assert_eq!(g.ch.send_ipi(9, VcpuId(1)), Err(EvtchnError::BadIpi(9)));
-    g.core.set_cpu_online(CpuId(1), false).unwrap();
+    g.core.set_cpu_online(CpuId::of::<1>(), false).unwrap();
     g.ch.vcpu_offline(VcpuId(1));
-    g.xen.cpu_dead(&g.core, CpuId(1), false).unwrap();
+    g.xen.cpu_dead(&g.core, CpuId::of::<1>(), false).unwrap();
     assert_eq!(
         g.ch.send_ipi(0, VcpuId(1)),
         Err(EvtchnError::VcpuOffline(VcpuId(1)))
@@ -1027,7 +1027,7 @@ fn retrigger_delivers_once() {
 #[test]
 fn percpu_request_flags_are_enforced_for_ipis() {
     let g = guest(1);
-    let irq = g.xen.ipi_irq(0, CpuId(0)).unwrap();
+    let irq = g.xen.ipi_irq(0, CpuId::BOOT).unwrap();
     let r = g.core.request_irq_raw(
         irq,
         IrqRequest::new("x", Arc::new(|_| IrqReturn::HANDLED)).dev_id(DevId(3)),

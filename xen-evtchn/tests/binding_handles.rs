@@ -62,7 +62,7 @@ fn unbind_with_a_handler_is_refused_and_the_handle_comes_back() {
     let irq = bound.irq();
     let counter = Arc::new(Counter::default());
     g.core
-        .set_affinity(irq, &CpuMask::from_cpus([CpuId(0)]))
+        .set_affinity(irq, &CpuMask::from_cpus([CpuId::BOOT]))
         .unwrap();
     g.request(irq, &counter, false);
     let (bound, err) = bound.unbind().unwrap_err();

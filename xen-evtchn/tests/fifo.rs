@@ -304,7 +304,7 @@ fn control_blocks_are_registered_in_the_prepare_step() {
     assert!(g.dom.fifo_registered(VcpuId(0)));
     assert!(!g.dom.fifo_registered(VcpuId(2)));
     set_cpu(0);
-    g.xen.prepare_cpu(&g.core, CpuId(2)).unwrap();
+    g.xen.prepare_cpu(&g.core, CpuId::of::<2>()).unwrap();
     assert!(g.dom.fifo_registered(VcpuId(2)));
     // Its IPI is delivered through its own queue.
     let ipi = g.ch.ipi_port(0, VcpuId(2)).unwrap();
@@ -320,7 +320,7 @@ fn a_dead_vcpus_queue_is_drained_and_its_events_requeued() {
     let counter = Arc::new(Counter::default());
     let (pp, gp, irq) = g.connect(&counter, false);
     g.core
-        .set_affinity(irq, &CpuMask::from_cpus([CpuId(1)]))
+        .set_affinity(irq, &CpuMask::from_cpus([CpuId::of::<1>()]))
         .unwrap();
     // vCPU 1 stops taking upcalls; an event is queued there.
     g.peer.send(pp).unwrap();
@@ -328,7 +328,7 @@ fn a_dead_vcpus_queue_is_drained_and_its_events_requeued() {
     // The channel moves to vCPU 0 (its unmask finds it pending but still
     // linked on vCPU 1's queue: Xen does not queue it again).
     g.core
-        .set_affinity(irq, &CpuMask::from_cpus([CpuId(0)]))
+        .set_affinity(irq, &CpuMask::from_cpus([CpuId::BOOT]))
         .unwrap();
     g.upcall_on(0);
     assert_eq!(counter.total(), 1, "only the bind's event so far");

@@ -52,7 +52,7 @@ fn every_binding_gets_its_flow_and_chip() {
     let percpu = (FlowKind::PerCpu, "xen-percpu".to_string());
     for cpu in 0..2 {
         for ipi in 0..2 {
-            let irq = g.xen.ipi_irq(ipi, CpuId(cpu)).unwrap();
+            let irq = g.xen.ipi_irq(ipi, CpuId::new(cpu).unwrap()).unwrap();
             assert_eq!(flow_and_chip(&g, irq), percpu, "IPI {ipi} of vCPU {cpu}");
         }
         for virq in [Virq::TIMER, Virq::DEBUG] {

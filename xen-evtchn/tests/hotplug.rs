@@ -16,7 +16,7 @@ fn per_vcpu_virq_bound_in_prepare_on_cpu_up_and_closed_after_cpu_down() {
     let g = guest_partial(3, 2, Config::default());
     g.xen.register_hotplug(&g.core).unwrap();
     let ctl = Control { core: &g.core };
-    let (cpu2, v2) = (CpuId(2), VcpuId(2));
+    let (cpu2, v2) = (CpuId::of::<2>(), VcpuId(2));
     assert_eq!(g.ch.vcpu_state(v2), VcpuState::Down);
     assert_eq!(g.ch.send_ipi(0, v2), Err(EvtchnError::VcpuOffline(v2)));
     let descs_before = g.core.nr_descs();
@@ -122,10 +122,10 @@ fn binding_from_the_locked_bring_up_phase_is_refused_not_a_deadlock() {
     let descs = g.core.nr_descs();
     set_cpu(0);
     assert_eq!(
-        g.core.cpu_up(CpuId(2), &ctl),
+        g.core.cpu_up(CpuId::of::<2>(), &ctl),
         Err(IrqError::SparseLockHeldByCaller)
     );
-    assert!(!g.core.cpu_online(CpuId(2)));
+    assert!(!g.core.cpu_online(CpuId::of::<2>()));
     assert_eq!(g.core.nr_descs(), descs);
     assert_eq!(g.ch.vcpu_state(VcpuId(2)), VcpuState::Down);
     assert_eq!(g.ch.ipi_port(0, VcpuId(2)), None);

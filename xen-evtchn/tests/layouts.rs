@@ -66,7 +66,7 @@ fn ipis_loopback_and_rebind_work_on_both_layouts() {
         // Per-vCPU IPI channels (bound in `prepare_cpu`) on every vCPU.
         let ipis = Arc::new(Counter::default());
         for v in 0..4 {
-            let irq = g.xen.ipi_irq(0, CpuId(v)).expect("IPI bound");
+            let irq = g.xen.ipi_irq(0, CpuId::new(v).unwrap()).expect("IPI bound");
             g.request(irq, &ipis, true);
             set_cpu(v);
             g.core.enable_percpu_irq(irq, TriggerType::None).unwrap();
@@ -91,7 +91,7 @@ fn ipis_loopback_and_rebind_work_on_both_layouts() {
         let base = counter.total();
         for (i, v) in [0u32, 1, 2, 3, 1, 0].into_iter().enumerate() {
             g.core
-                .set_affinity(irq, &CpuMask::from_cpus([CpuId(v)]))
+                .set_affinity(irq, &CpuMask::from_cpus([CpuId::new(v).unwrap()]))
                 .unwrap();
             assert_eq!(g.ch.binding(local).unwrap().vcpu, VcpuId(v));
             g.dom.send(unbound).unwrap();

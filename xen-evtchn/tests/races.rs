@@ -215,7 +215,7 @@ fn stress_no_lost_edge_while_channels_move() {
                 let (_, _, irq) = chans_m[k as usize % N];
                 let _ = gm
                     .core
-                    .set_affinity(irq, &CpuMask::from_cpus([CpuId(k % 2)]));
+                    .set_affinity(irq, &CpuMask::from_cpus([CpuId::new(k % 2).unwrap()]));
                 k = k.wrapping_add(1);
                 std::thread::yield_now();
             }

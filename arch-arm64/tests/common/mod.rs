@@ -122,15 +122,15 @@ impl Rig {
 
     fn start(model: Arc<GicModel>, gic: Arc<dyn Gic>, ncpus: usize, started: usize) -> Rig {
         let core = IrqCore::new(ModelPlatform::default());
-        model::set_current_cpu(CpuId(0));
+        model::set_current_cpu(CpuId::BOOT);
         gic.init_distributor().unwrap();
         for c in 0..started {
-            let cpu = CpuId(c as u32);
+            let cpu = CpuId::new(c as u32).unwrap();
             model::set_current_cpu(cpu);
             gic.cpu_starting(cpu).unwrap();
             core.set_cpu_online(cpu, true).unwrap();
         }
-        model::set_current_cpu(CpuId(0));
+        model::set_current_cpu(CpuId::BOOT);
         Rig {
             model,
             gic,
@@ -178,7 +178,7 @@ impl Rig {
     /// Runs `cpu`'s IRQ entry: the acknowledge loop dispatching to the core.
     pub fn irq_entry(&self, cpu: usize) -> usize {
         let me = model::current_cpu();
-        model::set_current_cpu(CpuId(cpu as u32));
+        model::set_current_cpu(CpuId::new(cpu as u32).unwrap());
         let n = self.gic.handle_pending_dyn(&mut |id| {
             let irq = self.map.lock().unwrap().get(&id.get()).copied();
             arch_arm64::dispatch(&self.core, |_| irq, id)
@@ -190,7 +190,7 @@ impl Rig {
     /// Runs `f` as CPU `cpu`.
     pub fn on<R>(&self, cpu: usize, f: impl FnOnce() -> R) -> R {
         let me = model::current_cpu();
-        model::set_current_cpu(CpuId(cpu as u32));
+        model::set_current_cpu(CpuId::new(cpu as u32).unwrap());
         let r = f();
         model::set_current_cpu(me);
         r
@@ -200,7 +200,7 @@ impl Rig {
         assert_eq!(self.model.violations(), Vec::<String>::new());
         for c in 0..self.ncpus {
             assert_eq!(
-                self.model.running_priority(CpuId(c as u32)),
+                self.model.running_priority(CpuId::new(c as u32).unwrap()),
                 0xff,
                 "cpu{c} left with a raised running priority"
             );

@@ -771,7 +771,9 @@ impl ModelApicOps {
 
 impl ApicOps for ModelApicOps {
     fn current_cpu(&self) -> CpuId {
-        CpuId(self.m.current_cpu() as u32)
+        // The model's CPU indices come from its APIC id list; one no `CpuId`
+        // can hold (at or above MAX_CPUS) reads as the boot CPU.
+        CpuId::from_index(self.m.current_cpu()).unwrap_or(CpuId::BOOT)
     }
 
     fn eoi(&self) {

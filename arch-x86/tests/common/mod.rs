@@ -36,7 +36,7 @@ pub struct TestPlatform {
 
 impl Platform for TestPlatform {
     fn current_cpu(&self) -> CpuId {
-        CpuId(self.machine.current_cpu() as u32)
+        CpuId::new(self.machine.current_cpu() as u32).unwrap()
     }
     fn local_irq_save(&self) -> IrqFlags {
         IrqFlags(0)
@@ -103,8 +103,9 @@ pub fn rig_online(apic_ids: &[u32], online: usize) -> Rig {
     let vectors =
         Arc::new(VectorDomain::new(machine.apic_ops(), &ids, MsiDestFormat::XApic).unwrap());
     for cpu in 0..online {
-        core.set_cpu_online(CpuId(cpu as u32), true).unwrap();
-        vectors.cpu_online(CpuId(cpu as u32)).unwrap();
+        core.set_cpu_online(CpuId::new(cpu as u32).unwrap(), true)
+            .unwrap();
+        vectors.cpu_online(CpuId::new(cpu as u32).unwrap()).unwrap();
     }
     Rig {
         machine,
@@ -124,7 +125,10 @@ impl Rig {
     fn run_cpu_here(&self, cpu: usize) -> Vec<IrqNumber> {
         let mut out = Vec::new();
         while let Some(v) = self.machine.take_interrupt(cpu) {
-            match self.vectors.irq_for_vector(CpuId(cpu as u32), vec_(v)) {
+            match self
+                .vectors
+                .irq_for_vector(CpuId::new(cpu as u32).unwrap(), vec_(v))
+            {
                 Some(irq) => {
                     self.core.handle_irq(irq).unwrap();
                     out.push(irq);

@@ -18,7 +18,8 @@ pub fn current() -> CpuId {
     // SAFETY: reading TPIDR_EL1 has no side effect; the boot and secondary
     // entries set it to the logical CPU id before any Rust code runs.
     unsafe { asm!("mrs {}, tpidr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    CpuId(v as u32)
+    // The entry code stores the index of a CpuId the boot CPU handed out.
+    CpuId::new(v as u32).expect("TPIDR_EL1 holds a CPU id")
 }
 
 /// `MPIDR_EL1` affinity fields Aff3..Aff0 (what PSCI calls the target CPU).

@@ -50,7 +50,7 @@ pub fn setup_timer() -> Result<(), &'static str> {
         TIMER.record(me);
         // Writing TVAL re-arms the timer and drops its level output.
         cpu::timer_arm(tick_period());
-        if me == CpuId(0) {
+        if me == CpuId::BOOT {
             RTC.generator_tick();
             crate::msi::tick();
         }
@@ -242,8 +242,7 @@ pub fn move_rtc(mask: &CpuMask) -> Result<(), IrqError> {
 
 /// Prints the RTC's state and its descriptor (diagnostics of a lost alarm).
 pub fn dump_rtc() {
-    let per_cpu: alloc::vec::Vec<u64> =
-        (0..MAX_CPUS as u32).map(|c| RTC.src.on(CpuId(c))).collect();
+    let per_cpu: alloc::vec::Vec<u64> = CpuId::all(MAX_CPUS).map(|c| RTC.src.on(c)).collect();
     let desc = RTC.src.irq().and_then(|i| CORE.snapshot(i).ok());
     crate::kprintln!(
         "rtc: raised {} handled {} unhandled {} RIS {:#x} MIS {:#x} allowed {:#x} per-cpu {per_cpu:?}; descriptor {:?}",

@@ -160,7 +160,7 @@ fn init_gic_with(frames: Option<GicFrames>, opts: GicOptions) -> Result<GicVersi
         (GicVersion::V2, Arc::new(g))
     };
     gic.init_distributor().map_err(|_| "GIC distributor init")?;
-    gic.cpu_starting(CpuId(0))
+    gic.cpu_starting(CpuId::BOOT)
         .map_err(|_| "GIC cpu_starting on the boot CPU")?;
     arch_arm64::register_hotplug(&CORE, gic.clone()).map_err(|_| "GIC hotplug callback")?;
     let dom = arch_arm64::add_gic_domain(&REGISTRY, gic.clone()).map_err(|_| "GIC domain")?;

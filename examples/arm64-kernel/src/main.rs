@@ -87,7 +87,7 @@ extern "C" fn exception_entry(kind: u64, frame: &boot::Frame) {
     }
     kernel_common::console::print_unlocked(format_args!(
         "\nEXCEPTION: vector {kind} on cpu{} ESR {esr:#x} ELR {:#x} FAR {far:#x} LR {:#x}\nRESULT: FAIL exception\n",
-        cpu::current().0,
+        cpu::current().get(),
         frame.elr,
         frame.x[30]
     ));

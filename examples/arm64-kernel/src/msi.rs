@@ -284,11 +284,11 @@ pub fn setup() -> Result<(), &'static str> {
             )
             .map_err(domain_err("ITS init"))?,
         );
-        its.cpu_up(CpuId(0)).map_err(domain_err("ITS cpu0"))?;
+        its.cpu_up(CpuId::BOOT).map_err(domain_err("ITS cpu0"))?;
         register_its_hotplug(&CORE, its.clone()).map_err(domain_err("ITS hotplug"))?;
         let lpi_dom = add_lpi_domain(&REGISTRY, gic).map_err(domain_err("LPI domain"))?;
         LPI_DOMAIN.call_once(|| lpi_dom);
-        let its_dom = add_its_domain(&REGISTRY, its.clone(), lpi_dom, CpuMask::of(CpuId(0)))
+        let its_dom = add_its_domain(&REGISTRY, its.clone(), lpi_dom, CpuMask::of(CpuId::BOOT))
             .map_err(domain_err("ITS domain"))?;
         let dev = DeviceId(u32::from(edu.bdf.0));
         its.map_device(dev, 1).map_err(domain_err("ITS MAPD"))?;
@@ -384,7 +384,7 @@ fn move_to(mask: &CpuMask) -> Result<(), irqcore::IrqError> {
 
 fn pin_and_check(cpu: CpuId) {
     if let Err(e) = move_to(&CpuMask::of(cpu)) {
-        check!(false, "edu-msi: set_affinity to cpu{}: {e:?}", cpu.0);
+        check!(false, "edu-msi: set_affinity to cpu{}: {e:?}", cpu.get());
         return;
     }
     let base = EDU.src.on(cpu);
@@ -393,12 +393,12 @@ fn pin_and_check(cpu: CpuId) {
     check!(
         eff == Some(CpuMask::of(cpu)),
         "edu-msi: effective affinity is cpu{} ({eff:?})",
-        cpu.0
+        cpu.get()
     );
     check!(
         ok,
         "edu-msi: MSIs handled on cpu{} after the move ({} there)",
-        cpu.0,
+        cpu.get(),
         EDU.src.on(cpu) - base
     );
 }
@@ -419,13 +419,13 @@ pub fn run_phase(n: u32) {
         // Nothing gets through: the moves below would only time out.
         return;
     }
-    for c in 0..n {
-        pin_and_check(CpuId(c));
+    for c in CpuId::all(n as usize) {
+        pin_and_check(c);
     }
     let moves = n;
     let mut cycles = 0;
-    for c in 1..n {
-        let cpu = CpuId(c);
+    for cpu in CpuId::all(n as usize).skip(1) {
+        let c = cpu.get();
         pin_and_check(cpu);
         let others = CORE.online_cpus().and_not(&CpuMask::of(cpu));
         // While irqcore moves it inside stop-machine, any remaining CPU may
@@ -492,7 +492,7 @@ pub fn final_checks(n: u32) {
         EDU.unhandled.load(Ordering::Relaxed) == 0,
         "edu-msi: no handler call without a raised MSI"
     );
-    let counted: u64 = (0..n).map(|c| CORE.irq_count(irq, CpuId(c))).sum();
+    let counted: u64 = CpuId::all(n as usize).map(|c| CORE.irq_count(irq, c)).sum();
     check!(
         counted == h,
         "edu-msi: irqcore counted {counted} == handled {h}"
@@ -508,8 +508,8 @@ pub fn final_checks(n: u32) {
     kprintln!(
         "edu-msi: {h} MSIs through {}, per CPU {:?}",
         PATH.get().map_or("?", |s| s.as_str()),
-        (0..n)
-            .map(|c| EDU.src.on(CpuId(c)))
+        CpuId::all(n as usize)
+            .map(|c| EDU.src.on(c))
             .collect::<alloc::vec::Vec<_>>()
     );
 }

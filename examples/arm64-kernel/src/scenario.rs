@@ -39,7 +39,7 @@ pub fn run() -> ! {
             "GICv3: one redistributor per CPU PSCI knows ({r} for {n})"
         );
     }
-    let _ = CORE.set_cpu_online(CpuId(0), true);
+    let _ = CORE.set_cpu_online(CpuId::BOOT, true);
     for r in [irq::setup_ipis(), devices::setup_timer()] {
         if let Err(e) = r {
             fail(e)
@@ -49,7 +49,7 @@ pub fn run() -> ! {
         fail(&alloc::format!("boot CPU per-CPU irqs: {e:?}"))
     }
     cpu::enable_irqs();
-    let ticked = wait_until(PATIENCE_US, || TIMER.on(CpuId(0)) >= 3);
+    let ticked = wait_until(PATIENCE_US, || TIMER.on(CpuId::BOOT) >= 3);
     check!(ticked, "generic timer PPI ticks on cpu0 through irqcore");
 
     // ----- SPI: the PL031 RTC alarm ---------------------------------------
@@ -67,8 +67,8 @@ pub fn run() -> ! {
 
     // ----- SMP, SGIs, lazy disable -----------------------------------------
     common::bring_up(n, &KernelCpuControl, "PSCI CPU_ON + cpu_up");
-    for c in 0..n {
-        let ok = wait_until(PATIENCE_US, || TIMER.on(CpuId(c)) >= 3);
+    for c in CpuId::all(n as usize) {
+        let ok = wait_until(PATIENCE_US, || TIMER.on(c) >= 3);
         check!(ok, "timer PPI ticks on cpu{c}");
     }
     common::ipi_traffic(n);
@@ -76,8 +76,8 @@ pub fn run() -> ! {
 
     // ----- affinity ---------------------------------------------------------
     let t = time::now_us();
-    for c in 0..n {
-        affinity_to(CpuId(c));
+    for c in CpuId::all(n as usize) {
+        affinity_to(c);
     }
     if devices::move_rtc(&CpuMask::first_n(n as usize)).is_err() {
         check!(false, "rtc: set_affinity(all)");
@@ -116,7 +116,7 @@ pub fn run() -> ! {
 fn affinity_to(cpu: CpuId) {
     let target = CpuMask::of(cpu);
     if let Err(e) = devices::move_rtc(&target) {
-        check!(false, "rtc: set_affinity to cpu{}: {e:?}", cpu.0);
+        check!(false, "rtc: set_affinity to cpu{}: {e:?}", cpu.get());
         return;
     }
     let base = RTC.src.on(cpu);
@@ -125,9 +125,9 @@ fn affinity_to(cpu: CpuId) {
     check!(
         eff == Some(target),
         "rtc: effective affinity is cpu{} ({eff:?})",
-        cpu.0
+        cpu.get()
     );
-    check!(ok, "affinity to cpu{}: the RTC is handled there", cpu.0);
+    check!(ok, "affinity to cpu{}: the RTC is handled there", cpu.get());
     if !ok {
         devices::dump_rtc();
     }
@@ -138,7 +138,7 @@ fn affinity_to(cpu: CpuId) {
 /// by irqcore) and it must move to an online CPU.
 fn hotplug_cycle(cpu: CpuId) {
     if devices::move_rtc(&CpuMask::of(cpu)).is_err() {
-        check!(false, "rtc: pin to cpu{}", cpu.0);
+        check!(false, "rtc: pin to cpu{}", cpu.get());
     }
     // While irqcore migrates it inside stop-machine, any remaining CPU may
     // receive it.

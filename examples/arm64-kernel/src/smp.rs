@@ -82,9 +82,9 @@ fn start_cpu(cpu: CpuId) -> Result<(), IrqError> {
     if let Err(e) = psci::cpu_on(
         mpidr_of(cpu),
         secondary_entry as *const () as u64,
-        cpu.0.into(),
+        cpu.get().into(),
     ) {
-        kprintln!("PSCI CPU_ON cpu{}: {e:?}", cpu.0);
+        kprintln!("PSCI CPU_ON cpu{}: {e:?}", cpu.get());
         return Err(IrqError::BadCpu(cpu));
     }
     kernel_common::smp::wait_started(cpu, CPU_TIMEOUT_US)
@@ -96,7 +96,9 @@ fn start_cpu(cpu: CpuId) -> Result<(), IrqError> {
 /// and the idle loop are kernel-common's.
 #[unsafe(no_mangle)]
 extern "C" fn secondary_main(index: u64) -> ! {
-    kernel_common::smp::secondary_main(CpuId(index as u32))
+    // The boot CPU hands each secondary the index of a CpuId it started.
+    let cpu = CpuId::new(index as u32).expect("secondary index below MAX_CPUS");
+    kernel_common::smp::secondary_main(cpu)
 }
 
 /// PSCI `CPU_OFF` (IRQs masked; the dying phase already quiesced the GIC
@@ -104,7 +106,7 @@ extern "C" fn secondary_main(index: u64) -> ! {
 pub fn power_off() -> ! {
     cpu::disable_irqs();
     let e = psci::cpu_off();
-    kprintln!("PSCI CPU_OFF failed on cpu{}: {e:?}", cpu::current().0);
+    kprintln!("PSCI CPU_OFF failed on cpu{}: {e:?}", cpu::current().get());
     cpu::halt_forever()
 }
 

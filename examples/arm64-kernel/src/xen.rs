@@ -46,8 +46,7 @@ use xen_evtchn::hypercall_arm::XenHypercalls;
 use xen_evtchn::port_layer::select;
 use xen_evtchn::{
     AbiChoice, ChannelState, Config, DomId, EventChannels, EvtchnAbi, EvtchnError, Port, VcpuId,
-    XenError,
-    XenIrqs,
+    XenError, XenIrqs,
 };
 
 use kernel_common::exit::{ExitCode, exit};
@@ -180,18 +179,18 @@ fn register_own_vcpu_info() -> Result<(), IrqError> {
     // Test-only: secondary vCPUs "forget" to register, so Xen writes their
     // event state to a dummy nobody reads (arm has no legacy slot for
     // them): their events must be seen as lost.
-    if cfg!(feature = "xen-no-vcpu-info") && me != CpuId(0) {
+    if cfg!(feature = "xen-no-vcpu-info") && me != CpuId::BOOT {
         flag.store(true, Ordering::Release);
         return Ok(());
     }
     let addr = &page.0[me.index()] as *const arm::VcpuInfo as u64;
-    match HYP.register_vcpu_info(VcpuId(me.0), addr >> 12, (addr & 0xfff) as u32) {
+    match HYP.register_vcpu_info(VcpuId(me.get()), addr >> 12, (addr & 0xfff) as u32) {
         Ok(()) => {
             flag.store(true, Ordering::Release);
             Ok(())
         }
         Err(e) => {
-            kprintln!("VCPUOP_register_vcpu_info(vcpu {}): {e:?}", me.0);
+            kprintln!("VCPUOP_register_vcpu_info(vcpu {}): {e:?}", me.get());
             Err(IrqError::BadCpu(me))
         }
     }
@@ -266,7 +265,7 @@ fn setup_evtchn(dt: &DtInfo, n: u32) -> Result<(), &'static str> {
         Arc::new(HYP),
         layer,
         config,
-        Box::new(|| VcpuId(cpu::current().0)),
+        Box::new(|| VcpuId(cpu::current().get())),
     ));
     let x = XenIrqs::new(ch, IrqNumber(FIRST_EVTCHN_IRQ));
     x.register_hotplug(&CORE)
@@ -297,7 +296,7 @@ fn setup_evtchn(dt: &DtInfo, n: u32) -> Result<(), &'static str> {
         .map_err(|_| "register xen-local hotplug")?;
     // The boot vCPU: what hotplug does for the others.
     xen()
-        .prepare_cpu(&CORE, CpuId(0))
+        .prepare_cpu(&CORE, CpuId::BOOT)
         .map_err(|_| "per-vCPU channels of vCPU 0")?;
     xen().channels().vcpu_online(VcpuId(0));
     start_local_xen().map_err(|_| "vcpu_info / upcall on vCPU 0")?;
@@ -333,7 +332,7 @@ pub fn run(dt: DtInfo) -> ! {
         cpu::counter_hz()
     );
     check!(n == dt.cpus, "vCPU count from the device tree ({n})");
-    let _ = CORE.set_cpu_online(CpuId(0), true);
+    let _ = CORE.set_cpu_online(CpuId::BOOT, true);
     cpu::use_virtual_timer();
     for r in [irq::setup_ipis(), devices::setup_timer()] {
         if let Err(e) = r {
@@ -347,13 +346,13 @@ pub fn run(dt: DtInfo) -> ! {
         fail(&alloc::format!("boot vCPU per-CPU irqs: {e:?}"))
     }
     cpu::enable_irqs();
-    let ticked = wait_until(PATIENCE_US, || TIMER.on(CpuId(0)) >= 3);
+    let ticked = wait_until(PATIENCE_US, || TIMER.on(CpuId::BOOT) >= 3);
     check!(ticked, "virtual timer PPI ticks on vCPU 0 through irqcore");
 
     // ----- SMP ---------------------------------------------------------------
     let t = time::now_us();
-    for c in 1..n {
-        if let Err(e) = CORE.cpu_up(CpuId(c), &KernelCpuControl) {
+    for c in CpuId::all(n as usize).skip(1) {
+        if let Err(e) = CORE.cpu_up(c, &KernelCpuControl) {
             check!(false, "cpu_up(vCPU {c}): {e:?}");
         }
     }
@@ -367,12 +366,12 @@ pub fn run(dt: DtInfo) -> ! {
         "smp: {n} vCPU(s) online (Xen PSCI CPU_ON + cpu_up) in {} us",
         time::now_us() - t
     );
-    for c in 0..n {
+    for c in CpuId::all(n as usize) {
         check!(
-            REGISTERED[c as usize].load(Ordering::Acquire),
+            REGISTERED[c.index()].load(Ordering::Acquire),
             "vCPU {c} registered its vcpu_info"
         );
-        let ok = wait_until(PATIENCE_US, || TIMER.on(CpuId(c)) >= 3);
+        let ok = wait_until(PATIENCE_US, || TIMER.on(c) >= 3);
         check!(ok, "virtual timer PPI ticks on vCPU {c}");
     }
 
@@ -401,8 +400,8 @@ pub fn run(dt: DtInfo) -> ! {
 
     // ----- final checks ---------------------------------------------------------
     smp::run_on_cpus(&CORE.online_cpus(), &|_| devices::stop_local_timer());
-    for c in 0..n {
-        let cpu = CpuId(c);
+    for cpu in CpuId::all(n as usize) {
+        let c = cpu.get();
         check!(
             UPCALL.on(cpu) > 0,
             "upcalls on vCPU {c} ({})",
@@ -457,8 +456,8 @@ pub fn run(dt: DtInfo) -> ! {
 fn ipis(n: u32) {
     let x = xen();
     let mut irqs = Vec::new();
-    for c in 0..n {
-        let Some(irq) = x.ipi_irq(0, CpuId(c)) else {
+    for c in CpuId::all(n as usize) {
+        let Some(irq) = x.ipi_irq(0, c) else {
             check!(false, "IPI channel bound for vCPU {c}");
             continue;
         };
@@ -473,7 +472,7 @@ fn ipis(n: u32) {
                 }),
             )
             .flags(RequestFlags::PERCPU)
-            .dev_id(DevId(0x3100 + c as usize)),
+            .dev_id(DevId(0x3100 + c.index())),
         );
         check!(r.is_ok(), "request the IPI channel of vCPU {c}: {r:?}");
     }
@@ -490,8 +489,8 @@ fn ipis(n: u32) {
         "IPI channels enabled on their vCPUs"
     );
     let t = time::now_us();
-    for c in 0..n {
-        let cpu = CpuId(c);
+    for cpu in CpuId::all(n as usize) {
+        let c = cpu.get();
         let base = IPI.on(cpu);
         let mut ok = true;
         for i in 0..IPI_SENDS {
@@ -593,7 +592,7 @@ fn loopback(n: u32) {
         .dev_id(DevId(0x3201)),
     );
     LOOP.allowed.store(1, Ordering::Release);
-    let _ = CORE.set_affinity(irq, &CpuMask::of(CpuId(0)));
+    let _ = CORE.set_affinity(irq, &CpuMask::of(CpuId::BOOT));
     let r2 = CORE.request_irq_raw(
         irq,
         IrqRequest::new(
@@ -630,8 +629,8 @@ fn loopback(n: u32) {
     let mut expected = LOOP.total();
     let mut vcpus_seen = 0u64;
     for _round in 0..LOOP_ROUNDS {
-        for c in 0..n {
-            let cpu = CpuId(c);
+        for cpu in CpuId::all(n as usize) {
+            let c = cpu.get();
             if let Err(e) = CORE.set_affinity(irq, &CpuMask::of(cpu)) {
                 check!(false, "loopback: set_affinity(vCPU {c}): {e:?}");
                 continue;
@@ -713,22 +712,22 @@ fn rebind_storm(n: u32) {
         kprintln!("storm: one vCPU: no other vCPU to send from or rebind to");
         return;
     }
-    let sender = CpuId(n - 1);
+    let sender = CpuId::new(n - 1).unwrap();
     LOOP.allowed.store(u64::MAX, Ordering::Release);
-    let before: Vec<u64> = (0..n).map(|c| LOOP.on(CpuId(c))).collect();
+    let before: Vec<u64> = CpuId::all(n as usize).map(|c| LOOP.on(c)).collect();
     let total_before = LOOP.total();
     let t = time::now_us();
     let resends_before = irq::RESENDS.load(Ordering::Relaxed);
     SLOW_HANDLER.store(true, Ordering::Release);
     if !smp::start_job(sender, storm_sender) {
-        check!(false, "storm: start the sender on vCPU {}", sender.0);
+        check!(false, "storm: start the sender on vCPU {}", sender.get());
         return;
     }
     let mut moves = 0u64;
     let mut refused = 0u64;
     let mut next = 0u32;
     while !smp::job_done(sender) {
-        let target = CpuId(next % n);
+        let target = CpuId::new(next % n).unwrap();
         next += 1;
         match CORE.set_affinity(irq, &CpuMask::of(target)) {
             Ok(()) => moves += 1,
@@ -744,13 +743,13 @@ fn rebind_storm(n: u32) {
     let lost = STORM_LOST.load(Ordering::Acquire);
     let resends = irq::RESENDS.load(Ordering::Relaxed) - resends_before;
     let handled = LOOP.total() - total_before;
-    let on: Vec<u64> = (0..n)
-        .map(|c| LOOP.on(CpuId(c)) - before[c as usize])
+    let on: Vec<u64> = CpuId::all(n as usize)
+        .map(|c| LOOP.on(c) - before[c.index()])
         .collect();
     let vcpus = on.iter().filter(|&&h| h > 0).count();
     kprintln!(
         "storm: {sent} sends from vCPU {} while the receiver moved {moves} times ({refused} refused): handled {handled} {on:?}, lost {lost}, resends {resends}, {} us",
-        sender.0,
+        sender.get(),
         time::now_us() - t
     );
     check!(
@@ -772,7 +771,7 @@ fn rebind_storm(n: u32) {
     let bound = xen().channels().binding(local).map(|b| b.vcpu);
     let eff = CORE.effective_affinity(irq).ok();
     check!(
-        bound.map(|v| v.0) == eff.and_then(|m| m.first()).map(|c| c.0),
+        bound.map(|v| v.0) == eff.and_then(|m| m.first()).map(|c| c.get()),
         "storm: the port's vCPU is irqcore's effective affinity ({bound:?}, {eff:?})"
     );
 }
@@ -827,8 +826,8 @@ fn hotplug(n: u32) {
         return;
     }
     let t = time::now_us();
-    for c in 1..n {
-        let cpu = CpuId(c);
+    for cpu in CpuId::all(n as usize).skip(1) {
+        let c = cpu.get();
         let _ = CORE.set_affinity(irq, &CpuMask::of(cpu));
         LOOP.allowed.store(u64::MAX, Ordering::Release);
         check!(
@@ -844,7 +843,8 @@ fn hotplug(n: u32) {
         let t_dead = time::now_us();
         let bound = xen().channels().binding(local).map(|b| b.vcpu);
         check!(
-            bound.is_some_and(|v| v != VcpuId(c) && CORE.cpu_online(v.cpu())),
+            bound
+                .is_some_and(|v| v != VcpuId(c) && v.cpu().is_some_and(|cpu| CORE.cpu_online(cpu))),
             "hotplug: the loopback port left dead vCPU {c} for an online one ({bound:?})"
         );
         check!(
@@ -997,7 +997,7 @@ fn spi_target(k: u32) -> CpuId {
     let n = CORE.online_cpus().weight() as u32;
     let set = [0, 1, n.saturating_sub(1)];
     let m = if n >= 3 { 3 } else { 2 };
-    CpuId(set[(k % m) as usize])
+    CpuId::new(set[(k % m) as usize]).unwrap()
 }
 
 fn spi_move(irq: IrqNumber, k: u32) {
@@ -1011,7 +1011,7 @@ fn spi_move(irq: IrqNumber, k: u32) {
 /// fast as irqcore lets it, until told to stop.
 fn spi_retargeter() {
     let Some(&irq) = SPI_IRQ.get() else { return };
-    let mut k = cpu::current().0;
+    let mut k = cpu::current().get();
     while !SPI_STOP.load(Ordering::Acquire) {
         k = k.wrapping_add(1);
         spi_move(irq, k);
@@ -1130,14 +1130,14 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
     let t = time::now_us();
     // vCPU 1 (and the last vCPU, with 3 or more) retarget in a loop; the
     // boot vCPU raises and retargets too, between raises.
-    let (a, b) = (CpuId(1), CpuId(n - 1));
+    let (a, b) = (CpuId::of::<1>(), CpuId::new(n - 1).unwrap());
     let started =
         smp::start_job(a, spi_retargeter) && (b == a || smp::start_job(b, spi_retargeter));
     check!(
         started,
         "spi: retargeting jobs on vCPUs {} and {}",
-        a.0,
-        b.0
+        a.get(),
+        b.get()
     );
     let mut raises = 0u64;
     let mut lost = 0u64;
@@ -1167,7 +1167,7 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
     // refuse the route while an earlier move waits for its EOI; the GIC
     // driver then answers Busy and irqcore applies the move at the next
     // interrupt, so raise until it holds (a few raises at most).
-    let last = CpuId(n - 2);
+    let last = CpuId::new(n - 2).unwrap();
     let r = CORE.set_affinity(irq, &CpuMask::of(last));
     let gicd =
         GicFrames::from_reg(dt.gic_regs, version == irq::GicVersion::V3).map_or(0, |f| f.gicd);
@@ -1175,7 +1175,7 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
     let want = if v3 {
         smp::mpidr_of_cpu(last)
     } else {
-        1 << last.0
+        1 << last.get()
     };
     let mut settle_raises = 0;
     while settle_raises < 8
@@ -1195,14 +1195,16 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
     kprintln!(
         "spi: {raises} raises of SPI {intid}, retargeted {} times by vCPUs 0, {} and {} ({} refused)",
         SPI_RETARGETS.load(Ordering::Relaxed),
-        a.0,
-        b.0,
+        a.get(),
+        b.get(),
         SPI_RETARGET_ERRORS.load(Ordering::Relaxed),
     );
     kprintln!(
         "spi: handled {:?}, lost {lost}; last request vCPU {}: route {route:#x} (want {want:#x}) after {settle_raises} more raise(s); {} us",
-        (0..n).map(|c| RETARGET_SPI.on(CpuId(c))).collect::<Vec<_>>(),
-        last.0,
+        CpuId::all(n as usize)
+            .map(|c| RETARGET_SPI.on(c))
+            .collect::<Vec<_>>(),
+        last.get(),
         time::now_us() - t
     );
     check!(
@@ -1218,7 +1220,7 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
     check!(
         r.is_ok() && eff == Some(CpuMask::of(last)),
         "spi: irqcore's effective affinity is the last request, vCPU {} ({eff:?})",
-        last.0
+        last.get()
     );
     check!(
         route == want,
@@ -1227,9 +1229,9 @@ fn spi_retarget(dt: &DtInfo, n: u32, version: irq::GicVersion) {
     check!(
         final_ok && RETARGET_SPI.on(last) > before_last,
         "spi: after the last request it arrives on vCPU {}",
-        last.0
+        last.get()
     );
-    let (boot, one) = (RETARGET_SPI.on(CpuId(0)), RETARGET_SPI.on(a));
+    let (boot, one) = (RETARGET_SPI.on(CpuId::BOOT), RETARGET_SPI.on(a));
     check!(
         boot > 0 && one > 0,
         "spi: handled on both retargeting vCPUs (vCPU 0: {boot}, vCPU 1: {one})"
@@ -1351,7 +1353,7 @@ fn high_port_channel(min: u32) {
         local.0,
         peer.0
     );
-    let _ = CORE.set_affinity(irq, &CpuMask::of(CpuId(0)));
+    let _ = CORE.set_affinity(irq, &CpuMask::of(CpuId::BOOT));
     let r = CORE.request_irq_raw(
         irq,
         IrqRequest::new(
@@ -1419,7 +1421,7 @@ fn priorities() {
         "priorities: EVTCHNOP_set_priority 15 / 0 ({p1:?} {p2:?})"
     );
     for irq in [low_irq, high_irq] {
-        let _ = CORE.set_affinity(irq, &CpuMask::of(CpuId(0)));
+        let _ = CORE.set_affinity(irq, &CpuMask::of(CpuId::BOOT));
     }
     let r1 = CORE.request_irq_raw(
         low_irq,

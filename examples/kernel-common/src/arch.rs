@@ -67,7 +67,7 @@ pub struct NoArch;
 
 impl Arch for NoArch {
     fn cpu_id(&self) -> CpuId {
-        CpuId(0)
+        CpuId::BOOT
     }
     fn irqs_enabled(&self) -> bool {
         false

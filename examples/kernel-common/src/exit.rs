@@ -36,7 +36,7 @@ pub fn fail(what: &str) -> ! {
 
 /// Prints `RESULT: FAIL cpu<n> <what>` and exits with the CPU timeout code.
 pub fn cpu_timeout(cpu: irqcore::CpuId, what: &str) -> ! {
-    kprintln!("RESULT: FAIL cpu{} {what}", cpu.0);
+    kprintln!("RESULT: FAIL cpu{} {what}", cpu.get());
     exit(ExitCode::CpuTimeout)
 }
 
@@ -54,7 +54,7 @@ pub fn finish() -> ! {
 pub fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     crate::console::print_unlocked(format_args!(
         "\nPANIC on cpu{}: {info}\nRESULT: FAIL panic\n",
-        arch().cpu_id().0
+        arch().cpu_id().get()
     ));
     exit(ExitCode::Panic)
 }

@@ -45,12 +45,12 @@ fn handler(arg: u64) {
         let online = CORE.online_cpus();
         let next = online
             .iter()
-            .find(|c| c.0 > me.0)
+            .find(|c| c.get() > me.get())
             .or_else(|| online.first())
             .unwrap_or(me);
         let _ = send(next, hops - 1);
     }
-    if u64::from(me.0) != target {
+    if u64::from(me.get()) != target {
         IPI.wrong_cpu.fetch_add(1, Ordering::Relaxed);
     }
     if let Some(h) = IPI.handled.get(target as usize) {
@@ -69,7 +69,7 @@ pub fn send(cpu: CpuId, hops: u32) -> bool {
     IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
     let call = CrossCall {
         func: handler,
-        arg: u64::from(cpu.0) | (u64::from(hops) << 32),
+        arg: u64::from(cpu.get()) | (u64::from(hops) << 32),
     };
     let ok = smp::call_on(cpu, call);
     if !ok {
@@ -96,8 +96,8 @@ pub fn counts(cpu: CpuId) -> (u64, u64) {
 /// The final checks: on each of the first `nr_cpus` CPUs every call sent
 /// ran, and each ran on its target.
 pub fn check_all(nr_cpus: u32) {
-    for c in 0..nr_cpus {
-        let (s, h) = counts(CpuId(c));
+    for c in CpuId::all(nr_cpus as usize) {
+        let (s, h) = counts(c);
         check!(s > 0 && s == h, "cpu{c}: IPIs sent {s} == handled {h}");
     }
     check!(

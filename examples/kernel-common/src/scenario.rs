@@ -50,8 +50,8 @@ pub fn wait_ms(ms: u64) {
 /// all `n` are online; `how` names the start method in the log line.
 pub fn bring_up(n: u32, ctl: &dyn CpuControl, how: &str) {
     let t = now_us();
-    for c in 1..n {
-        if let Err(e) = CORE.cpu_up(CpuId(c), ctl) {
+    for c in CpuId::all(n as usize).skip(1) {
+        if let Err(e) = CORE.cpu_up(c, ctl) {
             check!(false, "cpu_up(cpu{c}): {e:?}");
         }
     }
@@ -66,18 +66,20 @@ pub fn bring_up(n: u32, ctl: &dyn CpuControl, how: &str) {
 /// A burst of test cross-calls to every CPU, then (with 2+ CPUs) a token
 /// passed around the ring of CPUs, so that every CPU sends IPIs.
 pub fn ipi_traffic(n: u32) {
-    for c in 0..n {
+    for c in CpuId::all(n as usize) {
         for _ in 0..16 {
-            let _ = ipi_test::send(CpuId(c), 0);
+            let _ = ipi_test::send(c, 0);
         }
     }
     let ok = wait_until(PATIENCE_US, ipi_test::done);
     check!(ok, "every test IPI handled (burst)");
     if n > 1 {
-        let before: Vec<u64> = (0..n).map(|c| ipi_test::counts(CpuId(c)).1).collect();
-        let _ = ipi_test::send(CpuId(1), 4 * n - 1);
+        let before: Vec<u64> = CpuId::all(n as usize)
+            .map(|c| ipi_test::counts(c).1)
+            .collect();
+        let _ = ipi_test::send(CpuId::of::<1>(), 4 * n - 1);
         let ok = wait_until(PATIENCE_US, ipi_test::done);
-        let each = (0..n).all(|c| ipi_test::counts(CpuId(c)).1 >= before[c as usize] + 4);
+        let each = CpuId::all(n as usize).all(|c| ipi_test::counts(c).1 >= before[c.index()] + 4);
         check!(
             ok && each,
             "an IPI token went around all {n} CPUs 4 times (IPIs from every CPU)"
@@ -89,8 +91,8 @@ pub fn ipi_traffic(n: u32) {
 /// time, with the kernel's `cycle` (`how` names the way down in the log).
 pub fn hotplug_each(n: u32, how: &str, cycle: impl Fn(CpuId)) {
     let t = now_us();
-    for c in 1..n {
-        cycle(CpuId(c));
+    for c in CpuId::all(n as usize).skip(1) {
+        cycle(c);
     }
     if n > 1 {
         let us = now_us() - t;
@@ -204,16 +206,16 @@ pub fn unplug(cpu: CpuId, ctl: &dyn CpuControl, caused: &[&Caused]) -> Option<Un
         handled_before: caused.iter().map(|d| d.handled()).sum(),
     };
     if let Err(e) = CORE.cpu_down(cpu, ctl) {
-        check!(false, "cpu_down(cpu{}): {e:?}", cpu.0);
+        check!(false, "cpu_down(cpu{}): {e:?}", cpu.get());
         return None;
     }
-    check!(!CORE.cpu_online(cpu), "cpu{} offline", cpu.0);
+    check!(!CORE.cpu_online(cpu), "cpu{} offline", cpu.get());
     let (sent, handled) = ipi_test::counts(cpu);
     let queued = smp::queued_calls(cpu);
     check!(
         queued == 0 && sent == handled,
         "no cross-call stranded on offline cpu{} (sent {sent}, handled {handled}, queued {queued})",
-        cpu.0
+        cpu.get()
     );
     let stray: Vec<IrqNumber> = u
         .irqs
@@ -229,7 +231,7 @@ pub fn unplug(cpu: CpuId, ctl: &dyn CpuControl, caused: &[&Caused]) -> Option<Un
     check!(
         stray.is_empty(),
         "no irq targets offline cpu{} ({stray:?})",
-        cpu.0
+        cpu.get()
     );
     Some(u)
 }
@@ -242,7 +244,7 @@ pub fn check_moved_off(u: &Unplugged, src: &Source) {
         eff.is_some_and(|m| m.weight() == 1 && m.is_subset_of(&u.others)),
         "{} pinned to cpu{} moved to an online CPU ({eff:?})",
         src.name,
-        u.cpu.0
+        u.cpu.get()
     );
     if let Some(m) = eff {
         src.allowed.store(mask_bits(&m), Ordering::Release);
@@ -261,18 +263,18 @@ pub fn check_offline_quiet(u: &Unplugged, timer: &Source, caused: &[&Caused]) ->
     check!(
         handled > u.handled_before,
         "devices kept firing while cpu{} went offline",
-        cpu.0
+        cpu.get()
     );
     let now: Vec<u64> = u.irqs.iter().map(|&i| CORE.irq_count(i, cpu)).collect();
     check!(
         now == at_down,
         "no interrupt landed on offline cpu{}",
-        cpu.0
+        cpu.get()
     );
     check!(
         timer.on(cpu) == ticks_at_down,
         "offline cpu{} does not tick",
-        cpu.0
+        cpu.get()
     );
     ticks_at_down
 }
@@ -281,17 +283,17 @@ pub fn check_offline_quiet(u: &Unplugged, timer: &Source, caused: &[&Caused]) ->
 /// Returns whether `cpu_up` succeeded.
 pub fn replug(cpu: CpuId, ctl: &dyn CpuControl, timer: &Source, ticks_at_down: u64) -> bool {
     if let Err(e) = CORE.cpu_up(cpu, ctl) {
-        check!(false, "cpu_up(cpu{}) again: {e:?}", cpu.0);
+        check!(false, "cpu_up(cpu{}) again: {e:?}", cpu.get());
         return false;
     }
-    check!(CORE.cpu_online(cpu), "cpu{} online again", cpu.0);
+    check!(CORE.cpu_online(cpu), "cpu{} online again", cpu.get());
     let ticked = wait_until(PATIENCE_US, || timer.on(cpu) > ticks_at_down + 2);
-    check!(ticked, "cpu{} ticks again after online", cpu.0);
+    check!(ticked, "cpu{} ticks again after online", cpu.get());
     for _ in 0..4 {
         let _ = ipi_test::send(cpu, 0);
     }
     let ok = wait_until(PATIENCE_US, ipi_test::done);
-    check!(ok, "cpu{} handles IPIs again after online", cpu.0);
+    check!(ok, "cpu{} handles IPIs again after online", cpu.get());
     true
 }
 
@@ -377,7 +379,7 @@ pub fn alloc_free_during_hotplug(n: u32, ctl: &dyn CpuControl, sources: &[&Sourc
         kprintln!("alloc/free during hotplug: skipped (needs 3 CPUs, {n} here)");
         return;
     }
-    let job_cpu = CpuId(1);
+    let job_cpu = CpuId::of::<1>();
     let descs_before = CORE.nr_descs();
     let all = CORE.online_cpus();
     for s in sources {
@@ -400,16 +402,21 @@ pub fn alloc_free_during_hotplug(n: u32, ctl: &dyn CpuControl, sources: &[&Sourc
     let (mut downs, mut ups) = (0u32, 0u32);
     let mut first_error = None;
     for _ in 0..HOTPLUG_ROUNDS {
-        for c in 2..n {
-            match CORE.cpu_down(CpuId(c), ctl) {
+        for cpu in CpuId::all(n as usize).skip(2) {
+            let c = cpu.get();
+            match CORE.cpu_down(cpu, ctl) {
                 Ok(()) => downs += 1,
                 Err(e) => {
                     first_error.get_or_insert((c, "cpu_down", e));
                 }
             }
         }
-        for c in (2..n).filter(|&c| !CORE.cpu_online(CpuId(c))) {
-            match CORE.cpu_up(CpuId(c), ctl) {
+        for cpu in CpuId::all(n as usize)
+            .skip(2)
+            .filter(|&c| !CORE.cpu_online(c))
+        {
+            let c = cpu.get();
+            match CORE.cpu_up(cpu, ctl) {
                 Ok(()) => ups += 1,
                 Err(e) => {
                     first_error.get_or_insert((c, "cpu_up", e));
@@ -478,8 +485,8 @@ pub fn final_checks(
     caused: &[&Caused],
     sources: &[&Source],
 ) {
-    for c in 0..n {
-        let cpu = CpuId(c);
+    for cpu in CpuId::all(n as usize) {
+        let c = cpu.get();
         let ticks = timer.on(cpu);
         check!(ticks > 0, "{} ticked on cpu{c}", timer.name);
         if let Some(t) = timer.irq() {

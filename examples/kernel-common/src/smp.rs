@@ -66,7 +66,7 @@ pub fn secondary_main(me: CpuId) -> ! {
 /// Parks this CPU for good ([`Arch::cpu_dead`](crate::Arch::cpu_dead)),
 /// after its last irqcore call: [`synchronize_cpus`] stops waiting for it.
 fn park(me: CpuId) -> ! {
-    ALIVE.fetch_and(!(1usize << me.0), Ordering::SeqCst);
+    ALIVE.fetch_and(!(1usize << me.get()), Ordering::SeqCst);
     arch().cpu_dead()
 }
 
@@ -95,7 +95,7 @@ fn idle_loop(me: CpuId) -> ! {
 }
 
 fn has_work(me: CpuId) -> bool {
-    STOPPER_PENDING.load(Ordering::Acquire) & (1 << me.0) != 0
+    STOPPER_PENDING.load(Ordering::Acquire) & (1 << me.get()) != 0
         || JOBS.get(me.index()).is_some_and(|j| j.lock().is_some())
         || !CORE.cpu_online(me)
 }
@@ -121,7 +121,7 @@ unsafe impl Send for WorkPtr {}
 /// Runs this CPU's share of the current stopper work, if any (interrupts
 /// off on entry and on return).
 fn run_stopper_work(me: CpuId) -> bool {
-    let bit = 1usize << me.0; // me < MAX_CPUS
+    let bit = 1usize << me.get(); // me < MAX_CPUS
     if STOPPER_PENDING.load(Ordering::Acquire) & bit == 0 {
         return false;
     }
@@ -148,7 +148,7 @@ pub fn run_on_cpus(cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync)) {
     let others = cpus.and_not(&CpuMask::of(me));
     let mut bits = 0usize;
     for c in others.iter() {
-        bits |= 1 << c.0;
+        bits |= 1 << c.get();
     }
     // SAFETY: erasing the lifetime is sound because we do not return before
     // every CPU has finished with the pointer (STOPPER_RUNNING == 0).
@@ -220,7 +220,7 @@ static JOB_BUSY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX
 pub fn start_job(cpu: CpuId, job: Job) -> bool {
     if cpu.index() >= MAX_CPUS
         || cpu == current_cpu()
-        || cpu == CpuId(0)
+        || cpu == CpuId::BOOT
         || !CORE.cpu_online(cpu)
         || JOB_BUSY[cpu.index()].swap(true, Ordering::AcqRel)
     {
@@ -325,7 +325,7 @@ const BARRIER_RESEND_US: u64 = 1000;
 /// CPU (a writer that did not see the bit unpublished before reading it,
 /// and this CPU's later loads see that).
 fn mark_alive(me: CpuId) {
-    ALIVE.fetch_or(1usize << me.0, Ordering::SeqCst);
+    ALIVE.fetch_or(1usize << me.get(), Ordering::SeqCst);
     fence(Ordering::SeqCst);
     serve_barrier();
 }
@@ -360,12 +360,10 @@ pub fn synchronize_cpus() {
     loop {
         let alive = ALIVE.load(Ordering::SeqCst);
         let mut late = CpuMask::new();
-        for (c, served) in BARRIER_SERVED.iter().enumerate() {
-            if c != me.index()
-                && alive & (1 << c) != 0
-                && served.load(Ordering::Acquire) < generation
+        for (c, served) in CpuId::all(BARRIER_SERVED.len()).zip(BARRIER_SERVED.iter()) {
+            if c != me && alive & (1 << c.get()) != 0 && served.load(Ordering::Acquire) < generation
             {
-                late.set(CpuId(c as u32));
+                late.set(c);
             }
         }
         if late.is_empty() {

@@ -62,13 +62,13 @@ impl Source {
         if let Some(c) = self.handled.get(cpu.index()) {
             c.fetch_add(1, Ordering::AcqRel);
         }
-        let bit = 1u64.checked_shl(cpu.0).unwrap_or(0);
+        let bit = 1u64.checked_shl(cpu.get()).unwrap_or(0);
         if self.allowed.load(Ordering::Acquire) & bit == 0 {
             self.wrong_cpu.fetch_add(1, Ordering::Relaxed);
             kprintln!(
                 "{}: handled on cpu{} outside its affinity",
                 self.name,
-                cpu.0
+                cpu.get()
             );
         }
     }
@@ -194,7 +194,9 @@ impl Caused {
             "{name}: no spurious handler call"
         );
         if let Some(irq) = self.src.irq() {
-            let counted: u64 = (0..nr_cpus).map(|c| CORE.irq_count(irq, CpuId(c))).sum();
+            let counted: u64 = CpuId::all(nr_cpus as usize)
+                .map(|c| CORE.irq_count(irq, c))
+                .sum();
             check!(
                 counted == h,
                 "{name}: irqcore counted {counted} == handled {h}"
@@ -232,12 +234,15 @@ mod tests {
     fn arrivals_outside_allowed_are_counted() {
         let s = Source::new("src");
         s.allowed
-            .store(mask_bits(&CpuMask::of(CpuId(1))), Ordering::Release);
-        s.record(CpuId(1));
+            .store(mask_bits(&CpuMask::of(CpuId::of::<1>())), Ordering::Release);
+        s.record(CpuId::of::<1>());
         assert_eq!(s.wrong_cpu.load(Ordering::Relaxed), 0);
-        s.record(CpuId(2));
-        s.record(CpuId(MAX_CPUS as u32)); // out of range: not counted per CPU
+        s.record(CpuId::of::<2>());
+        s.record(CpuId::of::<{ MAX_CPUS as u32 }>()); // beyond the per-CPU slots: not counted per CPU
         assert_eq!(s.wrong_cpu.load(Ordering::Relaxed), 2);
-        assert_eq!((s.on(CpuId(1)), s.on(CpuId(2)), s.total()), (1, 1, 2));
+        assert_eq!(
+            (s.on(CpuId::of::<1>()), s.on(CpuId::of::<2>()), s.total()),
+            (1, 1, 2)
+        );
     }
 }

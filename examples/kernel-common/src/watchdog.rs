@@ -41,7 +41,7 @@ pub fn tick() {
     let what = *WHAT.lock();
     print_unlocked(format_args!(
         "\nWATCHDOG (cpu{}): {what} did not finish in time\nRESULT: FAIL watchdog: {what}\n",
-        current_cpu().0
+        current_cpu().get()
     ));
     exit(ExitCode::Fail)
 }

@@ -181,15 +181,16 @@ pub fn vectors() -> Result<&'static Arc<Vectors>, &'static str> {
 /// still deliver its spurious IRQ 7/15) stay out of the device window; the
 /// kernel's system vectors are above it.
 fn setup_vectors() -> Result<(), &'static str> {
-    let ids: Vec<ApicId> = (0..percpu::nr_cpus())
-        .map(|c| ApicId(percpu::apic_id_of(CpuId(c))))
+    let ids: Vec<ApicId> = CpuId::all(percpu::nr_cpus() as usize)
+        .map(|c| ApicId(percpu::apic_id_of(c)))
         .collect();
     // No cleanup IPI: the timer tick runs the cleanup (see `setup_percpu`).
     let ops = LapicOps::new(lapic::lapic(), percpu::current as fn() -> CpuId, &ids, None);
     let v = VectorDomain::new(ops, &ids, MsiDestFormat::XApic).map_err(e("vector domain"))?;
     v.reserve_system_vectors(PIC8259_VECTORS)
         .map_err(e("reserve 8259 vectors"))?;
-    v.cpu_online(CpuId(0)).map_err(e("vector domain: cpu0"))?;
+    v.cpu_online(CpuId::BOOT)
+        .map_err(e("vector domain: cpu0"))?;
     VECTORS.call_once(|| Arc::new(v));
     Ok(())
 }
@@ -356,7 +357,7 @@ fn setup_gsi(
     // Owning handles: on any error below, dropping them gives the vector
     // back and masks the pin again.
     let vector = vectors()?
-        .alloc_vector(irq, &CpuMask::of(CpuId(0)), false)
+        .alloc_vector(irq, &CpuMask::of(CpuId::BOOT), false)
         .map_err(e("no free vector"))?;
     // Programs the pin masked with the trigger and the vector level's
     // target (CPU 0 until set_affinity runs).
@@ -478,7 +479,7 @@ pub fn setup_edu(madt: &Madt) -> Result<(), &'static str> {
         .alloc_descs(IrqNumber(64), 1)
         .map_err(e("alloc msi irq"))?;
     let vlevel = vectors()?
-        .alloc(irq, &CpuMask::of(CpuId(0)), false)
+        .alloc(irq, &CpuMask::of(CpuId::BOOT), false)
         .map_err(e("no free vector"))?;
     CORE.set_chip(
         irq,

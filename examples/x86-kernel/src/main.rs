@@ -47,9 +47,9 @@ static AP_BOOT_STACK: AtomicU64 = AtomicU64::new(0);
 extern "C" fn kmain(start_info: u32) -> ! {
     kernel_common::arch::install(&arch::X86);
     serial::init();
-    cpu::percpu::install(irqcore::CpuId(0));
-    cpu::gdt::load_for(irqcore::CpuId(0));
-    cpu::idt::load_for(irqcore::CpuId(0));
+    cpu::percpu::install(irqcore::CpuId::BOOT);
+    cpu::gdt::load_for(irqcore::CpuId::BOOT);
+    cpu::idt::load_for(irqcore::CpuId::BOOT);
     scenario::run(start_info)
 }
 

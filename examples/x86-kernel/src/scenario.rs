@@ -91,7 +91,7 @@ pub fn run(start_info: u32) -> ! {
     check!(lapic::id() == bsp_apic, "LAPIC id matches CPUID");
     time::calibrate();
     let t_start = time::now_us();
-    let _ = CORE.set_cpu_online(CpuId(0), true);
+    let _ = CORE.set_cpu_online(CpuId::BOOT, true);
     if let Err(e) = devices::setup_percpu() {
         fail(e)
     }
@@ -102,7 +102,7 @@ pub fn run(start_info: u32) -> ! {
         fail("register_hotplug")
     }
     cpu::sti();
-    let ticked = wait_until(PATIENCE_US, || TIMER.on(CpuId(0)) >= 3);
+    let ticked = wait_until(PATIENCE_US, || TIMER.on(CpuId::BOOT) >= 3);
     check!(ticked, "LAPIC timer ticks on the BSP");
     if cfg!(feature = "pic") {
         pic_boot(n, t_start);
@@ -139,8 +139,8 @@ pub fn run(start_info: u32) -> ! {
 
     // ----- affinity --------------------------------------------------------
     let t = time::now_us();
-    for c in 0..n {
-        affinity_to(CpuId(c));
+    for c in CpuId::all(n as usize) {
+        affinity_to(c);
     }
     for s in devices::device_sources() {
         let _ = s.move_to(&all);
@@ -235,13 +235,13 @@ fn affinity_to(cpu: CpuId) {
             eff == Some(target),
             "{}: effective affinity is cpu{} ({eff:?})",
             s.name,
-            cpu.0
+            cpu.get()
         );
     }
     check!(
         ok,
         "affinity to cpu{}: every device source handled there",
-        cpu.0
+        cpu.get()
     );
 }
 
@@ -261,14 +261,14 @@ fn pin(edu: &Edu, mask: &CpuMask) {
 /// (it must move within its mask).
 fn hotplug_cycle(cpu: CpuId) {
     let others = CORE.online_cpus().and_not(&CpuMask::of(cpu));
-    let other = others.iter().find(|c| c.0 != 0).unwrap_or(CpuId(0));
+    let other = others.iter().find(|c| c.get() != 0).unwrap_or(CpuId::BOOT);
     pin(&EDU_INTX, &CpuMask::of(cpu));
     pin(&EDU_MSI, &CpuMask::from_cpus([cpu, other]));
     // The PIT keeps ticking (1 kHz) on the outgoing CPU until irqcore moves
     // it inside stop-machine: a tick latched in its IRR meanwhile must be
     // replayed on the new target (hotplug::replay_latched_vectors).
     if PIT.move_to(&CpuMask::of(cpu)).is_err() {
-        check!(false, "pit: set_affinity to cpu{}", cpu.0);
+        check!(false, "pit: set_affinity to cpu{}", cpu.get());
     }
     // While irqcore migrates them inside stop-machine, any remaining CPU may
     // receive them.
@@ -287,7 +287,7 @@ fn hotplug_cycle(cpu: CpuId) {
     check!(
         msi_eff == Some(CpuMask::of(other)),
         "edu-msi moved within its mask to cpu{} ({msi_eff:?})",
-        other.0
+        other.get()
     );
     // Settle the bookkeeping once nothing is in flight: edu raises handled,
     // PIT ticks latched on any online CPU handled (see `move_pit`).
@@ -309,7 +309,7 @@ fn hotplug_cycle(cpu: CpuId) {
             ok,
             "{} handled on cpu{} after it came back",
             edu.src.name,
-            cpu.0
+            cpu.get()
         );
     }
     let all = CORE.online_cpus();

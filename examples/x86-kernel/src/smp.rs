@@ -46,7 +46,7 @@ pub fn start_ap(cpu: CpuId) -> Result<(), IrqError> {
     // used only by that CPU (the BSP starts one AP at a time).
     let top = unsafe { (&raw mut AP_STACKS.0[cpu.index()]) as usize + STACK_SIZE };
     AP_BOOT_STACK.store(top as u64, Ordering::Release);
-    AP_BOOT_INDEX.store(cpu.0, Ordering::Release);
+    AP_BOOT_INDEX.store(cpu.get(), Ordering::Release);
     let apic = percpu::apic_id_of(cpu);
     // INIT, then up to two SIPIs (SDM vol. 3, 8.4.4.1). QEMU needs no real
     // 10 ms INIT delay; 1 ms keeps the boot fast.
@@ -59,7 +59,7 @@ pub fn start_ap(cpu: CpuId) -> Result<(), IrqError> {
             return r;
         }
     }
-    kprintln!("cpu{} (APIC id {}) did not start", cpu.0, apic);
+    kprintln!("cpu{} (APIC id {}) did not start", cpu.get(), apic);
     cpu_timeout(cpu, "did not start")
 }
 
@@ -68,7 +68,8 @@ pub fn start_ap(cpu: CpuId) -> Result<(), IrqError> {
 /// the Starting callbacks: the LAPIC timer) and idle loop.
 #[unsafe(no_mangle)]
 extern "C" fn ap_main(index: u32) -> ! {
-    let cpu = CpuId(index);
+    // The BSP hands each AP the index of a CpuId it started.
+    let cpu = CpuId::new(index).expect("AP index below MAX_CPUS");
     percpu::install(cpu);
     gdt::load_for(cpu);
     idt::load_for(cpu);

@@ -833,7 +833,7 @@ pub fn domain_mappings(data: &[u8]) {
             Err(_) => break,
         }
     }
-    set_cpu(CpuId(0));
+    set_cpu(CpuId::BOOT);
     let core = IrqCore::with_config(
         FuzzPlatform::default(),
         CoreConfig {
@@ -841,7 +841,7 @@ pub fn domain_mappings(data: &[u8]) {
             nr_cpus: 4,
         },
     );
-    core.set_cpu_online(CpuId(0), true).expect("online");
+    core.set_cpu_online(CpuId::BOOT, true).expect("online");
     let reg = DomainRegistry::new(&core);
     let f = |i: usize| {
         (

@@ -117,8 +117,7 @@ impl Flow {
     /// The `n`-th CPU that is neither in the dispatcher nor waiting.
     fn free_cpu(&self, n: u8) -> Option<CpuId> {
         let st = self.st();
-        let free: Vec<CpuId> = (0..NR_CPUS)
-            .map(CpuId)
+        let free: Vec<CpuId> = CpuId::all(NR_CPUS as usize)
             .filter(|c| !st.busy.contains(c) && !st.waiting.iter().any(|w| w.1 == *c))
             .collect();
         (!free.is_empty()).then(|| free[usize::from(n) % free.len()])
@@ -319,7 +318,7 @@ impl Flow {
     }
 
     fn quiesce_and_check(&self) {
-        set_cpu(CpuId(0));
+        set_cpu(CpuId::BOOT);
         for c in &self.chips {
             c.set_busy(false);
         }
@@ -338,7 +337,7 @@ impl Flow {
         self.replays(0);
         // One more arrival each, so that deferred moves reach their safe point.
         for line in 0..NR_LINES {
-            self.arrive(line, CpuId(0));
+            self.arrive(line, CpuId::BOOT);
         }
         self.replays(0);
         let st = self.st();
@@ -435,7 +434,7 @@ pub fn flow_handlers(data: &[u8]) {
 }
 
 fn run(cfgs: [LineCfg; NR_LINES], ops: Vec<Op>) {
-    set_cpu(CpuId(0));
+    set_cpu(CpuId::BOOT);
     let core = IrqCore::with_config(
         FuzzPlatform::default(),
         CoreConfig {
@@ -444,7 +443,8 @@ fn run(cfgs: [LineCfg; NR_LINES], ops: Vec<Op>) {
         },
     );
     for c in 0..NR_CPUS {
-        core.set_cpu_online(CpuId(c), true).expect("online");
+        core.set_cpu_online(CpuId::new(c).unwrap(), true)
+            .expect("online");
     }
     let flow = Arc::new(Flow {
         core,
@@ -512,7 +512,7 @@ fn run(cfgs: [LineCfg; NR_LINES], ops: Vec<Op>) {
     }
     flow.quiesce_and_check();
     flow.teardown();
-    set_cpu(CpuId(0));
+    set_cpu(CpuId::BOOT);
 }
 
 #[cfg(test)]

@@ -222,7 +222,7 @@ impl HotplugCallback<FuzzPlatform> for PerCpuDesc {
         self.irqs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(ctx.cpu.0, irq);
+            .insert(ctx.cpu.get(), irq);
         Ok(())
     }
     fn down(&self, ctx: &HotplugCtx<'_, FuzzPlatform>) {
@@ -230,7 +230,7 @@ impl HotplugCallback<FuzzPlatform> for PerCpuDesc {
             .irqs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&ctx.cpu.0);
+            .remove(&ctx.cpu.get());
         if let Some(irq) = irq
             && let Err(e) = ctx.core.free_descs(irq, 1)
         {
@@ -315,7 +315,8 @@ impl<'c> Harness<'c> {
             .expect("register");
         let mut online = BTreeSet::new();
         for c in 0..2 {
-            core.set_cpu_online(CpuId(c), true).expect("boot cpus");
+            core.set_cpu_online(CpuId::new(c).unwrap(), true)
+                .expect("boot cpus");
             online.insert(c);
         }
         Self {
@@ -349,13 +350,16 @@ impl<'c> Harness<'c> {
     }
 
     fn online_mask(&self) -> CpuMask {
-        self.online.iter().map(|&c| CpuId(c)).collect()
+        self.online
+            .iter()
+            .map(|&c| CpuId::new(c).unwrap())
+            .collect()
     }
 
     /// The `n`-th online CPU (wrapping).
     fn online_cpu(&self, n: u8) -> CpuId {
         let v: Vec<u32> = self.online.iter().copied().collect();
-        CpuId(v[usize::from(n) % v.len()])
+        CpuId::new(v[usize::from(n) % v.len()]).unwrap()
     }
 
     fn is_owned(&self, irq: u32) -> bool {
@@ -909,19 +913,19 @@ impl<'c> Harness<'c> {
                 }
             }
             Op::CpuUp { cpu, from } => {
-                let target = CpuId(u32::from(cpu) % (NR_CPUS + 1));
+                let target = CpuId::new(u32::from(cpu) % (NR_CPUS + 1)).unwrap();
                 let from = self.online_cpu(from);
                 let got = as_cpu(from, || core.cpu_up(target, &ThreadCpus(core)));
-                let want = if target.0 >= NR_CPUS {
+                let want = if target.get() >= NR_CPUS {
                     Err(IrqError::BadCpu(target))
-                } else if self.online.contains(&target.0) {
+                } else if self.online.contains(&target.get()) {
                     Err(IrqError::CpuAlreadyOnline(target))
                 } else {
                     match self.model_alloc(PERCPU_BASE, 1, false) {
                         Err(e) => Err(e),
                         Ok(irq) => {
-                            self.owned.insert(target.0, irq.0);
-                            self.online.insert(target.0);
+                            self.owned.insert(target.get(), irq.0);
+                            self.online.insert(target.get());
                             let online = self.online_mask();
                             for d in self.descs.values_mut() {
                                 let back = d.managed.is_some_and(|m| m.contains(target));
@@ -941,20 +945,20 @@ impl<'c> Harness<'c> {
                 self.replays(from);
             }
             Op::CpuDown { cpu, from } => {
-                let target = CpuId(u32::from(cpu) % (NR_CPUS + 1));
+                let target = CpuId::new(u32::from(cpu) % (NR_CPUS + 1)).unwrap();
                 let from = self.online_cpu(from);
                 let got = as_cpu(from, || core.cpu_down(target, &ThreadCpus(core)));
-                let want = if target.0 >= NR_CPUS {
+                let want = if target.get() >= NR_CPUS {
                     Err(IrqError::BadCpu(target))
                 } else if target == from {
                     Err(IrqError::CpuDownSelf(target))
-                } else if !self.online.contains(&target.0) {
+                } else if !self.online.contains(&target.get()) {
                     Err(IrqError::CpuNotOnline(target))
                 } else if self.online.len() < 2 {
                     Err(IrqError::LastOnlineCpu(target))
                 } else {
-                    self.online.remove(&target.0);
-                    if let Some(irq) = self.owned.remove(&target.0) {
+                    self.online.remove(&target.get());
+                    if let Some(irq) = self.owned.remove(&target.get()) {
                         self.descs.remove(&irq);
                     }
                     let after = self.online_mask();
@@ -1125,10 +1129,10 @@ impl<'c> Harness<'c> {
             .online
             .iter()
             .copied()
-            .filter(|&c| c != ctl.0)
+            .filter(|&c| c != ctl.get())
             .collect();
         for c in others {
-            let r = core.cpu_down(CpuId(c), &ThreadCpus(core));
+            let r = core.cpu_down(CpuId::new(c).unwrap(), &ThreadCpus(core));
             check!(r.is_ok(), "teardown: cpu_down({c}): {r:?}");
             self.online.remove(&c);
             if let Some(irq) = self.owned.remove(&c) {
@@ -1165,7 +1169,7 @@ pub fn descriptor_lifecycle(data: &[u8]) {
 }
 
 fn run(ops: &[Op]) {
-    set_cpu(CpuId(0));
+    set_cpu(CpuId::BOOT);
     let core = IrqCore::with_config(
         FuzzPlatform::default(),
         CoreConfig {
@@ -1185,7 +1189,7 @@ fn run(ops: &[Op]) {
         h.check_state(touched);
     }
     h.teardown();
-    set_cpu(CpuId(0));
+    set_cpu(CpuId::BOOT);
 }
 
 #[cfg(test)]

@@ -28,12 +28,12 @@ thread_local! {
 
 /// Makes the calling thread play `cpu`.
 pub fn set_cpu(cpu: CpuId) {
-    CPU.with(|c| c.set(cpu.0));
+    CPU.with(|c| c.set(cpu.get()));
 }
 
 /// The CPU the calling thread plays.
 pub fn cpu() -> CpuId {
-    CpuId(CPU.with(|c| c.get()))
+    CpuId::new(CPU.with(|c| c.get())).unwrap()
 }
 
 /// Runs `f` while the calling thread plays `cpu`, then restores the
@@ -72,7 +72,7 @@ impl FuzzPlatform {
     fn slot(&self) -> &AtomicBool {
         // Harnesses only play CPUs below NR_CPUS; clamp so a stray id cannot
         // make the platform itself panic.
-        let i = (cpu().0 as usize).min(NR_CPUS as usize - 1);
+        let i = (cpu().get() as usize).min(NR_CPUS as usize - 1);
         &self.irq_on[i]
     }
 }
@@ -141,7 +141,7 @@ pub fn mask_from_bits(bits: u8) -> CpuMask {
     let mut m = CpuMask::new();
     for c in 0..=NR_CPUS {
         if bits & (1 << c) != 0 {
-            m.set(CpuId(c));
+            m.set(CpuId::new(c).unwrap());
         }
     }
     m
@@ -168,7 +168,7 @@ fn send_to(cpu: CpuId, job: Job) -> bool {
                         .name(format!("fuzz-cpu{c}"))
                         .spawn(move || {
                             for job in rx {
-                                set_cpu(CpuId(c));
+                                set_cpu(CpuId::new(c).unwrap());
                                 job();
                             }
                         })

@@ -103,7 +103,7 @@ struct Harness<'a> {
 impl Harness<'_> {
     fn handler(calls: Arc<AtomicU64>) -> Arc<dyn irqcore::IrqHandler> {
         Arc::new(move |_irq: IrqNumber| {
-            check!(cpu().0 < NR_VCPUS, "handler ran on {:?}", cpu());
+            check!(cpu().get() < NR_VCPUS, "handler ran on {:?}", cpu());
             calls.fetch_add(1, Ordering::SeqCst);
             IrqReturn::HANDLED
         })
@@ -122,7 +122,7 @@ impl Harness<'_> {
             self.step
         );
         if percpu {
-            let r = crate::platform::as_cpu(CpuId(vcpu), || {
+            let r = crate::platform::as_cpu(CpuId::new(vcpu).unwrap(), || {
                 self.core.enable_percpu_irq(irq, irqcore::TriggerType::None)
             });
             check!(
@@ -177,9 +177,9 @@ impl Harness<'_> {
             .iter()
             .map(|c| c.calls.load(Ordering::SeqCst))
             .collect();
-        set_cpu(CpuId(vcpu));
+        set_cpu(CpuId::new(vcpu).unwrap());
         self.xen.upcall(self.core, 8);
-        set_cpu(CpuId(0));
+        set_cpu(CpuId::BOOT);
         for (i, c) in self.chans.iter_mut().enumerate() {
             if c.calls.load(Ordering::SeqCst) > before[i] {
                 c.owed = false;
@@ -199,9 +199,9 @@ impl Harness<'_> {
                 .map(|c| c.calls.load(Ordering::SeqCst))
                 .collect();
             for irq in q {
-                set_cpu(CpuId(vcpu));
+                set_cpu(CpuId::new(vcpu).unwrap());
                 let _ = self.core.handle_sw_resend(irq);
-                set_cpu(CpuId(0));
+                set_cpu(CpuId::BOOT);
             }
             for (i, c) in self.chans.iter_mut().enumerate() {
                 if c.calls.load(Ordering::SeqCst) > before[i] {
@@ -329,7 +329,7 @@ impl Harness<'_> {
                 let Some(i) = self.open_chan(ch) else { return };
                 let v = u32::from(vcpu) % NR_VCPUS;
                 let c = &mut self.chans[i];
-                let r = core.set_affinity(c.irq, &CpuMask::of(CpuId(v)));
+                let r = core.set_affinity(c.irq, &CpuMask::of(CpuId::new(v).unwrap()));
                 if matches!(c.kind, Kind::Timer | Kind::Ipi) {
                     check!(
                         r == Err(irqcore::IrqError::IsPerCpu(c.irq)),
@@ -346,7 +346,7 @@ impl Harness<'_> {
                     c.vcpu = v;
                     let eff = core.effective_affinity(c.irq);
                     check!(
-                        eff == Ok(CpuMask::of(CpuId(v))),
+                        eff == Ok(CpuMask::of(CpuId::new(v).unwrap())),
                         "step {}: effective {eff:?} after rebind to {v}",
                         self.step
                     );
@@ -450,7 +450,7 @@ pub fn xen_upcall(data: &[u8]) {
 }
 
 fn run(hyp: &Hyp, ops: Vec<Op>) {
-    set_cpu(CpuId(0));
+    set_cpu(CpuId::BOOT);
     if let Err(e) = hypervisor_clean(hyp) {
         panic!("an earlier execution left the hypervisor dirty: {e}");
     }
@@ -466,7 +466,7 @@ fn run(hyp: &Hyp, ops: Vec<Op>) {
         Arc::new(hyp.guest.clone()),
         Box::new(layer),
         Config::default(),
-        Box::new(|| VcpuId(cpu().0)),
+        Box::new(|| VcpuId(cpu().get())),
     ));
     let xen = XenIrqs::new(ch.clone(), IrqNumber(8));
     let core = IrqCore::with_config(
@@ -484,9 +484,12 @@ fn run(hyp: &Hyp, ops: Vec<Op>) {
         step: 0,
     };
     for c in 0..NR_VCPUS {
-        set_cpu(CpuId(c));
-        let irqs = xen.prepare_cpu(&core, CpuId(c)).expect("prepare_cpu");
-        core.set_cpu_online(CpuId(c), true).expect("online");
+        set_cpu(CpuId::new(c).unwrap());
+        let irqs = xen
+            .prepare_cpu(&core, CpuId::new(c).unwrap())
+            .expect("prepare_cpu");
+        core.set_cpu_online(CpuId::new(c).unwrap(), true)
+            .expect("online");
         ch.vcpu_online(VcpuId(c));
         if let Some(&(_, port, irq)) = irqs.virqs.iter().find(|v| v.0 == Virq::TIMER) {
             h.add(Kind::Timer, port, irq, true, c);
@@ -495,7 +498,7 @@ fn run(hyp: &Hyp, ops: Vec<Op>) {
             h.add(Kind::Ipi, port, irq, true, c);
         }
     }
-    set_cpu(CpuId(0));
+    set_cpu(CpuId::BOOT);
     for (i, op) in ops.into_iter().enumerate() {
         h.step = i;
         if crate::trace_enabled() {
@@ -521,7 +524,7 @@ fn run(hyp: &Hyp, ops: Vec<Op>) {
     }
     for c in (0..NR_VCPUS).rev() {
         ch.vcpu_offline(VcpuId(c));
-        let r = xen.cpu_dead(&core, CpuId(c), true);
+        let r = xen.cpu_dead(&core, CpuId::new(c).unwrap(), true);
         check!(r.is_ok(), "teardown: cpu_dead({c}): {r:?}");
     }
     check!(
@@ -532,5 +535,5 @@ fn run(hyp: &Hyp, ops: Vec<Op>) {
     if let Err(e) = hypervisor_clean(hyp) {
         panic!("teardown left the hypervisor dirty: {e}");
     }
-    set_cpu(CpuId(0));
+    set_cpu(CpuId::BOOT);
 }

@@ -399,7 +399,7 @@ mod tests {
     struct StaticPlatform;
     impl Platform for StaticPlatform {
         fn current_cpu(&self) -> CpuId {
-            CpuId(0)
+            CpuId::BOOT
         }
         fn local_irq_save(&self) -> IrqFlags {
             IrqFlags(0)

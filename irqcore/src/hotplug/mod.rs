@@ -138,7 +138,7 @@ impl<P: Platform> IrqCore<P> {
     /// Brings `cpu` online through every phase (see the module docs).
     /// Call from process context on an online CPU.
     pub fn cpu_up(&self, cpu: CpuId, control: &dyn CpuControl) -> Result<(), IrqError> {
-        if cpu.0 >= self.nr_cpus {
+        if cpu.get() >= self.nr_cpus {
             return Err(IrqError::BadCpu(cpu));
         }
         self.check_may_wait()?;
@@ -159,9 +159,13 @@ impl<P: Platform> IrqCore<P> {
                 return Err(e);
             }
         };
-        self.store.hotplug_cpu.store(cpu.0 + 1, Ordering::Release);
+        self.store
+            .hotplug_cpu
+            .store(cpu.get() + 1, Ordering::Release);
         let r = self.run_up(cpu, CpuPhase::BringUp).and_then(|()| {
-            self.hotplug.starting.store(cpu.0 + 1, Ordering::Release);
+            self.hotplug
+                .starting
+                .store(cpu.get() + 1, Ordering::Release);
             let r = control.boot_cpu(cpu);
             self.hotplug.starting.store(0, Ordering::Release);
             if r.is_err() {
@@ -191,7 +195,7 @@ impl<P: Platform> IrqCore<P> {
     /// callbacks and marks the CPU online.
     pub fn cpu_starting(&self) -> Result<(), IrqError> {
         let cpu = self.platform.current_cpu();
-        if self.hotplug.starting.load(Ordering::Acquire) != cpu.0 + 1 {
+        if self.hotplug.starting.load(Ordering::Acquire) != cpu.get() + 1 {
             return Err(IrqError::UnexpectedCpuStarting(cpu));
         }
         self.run_up(cpu, CpuPhase::Starting)?;
@@ -214,7 +218,7 @@ impl<P: Platform> IrqCore<P> {
     pub fn cpu_down(&self, cpu: CpuId, control: &dyn CpuControl) -> Result<(), IrqError> {
         self.check_may_wait()?;
         let me = self.platform.current_cpu();
-        if cpu.0 >= self.nr_cpus {
+        if cpu.get() >= self.nr_cpus {
             return Err(IrqError::BadCpu(cpu));
         }
         if me == cpu {
@@ -260,7 +264,9 @@ impl<P: Platform> IrqCore<P> {
         // The "dead" phase walks descriptors too: sparse lock held, taken
         // normally (no CPU waits for us now).
         let sparse = self.lock_sparse();
-        self.store.hotplug_cpu.store(cpu.0 + 1, Ordering::Release);
+        self.store
+            .hotplug_cpu
+            .store(cpu.get() + 1, Ordering::Release);
         self.run_down(cpu, CpuPhase::BringUp);
         self.store.hotplug_cpu.store(0, Ordering::Release);
         drop(sparse);

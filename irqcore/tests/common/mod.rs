@@ -25,7 +25,7 @@ pub struct TestPlatform {
 
 impl Platform for TestPlatform {
     fn current_cpu(&self) -> CpuId {
-        CpuId(CPU.with(|c| c.get()))
+        CpuId::new(CPU.with(|c| c.get())).unwrap()
     }
     fn local_irq_save(&self) -> IrqFlags {
         let c = CPU.with(|c| c.get()) as usize;
@@ -42,7 +42,7 @@ impl Platform for TestPlatform {
         std::thread::scope(|s| {
             for c in cpus.iter() {
                 s.spawn(move || {
-                    set_cpu(c.0);
+                    set_cpu(c.get());
                     work(c)
                 });
             }
@@ -172,7 +172,7 @@ pub fn core_with_cpus(n: u32) -> Arc<Core> {
         },
     ));
     for c in 0..n {
-        core.set_cpu_online(CpuId(c), true).unwrap();
+        core.set_cpu_online(CpuId::new(c).unwrap(), true).unwrap();
     }
     core
 }
@@ -237,7 +237,7 @@ impl CpuControl for ThreadCpus {
     fn boot_cpu(&self, cpu: CpuId) -> Result<(), IrqError> {
         let core = self.0.clone();
         std::thread::spawn(move || {
-            set_cpu(cpu.0);
+            set_cpu(cpu.get());
             core.cpu_starting()
         })
         .join()

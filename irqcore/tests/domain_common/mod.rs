@@ -180,6 +180,6 @@ pub fn one_cpu_core() -> IrqCore<super::common::TestPlatform> {
             nr_cpus: 4,
         },
     );
-    core.set_cpu_online(CpuId(0), true).unwrap();
+    core.set_cpu_online(CpuId::BOOT, true).unwrap();
     core
 }

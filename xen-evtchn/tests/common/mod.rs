@@ -43,7 +43,7 @@ pub struct TestPlatform {
 
 impl Platform for TestPlatform {
     fn current_cpu(&self) -> CpuId {
-        CpuId(cpu())
+        CpuId::new(cpu()).unwrap()
     }
     fn local_irq_save(&self) -> IrqFlags {
         IrqFlags(IRQS_ON.with(|c| c.replace(false)) as usize)
@@ -64,7 +64,7 @@ impl Platform for TestPlatform {
         std::thread::scope(|s| {
             for c in cpus.iter() {
                 s.spawn(move || {
-                    set_cpu(c.0);
+                    set_cpu(c.get());
                     work(c)
                 });
             }
@@ -217,8 +217,8 @@ pub fn guest_abi(n: u32, up: u32, config: Config, layout: Layout, abi: EvtchnAbi
     };
     for c in 0..up {
         set_cpu(c);
-        g.xen.prepare_cpu(&g.core, CpuId(c)).unwrap();
-        g.core.set_cpu_online(CpuId(c), true).unwrap();
+        g.xen.prepare_cpu(&g.core, CpuId::new(c).unwrap()).unwrap();
+        g.core.set_cpu_online(CpuId::new(c).unwrap(), true).unwrap();
         g.ch.vcpu_online(VcpuId(c));
     }
     set_cpu(0);
@@ -256,7 +256,7 @@ impl Guest {
         // Start it on vCPU 0 (the core applies the affinity at startup and
         // the least-loaded choice could be another vCPU).
         self.core
-            .set_affinity(irq, &CpuMask::from_cpus([CpuId(0)]))
+            .set_affinity(irq, &CpuMask::from_cpus([CpuId::BOOT]))
             .unwrap();
         self.request(irq, counter, false);
         self.upcall_on(0);
@@ -304,7 +304,7 @@ impl CpuControl for Control<'_> {
     fn boot_cpu(&self, cpu: CpuId) -> Result<(), IrqError> {
         std::thread::scope(|s| {
             s.spawn(|| {
-                set_cpu(cpu.0);
+                set_cpu(cpu.get());
                 self.core.cpu_starting()
             })
             .join()

@@ -75,5 +75,7 @@ pub fn current() -> CpuId {
     // SAFETY: every CPU installs its area before any code that asks runs
     // (`install` is the first thing BSP and APs do after long mode); index
     // is at offset 0.
-    CpuId(unsafe { cpu::gs_read_u64::<0>() } as u32)
+    let index = unsafe { cpu::gs_read_u64::<0>() };
+    // `install` stored the index of a CpuId.
+    CpuId::new(index as u32).expect("per-CPU index below MAX_CPUS")
 }

@@ -21,13 +21,16 @@ fn opts(xen: bool) -> GicOptions {
     if xen { o.for_xen_vgic() } else { o }
 }
 
-/// The seed-003 interleaving on a Xen-like vGIC: CPU 1 has acknowledged
-/// the SPI (active), a new edge arrives behind it, CPU 0 moves the SPI to
-/// CPU 2, then CPU 1 completes it. The new edge must reach CPU 2.
-/// Returns how many times the handler ran on CPU 2.
-fn retarget_while_active_with_edge_queued(xen_opts: bool) -> u64 {
-    let rig = common::Rig::boot_v3_with(3, opts(xen_opts));
-    rig.model.set_xen_vgic_disable_drops_queued(true);
+/// Requests the SPI (edge) on CPU 1 and has CPU 1 acknowledge one edge:
+/// the SPI is active there. Returns the irq, its handler count and the
+/// model's system registers.
+fn active_on_cpu1(
+    rig: &common::Rig,
+) -> (
+    irqcore::IrqNumber,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    arch_arm64::model::ModelSysRegs,
+) {
     let (irq, count) = rig.request(SPI, TriggerType::EdgeRising, |_| {});
     rig.core
         .set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
@@ -36,6 +39,17 @@ fn retarget_while_active_with_edge_queued(xen_opts: bool) -> u64 {
     let regs = rig.model.sysregs();
     let acked = rig.on(1, || regs.read(IccReg::Iar1));
     assert_eq!(acked, u64::from(SPI), "CPU 1 takes the first edge");
+    (irq, count, regs)
+}
+
+/// The seed-003 interleaving on a Xen-like vGIC: CPU 1 has acknowledged
+/// the SPI (active), a new edge arrives behind it, CPU 0 moves the SPI to
+/// CPU 2, then CPU 1 completes it. The new edge must reach CPU 2.
+/// Returns how many times the handler ran on CPU 2.
+fn retarget_while_active_with_edge_queued(xen_opts: bool) -> u64 {
+    let rig = common::Rig::boot_v3_with(3, opts(xen_opts));
+    rig.model.set_xen_vgic_disable_drops_queued(true);
+    let (irq, count, regs) = active_on_cpu1(&rig);
     rig.model.pulse(CpuId::BOOT, SPI);
     rig.core
         .set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
@@ -87,14 +101,7 @@ fn hardware_options_disable_an_enabled_spi_around_the_route_write() {
 fn second_move_while_active(xen_opts: bool) -> (Vec<CpuId>, bool) {
     let rig = common::Rig::boot_v3_with(3, opts(xen_opts));
     rig.model.set_xen_vgic_refuses_second_move(true);
-    let (irq, count) = rig.request(SPI, TriggerType::EdgeRising, |_| {});
-    rig.core
-        .set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
-        .unwrap();
-    rig.model.pulse(CpuId::BOOT, SPI);
-    let regs = rig.model.sysregs();
-    let acked = rig.on(1, || regs.read(IccReg::Iar1));
-    assert_eq!(acked, u64::from(SPI), "CPU 1 takes the first edge");
+    let (irq, count, regs) = active_on_cpu1(&rig);
     rig.core
         .set_affinity(irq, &CpuMask::of(CpuId::of::<2>()))
         .unwrap();

@@ -899,6 +899,9 @@ fn hotplug(n: u32) {
 #[derive(Clone, Copy, Debug)]
 struct SpiDevice {
     name: &'static str,
+    /// The raw status must be latched once at set-up (the RTC's alarm);
+    /// the vpl011's TXI is raised whenever the console is idle.
+    needs_latch: bool,
     base: u64,
     intid: u32,
     imsc: usize,
@@ -914,6 +917,7 @@ impl SpiDevice {
     fn pl031(base: u64, intid: u32) -> Self {
         SpiDevice {
             name: "pl031 (passthrough)",
+            needs_latch: true,
             base,
             intid,
             imsc: 0x10,
@@ -930,6 +934,7 @@ impl SpiDevice {
     fn vpl011(base: u64, intid: u32) -> Self {
         SpiDevice {
             name: "vpl011 (emulated)",
+            needs_latch: false,
             base,
             intid,
             imsc: 0x38,
@@ -966,7 +971,7 @@ impl SpiDevice {
     /// Latches the raw status (the RTC's alarm: match register at the
     /// count the load sets, as `devices::Rtc` does on bare metal).
     fn latch(&self) {
-        if self.name.starts_with("pl031") {
+        if self.needs_latch {
             const MR: usize = 0x04;
             const LR: usize = 0x08;
             const CR: usize = 0x0C;

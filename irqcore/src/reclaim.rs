@@ -75,3 +75,105 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The parking paths, which only a CPU that frees from inside its own
+    //! read-side section takes (an API called from a callback up its
+    //! stack). No public API reaches them on its own, so the section is
+    //! entered directly here.
+    use crate::chip::{ChipLevel, IrqChip, IrqData};
+    use crate::cpumask::CpuMask;
+    use crate::flow::FlowKind;
+    use crate::ids::{CpuId, HwIrq, IrqNumber};
+    use crate::instance::IrqCore;
+    use crate::platform::{IrqFlags, Platform};
+    use alloc::sync::Arc;
+    use alloc::vec;
+
+    struct OneCpu;
+    impl Platform for OneCpu {
+        fn current_cpu(&self) -> CpuId {
+            CpuId::BOOT
+        }
+        fn local_irq_save(&self) -> IrqFlags {
+            IrqFlags(0)
+        }
+        fn local_irq_restore(&self, _f: IrqFlags) {}
+        fn local_irq_enabled(&self) -> bool {
+            false
+        }
+        fn run_on_cpus(&self, _c: &CpuMask, _w: &(dyn Fn(CpuId) + Sync)) {}
+        fn schedule_resend(&self, _irq: IrqNumber) {}
+    }
+
+    /// A chip whose reference count shows whether a descriptor or a view
+    /// holding it was dropped.
+    struct Canary;
+    impl IrqChip for Canary {
+        fn name(&self) -> &str {
+            "CANARY"
+        }
+        fn mask(&self, _d: &IrqData<'_>) {}
+        fn unmask(&self, _d: &IrqData<'_>) {}
+    }
+
+    fn core_with_canary(flow: FlowKind) -> (IrqCore<OneCpu>, IrqNumber, Arc<Canary>) {
+        let core = IrqCore::new(OneCpu);
+        core.set_cpu_online(CpuId::BOOT, true).unwrap();
+        let chip = Arc::new(Canary);
+        let irq = core.alloc_descs(IrqNumber(1), 1).unwrap();
+        core.set_chip(irq, vec![ChipLevel::new(chip.clone(), HwIrq(1))], flow)
+            .unwrap();
+        // The descriptor and its published view share one chip stack.
+        assert_eq!(Arc::strong_count(&chip), 2, "test + chip stack");
+        (core, irq, chip)
+    }
+
+    #[test]
+    fn descriptors_freed_inside_a_section_are_parked_then_reclaimed() {
+        let (core, irq, chip) = core_with_canary(FlowKind::Edge);
+        let s = core.section().unwrap();
+        core.free_descs(irq, 1).unwrap();
+        assert!(!core.is_allocated(irq), "unpublished at once");
+        assert_eq!(
+            Arc::strong_count(&chip),
+            2,
+            "freed while this CPU may still hold a reference up its stack"
+        );
+        // Still inside: a reclaim attempt must leave the parked ones alone.
+        core.reclaim_retired();
+        assert_eq!(Arc::strong_count(&chip), 2, "reclaimed inside a section");
+        drop(s);
+        // Outside any section, the next allocation reclaims them.
+        let again = core.alloc_descs(IrqNumber(10), 1).unwrap();
+        assert_eq!(Arc::strong_count(&chip), 1, "parked descriptor never freed");
+        core.free_descs(again, 1).unwrap();
+    }
+
+    #[test]
+    fn a_chip_stack_replaced_inside_a_section_is_parked_then_dropped() {
+        let (core, irq, chip) = core_with_canary(FlowKind::PerCpu);
+        let s = core.section().unwrap();
+        core.set_chip(
+            irq,
+            vec![ChipLevel::new(Arc::new(Canary), HwIrq(1))],
+            FlowKind::PerCpu,
+        )
+        .unwrap();
+        assert_eq!(
+            Arc::strong_count(&chip),
+            2,
+            "the replaced view dropped while this CPU may still read it"
+        );
+        drop(s);
+        // The next replacement outside any section drops the parked one.
+        core.set_chip(
+            irq,
+            vec![ChipLevel::new(Arc::new(Canary), HwIrq(1))],
+            FlowKind::PerCpu,
+        )
+        .unwrap();
+        assert_eq!(Arc::strong_count(&chip), 1, "parked view never dropped");
+    }
+}

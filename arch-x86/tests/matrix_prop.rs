@@ -1,8 +1,11 @@
 //! Property test: the vector matrix against a plain reference model, under
 //! random sequences of operations including bad input. Checks that no vector
 //! is ever handed out twice or from the system set, that the accounting
-//! matches, that the choice of CPU is the least-loaded one, that managed
-//! reservations persist, and that every refusal leaves the state unchanged.
+//! matches (per CPU and over the online CPUs), that the choice of CPU is the
+//! least-loaded one (unmanaged: most available; managed: fewest in use),
+//! that a vector taken at a fixed place is checked like any other, that
+//! managed reservations persist, and that every refusal leaves the state
+//! unchanged.
 
 use arch_x86::{Vector, VectorError, VectorMatrix};
 use irqcore::{CpuId, CpuMask};
@@ -23,6 +26,7 @@ enum Op {
     AllocManaged(u8),
     Remove(u8),
     System(u8),
+    Assign(u32, u8),
 }
 
 fn mask(bits: u8) -> CpuMask {
@@ -79,11 +83,17 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
         (0u8..16).prop_map(Op::AllocManaged),
         (0u8..16).prop_map(Op::Remove),
         (0x1Eu8..0x2A).prop_map(Op::System),
+        (0u32..4, 0x1Eu8..0x2A).prop_map(|(c, v)| Op::Assign(c, v)),
     ];
     proptest::collection::vec(op, 1..80)
 }
 
 fn check(m: &VectorMatrix, model: &Model) {
+    let online_free: u32 = (0..NR)
+        .filter(|c| model.cpus[*c].online)
+        .map(|c| model.available(c))
+        .sum();
+    assert_eq!(m.global_available(), online_free, "global_available");
     for c in 0..NR {
         let id = CpuId::new(c as u32).unwrap();
         let mc = &model.cpus[c];
@@ -181,12 +191,22 @@ proptest! {
                             let v = v.get();
                             let c = cpu.index();
                             prop_assert!(online.contains(&c));
+                            let in_use = |c: usize| model.cpus[c].managed_alloc.len();
+                            let fewest = online.iter().map(|c| in_use(*c)).min().unwrap();
+                            prop_assert_eq!(in_use(c), fewest, "fewest managed in use");
+                            prop_assert!(online.iter().filter(|o| in_use(**o) == fewest).all(|o| *o >= c), "ties: lowest");
                             let mc = &mut model.cpus[c];
                             prop_assert!(mc.managed.contains(&v) && !mc.managed_alloc.contains(&v), "from the reservation");
                             mc.managed_alloc.insert(v);
                         }
                         Err(VectorError::NoOnlineCpu) => prop_assert!(online.is_empty()),
-                        Err(VectorError::Exhausted) => {}
+                        Err(VectorError::Exhausted) => {
+                            // The chosen CPU (fewest in use, lowest) has no
+                            // reservation left.
+                            let c = *online.iter().min_by_key(|c| (model.cpus[**c].managed_alloc.len(), **c)).unwrap();
+                            let mc = &model.cpus[c];
+                            prop_assert!(mc.managed.is_subset(&mc.managed_alloc));
+                        }
                         Err(e) => prop_assert!(false, "unexpected {:?}", e),
                     }
                 }
@@ -203,6 +223,22 @@ proptest! {
                                 mc.managed.remove(&v);
                             }
                         }
+                    }
+                }
+                Op::Assign(c, v) => {
+                    let Ok(vv) = Vector::new(v) else { continue };
+                    let r = m.assign(CpuId::new(c).unwrap(), vv);
+                    let ci = c as usize;
+                    let in_window = v >= START && (v as u16) < END;
+                    if !in_window || model.system.contains(&v) {
+                        prop_assert_eq!(r, Err(VectorError::BadVector(v)));
+                    } else if ci >= NR {
+                        prop_assert_eq!(r, Err(VectorError::BadCpu(CpuId::new(c).unwrap())));
+                    } else if model.cpus[ci].alloc.contains(&v) || model.cpus[ci].managed.contains(&v) {
+                        prop_assert_eq!(r, Err(VectorError::InUse(v)));
+                    } else {
+                        prop_assert!(r.is_ok());
+                        model.cpus[ci].alloc.insert(v);
                     }
                 }
                 Op::System(v) => {

@@ -314,26 +314,30 @@ impl<P: Platform> IrqCore<P> {
         Some(self.end_run_locked(desc, ret, woken_mask))
     }
 
-    /// [`Self::handle_irq_event`] for a run that the caller found needs
-    /// nothing under the lock but the run's own bookkeeping
-    /// ([`Self::fast_path_ok`]): no PENDING (cleared by the caller), not
-    /// oneshot, not per-CPU (so the spurious window counts), no deferred
-    /// move. The same steps as the general function with those known;
-    /// the run ends without the lock unless the window ends or a handler
-    /// did not plainly handle it.
+    /// Counts the interrupt and runs `actions`, the handlers in `g`, as
+    /// [`Self::handle_irq_event`] does for a run that the caller found
+    /// needs nothing under the lock but the run's own bookkeeping
+    /// ([`Self::fast_path_actions`]): no PENDING (cleared by the caller),
+    /// not oneshot, not per-CPU (so the spurious window counts), no
+    /// deferred move. The same steps as the general function with those
+    /// known; the run ends without the lock unless the window ends or a
+    /// handler did not plainly handle it.
     #[inline(always)]
     fn handle_irq_event_fast<'a>(
         &self,
         desc: &'a IrqDesc,
         mut g: Guard<'a>,
         cpu: CpuId,
-        sec: &IrqSection<'_>,
+        actions: &[Arc<crate::action::Action>],
     ) -> Option<Guard<'a>> {
+        g.tot_count += 1;
         desc.run.store(RUN_IN_PROGRESS, Ordering::Relaxed);
         g.in_progress_cpu = cpu;
         g.irq_count += 1;
         let window_ends = g.irq_count >= SPURIOUS_WINDOW;
-        let actions = sec.actions(&g);
+        // Last before the unlock: the counter's store through a pointer
+        // makes the compiler reload what it might alias.
+        desc.count_on(cpu);
         drop(g);
         let (ret, woken_mask) = self.run_actions(desc, actions);
         if !window_ends
@@ -375,19 +379,28 @@ impl<P: Platform> IrqCore<P> {
         g
     }
 
-    /// Whether the locked state `g` of a descriptor allows the flows' fast
-    /// paths: no run going on (none can start while the caller holds the
-    /// lock), handlers installed, the line enabled, not per-CPU, no
-    /// deferred move waiting, and none of `delivery` (the flow's own
-    /// exclusions: PENDING for edge, ONESHOT for both).
+    /// The handlers of a descriptor whose locked state `g` allows the
+    /// flows' fast paths (`None` if it does not): no run going on (none can
+    /// start while the caller holds the lock), the line enabled, not
+    /// per-CPU, no deferred move waiting, none of `delivery` (the flow's
+    /// own exclusions: PENDING for edge, ONESHOT for both), and handlers
+    /// installed.
     #[inline(always)]
-    fn fast_path_ok(desc: &IrqDesc, g: &DescInner, delivery: DeliveryFlags) -> bool {
-        !desc.in_progress()
-            && !g.actions.is_empty()
-            && !g
-                .line
+    fn fast_path_actions<'s>(
+        desc: &IrqDesc,
+        g: &DescInner,
+        delivery: DeliveryFlags,
+        sec: &'s IrqSection<'_>,
+    ) -> Option<&'s [Arc<crate::action::Action>]> {
+        if desc.in_progress()
+            || g.line
                 .intersects(LineState::DISABLED | LineState::PER_CPU | LineState::MOVE_PENDING)
-            && !g.delivery.intersects(delivery)
+            || g.delivery.intersects(delivery)
+        {
+            return None;
+        }
+        let actions = sec.actions(g);
+        (!actions.is_empty()).then_some(actions)
     }
 
     /// Counts one run of the handlers for the spurious detector (Linux's
@@ -439,19 +452,22 @@ impl<P: Platform> IrqCore<P> {
     }
 
     /// The edge flow. Its fast path is [`Self::flow_edge_slow`] with what
-    /// [`Self::fast_path_ok`] established (may run here, can handle, no
-    /// PENDING so nothing to unmask for): count, ack, run.
+    /// [`Self::fast_path_actions`] established (may run here, can handle,
+    /// no PENDING so nothing to unmask for): ack, count, run.
     #[inline(always)]
     fn flow_edge(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let mut g = desc.inner.lock();
-        if !Self::fast_path_ok(desc, &g, DeliveryFlags::PENDING | DeliveryFlags::ONESHOT) {
+        let Some(actions) = Self::fast_path_actions(
+            desc,
+            &g,
+            DeliveryFlags::PENDING | DeliveryFlags::ONESHOT,
+            sec,
+        ) else {
             return self.flow_edge_slow(desc, g, cpu, sec);
-        }
+        };
         g.delivery.remove(DeliveryFlags::REPLAY);
-        desc.count_on(cpu);
-        g.tot_count += 1;
         Self::ack(desc.irq, &g);
-        if let Some(g) = self.handle_irq_event_fast(desc, g, cpu, sec) {
+        if let Some(g) = self.handle_irq_event_fast(desc, g, cpu, actions) {
             self.flow_edge_after_run(desc, g, cpu, sec);
         }
     }
@@ -558,23 +574,24 @@ impl<P: Platform> IrqCore<P> {
     }
 
     /// The fasteoi flow. Its fast path is [`Self::flow_fasteoi_slow`]
-    /// with what [`Self::fast_path_ok`] established (may run here, can
+    /// with what [`Self::fast_path_actions`] established (may run here, can
     /// handle, not oneshot) and a chip whose EOI needs no lock: count, run,
     /// EOI.
     #[inline(always)]
     fn flow_fasteoi(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let mut g = desc.inner.lock();
         let flags = g.chip_flags;
-        if !flags.intersects(ChipFlags::EOI_PER_CPU | ChipFlags::NO_EOI)
-            || !Self::fast_path_ok(desc, &g, DeliveryFlags::ONESHOT)
-        {
+        let actions = if flags.intersects(ChipFlags::EOI_PER_CPU | ChipFlags::NO_EOI) {
+            Self::fast_path_actions(desc, &g, DeliveryFlags::ONESHOT, sec)
+        } else {
+            None
+        };
+        let Some(actions) = actions else {
             return self.flow_fasteoi_slow(desc, g, cpu, sec);
-        }
+        };
         g.delivery
             .remove(DeliveryFlags::REPLAY | DeliveryFlags::PENDING);
-        desc.count_on(cpu);
-        g.tot_count += 1;
-        match self.handle_irq_event_fast(desc, g, cpu, sec) {
+        match self.handle_irq_event_fast(desc, g, cpu, actions) {
             None => {
                 if !flags.contains(ChipFlags::NO_EOI) {
                     Self::eoi_unlocked(desc.irq, sec, desc);
@@ -689,12 +706,8 @@ impl<P: Platform> IrqCore<P> {
             // run, nothing to complete.
             return;
         };
-        let levels = &*view.levels;
-        let flags = view.chip_flags;
-        if !flags.contains(ChipFlags::NO_ACK)
-            && let Some(l) = levels.first()
-        {
-            l.chip.ack(&IrqData::new(irq, levels));
+        if view.ack {
+            Self::chip_ack(irq, &view.levels);
         }
         let actions = view.actions.as_slice();
         match actions.first() {
@@ -713,9 +726,23 @@ impl<P: Platform> IrqCore<P> {
                 self.run_actions(desc, actions);
             }
         }
-        if !flags.contains(ChipFlags::NO_EOI)
-            && let Some(l) = levels.first()
-        {
+        if view.eoi {
+            Self::chip_eoi(irq, &view.levels);
+        }
+    }
+
+    /// Acks the outermost chip of `levels` (if any).
+    #[inline]
+    fn chip_ack(irq: IrqNumber, levels: &[crate::chip::ChipLevel]) {
+        if let Some(l) = levels.first() {
+            l.chip.ack(&IrqData::new(irq, levels));
+        }
+    }
+
+    /// EOIs the outermost chip of `levels` (if any).
+    #[inline]
+    fn chip_eoi(irq: IrqNumber, levels: &[crate::chip::ChipLevel]) {
+        if let Some(l) = levels.first() {
             l.chip.eoi(&IrqData::new(irq, levels));
         }
     }

@@ -207,6 +207,7 @@ impl<P: Platform> IrqCore<P> {
 
     /// Takes the queue once (the caller is in an interrupt-context
     /// section). Resends queued while draining wait for the next drain.
+    #[inline(never)]
     pub(crate) fn drain_resends(&self, cpu: CpuId, sec: &IrqSection<'_>) {
         let overflowed = self.resend.take(&mut |irq| {
             if let Some(desc) = self.store.lookup(irq) {

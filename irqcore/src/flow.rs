@@ -207,6 +207,7 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
+    #[inline]
     pub(crate) fn unmask(irq: IrqNumber, g: &mut DescInner) {
         if g.line.contains(LineState::MASKED) {
             if let Some(d) = g.data(irq) {

@@ -210,7 +210,8 @@ impl Action {
 /// request and free. A dispatching CPU holds a clone of the list while it
 /// runs handlers with the descriptor lock dropped, and each action is its own
 /// `Arc`, so `free` knows no CPU or thread still runs a freed handler when
-/// the action's strong count is back to one.
+/// the action's strong count is back to one. It is `None` when it holds no
+/// action, never an empty slice.
 #[derive(Clone)]
 pub(crate) struct ActionList(Option<Arc<[Arc<Action>]>>);
 
@@ -219,9 +220,12 @@ impl ActionList {
         ActionList(None)
     }
 
+    /// One test: a list is `None` exactly when it has no action (`with`
+    /// adds one, `without` gives `None` for the last one, and nothing
+    /// else makes a list).
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(|l| l.is_empty())
+        self.0.is_none()
     }
 
     pub(crate) fn iter(&self) -> core::slice::Iter<'_, Arc<Action>> {

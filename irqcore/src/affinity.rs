@@ -134,12 +134,18 @@ impl<P: Platform> IrqCore<P> {
 impl<P: Platform> IrqCore<P> {
     /// Applies a deferred affinity change at a safe point: the handlers are
     /// not running and the line is acked.
+    #[inline]
     pub(crate) fn move_pending(&self, irq: IrqNumber, g: &mut DescInner) {
         // Flows call this after ending their run, with the lock held, so no
-        // handler runs now.
-        if !g.line.contains(LineState::MOVE_PENDING) {
-            return;
+        // handler runs now. The test inline, the rare move out of line.
+        if g.line.contains(LineState::MOVE_PENDING) {
+            self.move_pending_now(irq, g);
         }
+    }
+
+    /// [`Self::move_pending`] when a move waits.
+    #[inline(never)]
+    fn move_pending_now(&self, irq: IrqNumber, g: &mut DescInner) {
         g.line.remove(LineState::MOVE_PENDING);
         let mask = g.pending_mask().and(&self.online_cpus());
         if mask.is_empty() {

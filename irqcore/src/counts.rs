@@ -17,10 +17,18 @@ pub(crate) const COUNT_GROUP: usize = 8;
 /// that no other CPU writes (Linux keeps `kstat_irqs` in per-CPU memory for
 /// the same reason).
 #[repr(align(64))]
+// The counters are reached through `CountSlots`' pointer only.
+#[allow(dead_code)]
 struct CountRow([AtomicU64; COUNT_GROUP]);
 
 // Rows never share a cache line.
 static_assertions::const_assert_eq!(core::mem::size_of::<CountRow>() % 64, 0);
+// A row is exactly its counters (no padding): `CountSlots::get` steps from
+// one CPU's counter to the next by `COUNT_GROUP` counters.
+static_assertions::const_assert_eq!(
+    core::mem::size_of::<CountRow>(),
+    COUNT_GROUP * core::mem::size_of::<AtomicU64>()
+);
 
 /// One [`CountRow`] per CPU.
 pub(crate) struct CountGroup(Box<[CountRow]>);
@@ -39,10 +47,10 @@ impl CountGroup {
     /// The group must outlive the slots: the store frees its groups only
     /// when it is dropped, after every descriptor.
     pub(crate) fn slots(&self, index: usize) -> CountSlots {
+        let rows = NonNull::from(&*self.0).cast::<CountRow>();
         CountSlots {
-            rows: NonNull::from(&*self.0).cast::<CountRow>(),
+            first: CountSlots::first_of(rows, index),
             nr_cpus: self.0.len() as u32,
-            index: (index % COUNT_GROUP) as u32,
         }
     }
 }
@@ -62,11 +70,13 @@ impl Drop for DetachedRows {
 }
 
 /// A descriptor's per-CPU interrupt counters: slot `index` of each CPU's
-/// row of its number's [`CountGroup`].
+/// row of its number's [`CountGroup`], kept as the address of CPU 0's
+/// counter so that the dispatcher's count is one bounds check and one
+/// indexed increment (CPU `c`'s counter is [`COUNT_GROUP`] counters, one
+/// row, further on per CPU).
 pub(crate) struct CountSlots {
-    rows: NonNull<CountRow>,
+    first: *const AtomicU64,
     nr_cpus: u32,
-    index: u32,
 }
 
 // SAFETY: `CountSlots` only hands out shared references to atomics that
@@ -77,19 +87,33 @@ unsafe impl Send for CountSlots {}
 unsafe impl Sync for CountSlots {}
 
 impl CountSlots {
+    /// The address of slot `index % COUNT_GROUP` in the first of `rows`.
+    /// Derived from the pointer to every row (not from a reference to one
+    /// counter), so that it may reach the other rows.
+    fn first_of(rows: NonNull<CountRow>, index: usize) -> *const AtomicU64 {
+        // A counter of the first row: a row is `COUNT_GROUP` counters.
+        rows.as_ptr()
+            .cast::<AtomicU64>()
+            .cast_const()
+            .wrapping_add(index % COUNT_GROUP)
+    }
+
     /// The counter of `cpu` (`None` beyond the store's CPUs).
     #[inline]
     pub(crate) fn get(&self, cpu: usize) -> Option<&AtomicU64> {
         if cpu >= self.nr_cpus as usize {
             return None;
         }
-        // SAFETY: `rows` points to the `nr_cpus` rows of a `CountGroup`
-        // that the store allocated before creating this descriptor and
-        // frees only when it is dropped, after every descriptor (see
-        // `DescStore::drop`); `cpu < nr_cpus` and `index < COUNT_GROUP`
-        // (set by `DescStore::count_slots`). Only shared references to the
-        // atomics are ever made.
-        Some(unsafe { &(*self.rows.as_ptr().add(cpu)).0[self.index as usize] })
+        // SAFETY: `first` is slot `index < COUNT_GROUP` of the first of the
+        // `nr_cpus` rows of a `CountGroup` (`CountGroup::slots`), which the
+        // store allocated before creating this descriptor and frees only
+        // when it is dropped, after every descriptor (see
+        // `DescStore::drop`). The rows are consecutive `CountRow`s, each
+        // exactly `COUNT_GROUP` counters (`repr(align(64))` adds no padding:
+        // 8 × 8 bytes), so `cpu * COUNT_GROUP` counters further on is the
+        // same slot of row `cpu < nr_cpus`, inside the allocation. Only
+        // shared references to the atomics are ever made.
+        Some(unsafe { &*self.first.add(cpu * COUNT_GROUP) })
     }
 
     /// Counters of 4 CPUs outside any store, for unit tests: the rows
@@ -102,9 +126,8 @@ impl CountSlots {
         // Owned through a raw pointer, as the store owns its groups.
         let rows = NonNull::from(Box::leak(rows));
         let slots = CountSlots {
-            rows: rows.cast::<CountRow>(),
+            first: CountSlots::first_of(rows.cast::<CountRow>(), 0),
             nr_cpus: 4,
-            index: 0,
         };
         (DetachedRows(rows), slots)
     }

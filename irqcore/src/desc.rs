@@ -103,8 +103,13 @@ bitflags! {
 pub(crate) struct View {
     pub(crate) levels: Arc<[ChipLevel]>,
     pub(crate) actions: ActionList,
-    /// `DescInner::chip_flags`.
-    pub(crate) chip_flags: ChipFlags,
+    /// Whether the flows ack the outermost chip: there is one, without
+    /// [`ChipFlags::NO_ACK`]. Decided when the view is published, so the
+    /// per-CPU flows test one flag per interrupt.
+    pub(crate) ack: bool,
+    /// Whether the flows EOI the outermost chip: there is one, without
+    /// [`ChipFlags::NO_EOI`].
+    pub(crate) eoi: bool,
 }
 
 /// Which of a descriptor's CPU masks ([`DescMasks`]).
@@ -362,10 +367,12 @@ impl IrqDesc {
     /// publishes them for lock-free readers and returns the view they
     /// replace, which the caller retires after a grace period.
     pub(crate) fn publish_view(&self, g: &DescInner) -> Option<Arc<View>> {
+        let has_chip = !g.levels.is_empty();
         let new = Arc::into_raw(Arc::new(View {
             levels: g.levels.clone(),
             actions: g.actions.clone(),
-            chip_flags: g.chip_flags,
+            ack: has_chip && !g.chip_flags.contains(ChipFlags::NO_ACK),
+            eoi: has_chip && !g.chip_flags.contains(ChipFlags::NO_EOI),
         }));
         let old = self
             .view

@@ -101,6 +101,24 @@ enum Exit {
 }
 
 impl<P: Platform> IrqCore<P> {
+    /// The dispatcher's flow call: the common flows inline into
+    /// `handle_irq` (one function, one prologue: their straight line is the
+    /// common case and their other cases are out of line), the rest
+    /// through [`Self::run_flow`].
+    #[inline(always)]
+    pub(crate) fn dispatch_flow(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
+        match desc.flow() {
+            FlowKind::Edge => self.flow_edge(desc, cpu, sec),
+            FlowKind::FastEoi => self.flow_fasteoi(desc, cpu, sec),
+            FlowKind::Level => self.flow_level(desc, cpu, sec),
+            FlowKind::PerCpu => self.flow_percpu(desc, cpu, false, sec),
+            FlowKind::PerCpuDevId => self.flow_percpu(desc, cpu, true, sec),
+            _ => self.run_flow(desc, cpu, sec),
+        }
+    }
+
+    /// Runs the flow of `desc` (any flow; out of line).
+    #[inline(never)]
     pub(crate) fn run_flow(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         match desc.flow() {
             FlowKind::Edge => self.flow_edge(desc, cpu, sec),
@@ -189,6 +207,7 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
+    #[inline]
     pub(crate) fn unmask(irq: IrqNumber, g: &mut DescInner) {
         if g.line.contains(LineState::MASKED) {
             if let Some(d) = g.data(irq) {
@@ -210,7 +229,7 @@ impl<P: Platform> IrqCore<P> {
         g.line.insert(LineState::MASKED);
     }
 
-    #[inline]
+    #[inline(always)]
     fn ack(irq: IrqNumber, g: &DescInner) {
         if g.chip_flags.contains(ChipFlags::NO_ACK) {
             return;
@@ -293,6 +312,63 @@ impl<P: Platform> IrqCore<P> {
         {
             return None;
         }
+        Some(self.end_run_locked(desc, ret, woken_mask))
+    }
+
+    /// Counts the interrupt and runs `actions`, the handlers in `g`, as
+    /// [`Self::handle_irq_event`] does for a run that the caller found
+    /// needs nothing under the lock but the run's own bookkeeping
+    /// ([`Self::fast_path_actions`]): no PENDING (cleared by the caller),
+    /// not oneshot, not per-CPU (so the spurious window counts), no
+    /// deferred move. The same steps as the general function with those
+    /// known; the run ends without the lock unless the window ends or a
+    /// handler did not plainly handle it.
+    #[inline(always)]
+    fn handle_irq_event_fast<'a>(
+        &self,
+        desc: &'a IrqDesc,
+        mut g: Guard<'a>,
+        cpu: CpuId,
+        actions: &[Arc<crate::action::Action>],
+    ) -> Option<Guard<'a>> {
+        g.tot_count += 1;
+        desc.run.store(RUN_IN_PROGRESS, Ordering::Relaxed);
+        g.in_progress_cpu = cpu;
+        g.irq_count += 1;
+        let window_ends = g.irq_count >= SPURIOUS_WINDOW;
+        // Last before the unlock: the counter's store through a pointer
+        // makes the compiler reload what it might alias.
+        desc.count_on(cpu);
+        drop(g);
+        let (ret, woken_mask) = self.run_actions(desc, actions);
+        if !window_ends
+            && ret.handled()
+            && ret != IrqReturn::WAKE_THREAD
+            && desc
+                .run
+                .compare_exchange(RUN_IN_PROGRESS, 0, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+        {
+            return None;
+        }
+        Some(self.end_run_locked_out_of_line(desc, ret, woken_mask))
+    }
+
+    /// [`Self::end_run_locked`] out of the fast paths' straight line.
+    #[inline(never)]
+    fn end_run_locked_out_of_line<'a>(
+        &self,
+        desc: &'a IrqDesc,
+        ret: IrqReturn,
+        woken_mask: u64,
+    ) -> Guard<'a> {
+        self.end_run_locked(desc, ret, woken_mask)
+    }
+
+    /// Ends a run under the lock: records the woken oneshot threads, ends
+    /// the run and judges the result (`note_interrupt`); returns the guard.
+    #[inline(always)]
+    fn end_run_locked<'a>(&self, desc: &'a IrqDesc, ret: IrqReturn, woken_mask: u64) -> Guard<'a> {
         let mut g = desc.inner.lock();
         if woken_mask != 0 && g.delivery.contains(DeliveryFlags::ONESHOT) {
             g.threads_oneshot |= woken_mask;
@@ -301,7 +377,31 @@ impl<P: Platform> IrqCore<P> {
         // and by the caller, under the lock.
         desc.run.store(0, Ordering::Release);
         self.note_interrupt(desc, &mut g, ret);
-        Some(g)
+        g
+    }
+
+    /// The handlers of a descriptor whose locked state `g` allows the
+    /// flows' fast paths (`None` if it does not): no run going on (none can
+    /// start while the caller holds the lock), the line enabled, not
+    /// per-CPU, no deferred move waiting, none of `delivery` (the flow's
+    /// own exclusions: PENDING for edge, ONESHOT for both), and handlers
+    /// installed.
+    #[inline(always)]
+    fn fast_path_actions<'s>(
+        desc: &IrqDesc,
+        g: &DescInner,
+        delivery: DeliveryFlags,
+        sec: &'s IrqSection<'_>,
+    ) -> Option<&'s [Arc<crate::action::Action>]> {
+        if desc.in_progress()
+            || g.line
+                .intersects(LineState::DISABLED | LineState::PER_CPU | LineState::MOVE_PENDING)
+            || g.delivery.intersects(delivery)
+        {
+            return None;
+        }
+        let actions = sec.actions(g);
+        (!actions.is_empty()).then_some(actions)
     }
 
     /// Counts one run of the handlers for the spurious detector (Linux's
@@ -319,6 +419,7 @@ impl<P: Platform> IrqCore<P> {
 
     /// Calls every handler and wakes the threads that asked for it; returns
     /// the combined result and the woken threads' oneshot mask.
+    #[inline(always)]
     fn run_actions(
         &self,
         desc: &IrqDesc,
@@ -351,9 +452,37 @@ impl<P: Platform> IrqCore<P> {
         a.thread_mask
     }
 
+    /// The edge flow. Its fast path is [`Self::flow_edge_slow`] with what
+    /// [`Self::fast_path_actions`] established (may run here, can handle,
+    /// no PENDING so nothing to unmask for): ack, count, run.
+    #[inline(always)]
     fn flow_edge(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
+        let mut g = desc.inner.lock();
+        let Some(actions) = Self::fast_path_actions(
+            desc,
+            &g,
+            DeliveryFlags::PENDING | DeliveryFlags::ONESHOT,
+            sec,
+        ) else {
+            return self.flow_edge_slow(desc, g, cpu, sec);
+        };
+        g.delivery.remove(DeliveryFlags::REPLAY);
+        Self::ack(desc.irq, &g);
+        if let Some(g) = self.handle_irq_event_fast(desc, g, cpu, actions) {
+            self.flow_edge_after_run(desc, g, cpu, sec);
+        }
+    }
+
+    /// The edge flow, every case.
+    #[inline(never)]
+    fn flow_edge_slow<'a>(
+        &self,
+        desc: &'a IrqDesc,
+        g: Guard<'a>,
+        cpu: CpuId,
+        sec: &IrqSection<'_>,
+    ) {
         let irq = desc.irq;
-        let g = desc.inner.lock();
         let (mut g, ok) = self.may_run_here(desc, g, cpu, true);
         if !ok || !Self::can_handle_actions(&mut g) {
             g.delivery.insert(DeliveryFlags::PENDING);
@@ -363,6 +492,35 @@ impl<P: Platform> IrqCore<P> {
         desc.count_on(cpu);
         g.tot_count += 1;
         Self::ack(irq, &g);
+        self.flow_edge_loop(desc, g, cpu, sec);
+    }
+
+    /// The edge flow after a run that ended under the lock: run again if
+    /// an edge arrived meanwhile (PENDING) and the line is still enabled.
+    #[inline(never)]
+    fn flow_edge_after_run<'a>(
+        &self,
+        desc: &'a IrqDesc,
+        mut g: Guard<'a>,
+        cpu: CpuId,
+        sec: &IrqSection<'_>,
+    ) {
+        if g.delivery.contains(DeliveryFlags::PENDING) && !g.line.contains(LineState::DISABLED) {
+            return self.flow_edge_loop(desc, g, cpu, sec);
+        }
+        self.move_pending(desc.irq, &mut g);
+    }
+
+    /// The edge flow's runs, from the first (counted and acked by the
+    /// caller) until no edge is pending.
+    fn flow_edge_loop<'a>(
+        &self,
+        desc: &'a IrqDesc,
+        mut g: Guard<'a>,
+        cpu: CpuId,
+        sec: &IrqSection<'_>,
+    ) {
+        let irq = desc.irq;
         loop {
             if g.actions.is_empty() {
                 Self::mask(irq, &mut g);
@@ -388,6 +546,7 @@ impl<P: Platform> IrqCore<P> {
         self.move_pending(irq, &mut g);
     }
 
+    #[inline(always)]
     fn flow_level(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let irq = desc.irq;
         let mut g = desc.inner.lock();
@@ -415,9 +574,50 @@ impl<P: Platform> IrqCore<P> {
         }
     }
 
+    /// The fasteoi flow. Its fast path is [`Self::flow_fasteoi_slow`]
+    /// with what [`Self::fast_path_actions`] established (may run here, can
+    /// handle, not oneshot) and a chip whose EOI needs no lock: count, run,
+    /// EOI.
+    #[inline(always)]
     fn flow_fasteoi(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
+        let mut g = desc.inner.lock();
+        let flags = g.chip_flags;
+        let actions = if flags.intersects(ChipFlags::EOI_PER_CPU | ChipFlags::NO_EOI) {
+            Self::fast_path_actions(desc, &g, DeliveryFlags::ONESHOT, sec)
+        } else {
+            None
+        };
+        let Some(actions) = actions else {
+            return self.flow_fasteoi_slow(desc, g, cpu, sec);
+        };
+        g.delivery
+            .remove(DeliveryFlags::REPLAY | DeliveryFlags::PENDING);
+        match self.handle_irq_event_fast(desc, g, cpu, actions) {
+            None => {
+                if !flags.contains(ChipFlags::NO_EOI) {
+                    Self::eoi_unlocked(desc.irq, sec, desc);
+                }
+            }
+            Some(mut g) => {
+                self.move_pending(desc.irq, &mut g);
+                Self::eoi(desc.irq, &g);
+                if g.delivery.contains(DeliveryFlags::PENDING) {
+                    self.check_irq_resend(desc.irq, &mut g, false);
+                }
+            }
+        }
+    }
+
+    /// The fasteoi flow, every case.
+    #[inline(never)]
+    fn flow_fasteoi_slow<'a>(
+        &self,
+        desc: &'a IrqDesc,
+        g: Guard<'a>,
+        cpu: CpuId,
+        sec: &IrqSection<'_>,
+    ) {
         let irq = desc.irq;
-        let g = desc.inner.lock();
         let (mut g, ok) = self.may_run_here(desc, g, cpu, false);
         if !ok {
             if g.line.contains(LineState::RESEND_WHEN_IN_PROGRESS) {
@@ -498,6 +698,7 @@ impl<P: Platform> IrqCore<P> {
     /// line no other CPU writes. `ack` and `eoi` act on this CPU's instance
     /// (a GIC PPI/SGI, the local APIC, a per-vCPU event channel) and are
     /// called without the descriptor lock (see [`crate::IrqChip`]).
+    #[inline(always)]
     fn flow_percpu(&self, desc: &IrqDesc, cpu: CpuId, devid: bool, sec: &IrqSection<'_>) {
         let irq = desc.irq;
         desc.count_on(cpu);
@@ -506,47 +707,67 @@ impl<P: Platform> IrqCore<P> {
             // run, nothing to complete.
             return;
         };
-        let data = (!view.levels.is_empty()).then(|| IrqData::new(irq, &view.levels));
-        let chip = view.levels.first().map(|l| &*l.chip);
-        if let (Some(c), Some(d), false) =
-            (chip, &data, view.chip_flags.contains(ChipFlags::NO_ACK))
-        {
-            c.ack(d);
+        if view.ack {
+            Self::chip_ack(irq, &view.levels);
         }
         let actions = view.actions.as_slice();
-        if actions.is_empty() {
-            if devid {
-                // Spurious on this CPU: disable it here, under the lock
-                // (the per-CPU enable mask is locked state).
-                let mut g = desc.inner.lock();
-                if g.percpu_enabled().contains(cpu) {
-                    if let Some(d) = g.data(irq) {
-                        let chip = &g.levels[0].chip;
-                        if !chip.disable(&d) {
-                            chip.mask(&d);
-                        }
-                    }
-                    g.masks.update(crate::desc::MaskKind::PercpuEnabled, |m| {
-                        m.clear(cpu);
-                    });
-                    drop(g);
-                    self.platform.report(IrqEvent::SpuriousPerCpu(irq, cpu));
+        match actions.first() {
+            None => {
+                if devid {
+                    self.percpu_devid_spurious(desc, cpu);
                 }
             }
-        } else if devid {
-            if let Some(a) = actions.first() {
+            Some(a) if devid => {
                 let r = a.handler.handle(irq);
                 if r.contains(IrqReturn::WAKE_THREAD) && a.threaded() {
                     self.wake(desc, a);
                 }
             }
-        } else {
-            self.run_actions(desc, actions);
+            Some(_) => {
+                self.run_actions(desc, actions);
+            }
         }
-        if let (Some(c), Some(d), false) =
-            (chip, &data, view.chip_flags.contains(ChipFlags::NO_EOI))
-        {
-            c.eoi(d);
+        if view.eoi {
+            Self::chip_eoi(irq, &view.levels);
+        }
+    }
+
+    /// Acks the outermost chip of `levels` (if any).
+    #[inline]
+    fn chip_ack(irq: IrqNumber, levels: &[crate::chip::ChipLevel]) {
+        if let Some(l) = levels.first() {
+            l.chip.ack(&IrqData::new(irq, levels));
+        }
+    }
+
+    /// EOIs the outermost chip of `levels` (if any).
+    #[inline]
+    fn chip_eoi(irq: IrqNumber, levels: &[crate::chip::ChipLevel]) {
+        if let Some(l) = levels.first() {
+            l.chip.eoi(&IrqData::new(irq, levels));
+        }
+    }
+
+    /// A per-CPU-devid irq without a handler arrived: spurious on this CPU,
+    /// disabled here, under the lock (the per-CPU enable mask is locked
+    /// state).
+    #[cold]
+    #[inline(never)]
+    fn percpu_devid_spurious(&self, desc: &IrqDesc, cpu: CpuId) {
+        let irq = desc.irq;
+        let mut g = desc.inner.lock();
+        if g.percpu_enabled().contains(cpu) {
+            if let Some(d) = g.data(irq) {
+                let chip = &g.levels[0].chip;
+                if !chip.disable(&d) {
+                    chip.mask(&d);
+                }
+            }
+            g.masks.update(crate::desc::MaskKind::PercpuEnabled, |m| {
+                m.clear(cpu);
+            });
+            drop(g);
+            self.platform.report(IrqEvent::SpuriousPerCpu(irq, cpu));
         }
     }
 }

@@ -206,8 +206,25 @@ impl CpuEpoch {
         self.leave(IRQ_UNIT);
     }
 
+    /// [`CpuEpoch::exit_irq`] for a section this CPU is known to have
+    /// entered with [`CpuEpoch::enter_irq_for`] (the dispatcher's guard,
+    /// `IrqSection`, which pairs the two): the depth is at least
+    /// [`IRQ_UNIT`], so it needs no saturating subtraction.
+    #[inline]
+    pub(crate) fn exit_irq_entered(&self) {
+        self.leave_entered(IRQ_UNIT, true);
+    }
+
     #[inline]
     fn leave(&self, unit: u32) {
+        self.leave_entered(unit, false);
+    }
+
+    /// Leaves a section of `unit`; `entered`: the caller knows the depth
+    /// is at least `unit` (otherwise it saturates at 0, so that an
+    /// unbalanced exit cannot wrap the depth around).
+    #[inline(always)]
+    fn leave_entered(&self, unit: u32, entered: bool) {
         let d = self.depth.load(Ordering::Relaxed);
         if d == unit {
             // Only this CPU writes `seq`: a release store is enough to end
@@ -215,7 +232,12 @@ impl CpuEpoch {
             let s = self.seq.load(Ordering::Relaxed);
             self.seq.store(s.wrapping_add(1), Ordering::Release);
         }
-        self.depth.store(d.saturating_sub(unit), Ordering::Relaxed);
+        let rest = if entered {
+            d.wrapping_sub(unit)
+        } else {
+            d.saturating_sub(unit)
+        };
+        self.depth.store(rest, Ordering::Relaxed);
     }
 
     /// Whether the owning CPU is inside a section (only meaningful when

@@ -30,22 +30,25 @@ use crate::ids::{CpuId, IrqNumber};
 use crate::instance::IrqCore;
 use crate::platform::Platform;
 use crate::section::IrqSection;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Slots of the resend queue. More resends in flight at once than this fall
 /// back to a walk of every descriptor (correct, slower).
 pub const RESEND_SLOTS: usize = 32;
+
+/// [`ResendQueue`]'s `queued` bit: a resend did not fit in a slot, the next
+/// drain walks every descriptor. The count below it never comes near it
+/// (at most the slots plus one per CPU marking at once).
+const OVERFLOW: u32 = 1 << 31;
 
 /// A lock-free, allocation-free set of irq numbers waiting for a software
 /// resend (the core keeps one; see the module docs).
 pub struct ResendQueue {
     /// irq number + 1, or 0 for a free slot.
     slots: [AtomicU32; RESEND_SLOTS],
-    /// Slots in use, or more: a hint that lets the dispatcher skip the
-    /// queue with one load.
+    /// Slots in use, or more, and [`OVERFLOW`]: the dispatcher skips the
+    /// queue with one load of this word.
     queued: AtomicU32,
-    /// A resend did not fit: the next drain walks every descriptor.
-    overflow: AtomicBool,
     /// Resends cancelled because their line was shut down.
     dropped: AtomicU64,
 }
@@ -62,7 +65,6 @@ impl ResendQueue {
         Self {
             slots: [const { AtomicU32::new(0) }; RESEND_SLOTS],
             queued: AtomicU32::new(0),
-            overflow: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         }
     }
@@ -72,7 +74,7 @@ impl ResendQueue {
         let v = irq.0.wrapping_add(1);
         if v == 0 {
             // u32::MAX cannot be stored; the store never holds it anyway.
-            self.overflow.store(true, Ordering::Release);
+            self.queued.fetch_or(OVERFLOW, Ordering::AcqRel);
             return;
         }
         // Counted before the slot is filled, so a drain that takes the slot
@@ -87,13 +89,13 @@ impl ResendQueue {
             }
         }
         self.queued.fetch_sub(1, Ordering::AcqRel);
-        self.overflow.store(true, Ordering::Release);
+        self.queued.fetch_or(OVERFLOW, Ordering::AcqRel);
     }
 
     /// Whether nothing is queued (the dispatcher's fast check).
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.queued.load(Ordering::Acquire) == 0 && !self.overflow.load(Ordering::Acquire)
+        self.queued.load(Ordering::Acquire) == 0
     }
 
     /// Takes every queued irq, calling `f` for each; returns whether the
@@ -106,7 +108,7 @@ impl ResendQueue {
                 f(IrqNumber(v - 1));
             }
         }
-        self.overflow.swap(false, Ordering::AcqRel)
+        self.queued.fetch_and(!OVERFLOW, Ordering::AcqRel) & OVERFLOW != 0
     }
 
     /// Removes `irq` from the queue (a cancelled resend), so that the
@@ -205,6 +207,7 @@ impl<P: Platform> IrqCore<P> {
 
     /// Takes the queue once (the caller is in an interrupt-context
     /// section). Resends queued while draining wait for the next drain.
+    #[inline(never)]
     pub(crate) fn drain_resends(&self, cpu: CpuId, sec: &IrqSection<'_>) {
         let overflowed = self.resend.take(&mut |irq| {
             if let Some(desc) = self.store.lookup(irq) {

@@ -68,6 +68,6 @@ impl<'a> IrqSection<'a> {
 impl Drop for IrqSection<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.epoch.exit_irq();
+        self.epoch.exit_irq_entered();
     }
 }

@@ -3,7 +3,10 @@
 //! Lookup is two dependent loads from a two-level table of atomic pointers
 //! (`TOP` chunk pointers, each chunk `CHUNK` descriptor pointers): O(1), no
 //! lock, and memory proportional to the chunks in use (a chunk is allocated
-//! the first time a number in it is used; the fixed part is the top array).
+//! the first time a number in it is used; the fixed part is the top array
+//! and the first chunk). The first chunk, numbers below `CHUNK`, is inline
+//! in the store: the numbers most interrupts use (legacy lines, vectors,
+//! GIC SPIs) are one load away.
 //!
 //! Allocation and free are serialised by the *sparse lock*, which also guards
 //! the free-range map (first fit from a hint, contiguous ranges for MSI
@@ -96,18 +99,47 @@ pub const MAX_CAPACITY: u32 = (TOP * CHUNK) as u32;
 pub const DEFAULT_CAPACITY: u32 = 65_536;
 
 /// One chunk of the table: `CHUNK` descriptor pointers and the per-CPU
-/// counters of those numbers, allocated a group at a time.
+/// counters of those numbers, allocated a group at a time. (Each array in
+/// one cell: see [`crate::cell_array`].)
 struct Chunk {
-    descs: [AtomicPtr<IrqDesc>; CHUNK],
-    counts: [AtomicPtr<CountGroup>; CHUNK / COUNT_GROUP],
+    descs: CellArray<AtomicPtr<IrqDesc>, CHUNK>,
+    counts: CellArray<AtomicPtr<CountGroup>, { CHUNK / COUNT_GROUP }>,
 }
 
 impl Chunk {
-    fn new() -> Box<Self> {
-        Box::new(Chunk {
-            descs: [const { AtomicPtr::new(ptr::null_mut()) }; CHUNK],
-            counts: [const { AtomicPtr::new(ptr::null_mut()) }; CHUNK / COUNT_GROUP],
-        })
+    const fn new() -> Self {
+        Chunk {
+            descs: CellArray::new([const { AtomicPtr::new(ptr::null_mut()) }; CHUNK]),
+            counts: CellArray::new(
+                [const { AtomicPtr::new(ptr::null_mut()) }; CHUNK / COUNT_GROUP],
+            ),
+        }
+    }
+
+    /// Frees every descriptor and counter group of the chunk.
+    ///
+    /// # Safety
+    ///
+    /// Nothing may reference them any more: the caller owns the store
+    /// exclusively (`DescStore::drop`).
+    unsafe fn free_contents(&self) {
+        for s in self.descs.iter() {
+            let d = s.swap(ptr::null_mut(), Ordering::SeqCst);
+            if !d.is_null() {
+                // SAFETY: by the caller's promise nothing references the
+                // descriptor; every pointer was produced by `Box::into_raw`
+                // and is freed exactly once (swapped out just now).
+                drop(unsafe { Box::from_raw(d) });
+            }
+        }
+        // After every descriptor (their `CountSlots` point here).
+        for g in self.counts.iter() {
+            let g = g.swap(ptr::null_mut(), Ordering::SeqCst);
+            if !g.is_null() {
+                // SAFETY: as above.
+                drop(unsafe { Box::from_raw(g) });
+            }
+        }
     }
 }
 
@@ -218,6 +250,8 @@ impl AllocState {
 
 /// The store: lookup table, sparse lock and allocation map.
 pub(crate) struct DescStore {
+    /// The chunk of numbers `0..CHUNK`, inline (`top[0]` stays null).
+    low: Chunk,
     /// One cell around the table: see [`crate::cell_array`].
     top: CellArray<AtomicPtr<Chunk>, TOP>,
     capacity: u32,
@@ -254,6 +288,7 @@ impl DescStore {
             capacity
         };
         Self {
+            low: Chunk::new(),
             top: CellArray::new([const { AtomicPtr::new(ptr::null_mut()) }; TOP]),
             capacity,
             nr_cpus,
@@ -322,13 +357,19 @@ impl DescStore {
     #[inline]
     pub(crate) fn lookup(&self, irq: IrqNumber) -> Option<&IrqDesc> {
         let i = irq.as_usize();
-        let chunk = self.top.get(i / CHUNK)?.load(Ordering::SeqCst);
-        if chunk.is_null() {
-            return None;
-        }
-        // SAFETY: chunks are allocated once and freed only when the store is
-        // dropped, so a non-null chunk pointer stays valid for `&self`.
-        let slot = unsafe { &(*chunk).descs[i % CHUNK] };
+        let slot = if i < CHUNK {
+            &self.low.descs[i]
+        } else {
+            let chunk = self.top.get(i / CHUNK)?.load(Ordering::SeqCst);
+            if chunk.is_null() {
+                return None;
+            }
+            // SAFETY: chunks are allocated once and freed only when the
+            // store is dropped, so a non-null chunk pointer stays valid for
+            // `&self`.
+            let descs = unsafe { &(*chunk).descs };
+            &descs[i % CHUNK]
+        };
         let d = slot.load(Ordering::SeqCst);
         // SAFETY: a non-null descriptor pointer was published by `install`
         // from a live `Box`; it is reclaimed only after a grace period that
@@ -369,10 +410,13 @@ impl DescStore {
     /// The chunk of `irq`, allocated on first use.
     fn chunk(&self, irq: u32) -> Option<&Chunk> {
         let i = irq as usize;
+        if i < CHUNK {
+            return Some(&self.low);
+        }
         let top = self.top.get(i / CHUNK)?;
         let mut chunk = top.load(Ordering::SeqCst);
         if chunk.is_null() {
-            let fresh = Box::into_raw(Chunk::new());
+            let fresh = Box::into_raw(Box::new(Chunk::new()));
             match top.compare_exchange(ptr::null_mut(), fresh, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => chunk = fresh,
                 Err(existing) => {
@@ -491,8 +535,8 @@ impl DescStore {
     /// on their behalf (hotplug phases on another CPU).
     pub(crate) fn for_each_unlocked(&self, f: &mut dyn FnMut(&IrqDesc)) {
         for (ci, c) in self.top.iter().enumerate() {
-            let chunk = c.load(Ordering::SeqCst);
-            if chunk.is_null() {
+            // Chunk 0 is `low`, always there.
+            if ci > 0 && c.load(Ordering::SeqCst).is_null() {
                 continue;
             }
             for j in 0..CHUNK {
@@ -511,6 +555,8 @@ impl Drop for DescStore {
         // this store's owner any more (every reference came from `lookup`
         // through `&self`), so no reference to a retired descriptor is left.
         unsafe { Unpublished(retired).free() };
+        // SAFETY: `&mut self`: see above.
+        unsafe { self.low.free_contents() };
         for c in self.top.iter() {
             let chunk = c.swap(ptr::null_mut(), Ordering::SeqCst);
             if chunk.is_null() {
@@ -519,21 +565,8 @@ impl Drop for DescStore {
             // SAFETY: we own the store exclusively in drop; every pointer
             // was produced by `Box::into_raw` and is freed exactly once.
             let chunk = unsafe { Box::from_raw(chunk) };
-            for s in chunk.descs.iter() {
-                let d = s.swap(ptr::null_mut(), Ordering::SeqCst);
-                if !d.is_null() {
-                    // SAFETY: as above.
-                    drop(unsafe { Box::from_raw(d) });
-                }
-            }
-            // After every descriptor (their `CountSlots` point here).
-            for g in chunk.counts.iter() {
-                let g = g.swap(ptr::null_mut(), Ordering::SeqCst);
-                if !g.is_null() {
-                    // SAFETY: as above.
-                    drop(unsafe { Box::from_raw(g) });
-                }
-            }
+            // SAFETY: as for `low`.
+            unsafe { chunk.free_contents() };
         }
     }
 }

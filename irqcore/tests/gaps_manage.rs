@@ -5,10 +5,13 @@
 //! request leaves the line disabled, and a new handler on a line the
 //! spurious detector disabled enables it again.
 mod common;
+mod watchdog;
 use common::*;
 use irqcore::*;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+use watchdog::{DEADLINE, TimedBarrier, bounded};
 
 /// A threaded request whose primary handler wakes the thread.
 fn waking(name: &'static str, runs: &Arc<AtomicU64>) -> IrqRequest {
@@ -251,4 +254,61 @@ fn an_edge_left_pending_is_not_replayed_to_the_next_driver() {
     );
     assert_eq!(new.load(Ordering::SeqCst), 0);
     assert_eq!(old.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn free_irq_waits_for_the_thread_function_still_running() {
+    bounded("free_irq during the thread function", || {
+        set_cpu(0);
+        let core = core_with_cpus(3);
+        let chip = RecordingChip::new();
+        let irq = irq_with(&core, chip, FlowKind::Level);
+        let entered = Arc::new(TimedBarrier::new(2, DEADLINE));
+        let release = Arc::new(TimedBarrier::new(2, DEADLINE));
+        let (e, r) = (entered.clone(), release.clone());
+        let req = IrqRequest::threaded("slow", move |_irq: IrqNumber| {
+            e.wait();
+            r.wait();
+            IrqReturn::HANDLED
+        })
+        .flags(RequestFlags::ONESHOT)
+        .dev_id(DevId(9));
+        core.request_irq_raw(irq, req).unwrap();
+        let _guard = release.guard();
+        core.handle_irq(irq).unwrap();
+        let (_, action) = core.platform().wakes.lock().unwrap()[0];
+        let c1 = core.clone();
+        let thread = std::thread::spawn(move || {
+            set_cpu(1);
+            c1.run_thread(irq, action)
+        });
+        entered.wait();
+        let (tx, rx) = mpsc::channel();
+        let c2 = core.clone();
+        std::thread::spawn(move || {
+            set_cpu(2);
+            let _ = tx.send(c2.free_irq(irq, DevId(9)));
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "free_irq returned while the thread function still ran"
+        );
+        release.wait();
+        assert_eq!(rx.recv_timeout(DEADLINE), Ok(Ok(())));
+        assert_eq!(thread.join().unwrap(), Ok(()));
+    });
+}
+
+#[test]
+fn a_registration_names_its_irq_and_reports_a_failed_free() {
+    set_cpu(0);
+    let core = core_with_cpus(1);
+    let irq = irq_with(&core, RecordingChip::new(), FlowKind::Edge);
+    let reg = core
+        .request_irq(irq, IrqRequest::new("dev", handled()))
+        .unwrap();
+    assert_eq!(reg.irq(), irq);
+    // Freed behind the registration's back: its own free reports it.
+    core.free_irq(irq, reg.dev_id()).unwrap();
+    assert_eq!(reg.free(), Err(IrqError::NoSuchHandler(irq)));
 }

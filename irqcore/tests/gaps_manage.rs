@@ -95,6 +95,20 @@ fn a_later_request_without_a_trigger_leaves_the_line_trigger_alone() {
         !chip.take().contains(&"set_type"),
         "a request with no trigger must not reprogram the line"
     );
+    // Nor one that names the same trigger: only the first request of a
+    // shared line programs it (Linux's __setup_irq).
+    let _c = core
+        .request_irq(
+            irq,
+            IrqRequest::new("c", handled())
+                .flags(sh)
+                .trigger(TriggerType::LevelLow),
+        )
+        .unwrap();
+    assert!(
+        !chip.take().contains(&"set_type"),
+        "a later request reprogrammed the shared line's trigger"
+    );
     assert_eq!(core.snapshot(irq).unwrap().trigger, TriggerType::LevelLow);
 }
 

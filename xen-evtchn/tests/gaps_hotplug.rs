@@ -101,6 +101,10 @@ fn cpu_up_of_a_cpu_the_domain_has_no_vcpu_for_is_bad_cpu() {
     assert_eq!(g.core.nr_descs(), descs);
 }
 
+/// What the probe saw during the pre-down step: the dying vCPU's state,
+/// the affinity request's result, and the vCPU the channel is on after it.
+type Seen = (VcpuState, Result<(), IrqError>, VcpuId);
+
 /// Plays an affinity request (irqbalance, a driver) that arrives while a
 /// CPU is being taken down, after the backend's pre-down step: registered
 /// before the backend's callbacks, its `down` runs after theirs.
@@ -109,8 +113,7 @@ struct AffinityDuringTeardown {
     mask: CpuMask,
     ch: Arc<xen_evtchn::EventChannels>,
     port: xen_evtchn::Port,
-    /// The dying vCPU's state and where the channel went.
-    seen: Mutex<Option<(VcpuState, Result<(), IrqError>, VcpuId)>>,
+    seen: Mutex<Option<Seen>>,
 }
 
 impl HotplugCallback<TestPlatform> for AffinityDuringTeardown {

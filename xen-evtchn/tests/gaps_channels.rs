@@ -3,11 +3,16 @@
 
 mod common;
 
-use common::{Counter, guest, guest_partial};
-use irqcore::IrqNumber;
+use common::{Counter, GUEST, PEER, cpu, guest, guest_partial, layer_for, layout, set_cpu};
+use irqcore::{DevId, IrqNumber};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use xen_evtchn::{Config, EventChannelOps, EvtchnError, MaskReasons, Port, VcpuId, Virq};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use xen_evtchn::abi::fifo::{ControlPage, EventPage};
+use xen_evtchn::model::{DomainHandle, HypervisorModel};
+use xen_evtchn::{
+    ChannelStatus, Config, DomId, EventChannelOps, EventChannels, EvtchnError, LateEoi,
+    MaskReasons, Pirq, Port, VcpuId, Virq, XenError,
+};
 
 /// A port past the ABI's port space is `PortOutOfRange`; one inside it
 /// that Xen never handed out is `NotBound`. The boundary is the layer's
@@ -85,4 +90,191 @@ fn debug_output_names_the_channels_and_their_vcpus() {
     assert!(s.starts_with("EventChannels"), "{s}");
     assert!(s.contains("nr_vcpus: 3"), "{s}");
     assert!(format!("{:?}", g.xen).contains("nr_vcpus: 3"));
+}
+
+/// Closing a VIRQ's port forgets it: the per-vCPU and global lookups say
+/// "not bound" instead of naming a closed port, which Xen hands out again
+/// to the next binding.
+#[test]
+fn closing_a_virq_forgets_its_port() {
+    let g = guest(2);
+    let v1 = VcpuId(1);
+
+    let timer = g.ch.per_vcpu_virq_port(Virq::TIMER, v1).unwrap();
+    g.xen.unbind(&g.core, timer).unwrap();
+    assert_eq!(g.ch.per_vcpu_virq_port(Virq::TIMER, v1), None);
+    let reused = g.ch.alloc_unbound(PEER).unwrap();
+    assert_eq!(reused, timer, "Xen hands out the lowest free port");
+    assert_eq!(
+        g.ch.per_vcpu_virq_port(Virq::TIMER, v1),
+        None,
+        "the reused port is no timer"
+    );
+    let again = g.ch.bind_per_vcpu_virq(Virq::TIMER, v1).unwrap();
+    assert_eq!(g.ch.per_vcpu_virq_port(Virq::TIMER, v1), Some(again));
+
+    assert_eq!(g.ch.global_virq_port(Virq::CONSOLE), None);
+    let (console, _irq) = g
+        .xen
+        .bind_global_virq(&g.core, Virq::CONSOLE, VcpuId(0))
+        .unwrap();
+    assert_eq!(g.ch.global_virq_port(Virq::CONSOLE), Some(console));
+    assert_eq!(g.ch.global_virq_port(Virq::DEBUG), None);
+    g.xen.unbind(&g.core, console).unwrap();
+    assert_eq!(g.ch.global_virq_port(Virq::CONSOLE), None);
+}
+
+/// Closing one late-EOI channel drops its own deferred EOI only: another
+/// channel's deferred EOI still runs and unmasks it (else that channel
+/// would stay masked for good, its events lost).
+#[test]
+fn closing_a_channel_keeps_the_other_channels_deferred_eois() {
+    let g = guest(1);
+    let (ca, cb) = (Arc::new(Counter::default()), Arc::new(Counter::default()));
+    let (pa, ga, _ia) = g.connect(&ca, true);
+    let (pb, gb, ib) = g.connect(&cb, true);
+    for (pp, gp) in [(pa, ga), (pb, gb)] {
+        // The connect's event was spurious (threshold 1: tolerated once).
+        assert_eq!(g.ch.late_eoi(gp, true, 0), Ok(LateEoi::Unmasked));
+        g.peer.send(pp).unwrap();
+        g.upcall_on(0);
+        assert_eq!(
+            g.ch.late_eoi(gp, true, 0),
+            Ok(LateEoi::Deferred { until_ms: 1 })
+        );
+    }
+    assert_eq!((ca.total(), cb.total()), (2, 2));
+
+    g.core.free_irq(ib, DevId(ib.0 as usize)).unwrap();
+    g.xen.unbind(&g.core, gb).unwrap();
+
+    assert_eq!(g.ch.run_deferred_eois(1), 1, "a's EOI, not b's");
+    assert!(g.ch.mask_reasons(ga).is_empty());
+    g.peer.send(pa).unwrap();
+    g.upcall_on(0);
+    assert_eq!(ca.total(), 3, "a takes events again");
+    assert_eq!(g.ch.run_deferred_eois(u64::MAX), 0);
+}
+
+/// `EventChannelOps` over the model that counts `EVTCHNOP_unmask` and can
+/// refuse `EVTCHNOP_close`.
+struct ObservedOps {
+    dom: DomainHandle,
+    unmasks: AtomicU32,
+    refuse_close: AtomicBool,
+}
+
+impl EventChannelOps for ObservedOps {
+    fn alloc_unbound(&self, d: DomId) -> Result<Port, XenError> {
+        self.dom.alloc_unbound(d)
+    }
+    fn bind_interdomain(&self, d: DomId, p: Port) -> Result<Port, XenError> {
+        self.dom.bind_interdomain(d, p)
+    }
+    fn bind_virq(&self, v: Virq, c: VcpuId) -> Result<Port, XenError> {
+        self.dom.bind_virq(v, c)
+    }
+    fn bind_ipi(&self, c: VcpuId) -> Result<Port, XenError> {
+        self.dom.bind_ipi(c)
+    }
+    fn bind_pirq(&self, p: Pirq, s: bool) -> Result<Port, XenError> {
+        self.dom.bind_pirq(p, s)
+    }
+    fn bind_vcpu(&self, p: Port, c: VcpuId) -> Result<(), XenError> {
+        self.dom.bind_vcpu(p, c)
+    }
+    fn send(&self, p: Port) -> Result<(), XenError> {
+        self.dom.send(p)
+    }
+    fn close(&self, p: Port) -> Result<(), XenError> {
+        if self.refuse_close.load(Ordering::SeqCst) {
+            return Err(XenError::Busy);
+        }
+        self.dom.close(p)
+    }
+    fn status(&self, p: Port) -> Result<ChannelStatus, XenError> {
+        self.dom.status(p)
+    }
+    fn unmask(&self, p: Port) -> Result<(), XenError> {
+        self.unmasks.fetch_add(1, Ordering::SeqCst);
+        self.dom.unmask(p)
+    }
+    fn pirq_needs_eoi(&self, p: Pirq) -> Result<bool, XenError> {
+        self.dom.pirq_needs_eoi(p)
+    }
+    fn pirq_eoi(&self, p: Pirq) -> Result<(), XenError> {
+        self.dom.pirq_eoi(p)
+    }
+    fn init_control(&self, v: VcpuId, b: &'static ControlPage) -> Result<u8, XenError> {
+        self.dom.init_control(v, b)
+    }
+    fn expand_array(&self, page: &'static EventPage) -> Result<(), XenError> {
+        self.dom.expand_array(page)
+    }
+    fn set_priority(&self, p: Port, prio: u32) -> Result<(), XenError> {
+        self.dom.set_priority(p, prio)
+    }
+}
+
+/// Channels of a two-vCPU guest over [`ObservedOps`] (no `IrqCore`), the
+/// calling thread's vCPU being the current one.
+fn observed_channels() -> (Arc<ObservedOps>, EventChannels) {
+    let model = HypervisorModel::new();
+    let dom = model.create_domain_with_layout(GUEST, 2, layout()).unwrap();
+    model.create_domain_with_layout(PEER, 1, layout()).unwrap();
+    let layer = layer_for(&dom, 2, layout());
+    let ops = Arc::new(ObservedOps {
+        dom,
+        unmasks: AtomicU32::new(0),
+        refuse_close: AtomicBool::new(false),
+    });
+    let ch = EventChannels::new(
+        ops.clone(),
+        layer,
+        Config::default(),
+        Box::new(|| VcpuId(cpu())),
+    );
+    (ops, ch)
+}
+
+/// The unmask fast path (two_level.rs, reference 1.4): a port bound to the
+/// calling vCPU with nothing pending is unmasked in memory, without a
+/// hypercall, on a vCPU other than 0 too. (FIFO clears M in memory
+/// whenever nothing is pending.)
+#[test]
+fn unmasking_a_local_idle_port_makes_no_hypercall() {
+    let (ops, ch) = observed_channels();
+    let port = ch.alloc_unbound(PEER).unwrap();
+    ch.rebind(port, VcpuId(1)).unwrap();
+    ops.unmasks.store(0, Ordering::SeqCst);
+    set_cpu(1);
+    ch.unmask(port, MaskReasons::EXPLICIT).unwrap();
+    set_cpu(0);
+    assert!(ch.mask_reasons(port).is_empty());
+    assert!(!ch.layer().is_masked(port));
+    assert_eq!(ops.unmasks.load(Ordering::SeqCst), 0);
+}
+
+/// Xen refusing `EVTCHNOP_close` leaves the port as it was: bound, and
+/// unmasked again if it was (by the same fast path when it is local).
+#[test]
+fn a_refused_close_leaves_the_port_bound_and_unmasked() {
+    let (ops, ch) = observed_channels();
+    let port = ch.alloc_unbound(PEER).unwrap();
+    ch.rebind(port, VcpuId(1)).unwrap();
+    set_cpu(1);
+    ch.unmask(port, MaskReasons::EXPLICIT).unwrap();
+    let before = ch.binding(port);
+    ops.unmasks.store(0, Ordering::SeqCst);
+    ops.refuse_close.store(true, Ordering::SeqCst);
+    assert_eq!(ch.close(port), Err(EvtchnError::Xen(XenError::Busy)));
+    set_cpu(0);
+    assert_eq!(ch.binding(port), before);
+    assert!(ch.mask_reasons(port).is_empty());
+    assert!(!ch.layer().is_masked(port), "unmasked again");
+    assert_eq!(ops.unmasks.load(Ordering::SeqCst), 0);
+
+    ops.refuse_close.store(false, Ordering::SeqCst);
+    ch.close(port).unwrap();
+    assert_eq!(ch.binding(port), None);
 }

@@ -278,3 +278,112 @@ fn a_refused_close_leaves_the_port_bound_and_unmasked() {
     ch.close(port).unwrap();
     assert_eq!(ch.binding(port), None);
 }
+
+/// Deferred late EOIs: a port deferred again keeps only its newest
+/// deferral, and deferrals of different ports run in the order they fall
+/// due, whatever order they were made in.
+#[test]
+fn deferred_eois_run_in_due_order_with_one_entry_per_port() {
+    let g = guest(1);
+    let (ca, cb) = (Arc::new(Counter::default()), Arc::new(Counter::default()));
+    let (pa, ga, _) = g.connect(&ca, true);
+    let (pb, gb, _) = g.connect(&cb, true);
+    for (pp, gp) in [(pa, ga), (pb, gb)] {
+        // The connect's event was spurious (threshold 1: tolerated once);
+        // the next one leaves the port masked for its late EOI.
+        assert_eq!(g.ch.late_eoi(gp, true, 0), Ok(LateEoi::Unmasked));
+        g.peer.send(pp).unwrap();
+        g.upcall_on(0);
+        assert!(g.ch.mask_reasons(gp).contains(MaskReasons::EOI_PENDING));
+    }
+    // a: spurious again and again, the back-off doubling (1, 2, 4 ms)...
+    for until_ms in [1, 2, 4] {
+        assert_eq!(
+            g.ch.late_eoi(ga, true, 0),
+            Ok(LateEoi::Deferred { until_ms })
+        );
+    }
+    // ... then b, due earlier than a but deferred after it.
+    assert_eq!(
+        g.ch.late_eoi(gb, true, 0),
+        Ok(LateEoi::Deferred { until_ms: 1 })
+    );
+
+    assert_eq!(
+        g.ch.run_deferred_eois(1),
+        1,
+        "b is due, a's old 1 ms is gone"
+    );
+    assert!(g.ch.mask_reasons(gb).is_empty());
+    assert!(g.ch.mask_reasons(ga).contains(MaskReasons::EOI_PENDING));
+    assert_eq!(g.ch.run_deferred_eois(3), 0, "a's old 2 ms is gone too");
+    assert_eq!(g.ch.run_deferred_eois(4), 1);
+    assert!(g.ch.mask_reasons(ga).is_empty());
+    assert_eq!(g.ch.run_deferred_eois(u64::MAX), 0);
+}
+
+/// A channel whose handler raises it again at once (a peer flooding it)
+/// keeps `upcall_pending` set after every pass: the upcall stops after
+/// `max_passes` and leaves the flag set for the kernel to come back.
+#[test]
+fn upcall_stops_after_max_passes_under_a_flood() {
+    let g = guest(1);
+    let pp = g.peer.alloc_unbound(GUEST).unwrap();
+    let (gp, irq) = g.xen.bind_interdomain(&g.core, PEER, pp, false).unwrap();
+    g.core
+        .set_affinity(irq, &irqcore::CpuMask::from_cpus([irqcore::CpuId::BOOT]))
+        .unwrap();
+    let flooding = Arc::new(AtomicBool::new(true));
+    let handled = Arc::new(AtomicU32::new(0));
+    let (peer, f, h) = (g.peer.clone(), flooding.clone(), handled.clone());
+    g.core
+        .request_irq_raw(
+            irq,
+            irqcore::IrqRequest::new(
+                "flood",
+                Arc::new(move |_irq: IrqNumber| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    if f.load(Ordering::SeqCst) {
+                        peer.send(pp).unwrap();
+                    }
+                    irqcore::IrqReturn::HANDLED
+                }),
+            )
+            .dev_id(DevId(1)),
+        )
+        .unwrap();
+    // The bind left the port pending: the flood starts with the upcall.
+    assert_eq!(g.xen.upcall(&g.core, 3), 3);
+    assert!(g.dom.upcall_pending(VcpuId(0)), "the kernel must come back");
+    assert!(handled.load(Ordering::SeqCst) >= 3);
+
+    flooding.store(false, Ordering::SeqCst);
+    assert!(g.xen.upcall(&g.core, 3) < 3, "drained once the flood stops");
+    assert!(!g.dom.is_pending(gp));
+}
+
+/// The timer VIRQ is served before other events on every vCPU, also when
+/// the most recent binding is another vCPU's.
+#[test]
+fn timer_virq_is_served_first_on_a_secondary_vcpu() {
+    let g = guest(2);
+    let v1 = VcpuId(1);
+    let timer = g.ch.per_vcpu_virq_port(Virq::TIMER, v1).unwrap();
+    let timer_irq = g.ch.irq_of(timer).unwrap();
+    let early = g.ch.alloc_unbound(PEER).unwrap();
+    g.ch.rebind(early, v1).unwrap();
+    let _latest_on_vcpu0 = g.ch.alloc_unbound(PEER).unwrap();
+    g.ch.set_irq(early, IrqNumber(500)).unwrap();
+    g.ch.unmask(early, MaskReasons::EXPLICIT).unwrap();
+    g.ch.unmask(timer, MaskReasons::EXPLICIT).unwrap();
+    // Raised first: a plain scan (FIFO: the queue order) takes it first.
+    g.model.raise_port(GUEST, early);
+    g.model.raise_port(GUEST, timer);
+    let mut order = Vec::new();
+    g.ch.upcall(v1, 2, &mut |irq| {
+        order.push(irq);
+        g.ch.ack(if irq == timer_irq { timer } else { early });
+        Ok(())
+    });
+    assert_eq!(order, vec![timer_irq, IrqNumber(500)]);
+}

@@ -387,3 +387,35 @@ fn timer_virq_is_served_first_on_a_secondary_vcpu() {
     });
     assert_eq!(order, vec![timer_irq, IrqNumber(500)]);
 }
+
+/// The port layer's reading of a port's pending and mask bits (what a
+/// kernel's debug dump of the channels shows), under either ABI, agreeing
+/// with Xen's.
+#[test]
+fn the_layer_reads_each_ports_pending_and_mask_bits() {
+    let g = guest(1);
+    let l = g.ch.layer();
+    let p = g.ch.alloc_unbound(PEER).unwrap();
+    let agree = |pending: bool, masked: bool| {
+        assert_eq!((l.is_pending(p), l.is_masked(p)), (pending, masked));
+        assert_eq!((g.dom.is_pending(p), g.dom.is_masked(p)), (pending, masked));
+    };
+    agree(false, true);
+    g.model.raise_port(GUEST, p);
+    agree(true, true);
+    g.ch.ack(p);
+    agree(false, true);
+    g.ch.set_irq(p, IrqNumber(300)).unwrap();
+    g.ch.unmask(p, MaskReasons::EXPLICIT).unwrap();
+    agree(false, false);
+    g.model.raise_port(GUEST, p);
+    agree(true, false);
+    g.ch.ack(p);
+    agree(false, false);
+
+    // A port never handed out reads masked (it cannot be delivered) and
+    // not pending.
+    let never = Port(l.max_ports() - 1);
+    assert!(l.is_masked(never));
+    assert!(!l.is_pending(never));
+}

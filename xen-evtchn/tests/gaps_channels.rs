@@ -419,3 +419,28 @@ fn the_layer_reads_each_ports_pending_and_mask_bits() {
     assert!(l.is_masked(never));
     assert!(!l.is_pending(never));
 }
+
+/// A closed port is bound to no vCPU any more (`PortLayer::remove`): even
+/// with its word left pending and unmasked it is deliverable nowhere (the
+/// 2-level layer's 2021 fix: a reused port number must never look bound
+/// to a vCPU it had before).
+#[test]
+fn a_closed_port_is_deliverable_to_no_vcpu() {
+    let g = guest(2);
+    let l = g.ch.layer();
+    let p = g.ch.alloc_unbound(PEER).unwrap();
+    g.ch.rebind(p, VcpuId(1)).unwrap();
+    g.ch.set_irq(p, IrqNumber(300)).unwrap();
+    g.ch.unmask(p, MaskReasons::EXPLICIT).unwrap();
+    l.set_pending(p);
+    assert!(l.is_deliverable(p, VcpuId(1)));
+    assert!(!l.is_deliverable(p, VcpuId(0)));
+    l.clear_pending(p);
+
+    g.ch.close(p).unwrap();
+    // The word's bits as a stale writer could leave them.
+    l.unmask(p, false, g.ch.ops()).unwrap();
+    l.set_pending(p);
+    assert!(!l.is_deliverable(p, VcpuId(1)));
+    assert!(!l.is_deliverable(p, VcpuId(0)));
+}

@@ -53,6 +53,11 @@ use spin::{Mutex, Once};
 /// passes even under a flood.
 pub const SCAN_BUDGET: u32 = 1024;
 
+/// The `ready` bits of the queues FIFO has. Xen sets no others; a stray
+/// one (a corrupted control block) is dropped by the scan instead of
+/// naming a queue past the vCPU's 16, which must not panic the upcall.
+const QUEUE_BITS: u32 = (1 << MAX_QUEUES) - 1;
+
 /// How often [`PortLayer::unmask`] re-reads a word Xen holds BUSY before it
 /// leaves the unmask to Xen (`EVTCHNOP_unmask` is always correct, only
 /// slower).
@@ -228,7 +233,7 @@ impl Fifo {
             // Xen's two writes (`ready`, then the flag): loom
             // (`loom_fifo_link`) finds the lost event.
             if ready == 0 || cb.ready.load(Ordering::SeqCst) != 0 {
-                ready |= cb.ready.swap(0, Ordering::SeqCst);
+                ready |= cb.ready.swap(0, Ordering::SeqCst) & QUEUE_BITS;
             }
             if ready == 0 {
                 return 0;

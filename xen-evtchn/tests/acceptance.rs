@@ -892,11 +892,21 @@ fn late_eoi_keeps_the_port_masked_until_the_driver_is_done() {
     let counter = Arc::new(Counter::default());
     let (pp, gp, _irq) = g.connect(&counter, true);
     assert_eq!(counter.total(), 1);
-    assert!(g.ch.mask_reasons(gp).contains(MaskReasons::EOI_PENDING));
+    let reasons = g.ch.mask_reasons(gp);
+    assert!(reasons.contains(MaskReasons::EOI_PENDING));
+    assert!(
+        !reasons.contains(MaskReasons::EXPLICIT),
+        "masked for the EOI only: the irq is enabled"
+    );
     g.peer.send(pp).unwrap();
     g.upcall_on(0);
     assert_eq!(counter.total(), 1, "masked while waiting for the late EOI");
     assert_eq!(g.ch.late_eoi(gp, false, 0), Ok(LateEoi::Unmasked));
+    assert!(
+        !g.ch.mask_reasons(gp).contains(MaskReasons::EOI_PENDING),
+        "the late EOI withdrew its mask reason"
+    );
+    assert!(g.ch.mask_reasons(gp).is_empty());
     g.upcall_on(0);
     assert_eq!(
         counter.total(),

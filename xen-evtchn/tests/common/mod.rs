@@ -189,6 +189,19 @@ pub fn guest_layout(n: u32, up: u32, config: Config, layout: Layout) -> Guest {
 
 /// Like [`guest_layout`] with an explicit event-channel ABI.
 pub fn guest_abi(n: u32, up: u32, config: Config, layout: Layout, abi: EvtchnAbi) -> Guest {
+    guest_on_core(n, n, up, config, layout, abi)
+}
+
+/// Like [`guest_abi`], with an `IrqCore` for `nr_cpus` CPUs (a kernel may
+/// know more CPUs than the domain has vCPUs).
+pub fn guest_on_core(
+    n: u32,
+    nr_cpus: u32,
+    up: u32,
+    config: Config,
+    layout: Layout,
+    abi: EvtchnAbi,
+) -> Guest {
     let model = HypervisorModel::new();
     let dom = model.create_domain_with_layout(GUEST, n, layout).unwrap();
     let peer = model.create_domain_with_layout(PEER, 1, layout).unwrap();
@@ -204,7 +217,7 @@ pub fn guest_abi(n: u32, up: u32, config: Config, layout: Layout, abi: EvtchnAbi
         TestPlatform::default(),
         CoreConfig {
             capacity: 1024,
-            nr_cpus: n,
+            nr_cpus,
         },
     );
     let g = Guest {

@@ -496,3 +496,54 @@ fn no_ack_and_no_eoi_flags_skip_the_calls() {
         }
     }
 }
+
+/// The edge live-lock wait (an arrival on the single new target while the
+/// old CPU still runs the handlers) ends by checking the line again: if it
+/// was disabled meanwhile, the arrival is left PENDING, the handlers do not
+/// run on a disabled line.
+#[test]
+fn an_edge_waiting_out_the_old_cpu_does_not_run_a_line_disabled_meanwhile() {
+    bounded("live-lock wait then disabled", || {
+        let core = core_with_cpus(3);
+        set_cpu(0);
+        let chip = RecordingChip::new();
+        let irq = irq_with(&core, chip, FlowKind::Edge);
+        core.set_affinity(irq, &CpuMask::of(CpuId::BOOT)).unwrap();
+        let entered = Arc::new(TimedBarrier::new(2, DEADLINE));
+        let release = Arc::new(TimedBarrier::new(2, DEADLINE));
+        let calls = Arc::new(AtomicU64::new(0));
+        core.request_irq(
+            irq,
+            IrqRequest::new("dev", blocking_first(&entered, &release, &calls)),
+        )
+        .unwrap()
+        .leak();
+        let _guard = release.guard();
+        let c0 = core.clone();
+        let old = std::thread::spawn(move || {
+            set_cpu(0);
+            c0.handle_irq(irq).unwrap();
+        });
+        entered.wait();
+        set_cpu(2);
+        core.set_affinity(irq, &CpuMask::of(CpuId::of::<1>()))
+            .unwrap();
+        let c1 = core.clone();
+        let new = std::thread::spawn(move || {
+            set_cpu(1);
+            c1.handle_irq(irq).unwrap();
+        });
+        // Let CPU 1 start waiting for CPU 0, then disable the line.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        core.disable_irq_nosync(irq).unwrap();
+        release.wait();
+        old.join().unwrap();
+        new.join().unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "ran on a disabled line");
+        let s = core.snapshot(irq).unwrap();
+        assert!(
+            s.delivery.contains(DeliveryFlags::PENDING),
+            "the edge was lost"
+        );
+    });
+}

@@ -547,3 +547,60 @@ fn an_edge_waiting_out_the_old_cpu_does_not_run_a_line_disabled_meanwhile() {
         );
     });
 }
+
+/// Linux's deferred spurious detection for threaded handlers: a primary
+/// handler that only wakes its thread says nothing about the device, so
+/// each such interrupt is judged by whether the thread handled something
+/// since the previous one. A thread that never does is a stuck line, and
+/// the detector disables it, on every flow that can wake a thread.
+fn threads_that_never_handle_get_the_line_disabled(flow: FlowKind) {
+    set_cpu(0);
+    let core = core_with_cpus(1);
+    let chip = Arc::new(RecordingChip {
+        flags: ChipFlags::ONESHOT_SAFE,
+        ..Default::default()
+    });
+    let irq = irq_with(&core, chip, flow);
+    let _reg = core
+        .request_irq(
+            irq,
+            IrqRequest::threaded("stuck", |_irq: IrqNumber| IrqReturn::NONE),
+        )
+        .unwrap();
+    let mut disabled_after = None;
+    for i in 0..250_000u32 {
+        core.handle_irq(irq).unwrap();
+        let woken: Vec<_> = core.platform().wakes.lock().unwrap().drain(..).collect();
+        for (_, a) in woken {
+            core.run_thread(irq, a).unwrap();
+        }
+        if core
+            .snapshot(irq)
+            .unwrap()
+            .delivery
+            .contains(DeliveryFlags::SPURIOUS_DISABLED)
+        {
+            disabled_after = Some(i + 1);
+            break;
+        }
+    }
+    let n = disabled_after.expect("a thread that never handles anything left the line enabled");
+    assert!(n > 99_000, "disabled after only {n} interrupts");
+    assert!(
+        core.platform()
+            .events
+            .lock()
+            .unwrap()
+            .contains(&IrqEvent::SpuriousDisabled(irq))
+    );
+}
+
+#[test]
+fn edge_threads_that_never_handle_get_the_line_disabled() {
+    threads_that_never_handle_get_the_line_disabled(FlowKind::Edge);
+}
+
+#[test]
+fn simple_threads_that_never_handle_get_the_line_disabled() {
+    threads_that_never_handle_get_the_line_disabled(FlowKind::Simple);
+}

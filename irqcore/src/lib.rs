@@ -138,6 +138,8 @@ pub mod stats;
 pub mod stop_machine;
 pub mod store;
 pub(crate) mod sync;
+#[cfg(test)]
+mod test_platform;
 #[cfg(all(feature = "sim", not(loom)))]
 mod testing;
 mod thread;

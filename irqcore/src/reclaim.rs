@@ -83,29 +83,12 @@ mod tests {
     //! stack). No public API reaches them on its own, so the section is
     //! entered directly here.
     use crate::chip::{ChipLevel, IrqChip, IrqData};
-    use crate::cpumask::CpuMask;
     use crate::flow::FlowKind;
     use crate::ids::{CpuId, HwIrq, IrqNumber};
     use crate::instance::IrqCore;
-    use crate::platform::{IrqFlags, Platform};
+    use crate::test_platform::BootCpuOnly as OneCpu;
     use alloc::sync::Arc;
     use alloc::vec;
-
-    struct OneCpu;
-    impl Platform for OneCpu {
-        fn current_cpu(&self) -> CpuId {
-            CpuId::BOOT
-        }
-        fn local_irq_save(&self) -> IrqFlags {
-            IrqFlags(0)
-        }
-        fn local_irq_restore(&self, _f: IrqFlags) {}
-        fn local_irq_enabled(&self) -> bool {
-            false
-        }
-        fn run_on_cpus(&self, _c: &CpuMask, _w: &(dyn Fn(CpuId) + Sync)) {}
-        fn schedule_resend(&self, _irq: IrqNumber) {}
-    }
 
     /// A chip whose reference count shows whether a descriptor or a view
     /// holding it was dropped.

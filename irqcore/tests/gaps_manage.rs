@@ -13,6 +13,12 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 use watchdog::{DEADLINE, TimedBarrier, bounded};
 
+/// The threads woken since the last call, in wake order.
+fn take_woken(core: &Core) -> Vec<ActionId> {
+    let mut wakes = core.platform().wakes.lock().unwrap();
+    wakes.drain(..).map(|(_, a)| a).collect()
+}
+
 /// A threaded request whose primary handler wakes the thread.
 fn waking(name: &'static str, runs: &Arc<AtomicU64>) -> IrqRequest {
     let runs = runs.clone();
@@ -37,14 +43,7 @@ fn shared_oneshot_threads_keep_the_line_masked_until_the_last_one_is_done() {
         .collect();
     chip.take();
     core.handle_irq(irq).unwrap();
-    let woken: Vec<ActionId> = core
-        .platform()
-        .wakes
-        .lock()
-        .unwrap()
-        .drain(..)
-        .map(|(_, a)| a)
-        .collect();
+    let woken = take_woken(&core);
     assert_eq!(woken.len(), 3, "every thread woken");
     assert_eq!(chip.take(), ["mask_ack"], "masked while the threads run");
     // The line stays masked until the last oneshot thread is done: each
@@ -205,14 +204,7 @@ fn freeing_a_woken_oneshot_handler_does_not_leave_the_line_masked() {
         .unwrap();
     chip.take();
     core.handle_irq(irq).unwrap();
-    let woken: Vec<ActionId> = core
-        .platform()
-        .wakes
-        .lock()
-        .unwrap()
-        .drain(..)
-        .map(|(_, a)| a)
-        .collect();
+    let woken = take_woken(&core);
     assert_eq!(woken.len(), 2);
     assert_eq!(chip.take(), ["mask_ack"]);
     // a's thread never runs: it is freed while woken. Its bit must not

@@ -393,24 +393,7 @@ pub(super) fn info(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpumask::CpuMask;
-    use crate::ids::CpuId;
-
-    struct StaticPlatform;
-    impl Platform for StaticPlatform {
-        fn current_cpu(&self) -> CpuId {
-            CpuId::BOOT
-        }
-        fn local_irq_save(&self) -> IrqFlags {
-            IrqFlags(0)
-        }
-        fn local_irq_restore(&self, _f: IrqFlags) {}
-        fn local_irq_enabled(&self) -> bool {
-            false
-        }
-        fn run_on_cpus(&self, _c: &CpuMask, _w: &(dyn Fn(CpuId) + Sync)) {}
-        fn schedule_resend(&self, _irq: IrqNumber) {}
-    }
+    use crate::test_platform::BootCpuOnly as StaticPlatform;
 
     // A kernel keeps both in statics.
     static CORE: IrqCore<StaticPlatform> = IrqCore::new(StaticPlatform);

@@ -57,4 +57,33 @@ fn a_descriptor_costs_its_line_plus_one_counter_per_cpu() {
     assert_eq!(eight - four, 4 * 8);
     // At least the descriptor's hot cache line, and issue #21's budget.
     assert!((64..=256).contains(&four), "{four} B with 4 CPUs");
+    // The descriptor is whole 64-byte lines (it is cache-line aligned) and
+    // the store holds one pointer to it.
+    assert_eq!(
+        (four - 4 * 8) % 64,
+        std::mem::size_of::<usize>(),
+        "{four} B with 4 CPUs is not whole lines + counters + the store's pointer"
+    );
+    // Above 64 CPUs the four CPU masks move out of the descriptor.
+    let (sixty_four, many) = (sized(64), sized(128));
+    assert_eq!(
+        many - sixty_four,
+        64 * 8 + 4 * std::mem::size_of::<CpuMask>(),
+        "64 more counters and the masks on the heap"
+    );
+}
+
+#[test]
+fn a_desc_range_debug_names_its_numbers() {
+    set_cpu(0);
+    let core = core_with_cpus(1);
+    let range = core.alloc_desc_range(IrqNumber(40), 3).unwrap();
+    let first = range.first();
+    let shown = format!("{range:?}");
+    assert!(
+        shown.starts_with("DescRange")
+            && shown.contains(&format!("{first:?}"))
+            && shown.contains("count: 3"),
+        "{shown}"
+    );
 }

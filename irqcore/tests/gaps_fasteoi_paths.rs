@@ -180,3 +180,43 @@ fn a_per_cpu_devid_thread_is_woken_only_when_its_primary_asks() {
     core.handle_irq(irq).unwrap();
     assert_eq!(take_wakes(&core).len(), 1);
 }
+
+#[test]
+fn a_per_cpu_devid_arrival_without_a_handler_disables_it_on_that_cpu_once() {
+    set_cpu(0);
+    let core = core_with_cpus(2);
+    let chip = RecordingChip::new();
+    let irq = irq_with(&core, chip.clone(), FlowKind::PerCpuDevId);
+    // Enabled on CPUs 0 and 1 with no handler installed.
+    for cpu in [0, 1] {
+        set_cpu(cpu);
+        core.enable_percpu_irq(irq, TriggerType::None).unwrap();
+    }
+    set_cpu(0);
+    chip.take();
+    core.handle_irq(irq).unwrap();
+    assert!(chip.take().contains(&"mask"), "left enabled on CPU 0");
+    let s = core.snapshot(irq).unwrap();
+    assert!(!s.percpu_enabled.contains(CpuId::BOOT));
+    assert!(
+        s.percpu_enabled.contains(CpuId::of::<1>()),
+        "only CPU 0's instance"
+    );
+    let spurious = |core: &Core| {
+        core.platform()
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, IrqEvent::SpuriousPerCpu(..)))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        spurious(&core),
+        [IrqEvent::SpuriousPerCpu(irq, CpuId::BOOT)]
+    );
+    // Already disabled there: a second arrival reports nothing new.
+    core.handle_irq(irq).unwrap();
+    assert_eq!(spurious(&core).len(), 1);
+}

@@ -561,10 +561,20 @@ fn threads_that_never_handle_get_the_line_disabled(flow: FlowKind) {
         ..Default::default()
     });
     let irq = irq_with(&core, chip, flow);
+    // Thread functions run in process context: the platform queued every
+    // wake here, so none may run inside the dispatcher (not even when the
+    // dispatcher has a spurious-disable report to make on its way out).
+    let in_irq_runs = Arc::new(AtomicU64::new(0));
+    let (weak, seen) = (Arc::downgrade(&core), in_irq_runs.clone());
     let _reg = core
         .request_irq(
             irq,
-            IrqRequest::threaded("stuck", |_irq: IrqNumber| IrqReturn::NONE),
+            IrqRequest::threaded("stuck", move |_irq: IrqNumber| {
+                if weak.upgrade().is_some_and(|c| c.in_interrupt()) {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+                IrqReturn::NONE
+            }),
         )
         .unwrap();
     let mut disabled_after = None;
@@ -584,6 +594,11 @@ fn threads_that_never_handle_get_the_line_disabled(flow: FlowKind) {
             break;
         }
     }
+    assert_eq!(
+        in_irq_runs.load(Ordering::SeqCst),
+        0,
+        "a queued thread ran in interrupt context"
+    );
     let n = disabled_after.expect("a thread that never handles anything left the line enabled");
     assert!(n > 99_000, "disabled after only {n} interrupts");
     assert!(

@@ -153,3 +153,75 @@ fn every_handled_edge_counts_also_off_the_common_path() {
     }
     assert_eq!(core.irq_count(irq, CpuId::BOOT), 3);
 }
+
+/// A primary handler that reports its own work done and asks for its
+/// thread too (`HANDLED | WAKE_THREAD`), or only wakes the thread.
+struct Both {
+    both: std::sync::atomic::AtomicBool,
+}
+
+impl IrqHandler for Both {
+    fn handle(&self, _irq: IrqNumber) -> IrqReturn {
+        if self.both.load(Ordering::SeqCst) {
+            IrqReturn::HANDLED | IrqReturn::WAKE_THREAD
+        } else {
+            IrqReturn::WAKE_THREAD
+        }
+    }
+    fn thread(&self, _irq: IrqNumber) -> IrqReturn {
+        IrqReturn::HANDLED
+    }
+}
+
+/// A line masked for unfinished oneshot threads stays masked until the
+/// last of them is done, also when a thread is woken again by an edge
+/// whose handlers also reported work done (the run must record that
+/// thread's oneshot bit, even though it could end without the lock).
+#[test]
+fn a_thread_woken_again_on_an_edge_keeps_the_oneshot_line_masked() {
+    set_cpu(0);
+    let core = core_with_cpus(1);
+    let chip = RecordingChip::new();
+    let irq = irq_with(&core, chip.clone(), FlowKind::Level);
+    let x = Arc::new(Both { both: false.into() });
+    let y = Arc::new(Both { both: false.into() });
+    let f = RequestFlags::THREADED | RequestFlags::ONESHOT | RequestFlags::SHARED;
+    let _x = core
+        .request_irq(irq, IrqRequest::new("x", x.clone()).flags(f))
+        .unwrap();
+    let _y = core
+        .request_irq(irq, IrqRequest::new("y", y.clone()).flags(f))
+        .unwrap();
+    chip.take();
+    core.handle_irq(irq).unwrap();
+    let take = |core: &Core| -> Vec<ActionId> {
+        let mut w = core.platform().wakes.lock().unwrap();
+        w.drain(..).map(|(_, a)| a).collect()
+    };
+    let woken = take(&core);
+    assert_eq!(woken.len(), 2);
+    assert_eq!(chip.take(), ["mask_ack"]);
+    let (xa, ya) = (woken[0], woken[1]);
+    // x's thread is done; y's holds the line masked.
+    core.run_thread(irq, xa).unwrap();
+    assert!(chip.take().is_empty());
+    // The trigger changes to edge; an edge wakes x again, and x also
+    // reports work done.
+    core.set_flow(irq, FlowKind::Edge).unwrap();
+    x.both.store(true, Ordering::SeqCst);
+    y.both.store(true, Ordering::SeqCst);
+    core.handle_irq(irq).unwrap();
+    assert_eq!(take(&core), [xa], "x woken again");
+    chip.take();
+    core.run_thread(irq, ya).unwrap();
+    assert!(
+        !chip.take().contains(&"unmask"),
+        "unmasked while x's thread, woken again, has not run"
+    );
+    core.run_thread(irq, xa).unwrap();
+    assert_eq!(
+        chip.take(),
+        ["unmask"],
+        "unmasked when the last thread is done"
+    );
+}

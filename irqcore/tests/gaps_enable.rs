@@ -151,3 +151,38 @@ fn the_last_free_shuts_the_line_down_and_the_next_request_starts_it_afresh() {
         "the next request must start the line, not just unmask it"
     );
 }
+
+#[test]
+fn disable_percpu_irq_masks_only_the_calling_cpus_instance() {
+    set_cpu(0);
+    let core = core_with_cpus(2);
+    let chip = RecordingChip::new();
+    let irq = irq_with(&core, chip.clone(), FlowKind::PerCpuDevId);
+    let (n, h) = counting();
+    let _r = core
+        .request_irq(irq, IrqRequest::new("timer", h).flags(RequestFlags::PERCPU))
+        .unwrap();
+    for cpu in [0, 1] {
+        set_cpu(cpu);
+        core.enable_percpu_irq(irq, TriggerType::None).unwrap();
+    }
+    set_cpu(1);
+    chip.take();
+    core.disable_percpu_irq(irq).unwrap();
+    assert_eq!(chip.take(), ["mask"], "a chip without a disable is masked");
+    let s = core.snapshot(irq).unwrap();
+    assert!(!s.percpu_enabled.contains(CpuId::of::<1>()));
+    assert!(
+        s.percpu_enabled.contains(CpuId::BOOT),
+        "CPU 0's instance untouched"
+    );
+    set_cpu(0);
+    core.handle_irq(irq).unwrap();
+    assert_eq!(n.load(Ordering::SeqCst), 1);
+    // Not a per-CPU line: refused, nothing touched.
+    let edge = irq_with(&core, RecordingChip::new(), FlowKind::Edge);
+    assert_eq!(
+        core.disable_percpu_irq(edge),
+        Err(IrqError::NotPerCpu(edge))
+    );
+}

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use irqcore::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 #[test]
 fn a_replayed_edge_is_handled_once_and_clears_pending() {
@@ -56,27 +56,6 @@ fn a_replayed_edge_is_handled_once_and_clears_pending() {
     );
 }
 
-/// A handler with a thread function whose primary part decides, per
-/// interrupt, whether the thread is needed.
-struct Split {
-    wake: std::sync::atomic::AtomicBool,
-    threads: AtomicU64,
-}
-
-impl IrqHandler for Split {
-    fn handle(&self, _irq: IrqNumber) -> IrqReturn {
-        if self.wake.load(Ordering::SeqCst) {
-            IrqReturn::WAKE_THREAD
-        } else {
-            IrqReturn::HANDLED
-        }
-    }
-    fn thread(&self, _irq: IrqNumber) -> IrqReturn {
-        self.threads.fetch_add(1, Ordering::SeqCst);
-        IrqReturn::HANDLED
-    }
-}
-
 #[test]
 fn a_thread_is_woken_only_when_its_primary_handler_asks() {
     set_cpu(0);
@@ -86,10 +65,7 @@ fn a_thread_is_woken_only_when_its_primary_handler_asks() {
         ..Default::default()
     });
     let irq = irq_with(&core, chip, FlowKind::Edge);
-    let split = Arc::new(Split {
-        wake: false.into(),
-        threads: AtomicU64::new(0),
-    });
+    let split = Arc::new(Split::default());
     let _r = core
         .request_irq(
             irq,
@@ -103,9 +79,9 @@ fn a_thread_is_woken_only_when_its_primary_handler_asks() {
     );
     split.wake.store(true, Ordering::SeqCst);
     core.handle_irq(irq).unwrap();
-    let wakes: Vec<_> = core.platform().wakes.lock().unwrap().drain(..).collect();
+    let wakes = take_woken(&core);
     assert_eq!(wakes.len(), 1);
-    core.run_thread(irq, wakes[0].1).unwrap();
+    core.run_thread(irq, wakes[0]).unwrap();
     assert_eq!(split.threads.load(Ordering::SeqCst), 1);
 }
 
@@ -145,8 +121,7 @@ fn every_handled_edge_counts_also_off_the_common_path() {
         .unwrap();
     for n in 1..=3 {
         core.handle_irq(irq).unwrap();
-        let wakes: Vec<_> = core.platform().wakes.lock().unwrap().drain(..).collect();
-        for (_, a) in wakes {
+        for a in take_woken(&core) {
             core.run_thread(irq, a).unwrap();
         }
         assert_eq!(core.test_hook_total_count(irq), Ok(n));
@@ -194,11 +169,7 @@ fn a_thread_woken_again_on_an_edge_keeps_the_oneshot_line_masked() {
         .unwrap();
     chip.take();
     core.handle_irq(irq).unwrap();
-    let take = |core: &Core| -> Vec<ActionId> {
-        let mut w = core.platform().wakes.lock().unwrap();
-        w.drain(..).map(|(_, a)| a).collect()
-    };
-    let woken = take(&core);
+    let woken = take_woken(&core);
     assert_eq!(woken.len(), 2);
     assert_eq!(chip.take(), ["mask_ack"]);
     let (xa, ya) = (woken[0], woken[1]);
@@ -211,7 +182,7 @@ fn a_thread_woken_again_on_an_edge_keeps_the_oneshot_line_masked() {
     x.both.store(true, Ordering::SeqCst);
     y.both.store(true, Ordering::SeqCst);
     core.handle_irq(irq).unwrap();
-    assert_eq!(take(&core), [xa], "x woken again");
+    assert_eq!(take_woken(&core), [xa], "x woken again");
     chip.take();
     core.run_thread(irq, ya).unwrap();
     assert!(

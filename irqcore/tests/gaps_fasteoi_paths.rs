@@ -7,31 +7,7 @@ mod common;
 use common::*;
 use irqcore::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// A handler with a thread function whose primary part decides, per
-/// interrupt, whether the thread is needed.
-#[derive(Default)]
-struct Split {
-    wake: AtomicBool,
-    primaries: AtomicU64,
-    threads: AtomicU64,
-}
-
-impl IrqHandler for Split {
-    fn handle(&self, _irq: IrqNumber) -> IrqReturn {
-        self.primaries.fetch_add(1, Ordering::SeqCst);
-        if self.wake.load(Ordering::SeqCst) {
-            IrqReturn::WAKE_THREAD
-        } else {
-            IrqReturn::HANDLED
-        }
-    }
-    fn thread(&self, _irq: IrqNumber) -> IrqReturn {
-        self.threads.fetch_add(1, Ordering::SeqCst);
-        IrqReturn::HANDLED
-    }
-}
+use std::sync::atomic::Ordering;
 
 fn chip_with(flags: ChipFlags) -> Arc<RecordingChip> {
     Arc::new(RecordingChip {
@@ -39,11 +15,6 @@ fn chip_with(flags: ChipFlags) -> Arc<RecordingChip> {
         can_retrigger: true,
         ..Default::default()
     })
-}
-
-fn take_wakes(core: &Core) -> Vec<ActionId> {
-    let mut w = core.platform().wakes.lock().unwrap();
-    w.drain(..).map(|(_, a)| a).collect()
 }
 
 /// A oneshot fasteoi line is masked for the run; when the primary handler
@@ -64,7 +35,7 @@ fn oneshot_handled_by_the_primary_is_unmasked(flags: ChipFlags) {
     chip.take();
     core.handle_irq(irq).unwrap();
     assert_eq!(split.primaries.load(Ordering::SeqCst), 1);
-    assert!(take_wakes(&core).is_empty());
+    assert!(take_woken(&core).is_empty());
     assert_eq!(
         chip.take(),
         ["mask", "eoi", "unmask"],
@@ -104,7 +75,7 @@ fn a_oneshot_fasteoi_line_is_eoied_before_its_thread_and_unmasked_after() {
         ["mask", "eoi"],
         "EOI at the end of the flow (the chip is not EOI_THREADED)"
     );
-    let wakes = take_wakes(&core);
+    let wakes = take_woken(&core);
     assert_eq!(wakes.len(), 1);
     core.run_thread(irq, wakes[0]).unwrap();
     assert_eq!(split.threads.load(Ordering::SeqCst), 1);
@@ -175,10 +146,10 @@ fn a_per_cpu_devid_thread_is_woken_only_when_its_primary_asks() {
     core.enable_percpu_irq(irq, TriggerType::None).unwrap();
     core.handle_irq(irq).unwrap();
     assert_eq!(split.primaries.load(Ordering::SeqCst), 1);
-    assert!(take_wakes(&core).is_empty(), "woken although handled");
+    assert!(take_woken(&core).is_empty(), "woken although handled");
     split.wake.store(true, Ordering::SeqCst);
     core.handle_irq(irq).unwrap();
-    assert_eq!(take_wakes(&core).len(), 1);
+    assert_eq!(take_woken(&core).len(), 1);
 }
 
 #[test]

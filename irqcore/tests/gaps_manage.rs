@@ -13,12 +13,6 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 use watchdog::{DEADLINE, TimedBarrier, bounded};
 
-/// The threads woken since the last call, in wake order.
-fn take_woken(core: &Core) -> Vec<ActionId> {
-    let mut wakes = core.platform().wakes.lock().unwrap();
-    wakes.drain(..).map(|(_, a)| a).collect()
-}
-
 /// A threaded request whose primary handler wakes the thread.
 fn waking(name: &'static str, runs: &Arc<AtomicU64>) -> IrqRequest {
     let runs = runs.clone();

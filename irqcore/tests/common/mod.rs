@@ -247,3 +247,33 @@ impl CpuControl for ThreadCpus {
         Ok(())
     }
 }
+
+/// The threads woken since the last call, in wake order.
+pub fn take_woken(core: &Core) -> Vec<ActionId> {
+    let mut wakes = core.platform().wakes.lock().unwrap();
+    wakes.drain(..).map(|(_, a)| a).collect()
+}
+
+/// A handler with a thread function whose primary part decides, per
+/// interrupt, whether the thread is needed.
+#[derive(Default)]
+pub struct Split {
+    pub wake: AtomicBool,
+    pub primaries: std::sync::atomic::AtomicU64,
+    pub threads: std::sync::atomic::AtomicU64,
+}
+
+impl IrqHandler for Split {
+    fn handle(&self, _irq: IrqNumber) -> IrqReturn {
+        self.primaries.fetch_add(1, Ordering::SeqCst);
+        if self.wake.load(Ordering::SeqCst) {
+            IrqReturn::WAKE_THREAD
+        } else {
+            IrqReturn::HANDLED
+        }
+    }
+    fn thread(&self, _irq: IrqNumber) -> IrqReturn {
+        self.threads.fetch_add(1, Ordering::SeqCst);
+        IrqReturn::HANDLED
+    }
+}

@@ -322,3 +322,68 @@ fn a_wake_thread_that_runs_the_thread_at_once_does_not_hang() {
     assert_eq!(runs, 3, "each interrupt ran the thread once");
     assert_eq!(masked, 0, "oneshot line unmasked after each thread");
 }
+
+// ----- inline threads and the exit work ---------------------------------------
+
+/// The one-CPU platform, recording what the core reports (threads still
+/// run inline: the default `wake_thread`).
+#[derive(Default)]
+struct Reporting {
+    inner: OneCpu,
+    events: Mutex<Vec<IrqEvent>>,
+}
+
+impl Platform for Reporting {
+    fn current_cpu(&self) -> CpuId {
+        self.inner.current_cpu()
+    }
+    fn local_irq_save(&self) -> IrqFlags {
+        self.inner.local_irq_save()
+    }
+    fn local_irq_restore(&self, f: IrqFlags) {
+        self.inner.local_irq_restore(f)
+    }
+    fn local_irq_enabled(&self) -> bool {
+        self.inner.local_irq_enabled()
+    }
+    fn report(&self, event: IrqEvent) {
+        self.events.lock().unwrap().push(event);
+    }
+}
+
+#[test]
+fn an_inline_thread_run_after_the_flow_reports_nothing_spurious() {
+    // The inline thread is deferred to the dispatcher's exit work; that
+    // work must not mistake "threads to run" for "line disabled as
+    // spurious" (two bits of the same word).
+    let core = IrqCore::new(Reporting::default());
+    core.set_cpu_online(CpuId::BOOT, true).unwrap();
+    let pic = Arc::new(Pic::default());
+    let irq = core.alloc_descs(IrqNumber(40), 1).unwrap();
+    core.set_chip(
+        irq,
+        vec![ChipLevel::new(pic.clone(), HwIrq(5))],
+        FlowKind::Level,
+    )
+    .unwrap();
+    let threads = Arc::new(AtomicU32::new(0));
+    struct Woken(Arc<AtomicU32>);
+    impl IrqHandler for Woken {
+        fn handle(&self, _irq: IrqNumber) -> IrqReturn {
+            IrqReturn::WAKE_THREAD
+        }
+        fn thread(&self, _irq: IrqNumber) -> IrqReturn {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            IrqReturn::HANDLED
+        }
+    }
+    let req = IrqRequest::new("disk", Arc::new(Woken(threads.clone())))
+        .flags(RequestFlags::THREADED | RequestFlags::ONESHOT);
+    let _r = core.request_irq(irq, req).unwrap();
+    for n in 1..=3 {
+        core.handle_irq(irq).unwrap();
+        assert_eq!(threads.load(Ordering::SeqCst), n);
+    }
+    assert_eq!(*core.platform().events.lock().unwrap(), vec![]);
+    assert_eq!(pic.masked.load(Ordering::SeqCst) & (1 << 5), 0, "unmasked");
+}

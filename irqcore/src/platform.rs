@@ -183,8 +183,10 @@ pub enum IrqEvent {
     /// A per-CPU interrupt arrived on a CPU without a handler and was
     /// disabled there.
     SpuriousPerCpu(IrqNumber, CpuId),
-    /// A CPU went down and no CPU of the irq's affinity was left online: it
-    /// was moved to any online CPU.
+    /// A CPU went down and no CPU of the irq's affinity was left online, or
+    /// none of those left had room for it (the chip answered
+    /// [`ChipError::NoSpace`](crate::ChipError::NoSpace)): it was moved to
+    /// any online CPU.
     AffinityBroken(IrqNumber),
     /// A [`Registration`](crate::Registration) was dropped where the handler
     /// cannot be freed (in interrupt context, see

@@ -368,8 +368,12 @@ impl<P: Platform> IrqCore<P> {
             chip.mask(&d);
         }
         let r = match chip.set_affinity(&d, &target, true) {
+            // No room on the CPUs it should go to: any online CPU rather
+            // than a line left on a dead one. That breaks the affinity as
+            // surely as no CPU of it being online (Linux reports both).
             Err(crate::error::ChipError::NoSpace) if target != *after => {
                 wanted = *after;
+                broken = true;
                 chip.set_affinity(&d, after, true)
             }
             r => r,

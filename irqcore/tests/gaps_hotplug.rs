@@ -145,3 +145,83 @@ fn a_chip_callback_taking_another_descriptor_lock_is_refused() {
     let _ = chip.other.set(b);
     let _ = core.set_trigger(a, TriggerType::EdgeRising);
 }
+
+/// What an allocation from a thread playing another CPU returned; `None`
+/// if it had not answered within the bound (it waits for the sparse lock).
+type Answer = Option<Result<IrqNumber, IrqError>>;
+
+/// A `BringUp` ("dead") callback that, with the sparse lock held for the
+/// CPU being taken down, has that CPU allocate (it must be refused at
+/// once: the lock is held on its behalf) and starts a bystander CPU
+/// allocating (it must wait for the lock, not be refused).
+#[derive(Default)]
+struct AskTheDeadCpu {
+    core: std::sync::OnceLock<Arc<Core>>,
+    bystander: u32,
+    dead_answer: Mutex<Vec<Answer>>,
+    bystander_thread: Mutex<Option<std::thread::JoinHandle<Result<IrqNumber, IrqError>>>>,
+}
+impl HotplugCallback<TestPlatform> for AskTheDeadCpu {
+    fn name(&self) -> &str {
+        "ask-the-dead-cpu"
+    }
+    fn up(&self, _ctx: &HotplugCtx<'_, TestPlatform>) -> Result<(), IrqError> {
+        Ok(())
+    }
+    fn down(&self, ctx: &HotplugCtx<'_, TestPlatform>) {
+        let alloc_on = |cpu: u32| {
+            let core = self.core.get().unwrap().clone();
+            std::thread::spawn(move || {
+                set_cpu(cpu);
+                core.alloc_descs(IrqNumber(600), 1)
+            })
+        };
+        let bystander = alloc_on(self.bystander);
+        *self.bystander_thread.lock().unwrap() = Some(bystander);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dead = ctx.cpu.get();
+        let core = self.core.get().unwrap().clone();
+        std::thread::spawn(move || {
+            set_cpu(dead);
+            let _ = tx.send(core.alloc_descs(IrqNumber(700), 1));
+        });
+        // Bounded: the wrong answer is a wait for the lock we hold.
+        let answer = rx.recv_timeout(std::time::Duration::from_secs(2)).ok();
+        self.dead_answer.lock().unwrap().push(answer);
+    }
+}
+
+#[test]
+fn the_cpu_being_taken_down_is_refused_the_sparse_lock_held_for_it_and_only_it() {
+    // The dead phase walks descriptors with the sparse lock held on behalf
+    // of the CPU going away: that CPU (still executing until the kernel
+    // parks it) must get an error, not wait; any other CPU just waits.
+    bounded("cpu_down with a dead-phase allocation", || {
+        set_cpu(0);
+        let core = core_with_cpus(3);
+        let cb = Arc::new(AskTheDeadCpu {
+            bystander: 1,
+            ..AskTheDeadCpu::default()
+        });
+        let _ = cb.core.set(core.clone());
+        core.register_hotplug(CpuPhase::BringUp, cb.clone())
+            .unwrap();
+        let c = core.clone();
+        within(DEADLINE, "cpu_down(2)", move || {
+            set_cpu(0);
+            c.cpu_down(CpuId::of::<2>(), &ThreadCpus(c.clone()))
+        })
+        .unwrap();
+        let answers = cb.dead_answer.lock().unwrap().clone();
+        assert_eq!(
+            answers,
+            [Some(Err(IrqError::SparseLockHeldByCaller))],
+            "CPU 2 (going down) was not refused at once"
+        );
+        let bystander = cb.bystander_thread.lock().unwrap().take().unwrap();
+        let got = within(DEADLINE, "bystander allocation", move || {
+            bystander.join().unwrap()
+        });
+        assert!(got.is_ok(), "bystander CPU 1 refused: {got:?}");
+    });
+}

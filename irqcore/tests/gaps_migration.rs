@@ -394,16 +394,25 @@ fn a_managed_irq_is_restarted_only_by_a_cpu_of_its_own_mask() {
     let core = core_with_cpus(3);
     let (_chip, irq, _n) = managed_on_cpu_1(&core);
     cpu_down(&core, 1);
+    // The driver disables it too while it is shut down: two disables
+    // outstanding, the shutdown's and the driver's.
+    core.disable_irq(irq).unwrap();
+    assert_eq!(core.snapshot(irq).unwrap().depth, 2);
     cpu_down(&core, 2);
     cpu_up(&core, 2);
     let s = core.snapshot(irq).unwrap();
     assert!(
         s.line.contains(LineState::MANAGED_SHUTDOWN) && !s.line.contains(LineState::STARTED),
-        "restarted by CPU 2, outside its mask: {:?}",
+        "CPU 2, outside its mask, undid the shutdown: {:?}",
         s.line
     );
-    assert_eq!(s.depth, 1);
+    assert_eq!(s.depth, 2, "CPU 2 took back a disable");
+    // Its own CPU undoes the shutdown's disable, not the driver's.
     cpu_up(&core, 1);
+    let s = core.snapshot(irq).unwrap();
+    assert!(!s.line.contains(LineState::MANAGED_SHUTDOWN));
+    assert!(!s.line.contains(LineState::STARTED) && s.depth == 1);
+    core.enable_irq(irq).unwrap();
     let s = core.snapshot(irq).unwrap();
     assert!(s.line.contains(LineState::STARTED) && s.depth == 0);
 }

@@ -19,6 +19,14 @@ impl IrqReturn {
     /// The interrupt was handled.
     pub const HANDLED: IrqReturn = IrqReturn(1);
     /// Handled in part: wake the handler's thread for the rest.
+    ///
+    /// `HANDLED | WAKE_THREAD` wakes the thread too. Linux wakes it only
+    /// for exactly `IRQ_WAKE_THREAD` and silently drops the wake of the
+    /// combined value; irqcore does not drop a wake the handler asked
+    /// for. Spurious-interrupt accounting still tells the two apart: a
+    /// plain `WAKE_THREAD` leaves the verdict to the thread (deferred
+    /// detection, as in Linux), the combined value counts as handled at
+    /// once.
     pub const WAKE_THREAD: IrqReturn = IrqReturn(2);
 
     /// Whether any handler handled the interrupt (or woke a thread).

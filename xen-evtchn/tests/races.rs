@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{GUEST, PEER, guest, layer_for, layout, set_cpu};
+use common::{GUEST, PEER, guest, guest_on_core, layer_for, layout, set_cpu};
 use irqcore::{CpuId, CpuMask, DevId, IrqNumber, IrqRequest, IrqReturn};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -167,7 +167,19 @@ fn raise_after_the_selector_exchange_is_handled_in_the_next_pass() {
 /// followed by a handler run that saw it.
 #[test]
 fn stress_no_lost_edge_while_channels_move() {
-    let g = Arc::new(guest(2));
+    // Two vCPUs (CPUs 0 and 1) take upcalls; the mover runs as CPU 2 and
+    // the sender as CPU 3, two more CPUs the core knows but the domain has
+    // no vCPU for. Two threads must never claim the same CPU at once
+    // (`Platform::current_cpu`): the core's per-CPU read-side state is
+    // written only by its own CPU, without a locked instruction.
+    let g = Arc::new(guest_on_core(
+        2,
+        4,
+        2,
+        Config::default(),
+        layout(),
+        common::abi(),
+    ));
     const N: usize = 4;
     let sent: Arc<[AtomicU64; N]> = Arc::new(Default::default());
     let seen: Arc<[AtomicU64; N]> = Arc::new(Default::default());
@@ -209,7 +221,7 @@ fn stress_no_lost_edge_while_channels_move() {
         let chans_m = chans.clone();
         let stop_m = stop.clone();
         s.spawn(move || {
-            set_cpu(0);
+            set_cpu(2);
             let mut k = 0u32;
             while !stop_m.load(Ordering::SeqCst) {
                 let (_, _, irq) = chans_m[k as usize % N];
@@ -220,7 +232,7 @@ fn stress_no_lost_edge_while_channels_move() {
                 std::thread::yield_now();
             }
         });
-        set_cpu(0);
+        set_cpu(3);
         for round in 0..3000u64 {
             let i = (round as usize * 7) % N;
             sent[i].fetch_add(1, Ordering::SeqCst);
@@ -229,10 +241,15 @@ fn stress_no_lost_edge_while_channels_move() {
                 std::thread::yield_now();
             }
         }
-        // Let the vCPUs drain, then stop everyone.
+        // Let the vCPUs drain, then stop everyone. A handler run for an
+        // earlier event can already read the last `sent` value (it is
+        // bumped before the send), so `seen == sent` alone does not mean
+        // the last event was consumed: wait for the ports to be idle too.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while (0..N).any(|i| seen[i].load(Ordering::SeqCst) != sent[i].load(Ordering::SeqCst))
-            && std::time::Instant::now() < deadline
+        while (0..N).any(|i| {
+            seen[i].load(Ordering::SeqCst) != sent[i].load(Ordering::SeqCst)
+                || g.dom.is_pending(chans[i].1)
+        }) && std::time::Instant::now() < deadline
         {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }

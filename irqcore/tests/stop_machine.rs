@@ -472,3 +472,88 @@ fn stop_machine_from_a_cpu_while_another_cpu_handles_interrupts_in_prepare() {
         [(CpuId::of::<1>(), StopState::Prepare as u8)]
     );
 }
+
+#[test]
+fn while_a_call_runs_each_participant_and_only_it_is_marked() {
+    // `is_participant` is what lets the core refuse a waiting API called
+    // from inside the stopper (see context.rs): it must name exactly the
+    // CPUs that are spinning in this call, and no CPU once it is over.
+    let machine = SimMachine::new(6);
+    let p = machine.platform();
+    let sm = StopMachine::new();
+    let online = CpuMask::from_cpus((0..5).map(|c| CpuId::new(c).unwrap()));
+    assert!(!sm.is_busy());
+    let seen = sm
+        .stop_machine(&p, &online, &CpuMask::of(CpuId::of::<3>()), &|_| {
+            let marked: Vec<u32> = (0..6)
+                .filter(|&c| sm.is_participant(CpuId::new(c).unwrap()))
+                .collect();
+            (sm.is_busy(), marked)
+        })
+        .unwrap();
+    assert_eq!(seen, (true, vec![0, 1, 2, 3, 4]), "CPU 5 is not online");
+    assert!(!sm.is_busy());
+    for c in 0..6 {
+        assert!(
+            !sm.is_participant(CpuId::new(c).unwrap()),
+            "CPU {c} after the call"
+        );
+    }
+    assert!(!sm.is_participant(CpuId::new(200).unwrap()));
+}
+
+/// Runs `f` on CPUs 1 and 4 with the one named by `last` returning only
+/// after the other has returned; returns stop_machine's value.
+fn value_when_last_to_finish_is(last: u32) -> u32 {
+    let machine = SimMachine::new(5);
+    let p = machine.platform();
+    let sm = StopMachine::new();
+    let first_done = AtomicBool::new(false);
+    let r = sm.stop_machine(
+        &p,
+        &p.online_mask(),
+        &CpuMask::from_cpus([CpuId::of::<1>(), CpuId::of::<4>()]),
+        &|cpu| {
+            if cpu.get() == last {
+                spin_until("the other active CPU", || first_done.load(Ordering::SeqCst));
+                // Let the other CPU store its value first.
+                thread::sleep(Duration::from_millis(20));
+            } else {
+                first_done.store(true, Ordering::SeqCst);
+            }
+            cpu.get() * 10
+        },
+    );
+    r.unwrap()
+}
+
+#[test]
+fn the_lowest_numbered_active_cpus_value_wins_whichever_finishes_last() {
+    assert_eq!(value_when_last_to_finish_is(1), 10);
+    assert_eq!(value_when_last_to_finish_is(4), 10);
+}
+
+#[test]
+fn the_default_instance_disables_interrupts_in_two_phases() {
+    assert!(StopMachine::new().is_two_phase());
+    assert!(StopMachine::default().is_two_phase());
+    assert!(!StopMachine::with_one_phase_disable().is_two_phase());
+}
+
+#[test]
+fn errors_and_the_instance_print_what_they_are() {
+    assert_eq!(StopMachineError::Busy.to_string(), "Busy");
+    assert_eq!(
+        StopMachineError::CpuOffline(CpuId::of::<2>()).to_string(),
+        format!("CpuOffline({:?})", CpuId::of::<2>())
+    );
+    assert_eq!(
+        CpuDownError::<u8>::Stop(StopMachineError::LastOnlineCpu).to_string(),
+        "Stop(LastOnlineCpu)"
+    );
+    assert_eq!(CpuDownError::Dying(7u8).to_string(), "Dying(7)");
+    let shown = format!("{:?}", StopMachine::new());
+    assert!(shown.starts_with("StopMachine {"), "{shown}");
+    assert!(shown.contains("busy: false"), "{shown}");
+    assert!(shown.contains("TwoPhase"), "{shown}");
+}

@@ -49,6 +49,16 @@ pub enum ThreadWake {
 /// lock-order checker catches it in debug builds).
 pub trait Platform: Sync {
     /// The logical id of the CPU executing this call.
+    ///
+    /// Two contexts that run at the same time must never get the same id,
+    /// and a context must keep its id for the whole of any call into the
+    /// core (no migration inside it: pin the thread or disable
+    /// preemption). The core's per-CPU read-side state
+    /// ([`crate::grace`]) is written only by its own CPU, with plain
+    /// loads and stores on the dispatch path; two contexts sharing an id
+    /// corrupt it, and a grace period may then end while one of them
+    /// still reads what it protects. Test platforms that play CPUs with
+    /// threads must give each concurrently running thread its own id.
     fn current_cpu(&self) -> CpuId;
 
     /// Disables interrupts on the calling CPU and returns the previous state.

@@ -113,6 +113,12 @@ fn loom_fence() {
 /// whether it is inside the dispatcher, with the same single load.
 const IRQ_UNIT: u32 = 1 << 16;
 
+/// What a depth that cannot be (more sections left than entered, or a
+/// wrapped count) means in practice: a platform bug.
+const SHARED_CPU: &str = "irqcore: a CPU's read-side section depth is corrupt: two contexts \
+     that run at once claim the same CPU (Platform::current_cpu must be unique to the \
+     executing CPU and stable during a call)";
+
 /// One CPU's read-side state, padded to a cache line so that CPUs never
 /// share a line on the dispatch path.
 #[repr(align(64))]
@@ -153,7 +159,8 @@ impl CpuEpoch {
     #[inline(always)]
     fn begin(&self, unit: u32, light: bool) {
         let d = self.depth.load(Ordering::Relaxed);
-        self.depth.store(d + unit, Ordering::Relaxed);
+        debug_assert!(d.checked_add(unit).is_some(), "{}", SHARED_CPU);
+        self.depth.store(d.wrapping_add(unit), Ordering::Relaxed);
         if d == 0 {
             if light {
                 // Only this CPU writes `seq`.
@@ -233,6 +240,7 @@ impl CpuEpoch {
             self.seq.store(s.wrapping_add(1), Ordering::Release);
         }
         let rest = if entered {
+            debug_assert!(d >= unit, "{}", SHARED_CPU);
             d.wrapping_sub(unit)
         } else {
             d.saturating_sub(unit)

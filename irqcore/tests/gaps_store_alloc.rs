@@ -1,0 +1,116 @@
+//! The store's allocator (issue 17): first fit over the free ranges, the
+//! largest capacity, and allocation never waiting for a running handler.
+mod common;
+mod watchdog;
+use common::*;
+use irqcore::store::MAX_CAPACITY;
+use irqcore::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+use watchdog::bounded;
+
+fn core_with_capacity(capacity: u32) -> IrqCore<TestPlatform> {
+    let core = IrqCore::with_config(
+        TestPlatform::default(),
+        CoreConfig {
+            capacity,
+            nr_cpus: 2,
+        },
+    );
+    core.set_cpu_online(CpuId::BOOT, true).unwrap();
+    core
+}
+
+#[test]
+fn first_fit_skips_a_hole_at_the_start_that_is_too_small() {
+    set_cpu(0);
+    let core = core_with_capacity(64);
+    assert_eq!(core.alloc_descs(IrqNumber(0), 3), Ok(IrqNumber(0)));
+    assert_eq!(core.alloc_descs(IrqNumber(0), 1), Ok(IrqNumber(3)));
+    core.free_descs(IrqNumber(0), 3).unwrap();
+    // Free: [0, 3) and [4, 64). Five numbers fit only in the second.
+    assert_eq!(core.alloc_descs(IrqNumber(0), 5), Ok(IrqNumber(4)));
+    assert!(core.is_allocated(IrqNumber(3)));
+    assert!(!core.is_allocated(IrqNumber(0)));
+    // The hole is still there, whole, for what fits in it.
+    assert_eq!(core.alloc_descs(IrqNumber(0), 3), Ok(IrqNumber(0)));
+    assert_eq!(core.alloc_descs(IrqNumber(0), 1), Ok(IrqNumber(9)));
+}
+
+#[test]
+fn the_largest_capacity_reaches_its_last_number_and_no_further() {
+    set_cpu(0);
+    // The documented largest capacity: 1,048,576 irq numbers.
+    assert_eq!(MAX_CAPACITY, 1_048_576);
+    // Asking for more gets the largest capacity, not an error.
+    for capacity in [1_048_576, 1_048_576 + 5, u32::MAX] {
+        let core = core_with_capacity(capacity);
+        let last = IrqNumber(1_048_575);
+        core.alloc_desc_at(last).unwrap();
+        assert!(core.is_allocated(last));
+        assert!(core.alloc_desc_at(IrqNumber(MAX_CAPACITY)).is_err());
+        assert!(core.alloc_descs(last, 2).is_err(), "past the end");
+        core.free_descs(last, 1).unwrap();
+        assert_eq!(
+            core.alloc_descs(IrqNumber(MAX_CAPACITY - 8), 8),
+            Ok(IrqNumber(MAX_CAPACITY - 8))
+        );
+    }
+}
+
+#[test]
+fn allocating_does_not_wait_for_a_handler_running_on_another_cpu() {
+    // Linux's irq_alloc_descs does not synchronise with handlers: only
+    // freeing waits for a grace period. A handler still running elsewhere
+    // (here: until it sees the allocation) must not hold up an allocation
+    // with nothing to reclaim.
+    bounded("alloc beside a running handler", || {
+        set_cpu(0);
+        let core = core_with_cpus(2);
+        let irq = core.alloc_descs(IrqNumber(1), 1).unwrap();
+        core.set_chip(
+            irq,
+            vec![ChipLevel::new(RecordingChip::new(), HwIrq(1))],
+            FlowKind::Edge,
+        )
+        .unwrap();
+        let allocated = Arc::new(AtomicBool::new(false));
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let saw = Arc::new(AtomicBool::new(false));
+        let (a, seen) = (allocated.clone(), saw.clone());
+        let entered_tx = std::sync::Mutex::new(entered_tx);
+        let _r = core
+            .request_irq(
+                irq,
+                IrqRequest::new(
+                    "waits",
+                    Arc::new(move |_| {
+                        entered_tx.lock().unwrap().send(()).unwrap();
+                        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                        while !a.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                            std::thread::yield_now();
+                        }
+                        seen.store(a.load(Ordering::SeqCst), Ordering::SeqCst);
+                        IrqReturn::HANDLED
+                    }),
+                ),
+            )
+            .unwrap();
+        let c = core.clone();
+        let cpu1 = std::thread::spawn(move || {
+            set_cpu(1);
+            c.handle_irq(irq).unwrap();
+        });
+        entered_rx.recv().unwrap();
+        // CPU 1 is inside its handler, in its read-side section.
+        let other = core.alloc_descs(IrqNumber(100), 1);
+        allocated.store(true, Ordering::SeqCst);
+        cpu1.join().unwrap();
+        assert!(other.is_ok());
+        assert!(
+            saw.load(Ordering::SeqCst),
+            "the allocation waited for the handler to leave"
+        );
+    });
+}

@@ -500,6 +500,13 @@ fn while_a_call_runs_each_participant_and_only_it_is_marked() {
         );
     }
     assert!(!sm.is_participant(CpuId::new(200).unwrap()));
+    // A call on one CPU: leaving clears that CPU's own mark.
+    let one = CpuMask::of(CpuId::of::<2>());
+    assert_eq!(
+        sm.stop_machine(&p, &one, &one, &|cpu| sm.is_participant(cpu)),
+        Ok(true)
+    );
+    assert!(!sm.is_participant(CpuId::of::<2>()));
 }
 
 /// Runs `f` on CPUs 1 and 4 with the one named by `last` returning only

@@ -114,3 +114,34 @@ fn allocating_does_not_wait_for_a_handler_running_on_another_cpu() {
         );
     });
 }
+
+#[test]
+fn freed_ranges_merge_with_free_neighbours_on_both_sides() {
+    set_cpu(0);
+    // Freed in either order, two neighbouring blocks and the free space
+    // after them make one range again: a block as large as all of it fits
+    // at the start.
+    for a_first in [true, false] {
+        let core = core_with_capacity(64);
+        let a = core.alloc_descs(IrqNumber(0), 4).unwrap();
+        let b = core.alloc_descs(IrqNumber(0), 4).unwrap();
+        assert_eq!((a, b), (IrqNumber(0), IrqNumber(4)));
+        let (first, second) = if a_first { (a, b) } else { (b, a) };
+        core.free_descs(first, 4).unwrap();
+        core.free_descs(second, 4).unwrap();
+        assert_eq!(
+            core.alloc_descs(IrqNumber(0), 64),
+            Ok(IrqNumber(0)),
+            "a_first: {a_first}"
+        );
+    }
+    // A block freed between two free ranges joins both.
+    let core = core_with_capacity(64);
+    let a = core.alloc_descs(IrqNumber(0), 4).unwrap();
+    let b = core.alloc_descs(IrqNumber(0), 4).unwrap();
+    let c = core.alloc_descs(IrqNumber(0), 4).unwrap();
+    core.free_descs(a, 4).unwrap();
+    core.free_descs(c, 4).unwrap();
+    core.free_descs(b, 4).unwrap();
+    assert_eq!(core.alloc_descs(IrqNumber(0), 64), Ok(IrqNumber(0)));
+}

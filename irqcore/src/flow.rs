@@ -38,6 +38,25 @@ use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 use spin::MutexGuard;
 
+/// Line states that send an edge or fasteoi arrival to the general flow:
+/// a disabled line (lazy disable: mark PENDING, mask), a per-CPU line
+/// (flowed elsewhere) and a deferred move to apply first.
+const FAST_PATH_REFUSED_STATES: LineState = LineState::DISABLED
+    .union(LineState::PER_CPU)
+    .union(LineState::MOVE_PENDING);
+
+/// Delivery flags that send an edge arrival to the general flow: a
+/// replay to finish, or a oneshot line whose threads hold it masked.
+const EDGE_GENERAL_DELIVERY: DeliveryFlags = DeliveryFlags::PENDING.union(DeliveryFlags::ONESHOT);
+
+/// Chips whose end of interrupt may come after the run ended, without the
+/// descriptor lock: a per-CPU EOI (the GIC's) or none at all.
+const EOI_WITHOUT_LOCK: ChipFlags = ChipFlags::EOI_PER_CPU.union(ChipFlags::NO_EOI);
+
+/// What an arrival that is handled consumes: a queued replay and a
+/// pending edge.
+const REPLAY_AND_PENDING: DeliveryFlags = DeliveryFlags::REPLAY.union(DeliveryFlags::PENDING);
+
 /// Which flow handler an irq uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -394,8 +413,7 @@ impl<P: Platform> IrqCore<P> {
         sec: &'s IrqSection<'_>,
     ) -> Option<&'s [Arc<crate::action::Action>]> {
         if desc.in_progress()
-            || g.line
-                .intersects(LineState::DISABLED | LineState::PER_CPU | LineState::MOVE_PENDING)
+            || g.line.intersects(FAST_PATH_REFUSED_STATES)
             || g.delivery.intersects(delivery)
         {
             return None;
@@ -458,12 +476,7 @@ impl<P: Platform> IrqCore<P> {
     #[inline(always)]
     fn flow_edge(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let mut g = desc.inner.lock();
-        let Some(actions) = Self::fast_path_actions(
-            desc,
-            &g,
-            DeliveryFlags::PENDING | DeliveryFlags::ONESHOT,
-            sec,
-        ) else {
+        let Some(actions) = Self::fast_path_actions(desc, &g, EDGE_GENERAL_DELIVERY, sec) else {
             return self.flow_edge_slow(desc, g, cpu, sec);
         };
         g.delivery.remove(DeliveryFlags::REPLAY);
@@ -582,7 +595,7 @@ impl<P: Platform> IrqCore<P> {
     fn flow_fasteoi(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
         let mut g = desc.inner.lock();
         let flags = g.chip_flags;
-        let actions = if flags.intersects(ChipFlags::EOI_PER_CPU | ChipFlags::NO_EOI) {
+        let actions = if flags.intersects(EOI_WITHOUT_LOCK) {
             Self::fast_path_actions(desc, &g, DeliveryFlags::ONESHOT, sec)
         } else {
             None
@@ -590,8 +603,7 @@ impl<P: Platform> IrqCore<P> {
         let Some(actions) = actions else {
             return self.flow_fasteoi_slow(desc, g, cpu, sec);
         };
-        g.delivery
-            .remove(DeliveryFlags::REPLAY | DeliveryFlags::PENDING);
+        g.delivery.remove(REPLAY_AND_PENDING);
         match self.handle_irq_event_fast(desc, g, cpu, actions) {
             None => {
                 if !flags.contains(ChipFlags::NO_EOI) {
@@ -642,7 +654,7 @@ impl<P: Platform> IrqCore<P> {
         // it (see `ChipFlags::EOI_PER_CPU`). Oneshot needs the lock for
         // its unmask decision.
         let flags = g.chip_flags;
-        let exit = if !oneshot && flags.intersects(ChipFlags::EOI_PER_CPU | ChipFlags::NO_EOI) {
+        let exit = if !oneshot && flags.intersects(EOI_WITHOUT_LOCK) {
             Exit::Unlocked
         } else {
             Exit::Locked

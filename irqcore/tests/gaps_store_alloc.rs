@@ -145,3 +145,55 @@ fn freed_ranges_merge_with_free_neighbours_on_both_sides() {
     core.free_descs(b, 4).unwrap();
     assert_eq!(core.alloc_descs(IrqNumber(0), 64), Ok(IrqNumber(0)));
 }
+
+#[test]
+fn numbers_on_both_sides_of_every_table_boundary_are_distinct_descriptors() {
+    // The store keeps numbers below 1,024 in an inline chunk and the rest
+    // in chunks of 1,024 under a top-level table; counters live in groups
+    // per chunk. Each number must reach its own descriptor, handler and
+    // counters, whichever chunk and group it falls in.
+    set_cpu(0);
+    let core = core_with_capacity(1 << 20);
+    let irqs = [
+        0u32, 1, 1023, 1024, 1025, 2047, 2048, 3071, 3072, 65_541, 1_048_575,
+    ];
+    let mut regs = Vec::new();
+    let mut counters = Vec::new();
+    for (k, &n) in irqs.iter().enumerate() {
+        let irq = IrqNumber(n);
+        core.alloc_desc_at(irq).unwrap();
+        core.set_chip(
+            irq,
+            vec![ChipLevel::new(RecordingChip::new(), HwIrq(u64::from(n)))],
+            FlowKind::Edge,
+        )
+        .unwrap();
+        let (count, h) = counting();
+        regs.push(core.request_irq(irq, IrqRequest::new("n", h)).unwrap());
+        counters.push(count);
+        for _ in 0..=k {
+            core.handle_irq(irq).unwrap();
+        }
+    }
+    for (k, &n) in irqs.iter().enumerate() {
+        let want = k as u64 + 1;
+        assert_eq!(counters[k].load(Ordering::SeqCst), want, "handler of {n}");
+        assert_eq!(
+            core.irq_count(IrqNumber(n), CpuId::BOOT),
+            want,
+            "count of {n}"
+        );
+    }
+    for &n in &[4095u32, 4096, 1_048_574] {
+        assert!(!core.is_allocated(IrqNumber(n)));
+        assert!(
+            core.handle_irq(IrqNumber(n)).is_err(),
+            "{n} has no descriptor"
+        );
+    }
+    drop(regs);
+    for &n in &irqs {
+        core.free_descs(IrqNumber(n), 1).unwrap();
+        assert!(!core.is_allocated(IrqNumber(n)));
+    }
+}

@@ -197,3 +197,79 @@ fn numbers_on_both_sides_of_every_table_boundary_are_distinct_descriptors() {
         assert!(!core.is_allocated(IrqNumber(n)));
     }
 }
+
+#[test]
+fn freeing_past_the_end_is_out_of_range() {
+    set_cpu(0);
+    let core = core_with_capacity(4096);
+    assert_eq!(
+        core.free_descs(IrqNumber(1), 4096),
+        Err(IrqError::OutOfRange(IrqNumber(1)))
+    );
+    assert_eq!(
+        core.free_descs(IrqNumber(4000), 200),
+        Err(IrqError::OutOfRange(IrqNumber(4000)))
+    );
+    // Inside the store but never allocated: a different error.
+    assert_eq!(
+        core.free_descs(IrqNumber(10), 2),
+        Err(IrqError::UnknownIrq(IrqNumber(10)))
+    );
+}
+
+/// Records every irq a hotplug phase walks.
+#[derive(Default)]
+struct Walker(std::sync::Mutex<Vec<IrqNumber>>);
+impl HotplugCallback<TestPlatform> for Walker {
+    fn name(&self) -> &str {
+        "walker"
+    }
+    fn up(&self, ctx: &hotplug::HotplugCtx<'_, TestPlatform>) -> Result<(), IrqError> {
+        let mut seen = self.0.lock().unwrap();
+        ctx.for_each_irq(&mut |irq| seen.push(irq))
+    }
+    fn down(&self, _ctx: &hotplug::HotplugCtx<'_, TestPlatform>) {}
+}
+
+#[test]
+fn a_hotplug_walk_visits_every_allocated_number_once_in_order() {
+    bounded("walk", || {
+        set_cpu(0);
+        let core = core_with_cpus(2);
+        let numbers = [3u32, 1023, 1024, 2500, 4095];
+        for &n in &numbers {
+            core.alloc_desc_at(IrqNumber(n)).unwrap();
+        }
+        let walker = Arc::new(Walker::default());
+        core.register_hotplug(CpuPhase::BringUp, walker.clone())
+            .unwrap();
+        let c = core.clone();
+        core.cpu_up(CpuId::of::<2>(), &ThreadCpus(c)).unwrap();
+        let seen = walker.0.lock().unwrap().clone();
+        assert_eq!(seen, numbers.map(IrqNumber).to_vec());
+    });
+}
+
+#[test]
+fn dropping_the_core_drops_every_descriptor_and_what_it_holds() {
+    set_cpu(0);
+    let chip = RecordingChip::new();
+    {
+        let core = core_with_capacity(1 << 20);
+        for n in [5u32, 1500, 70_000] {
+            core.alloc_desc_at(IrqNumber(n)).unwrap();
+            core.set_chip(
+                IrqNumber(n),
+                vec![ChipLevel::new(chip.clone(), HwIrq(u64::from(n)))],
+                FlowKind::Level,
+            )
+            .unwrap();
+        }
+        assert_eq!(Arc::strong_count(&chip), 4);
+    }
+    assert_eq!(
+        Arc::strong_count(&chip),
+        1,
+        "a descriptor outlived its core"
+    );
+}

@@ -15,7 +15,7 @@ pub struct CoreConfig {
     /// Number of irq numbers the store can hold (at most 1,048,576).
     pub capacity: u32,
     /// Number of CPU ids the kernel may use (sizes the per-CPU counters of
-    /// every descriptor; at most [`MAX_CPUS`]).
+    /// every descriptor): 0, or more than [`MAX_CPUS`], means [`MAX_CPUS`].
     pub nr_cpus: u32,
 }
 

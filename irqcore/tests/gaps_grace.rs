@@ -21,7 +21,12 @@ fn interrupt_sections_are_sections_and_say_so() {
             "light: {light}"
         );
         e.enter(); // a process-context section inside (an API called from a handler)
-        assert!(e.in_irq());
+        e.enter();
+        assert!(
+            e.in_irq() && !e.in_nested_irq(),
+            "two API sections are no nested dispatch"
+        );
+        e.exit();
         e.exit();
         e.enter_irq(); // a nested dispatch
         assert!(e.in_nested_irq());

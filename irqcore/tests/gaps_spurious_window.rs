@@ -48,13 +48,7 @@ fn window_closed_by_a_handled_interrupt(flow: FlowKind, flags: RequestFlags) {
         Ok(true),
         "{flow:?} {flags:?}: the window ended on its 100,000th interrupt"
     );
-    assert!(
-        core.platform()
-            .events
-            .lock()
-            .unwrap()
-            .contains(&IrqEvent::SpuriousDisabled(irq))
-    );
+    assert!(reported(&core, IrqEvent::SpuriousDisabled(irq)));
 }
 
 #[test]

@@ -597,13 +597,7 @@ fn thread_storm(thread_result: IrqReturn) -> (Arc<Core>, IrqNumber) {
 fn a_threaded_handler_that_never_handles_is_caught_by_the_spurious_detector() {
     let (core, irq) = thread_storm(IrqReturn::NONE);
     assert!(core.is_spurious_disabled(irq).unwrap());
-    assert!(
-        core.platform()
-            .events
-            .lock()
-            .unwrap()
-            .contains(&IrqEvent::SpuriousDisabled(irq))
-    );
+    assert!(reported(&core, IrqEvent::SpuriousDisabled(irq)));
 }
 
 #[test]

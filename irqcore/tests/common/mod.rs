@@ -277,3 +277,8 @@ impl IrqHandler for Split {
         IrqReturn::HANDLED
     }
 }
+
+/// Whether the core reported `event` through the test platform.
+pub fn reported(core: &Core, event: IrqEvent) -> bool {
+    core.platform().events.lock().unwrap().contains(&event)
+}

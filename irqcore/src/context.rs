@@ -28,6 +28,7 @@ impl<P: Platform> Drop for IrqSave<'_, P> {
 /// and disabled, the acquisition recorded for the lock-order check.
 pub(crate) struct DescLock<'a, P: Platform> {
     desc: &'a IrqDesc,
+    core: &'a IrqCore<P>,
     // Field order is drop order: unlock, then record the release, then
     // restore interrupts.
     guard: spin::MutexGuard<'a, crate::desc::DescInner>,
@@ -41,7 +42,9 @@ impl<P: Platform> Drop for DescLock<'_, P> {
     /// holder changed (a deferred affinity change, a disable, ...) as it
     /// would have before the lock-free exit (see `IrqDesc::run`).
     fn drop(&mut self) {
-        self.desc.claim_attention();
+        if self.desc.claim_attention() {
+            self.core.kick_runner(self.desc, &mut self.guard);
+        }
     }
 }
 
@@ -85,6 +88,7 @@ impl<P: Platform> IrqCore<P> {
             .acquire(self.platform.current_cpu(), LockClass::Descriptor);
         DescLock {
             desc,
+            core: self,
             guard: desc.inner.lock(),
             _held: held,
             _irq: irq,

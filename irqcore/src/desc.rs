@@ -91,6 +91,14 @@ bitflags! {
         /// results, one interrupt late (Linux's deferred detection): armed
         /// on the first interrupt that only woke threads.
         const SPURIOUS_DEFERRED = 1 << 5;
+        /// A lock holder changed the descriptor while a run went on, on a
+        /// platform whose runs end with a plain store
+        /// ([`Platform::KICK_CPU`](crate::Platform::KICK_CPU)): the run may
+        /// have ended without seeing it, so its after-work is queued in the
+        /// resend queue (see [`crate::resend`]). Cleared by whoever does
+        /// that work: a run that ends under the lock, a run that starts
+        /// (it sees the change itself), or the drain.
+        const RECHECK = 1 << 6;
     }
 }
 
@@ -303,6 +311,19 @@ pub struct IrqDesc {
     ///   read: if `RUN_IN_PROGRESS` was still set, the running CPU will see
     ///   `RUN_ATTN` and take the lock; if it was clear, the run has ended
     ///   and nobody waits for the change.
+    ///
+    /// On a platform that can kick another CPU
+    /// ([`Platform::KICK_CPU`](crate::Platform::KICK_CPU)) the lock-free
+    /// end is a load (`RUN_ATTN` set: take the lock as above) and a plain
+    /// store of 0, which a `RUN_ATTN` set between the two overwrites. So a
+    /// lock holder on another CPU that found `RUN_IN_PROGRESS` also sets
+    /// [`DeliveryFlags::RECHECK`], queues the irq in the resend queue and
+    /// kicks the running CPU: the running CPU either saw `RUN_ATTN` (and
+    /// did the work under the lock, clearing `RECHECK`) or drains the queue
+    /// after its run, where its own store is visible to it, and does the
+    /// work there (model: `loom_edge_handoff`'s kicked variants). The
+    /// store-load fence the compare-exchange paid on every interrupt is
+    /// paid only by the rare lock holder that meets a run.
     pub(crate) run: core::sync::atomic::AtomicU32,
     /// Copy of `inner.flow` readable without the lock: the dispatcher picks
     /// the flow before taking the lock. Written under the lock; a stale read
@@ -389,6 +410,30 @@ impl IrqDesc {
     #[inline]
     pub(crate) fn in_progress(&self) -> bool {
         self.run.load(core::sync::atomic::Ordering::Acquire) & RUN_IN_PROGRESS != 0
+    }
+
+    /// Ends a run without the lock (see [`IrqDesc::run`]): false if a lock
+    /// holder flagged it (`RUN_ATTN`), and the caller must end it under
+    /// the lock. A compare-exchange, or with
+    /// [`Platform::KICK_CPU`](crate::Platform::KICK_CPU) a load and a
+    /// plain store (no locked instruction).
+    #[inline(always)]
+    pub(crate) fn end_run_unlocked<P: crate::Platform>(&self) -> bool {
+        use core::sync::atomic::Ordering::{Relaxed, Release};
+        if P::KICK_CPU {
+            if self.run.load(Relaxed) != RUN_IN_PROGRESS {
+                return false;
+            }
+            // Release: whoever sees the run over sees what the handlers
+            // did. A RUN_ATTN set since the load is lost here, and made
+            // good by its setter's kick (`IrqCore::kick_runner`).
+            self.run.store(0, Release);
+            true
+        } else {
+            self.run
+                .compare_exchange(RUN_IN_PROGRESS, 0, Release, Relaxed)
+                .is_ok()
+        }
     }
 
     /// With the descriptor lock held: whether a CPU runs the handlers, and

@@ -47,7 +47,16 @@ const FAST_PATH_REFUSED_STATES: LineState = LineState::DISABLED
 
 /// Delivery flags that send an edge arrival to the general flow: a
 /// replay to finish, or a oneshot line whose threads hold it masked.
-const EDGE_GENERAL_DELIVERY: DeliveryFlags = DeliveryFlags::PENDING.union(DeliveryFlags::ONESHOT);
+/// Also a change that a run may have ended without seeing
+/// ([`DeliveryFlags::RECHECK`]): the general flow's run takes it over.
+const EDGE_GENERAL_DELIVERY: DeliveryFlags = DeliveryFlags::PENDING
+    .union(DeliveryFlags::ONESHOT)
+    .union(DeliveryFlags::RECHECK);
+
+/// Delivery flags that send a fasteoi arrival to the general flow: a
+/// oneshot line, or a change a run may have ended without seeing.
+const FASTEOI_GENERAL_DELIVERY: DeliveryFlags =
+    DeliveryFlags::ONESHOT.union(DeliveryFlags::RECHECK);
 
 /// Chips whose end of interrupt may come after the run ended, without the
 /// descriptor lock: a per-CPU EOI (the GIC's) or none at all.
@@ -204,6 +213,8 @@ impl<P: Platform> IrqCore<P> {
             let ok = !g.line.contains(LineState::DISABLED) && !g.actions.is_empty();
             return (g, ok);
         }
+        // Refused: the caller leaves PENDING (or nothing) for the run.
+        self.kick_runner(desc, &mut g);
         (g, false)
     }
 
@@ -310,7 +321,10 @@ impl<P: Platform> IrqCore<P> {
         exit: Exit,
         sec: &IrqSection<'_>,
     ) -> Option<Guard<'a>> {
-        g.delivery.remove(DeliveryFlags::PENDING);
+        // A change an earlier run may have missed (RECHECK) is seen by
+        // this one, which starts after it.
+        g.delivery
+            .remove(DeliveryFlags::PENDING | DeliveryFlags::RECHECK);
         desc.run.store(RUN_IN_PROGRESS, Ordering::Relaxed);
         g.in_progress_cpu = cpu;
         let window_ends = Self::count_for_spurious(&mut g);
@@ -324,10 +338,7 @@ impl<P: Platform> IrqCore<P> {
             && (woken_mask == 0 || !oneshot)
             && ret.handled()
             && ret != IrqReturn::WAKE_THREAD
-            && desc
-                .run
-                .compare_exchange(RUN_IN_PROGRESS, 0, Ordering::Release, Ordering::Relaxed)
-                .is_ok()
+            && desc.end_run_unlocked::<P>()
         {
             return None;
         }
@@ -363,10 +374,7 @@ impl<P: Platform> IrqCore<P> {
         if !window_ends
             && ret.handled()
             && ret != IrqReturn::WAKE_THREAD
-            && desc
-                .run
-                .compare_exchange(RUN_IN_PROGRESS, 0, Ordering::Release, Ordering::Relaxed)
-                .is_ok()
+            && desc.end_run_unlocked::<P>()
         {
             return None;
         }
@@ -393,8 +401,10 @@ impl<P: Platform> IrqCore<P> {
             g.threads_oneshot |= woken_mask;
         }
         // Ends the run and drops a RUN_ATTN: what it flagged is read below
-        // and by the caller, under the lock.
+        // and by the caller, under the lock, so a queued RECHECK for it
+        // has nothing left to do.
         desc.run.store(0, Ordering::Release);
+        g.delivery.remove(DeliveryFlags::RECHECK);
         self.note_interrupt(desc, &mut g, ret);
         g
     }
@@ -524,6 +534,30 @@ impl<P: Platform> IrqCore<P> {
         self.move_pending(desc.irq, &mut g);
     }
 
+    /// The after-work of a run that ended with a plain store although a
+    /// lock holder on another CPU changed the descriptor meanwhile
+    /// ([`DeliveryFlags::RECHECK`], found by a drain once the run is over;
+    /// lock held): what the flow does after a run that ends under the lock,
+    /// but the EOI, which the running CPU did after its run.
+    pub(crate) fn after_unseen_change<'a>(
+        &self,
+        desc: &'a IrqDesc,
+        mut g: Guard<'a>,
+        cpu: CpuId,
+        sec: &IrqSection<'_>,
+    ) {
+        match desc.flow() {
+            FlowKind::Edge => self.flow_edge_after_run(desc, g, cpu, sec),
+            FlowKind::FastEoi => {
+                self.move_pending(desc.irq, &mut g);
+                if g.delivery.contains(DeliveryFlags::PENDING) {
+                    self.check_irq_resend(desc.irq, &mut g, false);
+                }
+            }
+            _ => self.move_pending(desc.irq, &mut g),
+        }
+    }
+
     /// The edge flow's runs, from the first (counted and acked by the
     /// caller) until no edge is pending.
     fn flow_edge_loop<'a>(
@@ -596,7 +630,7 @@ impl<P: Platform> IrqCore<P> {
         let mut g = desc.inner.lock();
         let flags = g.chip_flags;
         let actions = if flags.intersects(EOI_WITHOUT_LOCK) {
-            Self::fast_path_actions(desc, &g, DeliveryFlags::ONESHOT, sec)
+            Self::fast_path_actions(desc, &g, FASTEOI_GENERAL_DELIVERY, sec)
         } else {
             None
         };

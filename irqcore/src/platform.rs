@@ -44,8 +44,8 @@ pub enum ThreadWake {
 /// Contexts: every method may be called with local interrupts disabled and
 /// from interrupt context, except [`Platform::run_on_cpus`], which is called
 /// from process context only (stop-machine). No method is called with a
-/// core lock held, except [`Platform::report`] and
-/// [`Platform::cpu_relax`]: those must not call back into the core (the
+/// core lock held, except [`Platform::report`], [`Platform::cpu_relax`]
+/// and [`Platform::kick_cpu`]: those must not call back into the core (the
 /// lock-order checker catches it in debug builds).
 pub trait Platform: Sync {
     /// The logical id of the CPU executing this call.
@@ -126,6 +126,46 @@ pub trait Platform: Sync {
     /// in this call's own wait loop, for two concurrent callers) keeps it
     /// from deadlocking.
     fn synchronize_cpus(&self) {}
+
+    /// Whether [`Platform::kick_cpu`] is implemented. When it is, a CPU that
+    /// ran an irq's handlers with the descriptor lock dropped ends the run
+    /// with a plain store instead of a compare-exchange (one locked
+    /// instruction less per edge or fasteoi interrupt), and a lock holder on
+    /// another CPU that changed the descriptor while the run went on (an
+    /// arrival left PENDING, the line was disabled or moved, a resend was
+    /// folded in) queues the run's after-work in the core's resend queue
+    /// and kicks the running CPU, which may have ended its run without
+    /// seeing the change. Whichever CPU drains the queue first once the run
+    /// is over does that work (see [`crate::resend`]). Default: false (the
+    /// compare-exchange; `kick_cpu` is never called).
+    const KICK_CPU: bool = false;
+
+    /// Interrupts `cpu` so that it drains the core's resend queue: `cpu`
+    /// must take an interrupt after this call whose dispatch goes through
+    /// [`IrqCore::handle_irq`](crate::IrqCore::handle_irq) (which drains the
+    /// queue on its way out) or calls
+    /// [`IrqCore::run_resends`](crate::IrqCore::run_resends). A self-IPI
+    /// to `cpu` on a vector whose handler is an irqcore irq (the resend IPI
+    /// of [`Platform::schedule_resend`] serves) is the usual
+    /// implementation; what the caller wrote before the call must be
+    /// visible to `cpu` when it takes the interrupt (a fence before the
+    /// IPI register write, as every cross-CPU call needs). `cpu` may be the
+    /// caller's own CPU.
+    ///
+    /// Called with a descriptor lock held and local interrupts off, from
+    /// any context: it must only send the interrupt, never wait for it
+    /// and never call back into the core. Only called when
+    /// [`Platform::KICK_CPU`] is true.
+    ///
+    /// A platform that cannot interrupt another CPU may still set
+    /// `KICK_CPU` and do nothing here: the after-work then waits for the
+    /// next `handle_irq` on any CPU, as a software resend does with the
+    /// default [`Platform::schedule_resend`] (an edge that arrived in the
+    /// few instructions between another CPU's last look at the descriptor
+    /// and the end of its run is handled that late).
+    fn kick_cpu(&self, cpu: CpuId) {
+        let _ = cpu;
+    }
 
     /// Runs every cross-CPU function call (IPI callback) still queued for the
     /// calling CPU. Called on a dying CPU with interrupts off, inside

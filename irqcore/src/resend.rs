@@ -220,7 +220,7 @@ impl<P: Platform> IrqCore<P> {
                     .inner
                     .lock()
                     .delivery
-                    .contains(DeliveryFlags::SW_RESEND);
+                    .intersects(DeliveryFlags::SW_RESEND | DeliveryFlags::RECHECK);
                 if queued {
                     self.resend_one(desc, cpu, sec);
                 }
@@ -237,6 +237,12 @@ impl<P: Platform> IrqCore<P> {
     /// way out of `handle_irq`, where waiting for another CPU's flow could
     /// only add latency, or hang a CPU that runs both).
     fn resend_one(&self, desc: &IrqDesc, cpu: CpuId, sec: &IrqSection<'_>) {
+        if P::KICK_CPU {
+            let g = desc.inner.lock();
+            if g.delivery.contains(DeliveryFlags::RECHECK) {
+                self.recheck(desc, g, cpu, sec);
+            }
+        }
         let run = {
             let mut g = desc.inner.lock();
             if !g.delivery.contains(DeliveryFlags::SW_RESEND) {
@@ -251,6 +257,7 @@ impl<P: Platform> IrqCore<P> {
             if desc.claim_attention() {
                 g.delivery.remove(DeliveryFlags::REPLAY);
                 g.delivery.insert(DeliveryFlags::PENDING);
+                self.kick_runner(desc, &mut g);
                 false
             } else {
                 true
@@ -263,6 +270,62 @@ impl<P: Platform> IrqCore<P> {
 }
 
 impl<P: Platform> IrqCore<P> {
+    /// With `desc`'s lock held, after [`IrqDesc::claim_attention`] found a
+    /// run going on: on a platform whose runs end with a plain store
+    /// ([`Platform::KICK_CPU`]), makes sure the run's after-work is done
+    /// even if the run ends without seeing `RUN_ATTN` (see
+    /// [`IrqDesc::run`]): sets [`DeliveryFlags::RECHECK`], queues the irq
+    /// and kicks the running CPU, whose drain after the run (its own end
+    /// visible to it) does the work if nobody did it before.
+    ///
+    /// Nothing to do for a run of the calling CPU itself (a handler that
+    /// changed its own line, or a nested interrupt): its end reads
+    /// `RUN_ATTN` after this, in program order. Nor when `RECHECK` is
+    /// already set: the running CPU was kicked for this run already (a
+    /// later run clears the flag when it starts, see
+    /// `IrqCore::handle_irq_event`), which keeps a process-context caller
+    /// that polls for the run's end from kicking it on every poll.
+    #[inline]
+    pub(crate) fn kick_runner(&self, desc: &IrqDesc, g: &mut DescInner) {
+        if !P::KICK_CPU {
+            return;
+        }
+        let runner = g.in_progress_cpu;
+        if runner == self.platform.current_cpu() || g.delivery.contains(DeliveryFlags::RECHECK) {
+            return;
+        }
+        g.delivery.insert(DeliveryFlags::RECHECK);
+        self.resend.mark(desc.irq);
+        self.platform.kick_cpu(runner);
+    }
+
+    /// A drain found [`DeliveryFlags::RECHECK`] (lock held in `g`): if the
+    /// flagged run is over, does what its end under the lock would have
+    /// done; if it still goes on, or its end is not visible here yet, puts
+    /// the irq back in the queue for the drain its CPU does afterwards
+    /// (and kicks that CPU again, unless it is this one: the kick may have
+    /// found the queue empty while this drain held the entry).
+    #[cold]
+    #[inline(never)]
+    fn recheck(
+        &self,
+        desc: &IrqDesc,
+        mut g: spin::MutexGuard<'_, DescInner>,
+        cpu: CpuId,
+        sec: &IrqSection<'_>,
+    ) {
+        if desc.in_progress() {
+            self.resend.mark(desc.irq);
+            let runner = g.in_progress_cpu;
+            if runner != cpu {
+                self.platform.kick_cpu(runner);
+            }
+            return;
+        }
+        g.delivery.remove(DeliveryFlags::RECHECK);
+        self.after_unseen_change(desc, g, cpu, sec);
+    }
+
     /// Replays an event recorded as PENDING: hardware retrigger if a chip
     /// of the stack can, software resend through the platform otherwise.
     /// Level lines are never resent (the hardware re-asserts them).

@@ -5,7 +5,8 @@
 //! -p irqcore-loom-models --release --test loom_edge_handoff` (`-- --nocapture` shows
 //! the number of explored executions of each model and how often the
 //! handoff paths were taken). The models are explored exhaustively (no
-//! preemption bound; each takes about a second or less).
+//! preemption bound) but for the kicked two-edges one, bounded at six
+//! preemptions; the longest takes a minute or two.
 //!
 //! # What is modelled
 //!
@@ -25,6 +26,7 @@
 //! | `may_run_here`: free if !IN_PROGRESS; the live-lock case (edge, single target = this CPU, in progress on another CPU) drops the lock and `cpu_relax`es until IN_PROGRESS clears; otherwise refuse | [`may_run_here`] (`cpu_relax` is a loom yield) |
 //! | `handle_irq_event`: clear PENDING, store RUN_IN_PROGRESS in `IrqDesc::run` (and `in_progress_cpu`), drop the lock, run the actions; edge: end the run with a compare-exchange RUN_IN_PROGRESS -> 0 without the lock, or, if RUN_ATTN is set, retake the lock and clear `run` there; level: always the latter | [`handle_irq_event`]; the one action is [`run_handler`] |
 //! | `IrqDesc::claim_attention` (in `may_run_here`): no run, or set RUN_ATTN with `fetch_or` and use the old RUN_IN_PROGRESS | [`claim_attention`] |
+//! | with `Platform::KICK_CPU` (`Flow::EdgeKicked`): `IrqDesc::end_run_unlocked` is a load (RUN_ATTN: end under the lock) and a plain store; `IrqCore::kick_runner` (refused arrival, run on another CPU, no RECHECK yet) sets RECHECK, queues the irq and kicks the running CPU; `handle_irq` drains the queue on its way out (`resend_one`'s `IrqCore::recheck`: run going on, queue again and kick its CPU unless it is this one; run over, clear RECHECK and do `after_unseen_change`); a CPU takes a kick when its interrupts are on again, and once more after every CPU has returned (an IPI still on its way) | [`handle_irq_event`], [`kick_runner`], [`drain`], [`take_kick`] |
 //! | `flow_level` (the broken variant): `mask_ack`; `may_run_here(.., edge = false)`; return if refused; `handle_irq_event`; `cond_unmask` | [`flow_level`] |
 //!
 //! Not modelled: the line stays enabled with one handler throughout, so the
@@ -51,6 +53,14 @@
 //! * The correct-flow tests also assert that the paths under test were
 //!   taken in some execution (an arrival left PENDING and the running CPU
 //!   ran the handler again; in the migrated variant, the live-lock wait).
+//! * The kicked variants also assert that no RECHECK is left undone, and
+//!   can fail: without the kick, a drain that reads the run as still going
+//!   queues the work again and no CPU comes back for it.
+//! * loom 0.7 can let a plain `store` that races with another thread's
+//!   read-modify-write of the same atomic drop out of the history (loom
+//!   issues #254 and #389: executions coherence forbids). The kicked
+//!   variants' racing stores are therefore swaps whose old value is
+//!   ignored, which keep every interleaving a plain store has.
 //! * The model can fail: a lock-free exit that ignores RUN_ATTN, or an
 //!   arrival that reads RUN_IN_PROGRESS without setting RUN_ATTN, loses an
 //!   edge; the level flow applied to the same edges (the
@@ -82,6 +92,8 @@ struct DescState {
     in_progress_cpu: usize,
     /// The effective affinity when it is a single CPU (`None`: several).
     single_target: Option<usize>,
+    /// `DeliveryFlags::RECHECK` (kicked variants).
+    recheck: bool,
 }
 
 /// Which flow handler the CPUs run.
@@ -99,6 +111,21 @@ enum Flow {
     /// `flow_edge` whose "in progress elsewhere" check reads
     /// RUN_IN_PROGRESS without setting RUN_ATTN: must lose an edge.
     EdgeNoAttention,
+    /// `flow_edge` on a platform with `Platform::KICK_CPU`: the lock-free
+    /// exit is a load and a plain store; an arrival that found the run
+    /// going sets RECHECK, queues the irq and kicks the running CPU, and
+    /// every CPU drains the queue on its way out of `handle_irq`.
+    EdgeKicked,
+    /// [`Flow::EdgeKicked`] without the kick (RECHECK queued, nobody told):
+    /// must lose an edge, since no CPU is guaranteed to see the run over.
+    EdgeKickedNoKick,
+}
+
+impl Flow {
+    /// Whether the lock-free exit is the kicked one (a plain store).
+    fn kicked(self) -> bool {
+        matches!(self, Flow::EdgeKicked | Flow::EdgeKickedNoKick)
+    }
 }
 
 /// The `seeds/004` choreography: the second edge is raised (on CPU 1) only
@@ -128,6 +155,10 @@ struct Desc {
     flow: Flow,
     choreo: Option<Choreo>,
     cov: std::sync::Arc<Coverage>,
+    /// The resend queue (one irq: queued or not).
+    queued: AtomicBool,
+    /// Per CPU: a kick (`Platform::kick_cpu`) not yet taken.
+    kicked: [AtomicBool; 2],
 }
 
 /// How often the interesting paths were taken, over all executions (plain
@@ -147,6 +178,11 @@ struct Coverage {
     locked_exits: std::sync::atomic::AtomicUsize,
     /// An edge was raised while the line was masked.
     dropped: std::sync::atomic::AtomicUsize,
+    /// A drain found RECHECK with the run over and did its after-work.
+    rechecks: std::sync::atomic::AtomicUsize,
+    /// A drain found RECHECK with the run still going (or not yet seen
+    /// over) and queued it again.
+    requeues: std::sync::atomic::AtomicUsize,
 }
 
 impl Coverage {
@@ -234,7 +270,54 @@ fn may_run_here<'a>(d: &'a Desc, mut g: Guard<'a>, cpu: usize, edge: bool) -> (G
         let ok = !g.disabled;
         return (g, ok);
     }
+    kick_runner(d, &mut g, cpu);
     (g, false)
+}
+
+/// `IrqCore::kick_runner` (lock held, a run is going on).
+fn kick_runner(d: &Desc, g: &mut DescState, me: usize) {
+    if !d.flow.kicked() || g.in_progress_cpu == me || g.recheck {
+        return;
+    }
+    g.recheck = true;
+    d.queued.swap(true, SeqCst);
+    if d.flow != Flow::EdgeKickedNoKick {
+        d.kicked[g.in_progress_cpu].swap(true, SeqCst);
+    }
+}
+
+/// `IrqCore::drain_resends` with `resend_one`'s RECHECK part
+/// (`IrqCore::recheck`), on `cpu`.
+fn drain(d: &Desc, cpu: usize) {
+    if !d.queued.swap(false, SeqCst) {
+        return;
+    }
+    let mut g = d.lock.lock().unwrap();
+    if !g.recheck {
+        return;
+    }
+    if in_progress(d) {
+        Coverage::hit(&d.cov.requeues);
+        d.queued.swap(true, SeqCst);
+        if g.in_progress_cpu != cpu && d.flow != Flow::EdgeKickedNoKick {
+            d.kicked[g.in_progress_cpu].swap(true, SeqCst);
+        }
+        return;
+    }
+    Coverage::hit(&d.cov.rechecks);
+    g.recheck = false;
+    // `after_unseen_change` for the edge flow: `flow_edge_after_run`.
+    if g.pending && !g.disabled {
+        edge_loop(d, g, cpu, false);
+    }
+}
+
+/// The CPU takes a kick, if one is waiting (its interrupts are on again:
+/// the kick's interrupt goes through `handle_irq`, which drains).
+fn take_kick(d: &Desc, cpu: usize) {
+    if d.kicked[cpu].swap(false, SeqCst) {
+        drain(d, cpu);
+    }
 }
 
 /// `IrqCore::can_handle_actions` (one action, so only DISABLED counts).
@@ -256,6 +339,7 @@ fn handle_irq_event<'a>(
     unlocked_exit: bool,
 ) -> Option<Guard<'a>> {
     g.pending = false;
+    g.recheck = false;
     d.run.store(RUN_IN_PROGRESS, Relaxed);
     g.in_progress_cpu = cpu;
     drop(g);
@@ -265,6 +349,24 @@ fn handle_irq_event<'a>(
             d.run.store(0, Release);
             Coverage::hit(&d.cov.unlocked_exits);
             return None;
+        }
+        if d.flow.kicked() {
+            // `IrqDesc::end_run_unlocked` with KICK_CPU.
+            if d.run.load(Relaxed) == RUN_IN_PROGRESS {
+                // The plain store, as a swap whose old value is ignored: a
+                // RUN_ATTN set since the load is overwritten all the same.
+                // (loom 0.7 lets this thread read back an older value after
+                // a plain store when another thread's fetch_or races with
+                // it, which coherence forbids; the swap keeps it honest.)
+                d.run.swap(0, Release);
+                Coverage::hit(&d.cov.unlocked_exits);
+                return None;
+            }
+            Coverage::hit(&d.cov.locked_exits);
+            let mut g = d.lock.lock().unwrap();
+            d.run.store(0, Release);
+            g.recheck = false;
+            return Some(g);
         }
         if d.run
             .compare_exchange(RUN_IN_PROGRESS, 0, Release, Relaxed)
@@ -291,7 +393,12 @@ fn flow_edge(d: &Desc, cpu: usize) {
         return;
     }
     // `ack`: no-op here.
-    let mut first = true;
+    edge_loop(d, g, cpu, true);
+}
+
+/// `IrqCore::flow_edge_loop` (from `flow_edge` with `first`, or from the
+/// after-work of a run that ended without seeing PENDING).
+fn edge_loop<'a>(d: &'a Desc, mut g: Guard<'a>, cpu: usize, mut first: bool) {
     loop {
         if g.pending && g.masked && !g.disabled {
             unmask(d, &mut g);
@@ -343,8 +450,16 @@ fn deliver(d: &Desc, cpu: usize) {
         Flow::Edge
         | Flow::EdgeWithoutInProgressCheck
         | Flow::EdgeBlindExit
-        | Flow::EdgeNoAttention => flow_edge(d, cpu),
+        | Flow::EdgeNoAttention
+        | Flow::EdgeKicked
+        | Flow::EdgeKickedNoKick => flow_edge(d, cpu),
         Flow::Level => flow_level(d, cpu),
+    }
+    if d.flow.kicked() {
+        // `handle_irq`'s way out: the queue, if anything is queued.
+        drain(d, cpu);
+        // Interrupts on again: a kick sent meanwhile is taken now.
+        take_kick(d, cpu);
     }
 }
 
@@ -361,12 +476,24 @@ enum Scenario {
 }
 
 fn model(flow: Flow, scenario: Scenario) -> std::sync::Arc<Coverage> {
+    model_bounded(flow, scenario, None)
+}
+
+/// [`model`] with loom's preemption bound (`None`: exhaustive).
+fn model_bounded(
+    flow: Flow,
+    scenario: Scenario,
+    preemption_bound: Option<usize>,
+) -> std::sync::Arc<Coverage> {
     let started = std::time::Instant::now();
     let executions = AtomicCounter::new();
     let counter = executions.clone();
     let cov = std::sync::Arc::new(Coverage::default());
     let cov2 = cov.clone();
-    let b = loom::model::Builder::new();
+    let mut b = loom::model::Builder::new();
+    if preemption_bound.is_some() {
+        b.preemption_bound = preemption_bound;
+    }
     b.check(move || {
         counter.bump();
         let d = Arc::new(Desc {
@@ -376,6 +503,7 @@ fn model(flow: Flow, scenario: Scenario) -> std::sync::Arc<Coverage> {
                 disabled: false,
                 in_progress_cpu: 0,
                 single_target: None,
+                recheck: false,
             }),
             run: AtomicU32::new(0),
             chip_masked: AtomicBool::new(false),
@@ -386,6 +514,8 @@ fn model(flow: Flow, scenario: Scenario) -> std::sync::Arc<Coverage> {
             flow,
             choreo: matches!(scenario, Scenario::Seed004 { .. }).then(Choreo::default),
             cov: cov2.clone(),
+            queued: AtomicBool::new(false),
+            kicked: [AtomicBool::new(false), AtomicBool::new(false)],
         });
         let d1 = d.clone();
         let cpu1 = loom::thread::spawn(move || match scenario {
@@ -420,6 +550,11 @@ fn model(flow: Flow, scenario: Scenario) -> std::sync::Arc<Coverage> {
             raise_and_deliver(&d, 0);
         }
         cpu1.join().unwrap();
+        // Kicks still on their way are taken later: each CPU drains then.
+        if flow.kicked() {
+            take_kick(&d, 0);
+            take_kick(&d, 1);
+        }
 
         let last = d.raised.load(SeqCst);
         let covered = d.covered.load(SeqCst);
@@ -433,6 +568,7 @@ fn model(flow: Flow, scenario: Scenario) -> std::sync::Arc<Coverage> {
             "left in progress or pending"
         );
         assert!(!g.masked, "left masked");
+        assert!(!g.recheck, "a RECHECK was left undone");
     });
     let n = executions.get();
     println!(
@@ -537,4 +673,61 @@ fn level_flow_loses_an_edge() {
 #[should_panic(expected = "double run")]
 fn edge_without_in_progress_check_runs_twice() {
     model(Flow::EdgeWithoutInProgressCheck, Scenario::EdgesPerCpu(1));
+}
+
+/// `Platform::KICK_CPU`: the run ends with a load and a plain store. Each
+/// CPU takes one edge; an arrival that meets the run sets RECHECK and
+/// kicks the running CPU, and whichever drain finds the run over does the
+/// after-work (runs the handler for the PENDING edge).
+#[test]
+fn edge_kicked_one_edge_per_cpu() {
+    let cov = model(Flow::EdgeKicked, Scenario::EdgesPerCpu(1));
+    assert!(Coverage::get(&cov.handoffs) > 0 && Coverage::get(&cov.reruns) > 0);
+    assert!(Coverage::get(&cov.rechecks) > 0);
+}
+
+/// Preemptions explored in [`edge_kicked_two_edges_per_cpu`]: the drains
+/// and kicks make the exhaustive search of two edges per CPU run for
+/// hours; the one-edge and seed variants are exhaustive.
+const KICKED_TWO_EDGES_PREEMPTIONS: usize = 6;
+
+/// The kicked exit with two edges per CPU: both ways out of a run, the
+/// RECHECK done by a drain and queued again while the run went on.
+#[test]
+fn edge_kicked_two_edges_per_cpu() {
+    let cov = model_bounded(
+        Flow::EdgeKicked,
+        Scenario::EdgesPerCpu(2),
+        Some(KICKED_TWO_EDGES_PREEMPTIONS),
+    );
+    assert!(Coverage::get(&cov.handoffs) > 0 && Coverage::get(&cov.reruns) > 0);
+    assert!(Coverage::get(&cov.unlocked_exits) > 0 && Coverage::get(&cov.locked_exits) > 0);
+    assert!(Coverage::get(&cov.rechecks) > 0 && Coverage::get(&cov.requeues) > 0);
+}
+
+/// `seeds/004` with the kicked exit.
+#[test]
+fn edge_kicked_seed004_reraised_while_handler_runs() {
+    let cov = model(Flow::EdgeKicked, Scenario::Seed004 { migrated: false });
+    assert!(Coverage::get(&cov.handoffs) > 0 && Coverage::get(&cov.reruns) > 0);
+}
+
+/// `seeds/004`, migrated, with the kicked exit: the live-lock wait still
+/// replaces the handoff.
+#[test]
+fn edge_kicked_seed004_migrated_then_reraised() {
+    let cov = model(Flow::EdgeKicked, Scenario::Seed004 { migrated: true });
+    assert!(Coverage::get(&cov.waits) > 0);
+}
+
+/// The kick is needed: with RECHECK queued but the running CPU never
+/// told, a drain that reads the run as still going leaves the work queued
+/// and no CPU comes back for it.
+#[test]
+#[should_panic(expected = "lost edge")]
+fn edge_kicked_without_kick_loses_an_edge() {
+    model(
+        Flow::EdgeKickedNoKick,
+        Scenario::Seed004 { migrated: false },
+    );
 }

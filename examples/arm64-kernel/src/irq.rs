@@ -269,6 +269,13 @@ pub fn enable_local_ipis() -> Result<(), irqcore::IrqError> {
 
 /// Sends SGI `n` to the CPUs of `targets`.
 pub fn send_sgi(n: u32, targets: &CpuMask) {
+    // SAFETY: a barrier only, no memory access. A DMB does not order the
+    // GICv3 `ICC_SGI1R_EL1` system-register write after earlier
+    // normal-memory stores; the DSB completes those stores (a queued
+    // cross-call, a queued resend or kick) before the SGI can reach its
+    // targets, as Linux's GICv3 driver does before the same write. It
+    // also covers GICv2's memory-mapped `GICD_SGIR`.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
     if let (Some(g), Some(id)) = (gic(), IntId::sgi(n))
         && g.send_sgi(id, SgiTarget::Cpus(targets)).is_err()
     {

@@ -148,6 +148,18 @@ impl Platform for KernelPlatform {
         smp::synchronize_cpus();
     }
 
+    /// Runs end with a plain store; a lock holder that changed a running
+    /// irq kicks the running CPU with the resend IPI, whose dispatch
+    /// drains irqcore's queue on its way out.
+    const KICK_CPU: bool = true;
+
+    fn kick_cpu(&self, cpu: CpuId) {
+        // What the caller wrote (the queued irq) must be visible to `cpu`
+        // before it takes the IPI: each architecture's `send_ipi` orders
+        // normal-memory stores before its interrupt register write.
+        arch().send_ipi(Ipi::Resend, &CpuMask::of(cpu));
+    }
+
     fn run_on_cpus(&self, cpus: &CpuMask, work: &(dyn Fn(CpuId) + Sync)) {
         smp::run_on_cpus(cpus, work);
     }

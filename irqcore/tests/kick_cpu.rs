@@ -52,17 +52,7 @@ impl Platform for KickPlatform {
 type KickCore = IrqCore<KickPlatform>;
 
 fn core_with_cpus(n: u32) -> Arc<KickCore> {
-    let core = Arc::new(IrqCore::with_config(
-        KickPlatform::default(),
-        CoreConfig {
-            capacity: 64,
-            nr_cpus: 16,
-        },
-    ));
-    for c in 0..n {
-        core.set_cpu_online(CpuId::new(c).unwrap(), true).unwrap();
-    }
-    core
+    core_on(KickPlatform::default(), n)
 }
 
 fn edge_irq(core: &KickCore, flow: FlowKind) -> IrqNumber {
@@ -128,52 +118,68 @@ impl Gate {
     }
 }
 
-/// An edge that arrives on CPU 1 while CPU 0 runs the handlers is left
-/// PENDING, and CPU 0 is kicked (once by the arrival, once more by CPU 1's
-/// own drain, which finds the run still going); CPU 0 sees the arrival
-/// when its run ends, runs the handler again, and the kick then finds
-/// nothing left to do.
-fn arrival_while_running(flow: FlowKind) {
+/// A core with CPUs 0 and 1 and one irq of `flow` whose handler is
+/// gated: CPU 0 takes the irq and holds its first run while `on_cpu1`
+/// runs as CPU 1, then finishes it. Returns what `on_cpu1` returned (it
+/// must not assert: a failed assertion would leave CPU 0 waiting) and the
+/// gate, for the run count.
+fn while_cpu0_runs<T>(
+    flow: FlowKind,
+    on_cpu1: impl FnOnce(&KickCore, IrqNumber) -> T,
+) -> (Arc<KickCore>, IrqNumber, Arc<Gate>, T) {
     set_cpu(0);
     let core = core_with_cpus(2);
     let irq = edge_irq(&core, flow);
     let gate = Gate::new();
-    let _r = core
-        .request_irq(irq, IrqRequest::new("gated", gate.handler()))
-        .unwrap();
-    std::thread::scope(|s| {
+    core.request_irq_raw(
+        irq,
+        IrqRequest::new("gated", gate.handler()).dev_id(DevId(1)),
+    )
+    .unwrap();
+    let seen = std::thread::scope(|s| {
         let runner = s.spawn(|| {
             set_cpu(0);
             core.handle_irq(irq).unwrap();
         });
         gate.entered.wait();
         set_cpu(1);
-        core.handle_irq(irq).unwrap();
-        // Looked at while CPU 0 still runs, asserted once it is released
-        // (a failed assertion must not leave it waiting).
-        let seen = (
-            core.snapshot(irq).unwrap().delivery,
-            kicks(&core),
-            take_kick(&core, 1),
-        );
+        let seen = on_cpu1(&core, irq);
         gate.release.wait();
         runner.join().unwrap();
-        let (delivery, kicked, cpu1_kicked) = seen;
-        if flow == FlowKind::Edge {
-            assert!(
-                delivery.contains(DeliveryFlags::PENDING),
-                "the edge is left for the running CPU"
-            );
-        }
-        assert!(delivery.contains(DeliveryFlags::RECHECK), "{flow:?}");
-        assert_eq!(
-            kicked,
-            [0, 0],
-            "{flow:?}: the arrival kicks CPU 0, and so does CPU 1's drain"
-        );
-        assert!(!cpu1_kicked, "CPU 1 is never kicked");
+        seen
     });
     set_cpu(0);
+    (core, irq, gate, seen)
+}
+
+/// An edge that arrives on CPU 1 while CPU 0 runs the handlers is left
+/// PENDING, and CPU 0 is kicked (once by the arrival, once more by CPU 1's
+/// own drain, which finds the run still going); CPU 0 sees the arrival
+/// when its run ends, runs the handler again, and the kick then finds
+/// nothing left to do.
+fn arrival_while_running(flow: FlowKind) {
+    let (core, irq, gate, seen) = while_cpu0_runs(flow, |core, irq| {
+        core.handle_irq(irq).unwrap();
+        (
+            core.snapshot(irq).unwrap().delivery,
+            kicks(core),
+            take_kick(core, 1),
+        )
+    });
+    let (delivery, kicked, cpu1_kicked) = seen;
+    if flow == FlowKind::Edge {
+        assert!(
+            delivery.contains(DeliveryFlags::PENDING),
+            "the edge is left for the running CPU"
+        );
+    }
+    assert!(delivery.contains(DeliveryFlags::RECHECK), "{flow:?}");
+    assert_eq!(
+        kicked,
+        [0, 0],
+        "{flow:?}: the arrival kicks CPU 0, and so does CPU 1's drain"
+    );
+    assert!(!cpu1_kicked, "CPU 1 is never kicked");
     assert!(take_kick(&core, 0));
     let runs = gate.runs.load(Ordering::SeqCst);
     let snap = core.snapshot(irq).unwrap();
@@ -230,30 +236,14 @@ fn a_handler_changing_its_own_line_kicks_nobody() {
 /// and later ones find it queued.
 #[test]
 fn process_context_changes_kick_the_running_cpu_once() {
-    set_cpu(0);
-    let core = core_with_cpus(2);
-    let irq = edge_irq(&core, FlowKind::Edge);
-    let gate = Gate::new();
-    let _r = core
-        .request_irq(irq, IrqRequest::new("gated", gate.handler()))
-        .unwrap();
-    std::thread::scope(|s| {
-        let runner = s.spawn(|| {
-            set_cpu(0);
-            core.handle_irq(irq).unwrap();
-        });
-        gate.entered.wait();
-        set_cpu(1);
+    let (core, irq, gate, seen) = while_cpu0_runs(FlowKind::Edge, |core, irq| {
         for _ in 0..3 {
             core.disable_irq_nosync(irq).unwrap();
             core.enable_irq(irq).unwrap();
         }
-        let seen = (kicks(&core), recheck_left(&core, irq));
-        gate.release.wait();
-        runner.join().unwrap();
-        assert_eq!(seen, (vec![0], true), "one kick for six changes");
+        (kicks(core), recheck_left(core, irq))
     });
-    set_cpu(0);
+    assert_eq!(seen, (vec![0], true), "one kick for six changes");
     take_kick(&core, 0);
     assert!(
         !recheck_left(&core, irq),

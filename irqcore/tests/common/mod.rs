@@ -164,8 +164,13 @@ pub type Core = IrqCore<TestPlatform>;
 
 /// A core with CPUs 0..n online.
 pub fn core_with_cpus(n: u32) -> Arc<Core> {
+    core_on(TestPlatform::default(), n)
+}
+
+/// A core on `platform` with CPUs 0..n online.
+pub fn core_on<P: Platform>(platform: P, n: u32) -> Arc<IrqCore<P>> {
     let core = Arc::new(IrqCore::with_config(
-        TestPlatform::default(),
+        platform,
         CoreConfig {
             capacity: 4096,
             nr_cpus: 16,

@@ -213,8 +213,16 @@ impl<P: Platform> IrqCore<P> {
             let ok = !g.line.contains(LineState::DISABLED) && !g.actions.is_empty();
             return (g, ok);
         }
-        // Refused: the caller leaves PENDING (or nothing) for the run.
-        self.kick_runner(desc, &mut g);
+        // Refused: an edge, or a fasteoi/simple line that resends what
+        // arrives while busy, leaves PENDING for the run, which may end
+        // without seeing it. Others leave nothing (a level run also
+        // always ends under the lock).
+        let leaves_pending = edge
+            || (desc.flow() != FlowKind::Level
+                && g.line.contains(LineState::RESEND_WHEN_IN_PROGRESS));
+        if leaves_pending {
+            self.kick_runner(desc, &mut g);
+        }
         (g, false)
     }
 

@@ -211,6 +211,9 @@ fn fasteoi_arrival_while_running_kicks_nobody() {
     arrival_while_running(FlowKind::FastEoi, LineState::empty());
 }
 
+/// A level line kicks nobody even with `RESEND_WHEN_IN_PROGRESS` set: the
+/// level flow ignores that setting (the source stays asserted) and its
+/// runs always end under the lock.
 #[test]
 fn level_arrival_while_running_kicks_nobody() {
     arrival_while_running(FlowKind::Level, LineState::RESEND_WHEN_IN_PROGRESS);
